@@ -1,0 +1,3 @@
+from sseplay.cli import main
+
+main()

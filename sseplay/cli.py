@@ -1,0 +1,248 @@
+"""The ``sseplay`` command: flags -> option objects -> one call per command.
+
+This is the one place where errors become messages and exit codes. It must
+stay light: ``sseplay --help`` and ``sseplay tail`` never import the server
+stack (FastAPI, uvicorn, sse-starlette), so those imports live inside ``serve``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from sseplay import __version__
+from sseplay.errors import ExitCode, SseplayError, UsageError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Replay JSON event files as Server-Sent Events, and tail any SSE stream.",
+)
+
+ROUTE_NAME = re.compile(r"^/?[A-Za-z0-9._~-][A-Za-z0-9._~/-]*$")
+STDIN_NAME = "-"
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"sseplay {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Replay JSON event files as Server-Sent Events, and tail any SSE stream."""
+
+
+def fail(error: SseplayError) -> NoReturn:
+    """Report a known error as one line on stderr and exit with its code."""
+    sys.stderr.write(f"sseplay: error: {error}\n")
+    sys.stderr.flush()
+    raise SystemExit(int(error.exit_code))
+
+
+def _setup_logging(quiet: bool, verbose: bool) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # uvicorn's own start-up chatter is noise for a replay tool; keep its warnings.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "sse_starlette"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _split_route(argument: str, index: int, total: int, default_route: str) -> tuple[str, str]:
+    """``ROUTE=FILE`` or ``FILE``; an unnamed file gets ``--route`` when alone, else its stem."""
+    name, equals, path = argument.partition("=")
+    if equals and ROUTE_NAME.match(name) and not Path(argument).exists():
+        return "/" + name.strip("/"), path
+    if total == 1:
+        return default_route, argument
+    stem = "stdin" if argument == STDIN_NAME else Path(argument).name.split(".")[0]
+    return "/" + (stem or f"stream{index + 1}"), argument
+
+
+def _spool_stdin() -> Path:
+    """Standard input is read to its end before serving, into a temporary file, so that
+    it is served like any file (large input never sits in memory)."""
+    spool = tempfile.NamedTemporaryFile(prefix="sseplay-stdin-", suffix=".json", delete=False)
+    with spool:
+        shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+    return Path(spool.name)
+
+
+@app.command()
+def serve(
+    files: Annotated[
+        list[str],
+        typer.Argument(
+            help="Event files (JSON array or JSON Lines, .gz too; - for stdin). "
+            "ROUTE=FILE serves FILE at /ROUTE.",
+            show_default=False,
+        ),
+    ],
+    route: Annotated[str, typer.Option(help="Route of a single file.")] = "/events",
+    interval: Annotated[
+        float | None,
+        typer.Option(help="Seconds between events; 0 = as fast as the client reads. [default: 1]"),
+    ] = None,
+    time_field: Annotated[
+        str | None,
+        typer.Option(help="Field with each record's time: seconds, 00:05, 01:02:03 or ISO-8601."),
+    ] = None,
+    speed: Annotated[float, typer.Option(help="Play this many times faster.")] = 1.0,
+    max_gap: Annotated[
+        float | None, typer.Option(help="Cap every pause at this many seconds (after --speed).")
+    ] = None,
+    loop: Annotated[bool, typer.Option(help="Play forever; ids stay unique.")] = False,
+    data_field: Annotated[
+        str | None, typer.Option(help="Field (dotted path) sent as the data.")
+    ] = None,
+    event_field: Annotated[str | None, typer.Option(help="Field with the event type.")] = None,
+    event_type: Annotated[str | None, typer.Option(help="One event type for all.")] = None,
+    id_field: Annotated[
+        str | None, typer.Option(help="Field with the id. [default: position 1, 2, 3...]")
+    ] = None,
+    broadcast: Annotated[
+        bool, typer.Option(help="One shared timeline from server start for all clients.")
+    ] = False,
+    retry: Annotated[
+        int | None, typer.Option(help="Send retry: MS, the browser's reconnection delay.")
+    ] = None,
+    ping: Annotated[float, typer.Option(help="Seconds between heartbeat comments; 0 = off.")] = 15,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 = any free port.")] = 8000,
+    cors: Annotated[
+        list[str] | None,
+        typer.Option(help="Allowed origin (repeatable). [default: any origin]"),
+    ] = None,
+    once: Annotated[
+        bool, typer.Option(help="Exit 0 once the first client has received the whole replay.")
+    ] = False,
+    send_timeout: Annotated[
+        float, typer.Option(help="Cut off a client that takes no data for this many seconds.")
+    ] = 10.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log everything.")] = False,
+) -> None:
+    """Replay event files as SSE streams; prints each stream's URL when ready."""
+    try:
+        _serve(**locals())
+    except SseplayError as error:
+        fail(error)
+
+
+def _serve(
+    *,
+    files: list[str],
+    route: str,
+    interval: float | None,
+    time_field: str | None,
+    speed: float,
+    max_gap: float | None,
+    loop: bool,
+    data_field: str | None,
+    event_field: str | None,
+    event_type: str | None,
+    id_field: str | None,
+    broadcast: bool,
+    retry: int | None,
+    ping: float,
+    host: str,
+    port: int,
+    cors: list[str] | None,
+    once: bool,
+    send_timeout: float,
+    quiet: bool,
+    verbose: bool,
+) -> None:
+    from sseplay.model import field_problem
+    from sseplay.schedule import Plan, Timing
+    from sseplay.source import FieldMapping, load_event_file
+
+    for name, value, minimum in (
+        ("--interval", interval, 0.0),
+        ("--max-gap", max_gap, 0.0),
+        ("--retry", retry, 0),
+        ("--ping", ping, 0.0),
+    ):
+        if value is not None and value < minimum:
+            raise UsageError(f"{name} must be {minimum} or more, not {value}")
+    if speed <= 0 or send_timeout <= 0:
+        raise UsageError("--speed and --send-timeout must be more than 0")
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be 0 to 65535, not {port}")
+    if once and loop and not broadcast:
+        raise UsageError("--once waits for the end of the replay, and --loop never ends")
+    if event_type is not None and event_field is not None:
+        raise UsageError("use --event-type or --event-field, not both")
+    if event_type is not None and (problem := field_problem("event type", event_type)):
+        raise UsageError(f"--event-type: {problem}")
+    if files.count(STDIN_NAME) > 1:
+        raise UsageError("standard input (-) can be read only once")
+
+    _setup_logging(quiet, verbose)
+    mapping = FieldMapping(data_field, event_field, id_field, event_type, time_field)
+    timing = Timing(interval=interval, speed=speed, max_gap=max_gap, loop=loop)
+    routes: dict[str, str] = {}
+    for index, argument in enumerate(files):
+        path, file = _split_route(argument, index, len(files), "/" + route.strip("/"))
+        if path in routes:
+            raise UsageError(f"two files would be served at {path}: name them with ROUTE=FILE")
+        if path in ("/", "/healthz"):
+            raise UsageError(f"{path} is taken by sseplay itself: choose another route")
+        routes[path] = file
+
+    from sseplay.replay import Replay
+    from sseplay.server import AppOptions, ServerOptions, Stream, bind, serve, stream_urls
+
+    streams = []
+    for path, file in routes.items():
+        location = _spool_stdin() if file == STDIN_NAME else Path(file)
+        label = "<stdin>" if file == STDIN_NAME else file
+        event_file = load_event_file(label, location, mapping)
+        streams.append(Stream(path, label, Replay(event_file, Plan(event_file.count,
+                                                                  event_file.times, timing), retry)))
+
+    options = ServerOptions(
+        host=host,
+        port=port,
+        once=once,
+        app=AppOptions(
+            broadcast=broadcast,
+            ping=ping,
+            cors_origins=tuple(cors) if cors else ("*",),
+            send_timeout=send_timeout,
+        ),
+    )
+    sock = bind(host, port)
+
+    def ready() -> None:
+        for url in stream_urls(sock, streams):
+            print(url, flush=True)
+
+    serve(streams, options, sock, ready)
+
+
+def main() -> None:
+    """Entry point of the ``sseplay`` script."""
+    try:
+        app()
+    except SseplayError as error:  # raised outside a command body, e.g. by a callback
+        fail(error)
+    except BrokenPipeError:
+        sys.exit(int(ExitCode.OK))

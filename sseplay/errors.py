@@ -1,0 +1,69 @@
+"""The one error tree of sseplay and the exit codes it maps to.
+
+Every failure a user can cause is one of these; ``cli.py`` turns them into a
+single line on stderr and the exit code named here.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    ERROR = 1  # the stream or the network failed (refused, bad status, TLS, ...)
+    USAGE = 2  # a wrong flag or argument (the same code click uses)
+    BAD_INPUT = 3  # an event file that cannot be served as it is
+    CANNOT_SERVE = 4  # the server could not start (port in use, bad address)
+    TIMED_OUT = 5  # tail --timeout fired first
+    IDLE_TIMED_OUT = 6  # tail --idle-timeout fired first
+    GAVE_UP = 7  # tail used up --max-retries reconnecting
+    ASSERTION_FAILED = 8  # the stream ended before --count / --until were met
+    INTERRUPTED = 130  # Ctrl-C during tail (128 + SIGINT, as shells report it)
+
+
+class SseplayError(Exception):
+    """Base of every error sseplay reports to the user."""
+
+    exit_code = ExitCode.ERROR
+
+
+class UsageError(SseplayError):
+    exit_code = ExitCode.USAGE
+
+
+class InputError(SseplayError):
+    """An event file that cannot be read or served, with where the problem is."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"{where}: {problem}")
+        self.where = where
+        self.problem = problem
+
+
+class CannotServe(SseplayError):
+    exit_code = ExitCode.CANNOT_SERVE
+
+
+class StreamError(SseplayError):
+    """The stream could not be read: connection, HTTP status, content type, size."""
+
+    exit_code = ExitCode.ERROR
+
+
+class TimedOut(SseplayError):
+    exit_code = ExitCode.TIMED_OUT
+
+
+class IdleTimedOut(SseplayError):
+    exit_code = ExitCode.IDLE_TIMED_OUT
+
+
+class GaveUp(SseplayError):
+    exit_code = ExitCode.GAVE_UP
+
+
+class AssertionFailed(SseplayError):
+    exit_code = ExitCode.ASSERTION_FAILED

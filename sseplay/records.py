@@ -1,0 +1,224 @@
+"""Splitting an event file into raw records: JSON arrays and JSON Lines, plain or gzip.
+
+Files may be far larger than memory, so records are found by streaming and
+decoded one at a time; a record is never kept longer than it takes to map it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import orjson
+
+Layout = Literal["array", "lines"]
+
+GZIP_MAGIC = b"\x1f\x8b"
+UTF8_BOM = b"\xef\xbb\xbf"
+CHUNK_SIZE = 1 << 20
+JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
+# Bytes read to tell a JSON array from JSON Lines; a minified array can be one huge line.
+SNIFF_LIMIT = 1 << 20
+
+_STRICT_DECODER = json.JSONDecoder()
+
+
+class Malformed(Exception):
+    """A record or the layout around it is not valid JSON, at a byte position."""
+
+    def __init__(self, position: int, problem: str) -> None:
+        super().__init__(problem)
+        self.position = position
+        self.problem = problem
+
+
+def loads(raw: bytes) -> Any:
+    """Decode one JSON value; orjson for speed, the standard library for what orjson refuses."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # orjson caps integers at 64 bits; any JSON number is a valid record.
+        return json.loads(raw)
+
+
+def is_gzip(path: Path) -> bool:
+    with path.open("rb") as probe:
+        return probe.read(2) == GZIP_MAGIC
+
+
+def open_binary(path: Path, compressed: bool) -> IO[bytes]:
+    if compressed:
+        return gzip.open(path, "rb")
+    return path.open("rb", buffering=CHUNK_SIZE)
+
+
+def sniff_layout(stream: IO[bytes]) -> Layout | None:
+    """Tell the layout from the content: None when there is no content at all.
+
+    A JSON array is one value: ``[`` first, and its first line either is not a
+    complete value (pretty-printed) or is the only content (minified). A first
+    line that is complete and followed by more is JSON Lines, even if it is an array.
+    """
+    head = stream.read(SNIFF_LIMIT)
+    stripped = head.removeprefix(UTF8_BOM).lstrip()
+    if not stripped:
+        return None
+    if not stripped.startswith(b"["):
+        return "lines"
+    first_line, newline, rest = stripped.partition(b"\n")
+    if not newline and len(head) == SNIFF_LIMIT:
+        return "array"  # one enormous line starting with "["
+    try:
+        orjson.loads(first_line)
+    except orjson.JSONDecodeError:
+        return "array"
+    more = rest.strip() or stream.read(SNIFF_LIMIT).strip()
+    return "lines" if more else "array"
+
+
+def iter_lines(stream: IO[bytes], start: int = 0) -> Iterator[tuple[int, int, bytes]]:
+    """Yield (byte offset, line number, line) of every non-blank line from ``start``.
+
+    Only LF ends a line: JSON forbids raw line breaks inside strings, and a CR
+    before the LF is JSON whitespace.
+    """
+    position = start
+    line_number = 0
+    for line in stream:
+        line_number += 1
+        if line_number == 1 and start == 0 and line.startswith(UTF8_BOM):
+            position += len(UTF8_BOM)
+            line = line[len(UTF8_BOM) :]
+        if line.strip():
+            yield position, line_number, line
+        position += len(line)
+
+
+class ArrayScanner:
+    """Find the elements of a top-level JSON array without decoding the whole file.
+
+    The bytes are read as Latin-1 so that one character is one byte: the JSON
+    structure is unchanged by that and the standard decoder finds where each
+    element ends at C speed. Each element is then decoded again as real UTF-8.
+    """
+
+    def __init__(self, stream: IO[bytes], start: int = 0) -> None:
+        self._stream = stream
+        self._buffer = b""
+        self._text = ""
+        self._cursor = 0  # index into the buffer of the next unread byte
+        self._base = start  # file offset of self._buffer[0]
+        self._eof = False
+        self._line = 1  # line number at self._counted, counted lazily for error messages
+        self._counted = 0
+
+    @property
+    def position(self) -> int:
+        return self._base + self._cursor
+
+    def _fill(self) -> bool:
+        """Read more, keeping the unread part; False at the end of the file."""
+        if self._eof:
+            return False
+        chunk = self._stream.read(max(CHUNK_SIZE, len(self._buffer)))
+        if not chunk:
+            self._eof = True
+            return False
+        self.line()
+        self._counted = 0
+        self._buffer = self._buffer[self._cursor :] + chunk
+        self._base += self._cursor
+        self._cursor = 0
+        self._text = self._buffer.decode("latin-1")
+        return True
+
+    def _skip_whitespace(self) -> str:
+        """Move past whitespace; the next character, or "" at the end of the file."""
+        while True:
+            match = JSON_WHITESPACE.match(self._text, self._cursor)
+            self._cursor = match.end() if match else self._cursor
+            if self._cursor < len(self._text):
+                return self._text[self._cursor]
+            if not self._fill():
+                return ""
+
+    def line(self) -> int:
+        self._line += self._buffer.count(b"\n", self._counted, self._cursor)
+        self._counted = self._cursor
+        return self._line
+
+    def open_array(self) -> None:
+        self._fill()
+        if self._buffer.startswith(UTF8_BOM):
+            self._cursor = len(UTF8_BOM)
+        if self._skip_whitespace() != "[":
+            raise Malformed(self.position, "expected '[' to open the array")
+        self._cursor += 1
+
+    def elements(self, at_open: bool = True) -> Iterator[tuple[int, int, bytes]]:
+        """Yield (byte offset, line number, element bytes) until the closing bracket.
+
+        ``at_open`` is False when resuming at a checkpoint, the start of an element.
+        """
+        if at_open and self._skip_whitespace() == "]":
+            self._cursor += 1
+            return
+        while True:
+            if not self._skip_whitespace():
+                raise Malformed(self.position, "the array is not closed: the file ends too early")
+            end = self._decode_end()
+            yield self.position, self.line(), self._buffer[self._cursor : end]
+            self._cursor = end
+            separator = self._skip_whitespace()
+            if not separator:
+                raise Malformed(self.position, "the array is not closed: the file ends too early")
+            if separator not in ",]":
+                raise Malformed(self.position, "expected ',' or ']' after a record")
+            self._cursor += 1
+            if separator == "]":
+                return
+
+    def _decode_end(self) -> int:
+        while True:
+            try:
+                _, end = _STRICT_DECODER.raw_decode(self._text, self._cursor)
+            except json.JSONDecodeError as error:
+                # The element may simply run past what has been read so far.
+                if self._fill():
+                    continue
+                raise Malformed(self._base + error.pos, error.msg) from None
+            # A number at the very end of the buffer may continue in the next chunk.
+            if end == len(self._text) and self._fill():
+                continue
+            return end
+
+    def trailing_content(self) -> bool:
+        return bool(self._skip_whitespace())
+
+
+def line_and_column(path: Path, compressed: bool, position: int) -> tuple[int, int]:
+    """1-based line and column of a byte position, counted only when reporting an error."""
+    line, last_newline, offset = 1, -1, 0
+    with open_binary(path, compressed) as stream:
+        while offset < position:
+            chunk = stream.read(min(CHUNK_SIZE, position - offset))
+            if not chunk:
+                break
+            count = chunk.count(b"\n")
+            if count:
+                line += count
+                last_newline = offset + chunk.rfind(b"\n")
+            offset += len(chunk)
+    return line, position - last_newline
+
+
+def read_all(stream: IO[bytes]) -> bytes:
+    buffer = io.BytesIO()
+    while chunk := stream.read(CHUNK_SIZE):
+        buffer.write(chunk)
+    return buffer.getvalue()

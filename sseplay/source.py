@@ -1,0 +1,478 @@
+"""Event files: validated once at start-up, then read back in ranges while serving.
+
+``load_event_file`` checks every record before a socket opens, so a bad file
+fails with ``file:line: what is wrong`` and never halfway through a replay. It
+keeps only what serving needs: a byte offset every ``CHECKPOINT_STRIDE``
+records, the time offsets of a timed replay, and, when the encoded events are
+small enough, the events themselves.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from sseplay.errors import InputError
+from sseplay.model import DEFAULT_EVENT_TYPE, encode_body, encode_retry, field_problem
+from sseplay.records import (
+    ArrayScanner,
+    Layout,
+    Malformed,
+    is_gzip,
+    iter_lines,
+    line_and_column,
+    loads,
+    open_binary,
+    sniff_layout,
+)
+
+CHECKPOINT_STRIDE = 256
+# Encoded events are kept in memory up to this size; a larger file is read back
+# from disk in ranges instead, so memory stays flat however large the file is.
+DEFAULT_MEMORY_BUDGET = 64 << 20
+
+# The first line of a file written by ``sseplay tail --record``.
+RECORDING_KEY = "sseplay"
+RECORDING_MARK = "recording"
+RECORDING_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class FieldMapping:
+    """How records become events; dotted paths reach into nested objects and lists."""
+
+    data_field: str | None = None
+    event_field: str | None = None
+    id_field: str | None = None
+    event_type: str | None = None
+    time_field: str | None = None
+
+    def any_set(self) -> bool:
+        return any(
+            value is not None
+            for value in (
+                self.data_field,
+                self.event_field,
+                self.id_field,
+                self.event_type,
+                self.time_field,
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Cue:
+    """One event ready to send: its own id (None = numbered by position) and its bytes."""
+
+    id: str | None
+    body: bytes
+
+
+_MISSING = object()
+
+
+def lookup(record: Any, path: str) -> Any:
+    """The value at a dotted path (``a.b.0``), or ``_MISSING``; an exact key wins over a path."""
+    if isinstance(record, dict) and path in record:
+        return record[path]
+    value = record
+    for part in path.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return _MISSING
+    return value
+
+
+def compact_json(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # an integer beyond 64 bits: orjson refuses what json accepts
+        import json
+
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def as_text(value: Any) -> str:
+    """A JSON string is sent as its text (``"[DONE]"`` -> ``[DONE]``), anything else as JSON."""
+    return value if isinstance(value, str) else compact_json(value)
+
+
+_CLOCK = re.compile(r"^(\d+):([0-5]?\d)(?::([0-5]?\d))?(\.\d+)?$")
+
+
+def parse_time(value: Any) -> tuple[str, float]:
+    """(kind, seconds) of a time value: a number, a clock string or an ISO-8601 timestamp."""
+    if isinstance(value, bool):
+        raise ValueError("true/false is not a time")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("not a finite number")
+        return "number", float(value)
+    if not isinstance(value, str):
+        raise ValueError("expected seconds, a clock like 00:05 or an ISO-8601 timestamp")
+    text = value.strip()
+    clock = _CLOCK.match(text)
+    if clock:
+        first, second, third, fraction = clock.groups()
+        hours, minutes, seconds = (
+            (int(first), int(second), int(third))
+            if third is not None
+            else (0, int(first), int(second))
+        )
+        return "clock", hours * 3600 + minutes * 60 + seconds + float(fraction or 0)
+    try:
+        return "number", float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            "expected seconds, a clock like 00:05 or 01:02:03, or an ISO-8601 timestamp"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return "timestamp", moment.timestamp()
+
+
+class RecordMapper:
+    """Turns one decoded record into a cue (and its time), or says what is wrong with it."""
+
+    def __init__(self, mapping: FieldMapping, recording: bool) -> None:
+        self.mapping = mapping
+        self.recording = recording
+
+    def _field(self, record: Any, path: str, flag: str) -> Any:
+        value = lookup(record, path)
+        if value is _MISSING:
+            raise ValueError(
+                f'the record has no field "{path}" (check {flag}, or fix the record)'
+            )
+        return value
+
+    def _checked(self, name: str, value: str) -> str:
+        problem = field_problem(name, value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    def cue(self, record: Any) -> tuple[Cue, Any]:
+        """(cue, raw time value or None)."""
+        if self.recording:
+            return self._recorded_cue(record)
+        mapping = self.mapping
+        data = record if mapping.data_field is None else self._field(
+            record, mapping.data_field, "--data-field"
+        )
+        event_type = mapping.event_type or DEFAULT_EVENT_TYPE
+        if mapping.event_field is not None:
+            value = self._field(record, mapping.event_field, "--event-field")
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"the event type must be a non-empty string, not {value!r}")
+            event_type = self._checked("event type", value)
+        event_id = None
+        if mapping.id_field is not None:
+            value = self._field(record, mapping.id_field, "--id-field")
+            if isinstance(value, bool) or not isinstance(value, str | int):
+                raise ValueError(f"the id must be a string or an integer, not {value!r}")
+            event_id = self._checked("id", str(value))
+        raw_time = None
+        if mapping.time_field is not None:
+            raw_time = self._field(record, mapping.time_field, "--time-field")
+        return Cue(event_id, encode_body(as_text(data), event_type)), raw_time
+
+    def _recorded_cue(self, record: Any) -> tuple[Cue, Any]:
+        if not isinstance(record, dict) or not isinstance(record.get("data"), str):
+            raise ValueError('a recorded event must be an object with a string "data"')
+        event_type = record.get("event", DEFAULT_EVENT_TYPE)
+        event_id = record.get("id")
+        retry = record.get("retry")
+        if not isinstance(event_type, str) or not isinstance(event_id, str | None):
+            raise ValueError('"event" and "id" of a recorded event must be strings')
+        self._checked("event type", event_type)
+        body = encode_body(record["data"], event_type or DEFAULT_EVENT_TYPE)
+        if isinstance(retry, int) and not isinstance(retry, bool) and retry >= 0:
+            body = encode_retry(retry)[:-1] + body
+        if event_id:
+            self._checked("id", event_id)
+        return Cue(event_id or None, body), record.get("offset", 0)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRef:
+    """Where a record is, for messages: ``file:line``."""
+
+    label: str
+    line: int
+    index: int
+
+    def __str__(self) -> str:
+        return f"{self.label}:{self.line}"
+
+
+class EventFile:
+    """A validated event file; ``cues(start, stop)`` reads events back (blocking I/O)."""
+
+    def __init__(
+        self,
+        *,
+        label: str,
+        path: Path,
+        compressed: bool,
+        layout: Layout,
+        recording: bool,
+        mapper: RecordMapper,
+        count: int,
+        checkpoints: array[int],
+        times: array[float] | None,
+        id_positions: dict[str, int] | None,
+        cached: list[Cue] | None,
+    ) -> None:
+        self.label = label
+        self.path = path
+        self.compressed = compressed
+        self.layout = layout
+        self.recording = recording
+        self.count = count
+        self.times = times
+        self.id_positions = id_positions
+        self._mapper = mapper
+        self._checkpoints = checkpoints
+        self._cached = cached
+
+    @property
+    def positional_ids(self) -> bool:
+        return self.id_positions is None
+
+    def position_of(self, event_id: str) -> int | None:
+        """The index of the record an id names, within one round; None when unknown."""
+        if self.id_positions is not None:
+            return self.id_positions.get(event_id)
+        if event_id.isdigit() and 1 <= int(event_id) <= self.count:
+            return int(event_id) - 1
+        return None
+
+    def cues(self, start: int, stop: int) -> list[Cue]:
+        """Records ``start`` to ``stop`` (exclusive) of one round. Blocking: call from a thread
+        unless the events are cached (``in_memory``)."""
+        if self._cached is not None:
+            return self._cached[start:stop]
+        return list(self._read(start, stop))
+
+    @property
+    def in_memory(self) -> bool:
+        return self._cached is not None
+
+    def _read(self, start: int, stop: int) -> Iterator[Cue]:
+        checkpoint = start // CHECKPOINT_STRIDE
+        offset = self._checkpoints[checkpoint]
+        index = checkpoint * CHECKPOINT_STRIDE
+        with open_binary(self.path, self.compressed) as stream:
+            stream.seek(offset)
+            if self.layout == "lines":
+                raw_records: Iterator[tuple[int, int, bytes]] = iter_lines(stream, offset)
+            else:
+                raw_records = ArrayScanner(stream, offset).elements(at_open=False)
+            for _, _, raw in raw_records:
+                if index >= stop:
+                    return
+                if index >= start:
+                    yield self._mapper.cue(loads(raw))[0]
+                index += 1
+
+
+def load_event_file(
+    label: str,
+    path: Path,
+    mapping: FieldMapping,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> EventFile:
+    """Check every record of a file and index it for serving; raise InputError on anything bad."""
+    if path.is_dir():
+        raise InputError(label, "is a directory, not an event file: name a .json or .jsonl file")
+    try:
+        compressed = is_gzip(path)
+        with open_binary(path, compressed) as stream:
+            layout = sniff_layout(stream)
+    except FileNotFoundError:
+        raise InputError(label, "no such file: check the path") from None
+    except PermissionError:
+        raise InputError(label, "permission denied: the file cannot be read") from None
+    except OSError as error:  # a broken gzip stream, an I/O error
+        raise InputError(label, f"cannot be read: {error}") from None
+    if layout is None:
+        raise InputError(label, "the file is empty: it needs a JSON array or JSON Lines")
+    return _Indexer(label, path, compressed, layout, mapping, memory_budget).run()
+
+
+class _Indexer:
+    """The one pass over a file that validates it and builds the EventFile."""
+
+    def __init__(
+        self,
+        label: str,
+        path: Path,
+        compressed: bool,
+        layout: Layout,
+        mapping: FieldMapping,
+        memory_budget: int,
+    ) -> None:
+        self.label = label
+        self.path = path
+        self.compressed = compressed
+        self.layout = layout
+        self.mapping = mapping
+        self.memory_budget = memory_budget
+
+    def _fail_at(self, line: int, problem: str) -> InputError:
+        return InputError(f"{self.label}:{line}", problem)
+
+    def _fail_at_byte(self, position: int, problem: str) -> InputError:
+        line, column = line_and_column(self.path, self.compressed, position)
+        return InputError(f"{self.label}:{line}:{column}", problem)
+
+    def _records(self, stream: Any) -> Iterator[tuple[int, int, Any]]:
+        if self.layout == "lines":
+            for position, line, raw in iter_lines(stream):
+                try:
+                    yield position, line, loads(raw)
+                except ValueError as error:
+                    column = getattr(error, "colno", None)
+                    where = f"{self.label}:{line}" + (f":{column}" if column else "")
+                    message = getattr(error, "msg", str(error))
+                    raise InputError(
+                        where,
+                        f"invalid JSON ({message}): each line must be one JSON value",
+                    ) from None
+            return
+        scanner = ArrayScanner(stream)
+        try:
+            scanner.open_array()
+            for position, line, raw in scanner.elements():
+                yield position, line, loads(raw)
+            if scanner.trailing_content():
+                raise Malformed(scanner.position, "unexpected content after the closing ']'")
+        except Malformed as error:
+            raise self._fail_at_byte(
+                error.position, f"invalid JSON array ({error.problem})"
+            ) from None
+
+    def run(self) -> EventFile:
+        checkpoints: array[int] = array("q")
+        times: array[float] | None = None
+        id_positions: dict[str, int] = {}
+        cached: list[Cue] | None = []
+        cached_size = 0
+        recording = False
+        mapper = RecordMapper(self.mapping, recording=False)
+        time_kind: str | None = None
+        first_time = previous_time = 0.0
+        previous_raw: Any = None
+        ids_seen = False
+        index = 0
+        with open_binary(self.path, self.compressed) as stream:
+            for position, line, record in self._records(stream):
+                if index == 0 and not recording and _is_header(record):
+                    if self.layout != "lines":
+                        raise self._fail_at(line, "a recording must be JSON Lines")
+                    if self.mapping.any_set():
+                        raise self._fail_at(
+                            line,
+                            "this is a recording from 'sseplay tail --record': it replays "
+                            "as recorded, so drop --data-field/--event-field/--id-field/"
+                            "--event-type/--time-field",
+                        )
+                    recording = True
+                    mapper = RecordMapper(self.mapping, recording=True)
+                    continue
+                if index % CHECKPOINT_STRIDE == 0:
+                    checkpoints.append(position)
+                try:
+                    cue, raw_time = mapper.cue(record)
+                except ValueError as error:
+                    raise self._fail_at(line, f"record {index + 1}: {error}") from None
+                if cue.id is not None:
+                    ids_seen = True
+                    known = id_positions.get(cue.id)
+                    if known is not None and not (recording and known == index - 1):
+                        raise self._fail_at(
+                            line,
+                            f"record {index + 1}: duplicate id {cue.id!r} (record {known + 1} "
+                            "has it too): ids must be unique for resuming to work",
+                        )
+                    id_positions[cue.id] = index
+                if raw_time is not None or recording or self.mapping.time_field is not None:
+                    try:
+                        kind, seconds = parse_time(raw_time)
+                    except ValueError as error:
+                        raise self._fail_at(
+                            line, f"record {index + 1}: cannot read the time {raw_time!r}: {error}"
+                        ) from None
+                    if times is None:
+                        times = array("d")
+                        time_kind, first_time = kind, seconds
+                    elif kind != time_kind:
+                        raise self._fail_at(
+                            line,
+                            f"record {index + 1}: the time {raw_time!r} is a {kind}, but "
+                            f"record 1 has a {time_kind}: use one kind of time throughout",
+                        )
+                    elif seconds < previous_time:
+                        raise self._fail_at(
+                            line,
+                            f"record {index + 1}: the time {raw_time!r} is earlier than the "
+                            f"record before it ({previous_raw!r}): sort the records by time",
+                        )
+                    times.append(seconds - first_time)
+                    previous_time, previous_raw = seconds, raw_time
+                if cached is not None:
+                    cached.append(cue)
+                    cached_size += len(cue.body) + 100
+                    if cached_size > self.memory_budget:
+                        cached = None
+                index += 1
+        if index == 0:
+            raise InputError(self.label, "the file holds no records: nothing to replay")
+        if self.mapping.id_field is not None or recording:
+            positions: dict[str, int] | None = id_positions
+        else:
+            positions = None
+        if recording and not ids_seen:
+            positions = {}
+        return EventFile(
+            label=self.label,
+            path=self.path,
+            compressed=self.compressed,
+            layout=self.layout,
+            recording=recording,
+            mapper=mapper,
+            count=index,
+            checkpoints=checkpoints,
+            times=times,
+            id_positions=positions,
+            cached=cached,
+        )
+
+
+def _is_header(record: Any) -> bool:
+    return isinstance(record, dict) and record.get(RECORDING_KEY) == RECORDING_MARK
+
+
+def recording_header(url: str) -> dict[str, Any]:
+    return {
+        RECORDING_KEY: RECORDING_MARK,
+        "version": RECORDING_VERSION,
+        "url": url,
+        "started": datetime.now(UTC).isoformat(timespec="milliseconds"),
+    }
