@@ -19,6 +19,7 @@ import typer
 
 from sseplay import __version__
 from sseplay.errors import ExitCode, SseplayError, UsageError
+from sseplay.model import Event
 
 app = typer.Typer(
     add_completion=False,
@@ -236,6 +237,196 @@ def _serve(
             print(url, flush=True)
 
     serve(streams, options, sock, ready)
+
+
+HEADER = re.compile(r"^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*)$")
+
+
+def _parse_header(text: str) -> tuple[str, str]:
+    match = HEADER.match(text)
+    if not match:
+        raise UsageError(f"bad header {text!r}: write it as -H 'Name: value'")
+    return match.group(1), match.group(2)
+
+
+def _request_body(data: str | None) -> bytes | None:
+    if data is None or not data.startswith("@"):
+        return None if data is None else data.encode()
+    try:
+        return Path(data[1:]).read_bytes()
+    except OSError as error:
+        raise UsageError(f"-d {data}: cannot read the file: {error.strerror}") from None
+
+
+@app.command()
+def tail(
+    url: Annotated[str, typer.Argument(help="The stream, e.g. http://127.0.0.1:8000/events.")],
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="pretty, json or raw. [default: pretty on a terminal, json when piped]",
+        ),
+    ] = None,
+    data_only: Annotated[bool, typer.Option(help="Print only each event's data.")] = False,
+    method: Annotated[str, typer.Option("--method", "-X", help="HTTP method.")] = "GET",
+    data: Annotated[
+        str | None, typer.Option("--data", "-d", help="Request body: text, or @file.")
+    ] = None,
+    content_type: Annotated[
+        str, typer.Option(help="Content-Type of --data.")
+    ] = "application/json",
+    header: Annotated[
+        list[str] | None, typer.Option("--header", "-H", help="'Name: value' (repeatable).")
+    ] = None,
+    last_event_id: Annotated[
+        str | None, typer.Option(help="Start after this id (sent as Last-Event-ID).")
+    ] = None,
+    event: Annotated[
+        list[str] | None, typer.Option("--event", "-e", help="Show only this type (repeatable).")
+    ] = None,
+    count: Annotated[int | None, typer.Option(help="Exit 0 after this many events.")] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Exit 0 when an event's data matches this regex.")
+    ] = None,
+    timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds.")] = None,
+    idle_timeout: Annotated[
+        float | None, typer.Option(help="Give up after this many seconds without a byte.")
+    ] = None,
+    connect_timeout: Annotated[float, typer.Option(help="Seconds to connect.")] = 10.0,
+    reconnect: Annotated[
+        bool, typer.Option(help="Reconnect when the stream ends or drops, as browsers do.")
+    ] = True,
+    max_retries: Annotated[
+        int | None, typer.Option(help="Give up after this many reconnections in a row.")
+    ] = None,
+    record: Annotated[
+        Path | None, typer.Option(help="Write every event to FILE for 'sseplay serve FILE'.")
+    ] = None,
+    max_event_size: Annotated[
+        int, typer.Option(help="Fail on an event larger than this many characters.")
+    ] = 16 << 20,
+    insecure: Annotated[bool, typer.Option(help="Do not verify TLS certificates.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No status lines on stderr.")] = False,
+) -> None:
+    """Show an SSE stream as it arrives; exit codes make it an assertion for CI."""
+    try:
+        _tail(**locals())
+    except SseplayError as error:
+        fail(error)
+
+
+def _tail(
+    *,
+    url: str,
+    output: str | None,
+    data_only: bool,
+    method: str,
+    data: str | None,
+    content_type: str,
+    header: list[str] | None,
+    last_event_id: str | None,
+    event: list[str] | None,
+    count: int | None,
+    until: str | None,
+    timeout: float | None,
+    idle_timeout: float | None,
+    connect_timeout: float,
+    reconnect: bool,
+    max_retries: int | None,
+    record: Path | None,
+    max_event_size: int,
+    insecure: bool,
+    quiet: bool,
+) -> None:
+    import asyncio
+    import time
+
+    from sseplay.client import ConnectOptions, Sink, Stop, StreamEnded, check_url, tail_stream
+    from sseplay.errors import AssertionFailed, TimedOut
+    from sseplay.render import FORMATS, Recorder, make_renderer, now
+
+    check_url(url)
+    chosen = "data" if data_only else output or ("pretty" if sys.stdout.isatty() else "json")
+    if chosen not in FORMATS:
+        raise UsageError(f"--format must be pretty, json or raw, not {output!r}")
+    for name, value in (("--timeout", timeout), ("--idle-timeout", idle_timeout)):
+        if value is not None and value <= 0:
+            raise UsageError(f"{name} must be more than 0")
+    if (count is not None and count < 1) or (max_retries is not None and max_retries < 0):
+        raise UsageError("--count must be 1 or more and --max-retries 0 or more")
+    try:
+        pattern = re.compile(until) if until is not None else None
+    except re.error as error:
+        raise UsageError(f"--until: bad regular expression: {error}") from None
+    headers = [_parse_header(text) for text in header or ()]
+    body = _request_body(data)
+    if body is not None and not any(name.lower() == "content-type" for name, _ in headers):
+        headers.append(("Content-Type", content_type))
+    options = ConnectOptions(
+        url=url,
+        method=method.upper(),
+        body=body,
+        headers=tuple(headers),
+        last_event_id=last_event_id,
+        connect_timeout=connect_timeout,
+        idle_timeout=idle_timeout,
+        verify_tls=not insecure,
+        reconnect=reconnect,
+        max_retries=max_retries,
+        max_event_size=max_event_size,
+    )
+    renderer = make_renderer(chosen)  # type: ignore[arg-type]
+    wanted = frozenset(event or ())
+    started = time.monotonic()
+    recorder = None
+    if record is not None:
+        try:
+            record_file = record.open("w", encoding="utf-8")
+        except OSError as error:
+            raise UsageError(f"--record {record}: cannot write: {error.strerror}") from None
+        recorder = Recorder(record_file, url, started)
+    shown = 0
+
+    def on_event(item: Event) -> None:
+        nonlocal shown
+        if recorder is not None:
+            recorder.event(item, time.monotonic())
+        if wanted and item.event not in wanted:
+            return
+        renderer.event(item, now())
+        shown += 1
+        if pattern is not None and pattern.search(item.data):
+            raise Stop
+        if count is not None and shown >= count:
+            raise Stop
+
+    def on_status(text: str) -> None:
+        if not quiet:
+            sys.stderr.write(f"sseplay: {text}\n")
+            sys.stderr.flush()
+
+    async def run() -> str:
+        async with asyncio.timeout(timeout):
+            return await tail_stream(options, Sink(on_event, renderer.raw, on_status))
+
+    try:
+        asyncio.run(run())
+    except Stop:
+        return
+    except StreamEnded as ended:
+        on_status(ended.reason)
+        if count is not None or pattern is not None:
+            wanted_text = f"{count} events" if count is not None else f"data matching {until!r}"
+            raise AssertionFailed(
+                f"the stream ended after {shown} events without {wanted_text}"
+            ) from None
+    except TimeoutError:
+        raise TimedOut(f"timed out after {timeout:g} s with {shown} events shown") from None
+    except KeyboardInterrupt:
+        sys.stderr.write("sseplay: interrupted\n")
+        raise SystemExit(int(ExitCode.INTERRUPTED)) from None
 
 
 def main() -> None:

@@ -1,0 +1,153 @@
+"""A sans-IO parser for ``text/event-stream``: bytes in, dispatched events out.
+
+It implements WHATWG HTML, 9.2.6 "Interpreting an event stream" and the
+dispatch steps of 9.2.6 as a browser's ``EventSource`` runs them, literally.
+No I/O happens here; ``client.py`` feeds it whatever the network delivers.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+
+from sseplay.model import DEFAULT_EVENT_TYPE, Event
+
+# 9.2.5 "Parsing an event stream": end-of-line = CRLF / LF / CR, and nothing else.
+_LINE_END = re.compile(r"\r\n|\r|\n")
+DEFAULT_MAX_EVENT_SIZE = 16 << 20
+
+
+class EventTooLarge(Exception):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"an event grew past {limit} characters ({size} buffered)")
+        self.size = size
+        self.limit = limit
+
+
+class EventStreamParser:
+    """Feed bytes with ``feed``; each call returns the events its bytes completed.
+
+    ``last_event_id`` is the source's last event ID string (what a reconnect sends
+    as ``Last-Event-ID``) and ``retry`` the reconnection time in ms, or None.
+    """
+
+    def __init__(self, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
+        # 9.2.5: the stream is always UTF-8, decoded with replacement of bad bytes.
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._max_event_size = max_event_size
+        self._at_start = True  # nothing decoded yet: a leading BOM is still to be stripped
+        self._skip_lf = False  # the last text ended with CR: an LF next belongs to it
+        self._partial: list[str] = []  # the current, unterminated line
+        self._partial_size = 0
+        self._data: list[str] = []  # the data buffer, one item per data line
+        self._data_size = 0
+        self._event_type = ""
+        self._id_buffer = ""
+        self._block_retry: int | None = None
+        self.last_event_id = ""
+        self.retry: int | None = None
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        return self._feed_text(self._decoder.decode(chunk))
+
+    def close(self) -> list[Event]:
+        """The stream ended: an unterminated final block is never dispatched (9.2.6)."""
+        events = self._feed_text(self._decoder.decode(b"", final=True))
+        self._partial, self._partial_size = [], 0
+        self._reset_block()
+        return events
+
+    def reset(self) -> None:
+        """Prepare for a new connection: the last event ID and retry survive (9.2.3)."""
+        self._decoder.reset()
+        self._at_start = True
+        self._skip_lf = False
+        self._partial, self._partial_size = [], 0
+        self._reset_block()
+
+    @property
+    def buffered(self) -> int:
+        """Characters held for the event being received."""
+        return self._partial_size + self._data_size
+
+    def _reset_block(self) -> None:
+        self._data, self._data_size = [], 0
+        self._event_type = ""
+        self._block_retry = None
+
+    def _feed_text(self, text: str) -> list[Event]:
+        if self._at_start:
+            if not text:
+                return []
+            self._at_start = False
+            # 9.2.5: one leading U+FEFF BOM is ignored, and only at the very start.
+            if text[0] == "\ufeff":
+                text = text[1:]
+        if self._skip_lf and text:
+            self._skip_lf = False
+            if text[0] == "\n":
+                text = text[1:]
+        if "\n" not in text and "\r" not in text:
+            if text:
+                self._partial.append(text)
+                self._partial_size += len(text)
+                self._check_size()
+            return []
+        lines = _LINE_END.split(text)
+        if self._partial:
+            lines[0] = "".join(self._partial) + lines[0]
+            self._partial, self._partial_size = [], 0
+        tail = lines.pop()
+        if tail:
+            self._partial.append(tail)
+            self._partial_size = len(tail)
+        elif text[-1] == "\r":
+            self._skip_lf = True
+        events: list[Event] = []
+        for line in lines:
+            if not line:
+                event = self._dispatch()
+                if event is not None:
+                    events.append(event)
+            elif line[0] != ":":  # a line starting with a colon is a comment
+                self._field(line)
+        self._check_size()
+        return events
+
+    def _field(self, line: str) -> None:
+        name, colon, value = line.partition(":")
+        if colon and value[:1] == " ":
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+            self._data_size += len(value) + 1
+        elif name == "event":
+            self._event_type = value
+        elif name == "id":
+            if "\0" not in value:
+                self._id_buffer = value
+        elif name == "retry":
+            # Only ASCII digits; anything else ("+5", "1.5", " 5") ignores the field.
+            if value and value.isascii() and value.isdigit():
+                self.retry = self._block_retry = int(value)
+        # Any other field name is ignored.
+
+    def _dispatch(self) -> Event | None:
+        # 9.2.6 "dispatch the event": the last event ID is set first, even for a
+        # block with no data (an id-only block still updates it).
+        self.last_event_id = self._id_buffer
+        if not self._data:
+            self._reset_block()
+            return None
+        event = Event(
+            data="\n".join(self._data),
+            event=self._event_type or DEFAULT_EVENT_TYPE,
+            id=self.last_event_id or None,
+            retry=self._block_retry,
+        )
+        self._reset_block()
+        return event
+
+    def _check_size(self) -> None:
+        if self.buffered > self._max_event_size:
+            raise EventTooLarge(self.buffered, self._max_event_size)

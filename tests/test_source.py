@@ -1,0 +1,171 @@
+"""Reading and validating event files: layouts, mapping, and every bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sseplay.errors import InputError
+from sseplay.source import FieldMapping, load_event_file
+from tests.conftest import SAMPLES, write_json, write_lines
+
+
+def bodies(path: Path, mapping: FieldMapping | None = None, **kwargs: Any) -> list[bytes]:
+    event_file = load_event_file(path.name, path, mapping or FieldMapping(), **kwargs)
+    return [cue.body for cue in event_file.cues(0, event_file.count)]
+
+
+def error_of(path: Path, mapping: FieldMapping | None = None) -> str:
+    with pytest.raises(InputError) as caught:
+        load_event_file(path.name, path, mapping or FieldMapping())
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("sample", sorted(SAMPLES.iterdir()), ids=lambda p: p.name)
+def test_every_sample_loads(sample: Path) -> None:
+    mapping = {
+        "scores.json": FieldMapping(time_field="time"),
+        "ticks.jsonl": FieldMapping(time_field="ts", event_field="symbol"),
+        "notifications.json": FieldMapping(
+            data_field="payload", event_field="type", id_field="id", time_field="at"
+        ),
+    }.get(sample.name, FieldMapping())
+    event_file = load_event_file(sample.name, sample, mapping)
+    assert event_file.count >= 3
+    assert len(event_file.cues(0, event_file.count)) == event_file.count
+
+
+def test_layout_is_detected_from_content_not_name(tmp_path: Path) -> None:
+    records = [{"a": 1}, [1, 2], "text", 3]
+    as_lines = write_lines(tmp_path / "records.json", records)
+    as_array = write_json(tmp_path / "records.jsonl", records)
+    expected = [b'data: {"a":1}\n\n', b"data: [1,2]\n\n", b"data: text\n\n", b"data: 3\n\n"]
+    assert bodies(as_lines) == expected
+    assert bodies(as_array) == expected
+
+
+def test_pretty_printed_array_blank_lines_bom_and_crlf(tmp_path: Path) -> None:
+    path = tmp_path / "p.json"
+    path.write_bytes(b'\xef\xbb\xbf[\r\n  {"x": "\xc3\xa9"},\r\n\r\n  2\r\n]\r\n')
+    assert bodies(path) == ['data: {"x":"é"}\n\n'.encode(), b"data: 2\n\n"]
+    lines = tmp_path / "l.jsonl"
+    lines.write_bytes(b'\xef\xbb\xbf{"x": 1}\r\n\r\n   \n{"x": 2}\n')
+    assert bodies(lines) == [b'data: {"x":1}\n\n', b'data: {"x":2}\n\n']
+
+
+def test_gzip_is_read_transparently(tmp_path: Path) -> None:
+    path = tmp_path / "events.data"
+    path.write_bytes(gzip.compress(b'{"n": 1}\n{"n": 2}\n'))
+    assert bodies(path) == [b'data: {"n":1}\n\n', b'data: {"n":2}\n\n']
+
+
+def test_strings_are_sent_as_text_and_newlines_split_into_data_lines(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "s.jsonl", ["[DONE]", "two\nlines", "a\r\nb\rc", "", "x\u2028y"])
+    assert bodies(path) == [
+        b"data: [DONE]\n\n",
+        b"data: two\ndata: lines\n\n",
+        b"data: a\ndata: b\ndata: c\n\n",
+        b"data: \n\n",
+        "data: x\u2028y\n\n".encode(),
+    ]
+
+
+def test_fields_with_dotted_paths(tmp_path: Path) -> None:
+    path = write_lines(
+        tmp_path / "f.jsonl",
+        [{"meta": {"kind": "tick", "ids": [7]}, "body": {"v": 1}}],
+    )
+    mapping = FieldMapping(data_field="body", event_field="meta.kind", id_field="meta.ids.0")
+    event_file = load_event_file("f", path, mapping)
+    cue = event_file.cues(0, 1)[0]
+    assert cue.body == b'event: tick\ndata: {"v":1}\n\n'
+    assert cue.id == "7"
+    assert event_file.position_of("7") == 0
+
+
+def test_big_integers_are_valid_records(tmp_path: Path) -> None:
+    path = tmp_path / "big.jsonl"
+    path.write_text('{"n": 123456789012345678901234567890}\n')
+    assert bodies(path) == [b'data: {"n":123456789012345678901234567890}\n\n']
+
+
+def test_large_file_is_read_back_from_disk_in_ranges(tmp_path: Path) -> None:
+    records = [{"n": n, "pad": "x" * 50} for n in range(2000)]
+    for path in (write_lines(tmp_path / "a.jsonl", records), write_json(tmp_path / "b.json", records)):
+        event_file = load_event_file(path.name, path, FieldMapping(), memory_budget=1000)
+        assert not event_file.in_memory
+        middle = event_file.cues(700, 703)
+        assert [json.loads(c.body[6:]) ["n"] for c in middle] == [700, 701, 702]
+        assert len(event_file.cues(1990, 2000)) == 10
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", "p.json: the file is empty"),
+        (b"  \n\n", "p.json: the file is empty"),
+        (b"[]", "p.json: the file holds no records"),
+        (b'{"a": 1}\n{"a": 2\n', "p.json:2:"),
+        (b'[\n {"a": 1},\n {"a" 2}\n]', "p.json:3:"),
+        (b'[{"a": 1}', "the array is not closed"),
+        (b'{\n  "a": 1\n}\n', "p.json:1:"),
+        (b"[1, 2] x", "unexpected content after the closing ']'"),
+    ],
+)
+def test_broken_files_say_where(tmp_path: Path, content: bytes, expected: str) -> None:
+    path = tmp_path / "p.json"
+    path.write_bytes(content)
+    assert expected in error_of(path)
+
+
+def test_missing_unreadable_and_directory(tmp_path: Path) -> None:
+    assert "no such file" in error_of(tmp_path / "nope.json")
+    assert "is a directory" in error_of(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("records", "mapping", "expected"),
+    [
+        ([{"a": 1}, {"b": 2}], FieldMapping(data_field="a"), 'record 2: the record has no field "a"'),
+        ([{"t": "00:05"}, {"t": "00:03"}], FieldMapping(time_field="t"), "record 2: the time '00:03' is earlier"),
+        ([{"t": "soon"}], FieldMapping(time_field="t"), "record 1: cannot read the time 'soon'"),
+        ([{"t": 1}, {"t": "00:02"}], FieldMapping(time_field="t"), "use one kind of time"),
+        ([{"i": 1}, {"i": 1}], FieldMapping(id_field="i"), "record 2: duplicate id '1'"),
+        ([{"i": "a\nb"}], FieldMapping(id_field="i"), "contains a line break"),
+        ([{"i": "a\u0000b"}], FieldMapping(id_field="i"), "contains NUL"),
+        ([{"e": "x\ry"}], FieldMapping(event_field="e"), "contains a line break"),
+        ([{"e": 5}], FieldMapping(event_field="e"), "event type must be a non-empty string"),
+        ([{"i": 1.5}], FieldMapping(id_field="i"), "id must be a string or an integer"),
+    ],
+)
+def test_odd_records_say_which(
+    tmp_path: Path, records: list[Any], mapping: FieldMapping, expected: str
+) -> None:
+    message = error_of(write_lines(tmp_path / "r.jsonl", records), mapping)
+    assert message.startswith("r.jsonl:")
+    assert expected in message
+
+
+def test_times_of_every_kind(tmp_path: Path) -> None:
+    cases = {
+        "clock": ["00:01", "00:05", "01:00:10.5"],
+        "number": [10, 10.25, 12],
+        "iso": ["2026-01-01T00:00:00Z", "2026-01-01T00:00:01.5+00:00", "2026-01-01T01:00:02"],
+    }
+    expected = {
+        "clock": [0, 4, 3609.5],
+        "number": [0, 0.25, 2],
+        "iso": [0, 1.5, 2],
+    }
+    for kind, values in cases.items():
+        path = write_lines(tmp_path / f"{kind}.jsonl", [{"t": v} for v in values])
+        event_file = load_event_file(kind, path, FieldMapping(time_field="t"))
+        assert event_file.times is not None
+        got = list(event_file.times)
+        if kind == "iso":
+            got[2] -= 3600
+        assert got == pytest.approx(expected[kind]), kind
