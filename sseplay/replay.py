@@ -161,7 +161,7 @@ class Broadcast:
 
     def catch_up(self, start: Start) -> bytes:
         """Events already played that a resuming client missed, as far as history reaches."""
-        if not start.known or start.n >= self.position:
+        if start.n >= self.position:
             return b""
         oldest = self.position - len(self._history)
         if start.n < oldest:
@@ -174,17 +174,22 @@ class Broadcast:
         skip = max(0, start.n - oldest)
         return b"".join(list(self._history)[skip:])
 
-    async def follow(self, start: Start, on_sent: Callable[[int], None]) -> AsyncIterator[bytes]:
-        """A subscriber's stream: the catch-up, then every batch live, skipping what the
-        client has already seen (its Last-Event-ID may be ahead of a restarted timeline)."""
+    async def follow(
+        self, resume: Start | None, on_sent: Callable[[int], None]
+    ) -> AsyncIterator[bytes]:
+        """A subscriber's stream: live from now, or, when ``resume`` is a known position,
+        the events it missed first. Events before ``resume`` are skipped (a client may be
+        ahead of a restarted timeline)."""
         queue: asyncio.Queue[_Batch | None] = asyncio.Queue()
         self._subscribers.add(queue)
         try:
-            backlog = self.catch_up(start)
-            seen_until = max(start.n, self.position) if start.known else self.position
-            if backlog:
-                yield backlog
-                on_sent(self.position - start.n)
+            seen_until = self.position
+            if resume is not None and resume.known:
+                backlog = self.catch_up(resume)
+                if backlog:
+                    yield backlog
+                    on_sent(self.position - resume.n)
+                seen_until = max(resume.n, self.position)
             while (batch := await queue.get()) is not None:
                 if batch.stop <= seen_until:
                     continue

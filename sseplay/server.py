@@ -174,7 +174,7 @@ def _stream_endpoint(
         client = f"{request.client.host}:{request.client.port}" if request.client else "?"
         connection = _Connection(client, stream.route, start)
         if broadcast is not None:
-            body = broadcast.follow(start, connection.count)
+            body = broadcast.follow(start if last_event_id else None, connection.count)
             done = None
         else:
             body = play(replay, start, connection.count)

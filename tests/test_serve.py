@@ -1,0 +1,238 @@
+"""The server on a real uvicorn and real sockets: bytes on the wire, ids, resume, 204, modes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sseplay.model import Event
+from sseplay.parser import EventStreamParser
+from sseplay.replay import Replay
+from sseplay.schedule import Plan, Timing
+from sseplay.server import AppOptions, Stream
+from sseplay.source import FieldMapping, load_event_file
+from tests.conftest import SAMPLES, make_stream, read_stream, write_lines
+
+SCORES_WIRE = (
+    b'id: 1\ndata: {"time":"00:01","scores":"1:0","event":"Goal! Team A scores!"}\n\n'
+    b'id: 2\ndata: {"time":"00:05","scores":"1:1","event":"Goal! Team B scores!"}\n\n'
+    b'id: 3\ndata: {"time":"00:10","scores":"2:1","event":"Goal! Team A scores again!"}\n\n'
+)
+
+
+def collect(
+    url: str, limit: int | None = None, method: str = "GET", **kwargs: Any
+) -> list[tuple[float, Event]]:
+    """Read a stream with a real client; (seconds since the response headers, event) per
+    event. Timed from the headers because building an httpx client takes tens of ms."""
+    parser = EventStreamParser()
+    out: list[tuple[float, Event]] = []
+    with httpx.stream(method, url, timeout=10, **kwargs) as response:
+        started = time.monotonic()
+        assert response.status_code == 200
+        for chunk in response.iter_raw():
+            for event in parser.feed(chunk):
+                out.append((time.monotonic() - started, event))
+                if limit is not None and len(out) >= limit:
+                    return out
+    return out
+
+
+def data_of(events: list[tuple[float, Event]]) -> list[str]:
+    return [event.data for _, event in events]
+
+
+def test_bytes_on_the_wire_and_headers(live: Any) -> None:
+    server = live([make_stream(SAMPLES / "scores.json")])
+    response = read_stream(server.url + "/events")
+    assert response.status_code == 200
+    assert response.content == SCORES_WIRE
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["x-accel-buffering"] == "no"
+
+
+def test_resume_with_header_or_query_and_204_at_the_end(live: Any) -> None:
+    server = live([make_stream(SAMPLES / "scores.json")])
+    url = server.url + "/events"
+    after_one = read_stream(url, {"Last-Event-ID": "1"}).content
+    assert after_one == SCORES_WIRE[SCORES_WIRE.index(b"id: 2") :]
+    assert read_stream(url + "?lastEventId=2").content.startswith(b"id: 3\n")
+    # A reconnecting browser sends the header while the URL keeps its first query.
+    assert read_stream(url + "?lastEventId=1", {"Last-Event-ID": "2"}).content.startswith(b"id: 3")
+    done = read_stream(url, {"Last-Event-ID": "3"})
+    assert done.status_code == 204
+    assert done.content == b""
+
+
+def test_unknown_id_replays_from_the_start_with_a_comment(live: Any) -> None:
+    server = live([make_stream(SAMPLES / "scores.json")])
+    body = read_stream(server.url + "/events", {"Last-Event-ID": "nope"}).content
+    assert body.startswith(b": unknown Last-Event-ID 'nope': from the start\n\n")
+    assert body.endswith(SCORES_WIRE)
+
+
+def test_retry_field_and_pings_are_sent(live: Any, tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "two.jsonl", ["a", "b"])
+    stream = make_stream(path, timing=Timing(interval=0.25), retry=1500)
+    server = live([stream], AppOptions(ping=0.05))
+    body = read_stream(server.url + "/events").content
+    assert body.startswith(b"retry: 1500\n\nid: 1\ndata: a\n\n")
+    assert b": ping\n\n" in body
+    parser = EventStreamParser()
+    assert [e.data for e in parser.feed(body)] == ["a", "b"]  # pings are never events
+
+
+def test_post_opens_a_stream_and_healthz_answers(live: Any) -> None:
+    server = live([make_stream(SAMPLES / "llm.jsonl", route="/v1/chat/completions")])
+    events = collect(server.url + "/v1/chat/completions", method="POST", json={"stream": True})
+    assert data_of(events)[-1] == "[DONE]"
+    assert len(events) == 11
+    health = httpx.get(server.url + "/healthz").json()
+    assert health == {
+        "status": "ok",
+        "streams": [{"route": "/v1/chat/completions", "file": "llm.jsonl", "events": 11}],
+    }
+
+
+def test_cors_any_origin_without_credentials_or_a_restricted_list(live: Any) -> None:
+    server = live([make_stream(SAMPLES / "scores.json")])
+    response = read_stream(server.url + "/events", {"Origin": "http://example.test"})
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert "access-control-allow-credentials" not in response.headers
+    limited = live([make_stream(SAMPLES / "scores.json")], AppOptions(ping=0, cors_origins=("http://ok.test",)))
+    ok = read_stream(limited.url + "/events", {"Origin": "http://ok.test"})
+    assert ok.headers["access-control-allow-origin"] == "http://ok.test"
+    other = read_stream(limited.url + "/events", {"Origin": "http://evil.test"})
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_each_connection_gets_its_own_replay_on_time(live: Any, tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "ten.jsonl", list(range(10)))
+    server = live([make_stream(path, timing=Timing(interval=0.05))])
+    first = collect(server.url + "/events")
+    second = collect(server.url + "/events")
+    assert data_of(first) == data_of(second) == [str(n) for n in range(10)]
+    arrivals = [when for when, _ in first]
+    assert arrivals[0] < 0.02, "the first event goes out at once"
+    for k, when in enumerate(arrivals):
+        # No drift: event k arrives at k * 50 ms, give or take scheduling noise.
+        assert k * 0.05 - 0.005 <= when - arrivals[0] <= k * 0.05 + 0.04
+
+
+def test_timestamps_from_records_with_speed(live: Any) -> None:
+    mapping = FieldMapping(time_field="time")
+    stream = make_stream(SAMPLES / "scores.json", mapping=mapping, timing=Timing(speed=40))
+    events = collect(live([stream]).url + "/events")
+    gaps = [b[0] - a[0] for a, b in zip(events, events[1:], strict=False)]
+    assert gaps == [pytest.approx(0.1, abs=0.04), pytest.approx(0.125, abs=0.04)]
+
+
+def test_loop_keeps_ids_unique_and_resumes_in_a_later_round(live: Any) -> None:
+    stream = make_stream(SAMPLES / "scores.json", timing=Timing(interval=0, loop=True))
+    server = live([stream])
+    events = collect(server.url + "/events", limit=7)
+    assert [e.id for _, e in events] == ["1", "2", "3", "4", "5", "6", "7"]
+    assert data_of(events)[3] == data_of(events)[0]
+    resumed = collect(server.url + "/events", limit=2, headers={"Last-Event-ID": "5"})
+    assert [e.id for _, e in resumed] == ["6", "7"]
+
+
+def test_own_ids_event_types_and_loop_suffix(live: Any) -> None:
+    mapping = FieldMapping(data_field="payload", event_field="type", id_field="id")
+    stream = make_stream(SAMPLES / "notifications.json", mapping=mapping, timing=Timing(interval=0, loop=True))
+    server = live([stream])
+    events = [e for _, e in collect(server.url + "/events", limit=7)]
+    assert [e.id for e in events] == ["n-101", "n-102", "n-103", "n-104", "n-105", "n-101#1", "n-102#1"]
+    assert events[0].event == "notification"
+    assert events[0].data == '{"title":"Welcome back","body":"You have 3 unread messages."}'
+    resumed = collect(server.url + "/events", limit=1, headers={"Last-Event-ID": "n-101#1"})
+    assert resumed[0][1].id == "n-102#1"
+
+
+def test_a_file_read_back_from_disk_is_served_whole(live: Any, tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "many.jsonl", [{"n": n} for n in range(3000)])
+    event_file = load_event_file("many", path, FieldMapping(), memory_budget=10_000)
+    assert not event_file.in_memory
+    replay = Replay(event_file, Plan(event_file.count, None, Timing(interval=0)))
+    server = live([Stream("/events", "many", replay)])
+    events = collect(server.url + "/events")
+    assert [e.id for _, e in events] == [str(n) for n in range(1, 3001)]
+    assert events[2999][1].data == '{"n":2999}'
+    resumed = collect(server.url + "/events", headers={"Last-Event-ID": "2500"})
+    assert resumed[0][1].data == '{"n":2500}'
+    assert len(resumed) == 500
+
+
+def test_broadcast_shares_one_timeline_and_late_joiners_join_live(live: Any, tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "b.jsonl", list(range(40)))
+    stream = make_stream(path, timing=Timing(interval=0.03))
+    server = live([stream], AppOptions(ping=0, broadcast=True))
+    url = server.url + "/events"
+    first = collect(url, limit=5)
+    second = collect(url, limit=5)
+    # The second client joined later: it sees later events, not a replay from the start.
+    assert int(data_of(second)[0]) > int(data_of(first)[0])
+    assert [e.id for _, e in second] == [str(int(second[0][1].id or 0) + k) for k in range(5)]
+    # A client resuming catches up without duplicates or gaps.
+    resumed = collect(url, limit=8, headers={"Last-Event-ID": "3"})
+    assert [e.data for _, e in resumed] == [str(n) for n in range(3, 11)]
+
+
+def test_broadcast_clients_see_the_same_moment(live: Any, tmp_path: Path) -> None:
+    import threading
+
+    path = write_lines(tmp_path / "m.jsonl", list(range(20)))
+    server = live([make_stream(path, timing=Timing(interval=0.05))], AppOptions(ping=0, broadcast=True))
+    results: list[list[tuple[float, Event]]] = [[], []]
+
+    def reader(slot: int) -> None:
+        results[slot] = [(time.monotonic(), e) for _, e in collect(server.url + "/events", limit=6)]
+
+    threads = [threading.Thread(target=reader, args=(slot,)) for slot in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    one, two = results
+    common = {e.id for _, e in one} & {e.id for _, e in two}
+    assert len(common) >= 4
+    when_one = {e.id: t for t, e in one}
+    when_two = {e.id: t for t, e in two}
+    for ident in common:
+        assert abs(when_one[ident] - when_two[ident]) < 0.03
+
+
+def test_broadcast_ends_with_204_for_newcomers(live: Any, tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "short.jsonl", ["x", "y"])
+    server = live([make_stream(path, timing=Timing(interval=0))], AppOptions(ping=0, broadcast=True))
+    deadline = time.monotonic() + 5
+    while read_stream(server.url + "/events").status_code != 204:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_on_complete_runs_after_a_whole_replay_not_after_a_disconnect(live: Any, tmp_path: Path) -> None:
+    completed: list[bool] = []
+    path = write_lines(tmp_path / "slow.jsonl", list(range(50)))
+    server = live([make_stream(path, timing=Timing(interval=0.02))], None, lambda: completed.append(True))
+    collect(server.url + "/events", limit=3)  # leaves early
+    time.sleep(0.1)
+    assert completed == []
+    assert len(collect(server.url + "/events")) == 50
+    deadline = time.monotonic() + 2
+    while not completed:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_two_routes(live: Any) -> None:
+    streams = [make_stream(SAMPLES / "scores.json", "/scores"), make_stream(SAMPLES / "llm.jsonl", "/llm")]
+    server = live(streams)
+    assert read_stream(server.url + "/scores").content == SCORES_WIRE
+    assert data_of(collect(server.url + "/llm"))[-1] == "[DONE]"
+    assert httpx.get(server.url + "/nothing").status_code == 404
