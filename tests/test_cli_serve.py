@@ -1,0 +1,169 @@
+"""``sseplay serve`` end to end as a user runs it: a subprocess, stdout, stderr, exit codes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import signal
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sseplay.errors import ExitCode
+from tests.conftest import SAMPLES, ServeProcess, run_cli, write_lines
+
+
+def test_prints_the_url_and_nothing_else_then_once_exits_zero() -> None:
+    with ServeProcess("samples/scores.json", "--interval", "0", "--once") as serve:
+        assert serve.urls == [serve.url]
+        assert serve.url.endswith("/events")
+        body = httpx.get(serve.url, timeout=10).text
+        assert body.count("data: ") == 3
+        out, err = serve.process.communicate(timeout=10)
+        assert serve.process.returncode == 0
+        assert out == ""
+        assert "connected to /events" in err
+        assert "left /events after 3 events (got the whole replay)" in err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stops_within_a_second_with_streams_open(sig: int) -> None:
+    with ServeProcess("samples/scores.json", "--interval", "30", "--ping", "0") as serve:
+        with httpx.stream("GET", serve.url, timeout=10) as response:
+            assert response.status_code == 200
+            next(response.iter_raw())  # the first event is out; the stream stays open
+            started = time.monotonic()
+            code, out, err = serve.stop(sig)
+            elapsed = time.monotonic() - started
+    assert code == 0
+    assert elapsed < 1.0
+    assert "Traceback" not in err
+    assert out == "", "nothing but the URL goes to stdout"
+
+
+def test_several_files_get_their_own_routes_and_stdin_works(tmp_path: Path) -> None:
+    gz = tmp_path / "feed.json.gz"
+    gz.write_bytes(gzip.compress(b'[{"a": 1}]'))
+    import subprocess
+    import sys
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sseplay", "serve", "--port", "0", "--interval", "0",
+         "samples/scores.json", f"custom={gz}", "-"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write('"from stdin"\n')
+    process.stdin.close()
+    urls = [process.stdout.readline().strip() for _ in range(3)]
+    try:
+        assert [u.rsplit("/", 1)[1] for u in urls] == ["scores", "custom", "stdin"]
+        assert httpx.get(urls[1], timeout=10).text == 'id: 1\ndata: {"a":1}\n\n'
+        assert httpx.get(urls[2], timeout=10).text == "id: 1\ndata: from stdin\n\n"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(10)
+        process.stdout.close()
+        assert process.stderr is not None
+        process.stderr.close()
+    assert process.returncode == 0
+
+
+def test_port_in_use_is_one_line_and_its_own_exit_code() -> None:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(1)
+    port = holder.getsockname()[1]
+    try:
+        result = run_cli("serve", "samples/scores.json", "--port", str(port))
+    finally:
+        holder.close()
+    assert result.returncode == ExitCode.CANNOT_SERVE
+    assert result.stderr.strip().splitlines() == [
+        f"sseplay: error: cannot listen on 127.0.0.1:{port}: Address already in use "
+        "(pick another --port, or 0 for any free one)"
+    ]
+    assert result.stdout == ""
+
+
+BAD_FILES = {
+    "empty.json": (b"", "the file is empty"),
+    "broken.json": (b'{"a": 1}\n{"a": \n', "broken.json:2:"),
+    "object.json": (b'{\n "a": 1\n}\n', "object.json:1:"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_bad_files_fail_before_a_socket_opens(tmp_path: Path, name: str) -> None:
+    content, expected = BAD_FILES[name]
+    path = tmp_path / name
+    path.write_bytes(content)
+    result = run_cli("serve", str(path), "--port", "0")
+    assert result.returncode == ExitCode.BAD_INPUT
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "expected"),
+    [
+        (["missing.json"], ExitCode.BAD_INPUT, "missing.json: no such file"),
+        (["samples"], ExitCode.BAD_INPUT, "samples: is a directory"),
+        (["samples/scores.json", "--interval", "-1"], ExitCode.USAGE, "--interval must be 0.0 or more"),
+        (["samples/scores.json", "--speed", "0"], ExitCode.USAGE, "--speed and --send-timeout"),
+        (["samples/scores.json", "--time-field", "nope"], ExitCode.BAD_INPUT, 'has no field "nope"'),
+        (["samples/notifications.json", "--id-field", "type"], ExitCode.BAD_INPUT, "duplicate id"),
+        (["samples/scores.json", "--once", "--loop"], ExitCode.USAGE, "--loop never ends"),
+        (["samples/scores.json", "--event-type", "a\nb"], ExitCode.USAGE, "line break"),
+        (["samples/scores.json", "--port", "70000"], ExitCode.USAGE, "--port must be 0 to 65535"),
+        (["samples/scores.json", "--bogus"], ExitCode.USAGE, "No such option: --bogus"),
+        (["samples/scores.json", "--host", "no.such.host.invalid"], ExitCode.CANNOT_SERVE, "cannot listen"),
+    ],
+)
+def test_bad_input_gets_one_clear_line(args: list[str], code: int, expected: str) -> None:
+    result = run_cli("serve", *args, "--port", "0") if "--port" not in args else run_cli("serve", *args)
+    assert result.returncode == code, result.stderr
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_a_recording_replays_with_types_ids_and_timing(tmp_path: Path) -> None:
+    """serve -> tail --record -> serve the recording -> tail: same events, same gaps."""
+    records = [{"type": t, "id": f"k{n}", "v": n} for n, t in enumerate(["a", "b", "a", "c"])]
+    source = write_lines(tmp_path / "src.jsonl", records)
+    first_rec = tmp_path / "first.jsonl"
+    second_rec = tmp_path / "second.jsonl"
+    mapping = ["--event-field", "type", "--id-field", "id", "--interval", "0.15", "--retry", "50"]
+    with ServeProcess(str(source), *mapping) as serve:
+        result = run_cli("tail", serve.url, "--record", str(first_rec), "--format", "json", "--timeout", "10")
+    assert result.returncode == 0, result.stderr
+    with ServeProcess(str(first_rec)) as replay:
+        again = run_cli("tail", replay.url, "--record", str(second_rec), "--format", "json", "--timeout", "10")
+    assert again.returncode == 0, again.stderr
+
+    def events(path: Path) -> list[dict[str, object]]:
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        assert lines[0]["sseplay"] == "recording"
+        return lines[1:]
+
+    one, two = events(first_rec), events(second_rec)
+    assert [(e["event"], e["id"], e["data"]) for e in one] == [
+        ("a", "k0", '{"type":"a","id":"k0","v":0}'),
+        ("b", "k1", '{"type":"b","id":"k1","v":1}'),
+        ("a", "k2", '{"type":"a","id":"k2","v":2}'),
+        ("c", "k3", '{"type":"c","id":"k3","v":3}'),
+    ]
+    assert [(e["event"], e["id"], e["data"]) for e in two] == [
+        (e["event"], e["id"], e["data"]) for e in one
+    ]
+    gaps_one = [b["offset"] - a["offset"] for a, b in zip(one, one[1:], strict=False)]  # type: ignore[operator]
+    gaps_two = [b["offset"] - a["offset"] for a, b in zip(two, two[1:], strict=False)]  # type: ignore[operator]
+    for first_gap, second_gap in zip(gaps_one, gaps_two, strict=True):
+        assert first_gap == pytest.approx(0.15, abs=0.03)
+        assert second_gap == pytest.approx(first_gap, abs=0.01)
