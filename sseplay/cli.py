@@ -299,7 +299,7 @@ def tail(
         bool, typer.Option(help="Reconnect when the stream ends or drops, as browsers do.")
     ] = True,
     max_retries: Annotated[
-        int | None, typer.Option(help="Give up after this many reconnections in a row.")
+        int | None, typer.Option(help="Give up after this many reconnections in all. [default: never]")
     ] = None,
     record: Annotated[
         Path | None, typer.Option(help="Write every event to FILE for 'sseplay serve FILE'.")

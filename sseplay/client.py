@@ -122,14 +122,16 @@ async def tail_stream(options: ConnectOptions, sink: Sink) -> str:
     parser = EventStreamParser(options.max_event_size)
     parser.last_event_id = options.last_event_id or ""
     timeout = httpx.Timeout(options.connect_timeout, read=None)
-    failures = 0
+    failures = 0  # in a row, for the back-off
+    reconnections = 0  # in all, for --max-retries
     connected_once = False
     async with httpx.AsyncClient(verify=options.verify_tls, timeout=timeout) as client:
         while True:
-            headers = [("Accept", "text/event-stream"), ("Cache-Control", "no-store")]
-            headers.extend(options.headers)
+            headers = [(b"Accept", b"text/event-stream"), (b"Cache-Control", b"no-store")]
+            headers.extend((name.encode(), value.encode()) for name, value in options.headers)
             if parser.last_event_id:
-                headers.append(("Last-Event-ID", parser.last_event_id))
+                # Header values are bytes; an id is sent UTF-8 encoded, as browsers do.
+                headers.append((b"Last-Event-ID", parser.last_event_id.encode()))
             failure: str | None = None
             try:
                 request = client.build_request(
@@ -157,14 +159,15 @@ async def tail_stream(options: ConnectOptions, sink: Sink) -> str:
                 failure = _describe(error, options.url)
             if not options.reconnect:
                 raise StreamEnded(failure or "the stream ended")
-            failures += 1
-            if options.max_retries is not None and failures > options.max_retries:
+            failures += 1 if failure else 0
+            reconnections += 1
+            if options.max_retries is not None and reconnections > options.max_retries:
                 raise GaveUp(
                     f"gave up after {options.max_retries} reconnection attempts"
                     + (f": {failure}" if failure else "")
                 )
             retry_ms = parser.retry if parser.retry is not None else options.default_retry_ms
-            delay = _backoff(retry_ms / 1000, failures)
+            delay = _backoff(retry_ms / 1000, max(failures, 1))
             sink.status(f"{failure or 'the stream ended'}; reconnecting in {delay:.2f} s")
             await asyncio.sleep(delay)
 
@@ -177,10 +180,13 @@ async def _check_response(response: httpx.Response, url: str) -> None:
     if response.status_code == 200 and content_type.split(";")[0].strip() == "text/event-stream":
         return
     preview = b""
-    async for chunk in response.aiter_raw():
-        preview += chunk
-        if len(preview) >= BODY_PREVIEW_BYTES:
-            break
+    try:
+        async for chunk in response.aiter_raw():
+            preview += chunk
+            if len(preview) >= BODY_PREVIEW_BYTES:
+                break
+    except httpx.HTTPError:
+        pass  # the status says enough; the preview is a courtesy
     text = preview[:BODY_PREVIEW_BYTES].decode("utf-8", "replace")
     text = " ".join(text.split())
     if response.status_code != 200:

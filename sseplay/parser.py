@@ -121,6 +121,7 @@ class EventStreamParser:
         if name == "data":
             self._data.append(value)
             self._data_size += len(value) + 1
+            self._check_size()
         elif name == "event":
             self._event_type = value
         elif name == "id":

@@ -20,6 +20,15 @@ Format = Literal["pretty", "json", "raw", "data"]
 FORMATS: tuple[Format, ...] = ("pretty", "json", "raw", "data")
 
 
+def json_line(item: dict[str, Any]) -> str:
+    """One compact JSON object and a newline. U+2028 and U+2029 are escaped: JSON allows
+    them raw, but line-splitting tools (and str.splitlines) treat them as line ends."""
+    text = orjson.dumps(item).decode()
+    if "\u2028" in text or "\u2029" in text:
+        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return text + "\n"
+
+
 def timestamp(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -45,7 +54,7 @@ class JsonRenderer:
         }
         if event.retry is not None:
             item["retry"] = event.retry
-        self.out.write(orjson.dumps(item).decode() + "\n")
+        self.out.write(json_line(item))
         self.out.flush()
 
     def raw(self, chunk: bytes) -> None:
@@ -133,7 +142,7 @@ class Recorder:
     def __init__(self, out: IO[str], url: str, started: float) -> None:
         self.out = out
         self.started = started
-        self.out.write(orjson.dumps(recording_header(url)).decode() + "\n")
+        self.out.write(json_line(recording_header(url)))
         self.out.flush()
 
     def event(self, event: Event, monotonic_now: float) -> None:
@@ -145,7 +154,7 @@ class Recorder:
         }
         if event.retry is not None:
             envelope["retry"] = event.retry
-        self.out.write(orjson.dumps(envelope).decode() + "\n")
+        self.out.write(json_line(envelope))
         self.out.flush()
 
 
