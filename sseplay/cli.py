@@ -80,8 +80,9 @@ def _split_route(argument: str, index: int, total: int, default_route: str) -> t
 def _spool_stdin() -> Path:
     """Standard input is read to its end before serving, into a temporary file, so that
     it is served like any file (large input never sits in memory)."""
-    spool = tempfile.NamedTemporaryFile(prefix="sseplay-stdin-", suffix=".json", delete=False)
-    with spool:
+    with tempfile.NamedTemporaryFile(
+        prefix="sseplay-stdin-", suffix=".json", delete=False
+    ) as spool:
         shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
     return Path(spool.name)
 
@@ -216,8 +217,13 @@ def _serve(
         location = _spool_stdin() if file == STDIN_NAME else Path(file)
         label = "<stdin>" if file == STDIN_NAME else file
         event_file = load_event_file(label, location, mapping)
-        streams.append(Stream(path, label, Replay(event_file, Plan(event_file.count,
-                                                                  event_file.times, timing), retry)))
+        streams.append(
+            Stream(
+                path,
+                label,
+                Replay(event_file, Plan(event_file.count, event_file.times, timing), retry),
+            )
+        )
 
     options = ServerOptions(
         host=host,
@@ -274,9 +280,7 @@ def tail(
     data: Annotated[
         str | None, typer.Option("--data", "-d", help="Request body: text, or @file.")
     ] = None,
-    content_type: Annotated[
-        str, typer.Option(help="Content-Type of --data.")
-    ] = "application/json",
+    content_type: Annotated[str, typer.Option(help="Content-Type of --data.")] = "application/json",
     header: Annotated[
         list[str] | None, typer.Option("--header", "-H", help="'Name: value' (repeatable).")
     ] = None,
@@ -299,7 +303,8 @@ def tail(
         bool, typer.Option(help="Reconnect when the stream ends or drops, as browsers do.")
     ] = True,
     max_retries: Annotated[
-        int | None, typer.Option(help="Give up after this many reconnections in all. [default: never]")
+        int | None,
+        typer.Option(help="Give up after this many reconnections in all. [default: never]"),
     ] = None,
     record: Annotated[
         Path | None, typer.Option(help="Write every event to FILE for 'sseplay serve FILE'.")
@@ -308,7 +313,9 @@ def tail(
         int, typer.Option(help="Fail on an event larger than this many characters.")
     ] = 16 << 20,
     insecure: Annotated[bool, typer.Option(help="Do not verify TLS certificates.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No status lines on stderr.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No status lines on stderr.")
+    ] = False,
 ) -> None:
     """Show an SSE stream as it arrives; exit codes make it an assertion for CI."""
     try:
@@ -377,7 +384,7 @@ def _tail(
         max_retries=max_retries,
         max_event_size=max_event_size,
     )
-    renderer = make_renderer(chosen)  # type: ignore[arg-type]
+    renderer = make_renderer(chosen)
     wanted = frozenset(event or ())
     started = time.monotonic()
     recorder = None

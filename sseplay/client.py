@@ -12,7 +12,6 @@ import asyncio
 import logging
 import random
 import ssl
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -194,5 +193,3 @@ async def _check_response(response: httpx.Response, url: str) -> None:
     else:
         problem = f"{url} is not an event stream (Content-Type: {content_type or 'none'})"
     raise StreamError(f"{problem}; the body starts: {text!r}" if text else problem)
-
-

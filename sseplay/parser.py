@@ -124,14 +124,12 @@ class EventStreamParser:
             self._check_size()
         elif name == "event":
             self._event_type = value
-        elif name == "id":
-            if "\0" not in value:
-                self._id_buffer = value
-        elif name == "retry":
-            # Only ASCII digits; anything else ("+5", "1.5", " 5") ignores the field.
-            if value and value.isascii() and value.isdigit():
-                self.retry = self._block_retry = int(value)
-        # Any other field name is ignored.
+        elif name == "id" and "\0" not in value:
+            self._id_buffer = value
+        elif name == "retry" and value.isascii() and value.isdigit():
+            # Only ASCII digits; anything else ("+5", "1.5", " 5", "") ignores the field.
+            self.retry = self._block_retry = int(value)
+        # Any other field name, an id with NUL, a bad retry: ignored.
 
     def _dispatch(self) -> Event | None:
         # 9.2.6 "dispatch the event": the last event ID is set first, even for a

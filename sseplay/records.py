@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, cast
 
 import orjson
 
@@ -56,7 +56,7 @@ def is_gzip(path: Path) -> bool:
 
 def open_binary(path: Path, compressed: bool) -> IO[bytes]:
     if compressed:
-        return gzip.open(path, "rb")
+        return cast(IO[bytes], gzip.open(path, "rb"))
     return path.open("rb", buffering=CHUNK_SIZE)
 
 
@@ -91,9 +91,7 @@ def iter_lines(stream: IO[bytes], start: int = 0) -> Iterator[tuple[int, int, by
     before the LF is JSON whitespace.
     """
     position = start
-    line_number = 0
-    for line in stream:
-        line_number += 1
+    for line_number, line in enumerate(stream, start=1):
         if line_number == 1 and start == 0 and line.startswith(UTF8_BOM):
             position += len(UTF8_BOM)
             line = line[len(UTF8_BOM) :]

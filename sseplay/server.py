@@ -235,7 +235,8 @@ def serve(
         app,
         log_config=None,
         access_log=False,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        # Typed int, but uvicorn only passes it to a timeout, where half a second works.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,  # type: ignore[arg-type]
         lifespan="on",
     )
     server = uvicorn.Server(config)

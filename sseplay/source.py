@@ -156,9 +156,7 @@ class RecordMapper:
     def _field(self, record: Any, path: str, flag: str) -> Any:
         value = lookup(record, path)
         if value is _MISSING:
-            raise ValueError(
-                f'the record has no field "{path}" (check {flag}, or fix the record)'
-            )
+            raise ValueError(f'the record has no field "{path}" (check {flag}, or fix the record)')
         return value
 
     def _checked(self, name: str, value: str) -> str:
@@ -172,8 +170,10 @@ class RecordMapper:
         if self.recording:
             return self._recorded_cue(record)
         mapping = self.mapping
-        data = record if mapping.data_field is None else self._field(
-            record, mapping.data_field, "--data-field"
+        data = (
+            record
+            if mapping.data_field is None
+            else self._field(record, mapping.data_field, "--data-field")
         )
         event_type = mapping.event_type or DEFAULT_EVENT_TYPE
         if mapping.event_field is not None:

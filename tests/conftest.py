@@ -130,19 +130,19 @@ class ServeProcess:
             sseplay("serve", "--port", "0", *args),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
+            bufsize=0,  # unbuffered, so select() sees every line that is not read yet
             cwd=ROOT,
         )
         self.urls: list[str] = []
         assert self.process.stdout is not None
         ready, _, _ = select.select([self.process.stdout], [], [], 15)
         assert ready, "sseplay serve printed no URL"
-        first = self.process.stdout.readline().strip()
+        first = self.process.stdout.readline().decode().strip()
         assert first.startswith("http://"), self.stderr_now(first)
         self.urls.append(first)
         # Further URLs (one per route) are already written: they come in one flush each.
         while select.select([self.process.stdout], [], [], 0.2)[0]:
-            line = self.process.stdout.readline().strip()
+            line = self.process.stdout.readline().decode().strip()
             if not line:
                 break
             self.urls.append(line)
@@ -151,13 +151,13 @@ class ServeProcess:
     def stderr_now(self, first: str) -> str:
         self.process.kill()
         _, err = self.process.communicate()
-        return f"stdout {first!r}, stderr {err!r}"
+        return f"stdout {first!r}, stderr {err.decode()!r}"
 
     def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str, str]:
         if self.process.poll() is None:
             self.process.send_signal(sig)
         out, err = self.process.communicate(timeout=10)
-        return self.process.returncode, out, err
+        return self.process.returncode, out.decode(), err.decode()
 
     def __enter__(self) -> ServeProcess:
         return self
@@ -238,4 +238,4 @@ SSE_HEAD = (
 
 @pytest.fixture
 def tmp_events(tmp_path: Path) -> Iterator[Path]:
-    yield tmp_path
+    return tmp_path

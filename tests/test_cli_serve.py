@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import signal
 import socket
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from sseplay.errors import ExitCode
-from tests.conftest import SAMPLES, ServeProcess, run_cli, write_lines
+from tests.conftest import ServeProcess, run_cli, write_lines
 
 
 def test_prints_the_url_and_nothing_else_then_once_exits_zero() -> None:
@@ -24,20 +25,22 @@ def test_prints_the_url_and_nothing_else_then_once_exits_zero() -> None:
         assert body.count("data: ") == 3
         out, err = serve.process.communicate(timeout=10)
         assert serve.process.returncode == 0
-        assert out == ""
-        assert "connected to /events" in err
-        assert "left /events after 3 events (got the whole replay)" in err
+        assert out == b""
+        assert b"connected to /events" in err
+        assert b"left /events after 3 events (got the whole replay)" in err
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_stops_within_a_second_with_streams_open(sig: int) -> None:
-    with ServeProcess("samples/scores.json", "--interval", "30", "--ping", "0") as serve:
-        with httpx.stream("GET", serve.url, timeout=10) as response:
-            assert response.status_code == 200
-            next(response.iter_raw())  # the first event is out; the stream stays open
-            started = time.monotonic()
-            code, out, err = serve.stop(sig)
-            elapsed = time.monotonic() - started
+    with (
+        ServeProcess("samples/scores.json", "--interval", "30", "--ping", "0") as serve,
+        httpx.stream("GET", serve.url, timeout=10) as response,
+    ):
+        assert response.status_code == 200
+        next(response.iter_raw())  # the first event is out; the stream stays open
+        started = time.monotonic()
+        code, out, err = serve.stop(sig)
+        elapsed = time.monotonic() - started
     assert code == 0
     assert elapsed < 1.0
     assert "Traceback" not in err
@@ -49,13 +52,29 @@ def test_several_files_get_their_own_routes_and_stdin_works(tmp_path: Path) -> N
     gz.write_bytes(gzip.compress(b'[{"a": 1}]'))
     import subprocess
     import sys
+
     process = subprocess.Popen(
-        [sys.executable, "-m", "sseplay", "serve", "--port", "0", "--interval", "0",
-         "samples/scores.json", f"custom={gz}", "-"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "sseplay",
+            "serve",
+            "--port",
+            "0",
+            "--interval",
+            "0",
+            "samples/scores.json",
+            f"custom={gz}",
+            "-",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         cwd=Path(__file__).parent.parent,
     )
-    assert process.stdin is not None and process.stdout is not None
+    assert process.stdin is not None
+    assert process.stdout is not None
     process.stdin.write('"from stdin"\n')
     process.stdin.close()
     urls = [process.stdout.readline().strip() for _ in range(3)]
@@ -114,19 +133,33 @@ def test_bad_files_fail_before_a_socket_opens(tmp_path: Path, name: str) -> None
     [
         (["missing.json"], ExitCode.BAD_INPUT, "missing.json: no such file"),
         (["samples"], ExitCode.BAD_INPUT, "samples: is a directory"),
-        (["samples/scores.json", "--interval", "-1"], ExitCode.USAGE, "--interval must be 0.0 or more"),
+        (
+            ["samples/scores.json", "--interval", "-1"],
+            ExitCode.USAGE,
+            "--interval must be 0.0 or more",
+        ),
         (["samples/scores.json", "--speed", "0"], ExitCode.USAGE, "--speed and --send-timeout"),
-        (["samples/scores.json", "--time-field", "nope"], ExitCode.BAD_INPUT, 'has no field "nope"'),
+        (
+            ["samples/scores.json", "--time-field", "nope"],
+            ExitCode.BAD_INPUT,
+            'has no field "nope"',
+        ),
         (["samples/notifications.json", "--id-field", "type"], ExitCode.BAD_INPUT, "duplicate id"),
         (["samples/scores.json", "--once", "--loop"], ExitCode.USAGE, "--loop never ends"),
         (["samples/scores.json", "--event-type", "a\nb"], ExitCode.USAGE, "line break"),
         (["samples/scores.json", "--port", "70000"], ExitCode.USAGE, "--port must be 0 to 65535"),
         (["samples/scores.json", "--bogus"], ExitCode.USAGE, "No such option: --bogus"),
-        (["samples/scores.json", "--host", "no.such.host.invalid"], ExitCode.CANNOT_SERVE, "cannot listen"),
+        (
+            ["samples/scores.json", "--host", "no.such.host.invalid"],
+            ExitCode.CANNOT_SERVE,
+            "cannot listen",
+        ),
     ],
 )
 def test_bad_input_gets_one_clear_line(args: list[str], code: int, expected: str) -> None:
-    result = run_cli("serve", *args, "--port", "0") if "--port" not in args else run_cli("serve", *args)
+    result = (
+        run_cli("serve", *args, "--port", "0") if "--port" not in args else run_cli("serve", *args)
+    )
     assert result.returncode == code, result.stderr
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
@@ -141,10 +174,14 @@ def test_a_recording_replays_with_types_ids_and_timing(tmp_path: Path) -> None:
     second_rec = tmp_path / "second.jsonl"
     mapping = ["--event-field", "type", "--id-field", "id", "--interval", "0.15", "--retry", "50"]
     with ServeProcess(str(source), *mapping) as serve:
-        result = run_cli("tail", serve.url, "--record", str(first_rec), "--format", "json", "--timeout", "10")
+        result = run_cli(
+            "tail", serve.url, "--record", str(first_rec), "--format", "json", "--timeout", "10"
+        )
     assert result.returncode == 0, result.stderr
     with ServeProcess(str(first_rec)) as replay:
-        again = run_cli("tail", replay.url, "--record", str(second_rec), "--format", "json", "--timeout", "10")
+        again = run_cli(
+            "tail", replay.url, "--record", str(second_rec), "--format", "json", "--timeout", "10"
+        )
     assert again.returncode == 0, again.stderr
 
     def events(path: Path) -> list[dict[str, object]]:
@@ -162,8 +199,8 @@ def test_a_recording_replays_with_types_ids_and_timing(tmp_path: Path) -> None:
     assert [(e["event"], e["id"], e["data"]) for e in two] == [
         (e["event"], e["id"], e["data"]) for e in one
     ]
-    gaps_one = [b["offset"] - a["offset"] for a, b in zip(one, one[1:], strict=False)]  # type: ignore[operator]
-    gaps_two = [b["offset"] - a["offset"] for a, b in zip(two, two[1:], strict=False)]  # type: ignore[operator]
+    gaps_one = [b["offset"] - a["offset"] for a, b in itertools.pairwise(one)]  # type: ignore[operator]
+    gaps_two = [b["offset"] - a["offset"] for a, b in itertools.pairwise(two)]  # type: ignore[operator]
     for first_gap, second_gap in zip(gaps_one, gaps_two, strict=True):
         assert first_gap == pytest.approx(0.15, abs=0.03)
         assert second_gap == pytest.approx(first_gap, abs=0.01)

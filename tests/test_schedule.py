@@ -27,12 +27,16 @@ class FakeClock:
             self.now += seconds + self.lag
 
 
-def play(plan: Plan, start: int = 0, lag: float = 0.0, limit: int = 1024) -> list[tuple[float, int, int]]:
+def play(
+    plan: Plan, start: int = 0, lag: float = 0.0, limit: int = 1024
+) -> list[tuple[float, int, int]]:
     clock = FakeClock(lag)
 
     async def collect() -> list[tuple[float, int, int]]:
         out = []
-        async for first, stop in due_batches(plan, start, clock=clock, sleep=clock.sleep, limit=limit):
+        async for first, stop in due_batches(
+            plan, start, clock=clock, sleep=clock.sleep, limit=limit
+        ):
             out.append((round(clock.now - 100.0, 9), first, stop))
             if stop >= 50:
                 break

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -25,14 +26,18 @@ SCORES_WIRE = (
 
 
 def collect(
-    url: str, limit: int | None = None, method: str = "GET", **kwargs: Any
+    url: str,
+    limit: int | None = None,
+    method: str = "GET",
+    absolute: bool = False,
+    **kwargs: Any,
 ) -> list[tuple[float, Event]]:
     """Read a stream with a real client; (seconds since the response headers, event) per
     event. Timed from the headers because building an httpx client takes tens of ms."""
     parser = EventStreamParser()
     out: list[tuple[float, Event]] = []
     with httpx.stream(method, url, timeout=10, **kwargs) as response:
-        started = time.monotonic()
+        started = 0.0 if absolute else time.monotonic()
         assert response.status_code == 200
         for chunk in response.iter_raw():
             for event in parser.feed(chunk):
@@ -104,7 +109,9 @@ def test_cors_any_origin_without_credentials_or_a_restricted_list(live: Any) -> 
     response = read_stream(server.url + "/events", {"Origin": "http://example.test"})
     assert response.headers["access-control-allow-origin"] == "*"
     assert "access-control-allow-credentials" not in response.headers
-    limited = live([make_stream(SAMPLES / "scores.json")], AppOptions(ping=0, cors_origins=("http://ok.test",)))
+    limited = live(
+        [make_stream(SAMPLES / "scores.json")], AppOptions(ping=0, cors_origins=("http://ok.test",))
+    )
     ok = read_stream(limited.url + "/events", {"Origin": "http://ok.test"})
     assert ok.headers["access-control-allow-origin"] == "http://ok.test"
     other = read_stream(limited.url + "/events", {"Origin": "http://evil.test"})
@@ -128,7 +135,7 @@ def test_timestamps_from_records_with_speed(live: Any) -> None:
     mapping = FieldMapping(time_field="time")
     stream = make_stream(SAMPLES / "scores.json", mapping=mapping, timing=Timing(speed=40))
     events = collect(live([stream]).url + "/events")
-    gaps = [b[0] - a[0] for a, b in zip(events, events[1:], strict=False)]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(events)]
     assert gaps == [pytest.approx(0.1, abs=0.04), pytest.approx(0.125, abs=0.04)]
 
 
@@ -144,10 +151,20 @@ def test_loop_keeps_ids_unique_and_resumes_in_a_later_round(live: Any) -> None:
 
 def test_own_ids_event_types_and_loop_suffix(live: Any) -> None:
     mapping = FieldMapping(data_field="payload", event_field="type", id_field="id")
-    stream = make_stream(SAMPLES / "notifications.json", mapping=mapping, timing=Timing(interval=0, loop=True))
+    stream = make_stream(
+        SAMPLES / "notifications.json", mapping=mapping, timing=Timing(interval=0, loop=True)
+    )
     server = live([stream])
     events = [e for _, e in collect(server.url + "/events", limit=7)]
-    assert [e.id for e in events] == ["n-101", "n-102", "n-103", "n-104", "n-105", "n-101#1", "n-102#1"]
+    assert [e.id for e in events] == [
+        "n-101",
+        "n-102",
+        "n-103",
+        "n-104",
+        "n-105",
+        "n-101#1",
+        "n-102#1",
+    ]
     assert events[0].event == "notification"
     assert events[0].data == '{"title":"Welcome back","body":"You have 3 unread messages."}'
     resumed = collect(server.url + "/events", limit=1, headers={"Last-Event-ID": "n-101#1"})
@@ -168,7 +185,9 @@ def test_a_file_read_back_from_disk_is_served_whole(live: Any, tmp_path: Path) -
     assert len(resumed) == 500
 
 
-def test_broadcast_shares_one_timeline_and_late_joiners_join_live(live: Any, tmp_path: Path) -> None:
+def test_broadcast_shares_one_timeline_and_late_joiners_join_live(
+    live: Any, tmp_path: Path
+) -> None:
     path = write_lines(tmp_path / "b.jsonl", list(range(40)))
     stream = make_stream(path, timing=Timing(interval=0.03))
     server = live([stream], AppOptions(ping=0, broadcast=True))
@@ -187,11 +206,13 @@ def test_broadcast_clients_see_the_same_moment(live: Any, tmp_path: Path) -> Non
     import threading
 
     path = write_lines(tmp_path / "m.jsonl", list(range(20)))
-    server = live([make_stream(path, timing=Timing(interval=0.05))], AppOptions(ping=0, broadcast=True))
+    server = live(
+        [make_stream(path, timing=Timing(interval=0.05))], AppOptions(ping=0, broadcast=True)
+    )
     results: list[list[tuple[float, Event]]] = [[], []]
 
     def reader(slot: int) -> None:
-        results[slot] = [(time.monotonic(), e) for _, e in collect(server.url + "/events", limit=6)]
+        results[slot] = collect(server.url + "/events", limit=6, absolute=True)
 
     threads = [threading.Thread(target=reader, args=(slot,)) for slot in (0, 1)]
     for thread in threads:
@@ -209,17 +230,23 @@ def test_broadcast_clients_see_the_same_moment(live: Any, tmp_path: Path) -> Non
 
 def test_broadcast_ends_with_204_for_newcomers(live: Any, tmp_path: Path) -> None:
     path = write_lines(tmp_path / "short.jsonl", ["x", "y"])
-    server = live([make_stream(path, timing=Timing(interval=0))], AppOptions(ping=0, broadcast=True))
+    server = live(
+        [make_stream(path, timing=Timing(interval=0))], AppOptions(ping=0, broadcast=True)
+    )
     deadline = time.monotonic() + 5
     while read_stream(server.url + "/events").status_code != 204:
         assert time.monotonic() < deadline
         time.sleep(0.01)
 
 
-def test_on_complete_runs_after_a_whole_replay_not_after_a_disconnect(live: Any, tmp_path: Path) -> None:
+def test_on_complete_runs_after_a_whole_replay_not_after_a_disconnect(
+    live: Any, tmp_path: Path
+) -> None:
     completed: list[bool] = []
     path = write_lines(tmp_path / "slow.jsonl", list(range(50)))
-    server = live([make_stream(path, timing=Timing(interval=0.02))], None, lambda: completed.append(True))
+    server = live(
+        [make_stream(path, timing=Timing(interval=0.02))], None, lambda: completed.append(True)
+    )
     collect(server.url + "/events", limit=3)  # leaves early
     time.sleep(0.1)
     assert completed == []
@@ -231,7 +258,10 @@ def test_on_complete_runs_after_a_whole_replay_not_after_a_disconnect(live: Any,
 
 
 def test_two_routes(live: Any) -> None:
-    streams = [make_stream(SAMPLES / "scores.json", "/scores"), make_stream(SAMPLES / "llm.jsonl", "/llm")]
+    streams = [
+        make_stream(SAMPLES / "scores.json", "/scores"),
+        make_stream(SAMPLES / "llm.jsonl", "/llm"),
+    ]
     server = live(streams)
     assert read_stream(server.url + "/scores").content == SCORES_WIRE
     assert data_of(collect(server.url + "/llm"))[-1] == "[DONE]"

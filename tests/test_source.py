@@ -95,11 +95,14 @@ def test_big_integers_are_valid_records(tmp_path: Path) -> None:
 
 def test_large_file_is_read_back_from_disk_in_ranges(tmp_path: Path) -> None:
     records = [{"n": n, "pad": "x" * 50} for n in range(2000)]
-    for path in (write_lines(tmp_path / "a.jsonl", records), write_json(tmp_path / "b.json", records)):
+    for path in (
+        write_lines(tmp_path / "a.jsonl", records),
+        write_json(tmp_path / "b.json", records),
+    ):
         event_file = load_event_file(path.name, path, FieldMapping(), memory_budget=1000)
         assert not event_file.in_memory
         middle = event_file.cues(700, 703)
-        assert [json.loads(c.body[6:]) ["n"] for c in middle] == [700, 701, 702]
+        assert [json.loads(c.body[6:])["n"] for c in middle] == [700, 701, 702]
         assert len(event_file.cues(1990, 2000)) == 10
 
 
@@ -130,8 +133,16 @@ def test_missing_unreadable_and_directory(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("records", "mapping", "expected"),
     [
-        ([{"a": 1}, {"b": 2}], FieldMapping(data_field="a"), 'record 2: the record has no field "a"'),
-        ([{"t": "00:05"}, {"t": "00:03"}], FieldMapping(time_field="t"), "record 2: the time '00:03' is earlier"),
+        (
+            [{"a": 1}, {"b": 2}],
+            FieldMapping(data_field="a"),
+            'record 2: the record has no field "a"',
+        ),
+        (
+            [{"t": "00:05"}, {"t": "00:03"}],
+            FieldMapping(time_field="t"),
+            "record 2: the time '00:03' is earlier",
+        ),
         ([{"t": "soon"}], FieldMapping(time_field="t"), "record 1: cannot read the time 'soon'"),
         ([{"t": 1}, {"t": "00:02"}], FieldMapping(time_field="t"), "use one kind of time"),
         ([{"i": 1}, {"i": 1}], FieldMapping(id_field="i"), "record 2: duplicate id '1'"),

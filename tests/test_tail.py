@@ -19,7 +19,6 @@ from rich.console import Console
 from sseplay.errors import ExitCode
 from sseplay.model import Event
 from sseplay.render import PrettyRenderer
-from sseplay.schedule import Timing
 from tests.conftest import ROOT, SAMPLES, SSE_HEAD, RawServer, make_stream, run_cli, sseplay
 
 
@@ -57,7 +56,9 @@ def test_data_only_and_raw_and_piped_default(live: Any) -> None:
 
 def test_pretty_output_is_plain_text_and_pretty_json() -> None:
     out = io.StringIO()
-    renderer = PrettyRenderer(Console(file=out, width=60, color_system=None, highlight=False, markup=False))
+    renderer = PrettyRenderer(
+        Console(file=out, width=60, color_system=None, highlight=False, markup=False)
+    )
     arrived = datetime(2026, 1, 1, 12, 0, 0, 250000, tzinfo=UTC)
     renderer.event(Event("[bold red]not markup[/] <b>x</b>", "note", "7"), arrived)
     renderer.event(Event('{"a": [1, 2], "b": "[i]x[/i]"}'), arrived)
@@ -72,7 +73,9 @@ def test_filters_and_count(live: Any) -> None:
 
     mapping = FieldMapping(data_field="payload", event_field="type", id_field="id")
     server = live([make_stream(SAMPLES / "notifications.json", mapping=mapping, retry=20)])
-    result = run_cli("tail", server.url + "/events", "-e", "presence", "-e", "message", "-f", "json")
+    result = run_cli(
+        "tail", server.url + "/events", "-e", "presence", "-e", "message", "-f", "json"
+    )
     assert [line["id"] for line in json_lines(result.stdout)] == ["n-102", "n-103", "n-105"]
     counted = run_cli("tail", server.url + "/events", "-e", "notification", "--count", "2")
     assert counted.returncode == 0
@@ -85,7 +88,9 @@ def test_filters_and_count(live: Any) -> None:
 def test_reconnects_with_last_event_id_no_duplicates_no_gaps() -> None:
     def handler(conn: socket.socket, request: bytes, number: int) -> None:
         if number == 1:
-            conn.sendall(SSE_HEAD + b"retry: 10\n\nid: 1\ndata: one\n\nid: 2\ndata: two\n\ndata: cut")
+            conn.sendall(
+                SSE_HEAD + b"retry: 10\n\nid: 1\ndata: one\n\nid: 2\ndata: two\n\ndata: cut"
+            )
         elif number == 2:
             conn.sendall(SSE_HEAD + b"id: 3\ndata: three\n\n")
         else:
@@ -102,7 +107,7 @@ def test_reconnects_with_last_event_id_no_duplicates_no_gaps() -> None:
 
 
 def test_one_byte_chunks() -> None:
-    payload = "retry: 5\n\nid: é1\r\nevent: tick\r\ndata: {\"v\": \"ü\u2028\"}\r\n\r\n".encode()
+    payload = 'retry: 5\n\nid: é1\r\nevent: tick\r\ndata: {"v": "ü\u2028"}\r\n\r\n'.encode()
 
     def handler(conn: socket.socket, request: bytes, number: int) -> None:
         if number > 1:
@@ -127,8 +132,16 @@ def test_post_with_body_and_headers() -> None:
 
     with RawServer(handler) as server:
         result = run_cli(
-            "tail", server.url, "-X", "post", "-d", '{"stream": true}', "-H", "Authorization: Bearer t0k",
-            "--count", "1",
+            "tail",
+            server.url,
+            "-X",
+            "post",
+            "-d",
+            '{"stream": true}',
+            "-H",
+            "Authorization: Bearer t0k",
+            "--count",
+            "1",
         )
         assert result.returncode == 0, result.stderr
         request = server.requests[0]
@@ -154,11 +167,13 @@ def test_data_from_a_file(tmp_path: Path) -> None:
     ("response", "expected"),
     [
         (
-            b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\ndatabase down",
+            b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
+            b"Content-Length: 12\r\n\r\ndatabase down",
             "answered 500 Internal Server Error; the body starts: 'database dow'",
         ),
         (
-            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 25\r\n\r\n<html><b>login</b></html>",
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+            b"Content-Length: 25\r\n\r\n<html><b>login</b></html>",
             "is not an event stream (Content-Type: text/html)",
         ),
         (b"", "Server disconnected without sending a response"),
@@ -255,7 +270,11 @@ def _free_port() -> int:
         (["http://127.0.0.1:{port}/events"], ExitCode.ERROR, "cannot connect"),
         (["http://127.0.0.1:1/x", "-H", "no colon"], ExitCode.USAGE, "bad header 'no colon'"),
         (["http://127.0.0.1:1/x", "--format", "xml"], ExitCode.USAGE, "--format must be"),
-        (["http://127.0.0.1:1/x", "--until", "("], ExitCode.USAGE, "--until: bad regular expression"),
+        (
+            ["http://127.0.0.1:1/x", "--until", "("],
+            ExitCode.USAGE,
+            "--until: bad regular expression",
+        ),
         (["http://127.0.0.1:1/x", "-d", "@/no/such/file"], ExitCode.USAGE, "cannot read the file"),
     ],
 )
@@ -276,7 +295,7 @@ def test_ctrl_c_stops_at_once_with_130() -> None:
         assert process.stdout is not None
         process.stdout.readline()  # the first event is shown
         process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=5)
+        _out, err = process.communicate(timeout=5)
     assert process.returncode == ExitCode.INTERRUPTED
     assert b"Traceback" not in err
 
@@ -290,7 +309,8 @@ def test_tail_never_imports_the_server_stack() -> None:
         "sys.argv = ['sseplay', 'tail', sys.argv[1], '--count', '1', '-f', 'pretty']\n"
         "from sseplay.cli import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
-        "heavy = {m.split('.')[0] for m in sys.modules} & {'fastapi', 'uvicorn', 'sse_starlette', 'starlette'}\n"
+        "heavy = {m.split('.')[0] for m in sys.modules}\n"
+        "heavy &= {'fastapi', 'uvicorn', 'sse_starlette', 'starlette'}\n"
         "print('HEAVY', sorted(heavy))\n"
     )
     with RawServer(handler) as server:

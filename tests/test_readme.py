@@ -1,0 +1,84 @@
+"""The README stays true: its commands run, its exit-code table matches the code."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sseplay.errors import ExitCode
+from tests.conftest import ROOT, ServeProcess, sseplay
+
+README = (ROOT / "README.md").read_text()
+BASH_BLOCKS = re.findall(r"```bash\n(.*?)```", README, re.S)
+COMMANDS = [line for block in BASH_BLOCKS for line in block.splitlines() if line.strip()]
+SERVE_EXAMPLES = [c.split("&& ", 1)[-1] for c in COMMANDS if "sseplay serve " in c]
+TAIL_EXAMPLES = [c for c in COMMANDS if c.startswith("sseplay tail ")]
+DOCUMENTED_BASE = "http://127.0.0.1:8000"
+
+
+def test_the_two_commands_come_first_and_ci_runs_the_test_command() -> None:
+    run_command, test_command = COMMANDS[:2]
+    assert run_command.startswith("pip install . && sseplay serve samples/")
+    assert test_command == "pip install -e '.[test]' && python -m pytest"
+    ci_lines = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_command in ci_lines
+
+
+@pytest.mark.parametrize("command", SERVE_EXAMPLES)
+def test_serve_examples_start_and_serve(command: str) -> None:
+    args = shlex.split(command)[2:]
+    with ServeProcess(*args) as serve:
+        origin = "/".join(serve.url.split("/")[:3])
+        health = httpx.get(origin + "/healthz", timeout=10)
+        assert health.status_code == 200
+        routes = [s["route"] for s in health.json()["streams"]]
+        assert len(serve.urls) == len(routes)
+        with httpx.stream("GET", serve.urls[0], timeout=10) as response:
+            assert response.status_code == 200
+            assert b"data: " in next(response.iter_raw())
+        code, _, err = serve.stop()
+    assert code == 0, err
+
+
+@pytest.fixture(scope="module")
+def example_server() -> Iterator[ServeProcess]:
+    serve = ServeProcess(
+        "events=samples/llm.jsonl",
+        "v1/chat/completions=samples/llm.jsonl",
+        "--interval",
+        "0",
+        "--retry",
+        "10",
+    )
+    with serve:
+        yield serve
+
+
+@pytest.mark.parametrize("command", TAIL_EXAMPLES)
+def test_tail_examples_run(command: str, example_server: ServeProcess, tmp_path: Path) -> None:
+    base = "/".join(example_server.url.split("/")[:3])
+    command = command.split(" | ")[0].replace(DOCUMENTED_BASE, base)
+    result = subprocess.run(
+        [*sseplay(*shlex.split(command)[1:]), "--timeout", "20"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    if "--record" in command:
+        recorded = (tmp_path / shlex.split(command)[-1]).read_text().splitlines()
+        assert len(recorded) == 1 + 11  # the header and every event
+    else:
+        assert result.stdout
+
+
+def test_exit_code_table_matches_the_code() -> None:
+    rows = re.findall(r"^\| (\d+) \| (\w+) \|", README, re.M)
+    assert {int(code): name for code, name in rows} == {int(e): e.name for e in ExitCode}
