@@ -132,7 +132,12 @@ def create_app(
             {
                 "status": "ok",
                 "streams": [
-                    {"route": s.route, "file": s.label, "events": s.replay.file.count}
+                    {
+                        "route": s.route,
+                        "file": s.label,
+                        "events": s.replay.file.count,
+                        "types": sorted(s.replay.file.event_types),
+                    }
                     for s in streams
                 ],
             }

@@ -35,6 +35,7 @@ from sseplay.records import (
 )
 
 CHECKPOINT_STRIDE = 256
+MAX_LISTED_TYPES = 200
 # Encoded events are kept in memory up to this size; a larger file is read back
 # from disk in ranges instead, so memory stays flat however large the file is.
 DEFAULT_MEMORY_BUDGET = 64 << 20
@@ -238,6 +239,7 @@ class EventFile:
         times: array[float] | None,
         id_positions: dict[str, int] | None,
         cached: list[Cue] | None,
+        event_types: frozenset[str] = frozenset(),
     ) -> None:
         self.label = label
         self.path = path
@@ -250,6 +252,8 @@ class EventFile:
         self._mapper = mapper
         self._checkpoints = checkpoints
         self._cached = cached
+        # The types this file sends (up to MAX_LISTED_TYPES), for the viewer's listeners.
+        self.event_types = event_types
 
     @property
     def positional_ids(self) -> bool:
@@ -380,6 +384,7 @@ class _Indexer:
         first_time = previous_time = 0.0
         previous_raw: Any = None
         ids_seen = False
+        event_types: set[str] = set()
         index = 0
         with open_binary(self.path, self.compressed) as stream:
             for position, line, record in self._records(stream):
@@ -402,6 +407,8 @@ class _Indexer:
                     cue, raw_time = mapper.cue(record)
                 except ValueError as error:
                     raise self._fail_at(line, f"record {index + 1}: {error}") from None
+                if len(event_types) < MAX_LISTED_TYPES:
+                    event_types.add(_event_type_of(cue.body))
                 if cue.id is not None:
                     ids_seen = True
                     known = id_positions.get(cue.id)
@@ -462,7 +469,16 @@ class _Indexer:
             times=times,
             id_positions=positions,
             cached=cached,
+            event_types=frozenset(event_types),
         )
+
+
+def _event_type_of(body: bytes) -> str:
+    """The type an encoded body dispatches: its ``event:`` line comes before the data."""
+    for line in body.split(b"\n", 2)[:2]:
+        if line.startswith(b"event: "):
+            return line[7:].decode()
+    return DEFAULT_EVENT_TYPE
 
 
 def _is_header(record: Any) -> bool:

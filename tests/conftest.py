@@ -57,8 +57,8 @@ def make_stream(
 class LiveServer:
     """create_app under a real uvicorn in a thread, on a port of its own."""
 
-    def __init__(self, app: Any) -> None:
-        self.sock = bind("127.0.0.1", 0)
+    def __init__(self, app: Any, port: int = 0) -> None:
+        self.sock = bind("127.0.0.1", port)
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
