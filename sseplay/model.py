@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 DEFAULT_EVENT_TYPE = "message"
 
@@ -13,9 +13,11 @@ LINE_BREAK = re.compile(r"\r\n|\r|\n")
 FIELD_BREAKERS = re.compile(r"[\r\n]")
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One dispatched event, as a browser's ``MessageEvent`` would show it."""
+class Event(NamedTuple):
+    """One dispatched event, as a browser's ``MessageEvent`` would show it.
+
+    A NamedTuple rather than a frozen dataclass: the parser makes one per event and
+    a tuple is several times cheaper to create."""
 
     data: str
     event: str = DEFAULT_EVENT_TYPE

@@ -1,0 +1,435 @@
+"""Run the sseplay benchmarks against the naive and Node baselines; print and save a table.
+
+    pip install -e '.[bench]' && python benchmarks/run.py            # the full run
+    python benchmarks/run.py --quick                                 # a smaller ladder
+
+Every figure is also given as a ratio against the baselines measured in the same run,
+because shared 2-core machines move by up to +-40 % between runs. The server is pinned to
+core 0 and the load client to core 1 (taskset); everything listens on 127.0.0.1 only and
+every run is bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import json
+import os
+import platform
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = ROOT / "benchmarks"
+RESULTS = HERE / "results"
+PYTHON = sys.executable
+SERVER_CORE, CLIENT_CORE = "0", "1"
+INTERVAL = 0.1
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def pinned(core: str, command: list[str]) -> list[str]:
+    return ["taskset", "-c", core, *command] if shutil.which("taskset") else command
+
+
+def wait_port(port: int, deadline: float = 20) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+@contextmanager
+def server(
+    kind: str, data: Path, interval: float, extra: tuple[str, ...] = ()
+) -> Iterator[tuple[str, int]]:
+    """Start one server pinned to its core; yield (stream URL, pid)."""
+    port = free_port()
+    env = dict(os.environ)
+    if kind == "sseplay":
+        command = [
+            PYTHON,
+            "-m",
+            "sseplay",
+            "serve",
+            str(data),
+            "--interval",
+            str(interval),
+            "--port",
+            str(port),
+            "--ping",
+            "0",
+            "-q",
+            *extra,
+        ]
+    elif kind == "naive":
+        env.update(NAIVE_FILE=str(data), NAIVE_INTERVAL=str(interval))
+        command = [
+            PYTHON,
+            "-m",
+            "uvicorn",
+            "benchmarks.naive_app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+    elif kind == "node":
+        command = ["node", str(HERE / "node_server.js"), str(data), str(interval), str(port)]
+    else:
+        raise ValueError(kind)
+    process = subprocess.Popen(
+        pinned(SERVER_CORE, command),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_port(port)
+        yield f"http://127.0.0.1:{port}/events", process.pid
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def load(url: str, clients: int, seconds: float, interval: float) -> dict[str, float]:
+    command = [
+        PYTHON,
+        str(HERE / "loadclient.py"),
+        url,
+        "--clients",
+        str(clients),
+        "--seconds",
+        str(seconds),
+        "--interval",
+        str(interval),
+        "--ramp",
+        "2",
+    ]
+    output = subprocess.run(
+        pinned(CLIENT_CORE, command),
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+        check=True,
+    ).stdout
+    return json.loads(output)  # type: ignore[no-any-return]
+
+
+def write_records(path: Path, count: int, size: int) -> Path:
+    pad = "x" * max(0, size - 40)
+    with path.open("w") as out:
+        for n in range(count):
+            out.write(json.dumps({"n": n, "pad": pad}, separators=(",", ":")) + "\n")
+    return path
+
+
+def fanout(
+    work: Path, ladder: list[int], seconds: float, kinds: list[str], extra: tuple[str, ...] = ()
+) -> dict[str, list[dict[str, float]]]:
+    """Target 1 (and 2 with --broadcast): the most clients held at >= 99 % delivery and
+    drift p99 <= 50 ms, 200-byte events at 10 per second per client."""
+    data = write_records(work / "fanout.jsonl", int((seconds + 30) / INTERVAL), 200)
+    out: dict[str, list[dict[str, float]]] = {}
+    for kind in kinds:
+        out[kind] = []
+        for clients in ladder:
+            with server(kind, data, INTERVAL, extra if kind == "sseplay" else ()) as (url, _):
+                result = load(url, clients, seconds, INTERVAL)
+            out[kind].append(result)
+            print(
+                f"  fan-out {kind:8} {clients:5} clients: delivery {result['delivery']:.3f}"
+                f" drift p99 {result['drift_p99_ms']} ms client cpu {result['client_cpu']}",
+                flush=True,
+            )
+            if result["delivery"] < 0.9:
+                break  # far past its limit: larger counts only take longer to fail
+    return out
+
+
+def held(results: list[dict[str, float]], p99_limit: float = 50) -> int:
+    ok = [r["clients"] for r in results if r["delivery"] >= 0.99 and r["drift_p99_ms"] <= p99_limit]
+    return int(max(ok, default=0))
+
+
+def throughput(work: Path, kinds: list[str], events: int = 100_000) -> dict[str, float]:
+    """Target 3: one connection at interval 0, 100-byte events: events per second."""
+    data = write_records(work / "burst.jsonl", events, 100)
+    out = {}
+    for kind in kinds:
+        with server(kind, data, 0) as (url, _):
+            port = int(url.split(":")[2].split("/")[0])
+            with socket.create_connection(("127.0.0.1", port)) as conn:
+                started = time.perf_counter()
+                conn.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+                seen, tail = 0, b""
+                conn.settimeout(60)
+                while seen < events:
+                    chunk = conn.recv(1 << 20)
+                    if not chunk:
+                        break
+                    data_ = tail + chunk
+                    seen += data_.count(b"\n\n")
+                    tail = data_[-1:]
+                elapsed = time.perf_counter() - started
+        out[kind] = seen / elapsed
+        print(
+            f"  burst   {kind:8} {seen} events in {elapsed:.3f} s = {seen / elapsed:,.0f}/s",
+            flush=True,
+        )
+    return out
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def idle_memory(work: Path, kinds: list[str], clients: int = 1000) -> dict[str, float]:
+    """Target 4: resident memory per idle held connection (KiB)."""
+    data = write_records(work / "idle.jsonl", 10, 200)
+    out = {}
+    for kind in kinds:
+        with server(kind, data, 3600) as (url, pid):
+            port = int(url.split(":")[2].split("/")[0])
+            time.sleep(0.5)
+            before = rss_kib(pid)
+            conns = []
+            for _ in range(clients):
+                conn = socket.create_connection(("127.0.0.1", port))
+                conn.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+                conns.append(conn)
+            deadline = time.monotonic() + 30
+            pending = list(conns)
+            while pending and time.monotonic() < deadline:  # until every client has its first event
+                ready, _, _ = select.select(pending, [], [], 1)
+                for conn in ready:
+                    conn.recv(65536)
+                    pending.remove(conn)
+            time.sleep(1)
+            after = rss_kib(pid)
+            for conn in conns:
+                conn.close()
+        out[kind] = (after - before) / clients
+        print(f"  idle    {kind:8} {(after - before) / clients:.1f} KiB per connection", flush=True)
+    return out
+
+
+def startup() -> dict[str, float]:
+    """Target 6: `sseplay --help` wall time (the installed script), median of 10."""
+    script = Path(PYTHON).parent / "sseplay"
+    command = [str(script)] if script.exists() else [PYTHON, "-m", "sseplay"]
+    times = []
+    for _ in range(10):
+        started = time.perf_counter()
+        subprocess.run([*command, "--help"], capture_output=True, check=True)
+        times.append(time.perf_counter() - started)
+    median = sorted(times)[len(times) // 2]
+    print(f"  --help  {median * 1000:.0f} ms", flush=True)
+    return {"help_ms": median * 1000}
+
+
+def client(work: Path, events: int = 100_000) -> dict[str, float]:
+    """Target 8: `sseplay tail --format json > /dev/null` on an interval-0 stream, and the
+    parser against httpx-sse on the same bytes."""
+    data = write_records(work / "tail.jsonl", events, 100)
+    with server("sseplay", data, 0) as (url, _):
+        started = time.perf_counter()
+        subprocess.run(
+            pinned(
+                CLIENT_CORE,
+                [PYTHON, "-m", "sseplay", "tail", url, "--format", "json", "--no-reconnect", "-q"],
+            ),
+            stdout=subprocess.DEVNULL,
+            check=True,
+            timeout=300,
+        )
+        tail_rate = events / (time.perf_counter() - started)
+    print(f"  tail    {tail_rate:,.0f} events/s (whole command, start-up included)", flush=True)
+
+    from sseplay.model import Event, encode
+    from sseplay.parser import EventStreamParser
+
+    wire = b"".join(
+        encode(Event(json.dumps({"n": n, "pad": "x" * 60}), id=str(n))) for n in range(events)
+    )
+    chunks = [wire[i : i + 65536] for i in range(0, len(wire), 65536)]
+
+    def ours() -> int:
+        parser = EventStreamParser()
+        return sum(len(parser.feed(chunk)) for chunk in chunks)
+
+    def httpx_sse() -> int:
+        from httpx_sse._decoders import SSEDecoder, SSELineDecoder
+
+        text_decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        lines, decoder, count = SSELineDecoder(), SSEDecoder(), 0
+        for chunk in chunks:
+            for line in lines.decode(text_decoder.decode(chunk)):
+                if decoder.decode(line) is not None:
+                    count += 1
+        return count
+
+    rates = {}
+    for name, parse in (("sseplay", ours), ("httpx-sse", httpx_sse)):
+        best = min(timed(parse) for _ in range(3))
+        rates[name] = events / best
+        print(f"  parser  {name:9} {events / best:,.0f} events/s", flush=True)
+    return {
+        "tail_events_per_s": tail_rate,
+        "parser_sseplay": rates["sseplay"],
+        "parser_httpx_sse": rates["httpx-sse"],
+    }
+
+
+def timed(function: Callable[[], int]) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def machine() -> str:
+    cpu = "unknown cpu"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    import fastapi
+    import sse_starlette
+    import uvicorn
+
+    return (
+        f"{os.cpu_count()} cores, {cpu}; Linux {platform.release()}; Python {platform.python_version()}; "
+        f"node {node}; fastapi {fastapi.__version__}, sse-starlette {sse_starlette.__version__}, "
+        f"uvicorn {uvicorn.__version__}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a smaller ladder, shorter runs")
+    args = parser.parse_args()
+    ladder = [250, 500, 1000] if args.quick else [500, 1000, 2000, 3000, 4000, 5000]
+    seconds = 5 if args.quick else 10
+    kinds = ["sseplay", "naive", "node"]
+    command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
+    with tempfile.TemporaryDirectory(prefix="sseplay-bench-") as tmp:
+        work = Path(tmp)
+        print("fan-out, per-client replay (target 1)", flush=True)
+        per_client = fanout(work, ladder, seconds, kinds)
+        print("fan-out, --broadcast (target 2)", flush=True)
+        broadcast = fanout(work, ladder, seconds, ["sseplay"], ("--broadcast",))
+        print("burst at interval 0 (target 3)", flush=True)
+        burst = throughput(work, kinds)
+        print("idle memory (target 4)", flush=True)
+        idle = idle_memory(work, kinds)
+        print("start-up (target 6)", flush=True)
+        start = startup()
+        print("client (target 8)", flush=True)
+        tail = client(work)
+
+    rows = [
+        (
+            "1 fan-out clients held (>=99 %, p99 <= 50 ms)",
+            "5,000 and >= node",
+            held(per_client["sseplay"]),
+            held(per_client["naive"]),
+            held(per_client["node"]),
+        ),
+        ("2 broadcast clients held", "5,000", held(broadcast["sseplay"]), "", ""),
+        (
+            "3 events/s, one connection, interval 0",
+            "1,000,000",
+            f"{burst['sseplay']:,.0f}",
+            f"{burst['naive']:,.0f}",
+            f"{burst['node']:,.0f}",
+        ),
+        (
+            "4 KiB per idle connection",
+            "<= 16",
+            f"{idle['sseplay']:.1f}",
+            f"{idle['naive']:.1f}",
+            f"{idle['node']:.1f}",
+        ),
+        ("6 `sseplay --help` ms", "< 150", f"{start['help_ms']:.0f}", "", ""),
+        (
+            "8 tail events/s (json to /dev/null)",
+            ">= 100,000",
+            f"{tail['tail_events_per_s']:,.0f}",
+            "",
+            "",
+        ),
+        (
+            "8 parser events/s vs httpx-sse",
+            ">= 2x",
+            f"{tail['parser_sseplay']:,.0f}",
+            f"httpx-sse {tail['parser_httpx_sse']:,.0f}",
+            "",
+        ),
+    ]
+    table = ["| target | goal | sseplay | naive | node |", "| --- | --- | --- | --- | --- |"]
+    table += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
+    report = "\n".join(
+        [
+            f"# Benchmark run {stamp}",
+            "",
+            f"Machine: {machine()}",
+            "",
+            f"Command: `{command}`",
+            "",
+            *table,
+            "",
+            "## Raw results",
+            "",
+            "```json",
+            json.dumps(
+                {
+                    "per_client": per_client,
+                    "broadcast": broadcast,
+                    "burst": burst,
+                    "idle": idle,
+                    "startup": start,
+                    "client": tail,
+                },
+                indent=1,
+            ),
+            "```",
+            "",
+        ]
+    )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{stamp}.md").write_text(report)
+    print("\n".join(table))
+    print(f"\nwritten to {RESULTS / f'{stamp}.md'}")
+
+
+if __name__ == "__main__":
+    main()
