@@ -11,7 +11,8 @@ from fastapi import FastAPI
 from sse_starlette import EventSourceResponse
 
 app = FastAPI()
-RECORDS = [json.loads(line) for line in open(os.environ["NAIVE_FILE"]) if line.strip()]
+with open(os.environ["NAIVE_FILE"]) as records_file:
+    RECORDS = [json.loads(line) for line in records_file if line.strip()]
 INTERVAL = float(os.environ.get("NAIVE_INTERVAL", "0.1"))
 
 

@@ -326,8 +326,8 @@ def machine() -> str:
     import uvicorn
 
     return (
-        f"{os.cpu_count()} cores, {cpu}; Linux {platform.release()}; Python {platform.python_version()}; "
-        f"node {node}; fastapi {fastapi.__version__}, sse-starlette {sse_starlette.__version__}, "
+        f"{os.cpu_count()} cores, {cpu}; Linux {platform.release()}; "
+        f"Python {platform.python_version()}; node {node}; fastapi {fastapi.__version__}, sse-starlette {sse_starlette.__version__}, "
         f"uvicorn {uvicorn.__version__}"
     )
 
