@@ -327,7 +327,8 @@ def machine() -> str:
 
     return (
         f"{os.cpu_count()} cores, {cpu}; Linux {platform.release()}; "
-        f"Python {platform.python_version()}; node {node}; fastapi {fastapi.__version__}, sse-starlette {sse_starlette.__version__}, "
+        f"Python {platform.python_version()}; node {node}; fastapi {fastapi.__version__}, "
+        f"sse-starlette {sse_starlette.__version__}, "
         f"uvicorn {uvicorn.__version__}"
     )
 
