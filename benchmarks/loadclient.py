@@ -48,9 +48,10 @@ class SSEClient(asyncio.Protocol):
         now = time.monotonic()
         self.bytes += len(body)
         data = self._tail + body
-        count = data.count(b"\n\n")
+        # An event ends with a blank line: LF LF, or CRLF CRLF (sse-starlette's default).
+        count = data.count(b"\n\n") + data.count(b"\r\n\r\n")
         if count:
-            self._tail = data[data.rfind(b"\n\n") + 2 :]
+            self._tail = data[max(data.rfind(b"\n\n") + 2, data.rfind(b"\r\n\r\n") + 4) :]
             if self.first is None:
                 self.first = now
             if self.keep_drift:
@@ -59,7 +60,7 @@ class SSEClient(asyncio.Protocol):
                     self.drifts.append(now - base - k * self.interval)
             self.events += count
         else:
-            self._tail = data[-1:]
+            self._tail = data[-3:]
 
     def data_received(self, data: bytes) -> None:
         self._parser.feed_data(data)

@@ -193,8 +193,8 @@ def throughput(work: Path, kinds: list[str], events: int = 100_000) -> dict[str,
                     if not chunk:
                         break
                     data_ = tail + chunk
-                    seen += data_.count(b"\n\n")
-                    tail = data_[-1:]
+                    seen += data_.count(b"\n\n") + data_.count(b"\r\n\r\n")
+                    tail = data_[-3:]
                 elapsed = time.perf_counter() - started
         out[kind] = seen / elapsed
         print(

@@ -241,8 +241,11 @@ def _serve(
     sock = bind(host, port)
 
     def ready() -> None:
-        for url in stream_urls(sock, streams):
+        urls = stream_urls(sock, streams)
+        for url in urls:
             print(url, flush=True)
+        viewer = urls[0][: -len(streams[0].route)] + "/"
+        logging.getLogger("sseplay.server").info("live viewer: %s", viewer)
 
     serve(streams, options, sock, ready)
 

@@ -9,6 +9,7 @@ import os
 import select
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -172,14 +173,20 @@ class RawServer:
     """A hand-written HTTP server that misbehaves on purpose: ``handler(conn, request_bytes,
     connection_number)`` writes whatever it likes to the socket."""
 
-    def __init__(self, handler: Callable[[socket.socket, bytes, int], None]) -> None:
+    def __init__(
+        self,
+        handler: Callable[[socket.socket, bytes, int], None],
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.handler = handler
+        self.tls = tls
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
         self.listener.listen(16)
         self.port = self.listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}/events"
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}/events"
         self.requests: list[bytes] = []
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -193,6 +200,13 @@ class RawServer:
                 continue
             except OSError:
                 return
+            if self.tls is not None:
+                try:
+                    conn.settimeout(5)
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                except OSError:  # the client refused our certificate
+                    conn.close()
+                    continue
             with conn:
                 conn.settimeout(5)
                 request = b""

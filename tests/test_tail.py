@@ -6,6 +6,7 @@ import io
 import json
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -318,3 +319,42 @@ def test_tail_never_imports_the_server_stack() -> None:
             [sys.executable, "-c", probe, server.url], capture_output=True, text=True, timeout=20
         )
     assert "HEAVY []" in result.stdout, result.stdout + result.stderr
+
+
+def test_tls_failure_is_one_line_and_insecure_skips_the_check(tmp_path: Path) -> None:
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-subj",
+            "/CN=127.0.0.1",
+            "-days",
+            "1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+
+    def handler(conn: socket.socket, request: bytes, number: int) -> None:
+        conn.sendall(SSE_HEAD + b"data: secret\n\n")
+
+    with RawServer(handler, tls=context) as server:
+        refused = run_cli("tail", server.url, "--count", "1")
+        accepted = run_cli("tail", server.url, "--count", "1", "--insecure")
+    assert refused.returncode == ExitCode.ERROR
+    [line] = refused.stderr.strip().splitlines()
+    assert "TLS failed" in line
+    assert "--insecure" in line
+    assert accepted.returncode == 0, accepted.stderr
+    assert json_lines(accepted.stdout)[0]["data"] == "secret"
