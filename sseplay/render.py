@@ -39,13 +39,27 @@ class Renderer(Protocol):
     def raw(self, chunk: bytes) -> None: ...
 
 
-class JsonRenderer:
-    """One JSON object per event and line: time, type, id, data, and retry when set."""
+class _EventLines:
+    """Writes a line of text per event; the raw bytes are not shown."""
 
     def __init__(self, out: IO[str]) -> None:
         self.out = out
 
+    def line(self, event: Event, arrived: datetime) -> str:
+        raise NotImplementedError
+
     def event(self, event: Event, arrived: datetime) -> None:
+        self.out.write(self.line(event, arrived))
+        self.out.flush()
+
+    def raw(self, chunk: bytes) -> None:
+        pass
+
+
+class JsonRenderer(_EventLines):
+    """One JSON object per event and line: time, type, id, data, and retry when set."""
+
+    def line(self, event: Event, arrived: datetime) -> str:
         item: dict[str, Any] = {
             "time": timestamp(arrived),
             "type": event.event,
@@ -54,25 +68,14 @@ class JsonRenderer:
         }
         if event.retry is not None:
             item["retry"] = event.retry
-        self.out.write(json_line(item))
-        self.out.flush()
-
-    def raw(self, chunk: bytes) -> None:
-        pass
+        return json_line(item)
 
 
-class DataRenderer:
+class DataRenderer(_EventLines):
     """Just the data of each event, one event per line."""
 
-    def __init__(self, out: IO[str]) -> None:
-        self.out = out
-
-    def event(self, event: Event, arrived: datetime) -> None:
-        self.out.write(event.data + "\n")
-        self.out.flush()
-
-    def raw(self, chunk: bytes) -> None:
-        pass
+    def line(self, event: Event, arrived: datetime) -> str:
+        return event.data + "\n"
 
 
 class RawRenderer:
