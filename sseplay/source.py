@@ -9,6 +9,7 @@ small enough, the events themselves.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from array import array
@@ -99,8 +100,6 @@ def compact_json(value: Any) -> str:
     try:
         return orjson.dumps(value).decode()
     except TypeError:  # an integer beyond 64 bits: orjson refuses what json accepts
-        import json
-
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -313,11 +312,14 @@ def load_event_file(
         raise InputError(label, "no such file: check the path") from None
     except PermissionError:
         raise InputError(label, "permission denied: the file cannot be read") from None
-    except OSError as error:  # a broken gzip stream, an I/O error
-        raise InputError(label, f"cannot be read: {error}") from None
+    except (OSError, EOFError) as error:  # a broken gzip stream, an I/O error
+        raise InputError(label, f"cannot be read to its end: {error}") from None
     if layout is None:
         raise InputError(label, "the file is empty: it needs a JSON array or JSON Lines")
-    return _Indexer(label, path, compressed, layout, mapping, memory_budget).run()
+    try:
+        return _Indexer(label, path, compressed, layout, mapping, memory_budget).run()
+    except (OSError, EOFError) as error:  # a gzip stream that breaks off or is corrupt
+        raise InputError(label, f"cannot be read to its end: {error}") from None
 
 
 class _Indexer:
@@ -364,7 +366,12 @@ class _Indexer:
         try:
             scanner.open_array()
             for position, line, raw in scanner.elements():
-                yield position, line, loads(raw)
+                try:
+                    record = loads(raw)
+                except ValueError as error:  # e.g. invalid UTF-8 inside a string
+                    message = getattr(error, "msg", str(error))
+                    raise self._fail_at(line, f"invalid JSON in a record ({message})") from None
+                yield position, line, record
             if scanner.trailing_content():
                 raise Malformed(scanner.position, "unexpected content after the closing ']'")
         except Malformed as error:

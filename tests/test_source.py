@@ -180,3 +180,16 @@ def test_times_of_every_kind(tmp_path: Path) -> None:
         if kind == "iso":
             got[2] -= 3600
         assert got == pytest.approx(expected[kind]), kind
+
+
+def test_invalid_utf8_and_a_broken_gzip_are_input_errors(tmp_path: Path) -> None:
+    array = tmp_path / "bad-utf8.json"
+    array.write_bytes(b'[\n"ok",\n"\xff\xfe"\n]')
+    assert "bad-utf8.json:3: invalid JSON in a record" in error_of(array)
+    lines = tmp_path / "bad-utf8.jsonl"
+    lines.write_bytes(b'"ok"\n"\xff"\n')
+    assert "bad-utf8.jsonl:2" in error_of(lines)
+    whole = gzip.compress(b"".join(b'{"n": %d}\n' % n for n in range(5000)))
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    assert "cut.jsonl.gz: cannot be read to its end" in error_of(cut)
