@@ -7,7 +7,6 @@ decoded one at a time; a record is never kept longer than it takes to map it.
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import re
 from collections.abc import Iterator
@@ -216,10 +215,3 @@ def line_and_column(path: Path, compressed: bool, position: int) -> tuple[int, i
                 last_newline = offset + chunk.rfind(b"\n")
             offset += len(chunk)
     return line, position - last_newline
-
-
-def read_all(stream: IO[bytes]) -> bytes:
-    buffer = io.BytesIO()
-    while chunk := stream.read(CHUNK_SIZE):
-        buffer.write(chunk)
-    return buffer.getvalue()

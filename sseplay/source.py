@@ -209,18 +209,6 @@ class RecordMapper:
         return Cue(event_id or None, body), record.get("offset", 0)
 
 
-@dataclass(frozen=True, slots=True)
-class RecordRef:
-    """Where a record is, for messages: ``file:line``."""
-
-    label: str
-    line: int
-    index: int
-
-    def __str__(self) -> str:
-        return f"{self.label}:{self.line}"
-
-
 class EventFile:
     """A validated event file; ``cues(start, stop)`` reads events back (blocking I/O)."""
 
