@@ -1,30 +1,33 @@
-"""A replay: an event file on a plan, turned into bytes; resuming; the shared broadcast.
+"""A replay: an event file on a plan, turned into wire bytes; resuming.
 
 Ids: by default event ``n`` (0-based sequence number, counting on across the
 rounds of a loop) has id ``n + 1``. With ``--id-field`` the record's own id is
 used, and from the second round of a loop on it gets ``#round`` appended so that
 ids stay unique and a resume lands in the right round.
+
+Bytes are handed out synchronously (``chunk``) because one timer writes to every
+connection of a route: a file too large to keep in memory is read back from disk
+in pages of ``PAGE_SIZE`` records, off the event loop (``fetch``), into a small
+cache that every connection shares.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import anyio.to_thread
 
 from sseplay.model import encode_comment, encode_retry
-from sseplay.schedule import Plan, due_batches
-from sseplay.source import Cue, EventFile
-
-logger = logging.getLogger("sseplay.replay")
+from sseplay.schedule import Plan
+from sseplay.source import CHECKPOINT_STRIDE, Cue, EventFile
 
 ROUND_SEPARATOR = "#"
-# Events a broadcast keeps so that a client reconnecting with Last-Event-ID catches up.
-BROADCAST_HISTORY = 10_000
+# A page is what one read from disk brings in: the records between two checkpoints.
+PAGE_SIZE = CHECKPOINT_STRIDE
+# Pages of a file read from disk kept for all connections (64 x 256 records).
+CACHED_PAGES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +43,12 @@ class Replay:
         self.file = file
         self.plan = plan
         self.retry = retry
-        # Round one of a file held in memory, ids included: the common case costs one join.
+        # Round one of a file held in memory, ids included: the common case is a lookup.
         self._first_round: list[bytes] | None = None
         if file.in_memory:
             self._first_round = self._encode(0, file.cues(0, file.count))
+        self._pages: OrderedDict[int, list[Cue]] = OrderedDict()
+        self._loading: dict[int, asyncio.Future[None]] = {}
 
     def preamble(self, start: Start, last_event_id: str | None) -> bytes:
         parts = []
@@ -99,104 +104,67 @@ class Replay:
                 out.append(b"id: %b\n%b" % (ident, cue.body))
         return out
 
-    async def events(self, first: int, stop: int) -> list[bytes]:
-        """Wire bytes of events ``first`` to ``stop`` (sequence numbers, exclusive)."""
+    def chunk(self, first: int, stop: int) -> tuple[bytes, int]:
+        """The wire bytes of events ``first`` up to ``stop`` (sequence numbers, exclusive) that
+        are at hand, and the sequence number after the last of them. Short of ``stop`` only
+        for a file read from disk whose next page is not loaded yet: ``fetch`` it."""
         count = self.file.count
-        out: list[bytes] = []
+        if self._first_round is not None and stop <= count:
+            if stop == first + 1:
+                return self._first_round[first], stop
+            return b"".join(self._first_round[first:stop]), stop
+        parts: list[bytes] = []
         n = first
         while n < stop:
             round_number, index = divmod(n, count)
             end = min(stop - round_number * count, count)
             if round_number == 0 and self._first_round is not None:
-                out.extend(self._first_round[index:end])
+                parts.extend(self._first_round[index:end])
             elif self.file.in_memory:
-                out.extend(self._encode(round_number, self.file.cues(index, end), index))
+                parts.extend(self._encode(round_number, self.file.cues(index, end), index))
             else:
-                # Reading a large file is blocking I/O: keep it off the event loop.
-                cues = await anyio.to_thread.run_sync(self.file.cues, index, end)
-                out.extend(self._encode(round_number, cues, index))
+                cues = self._cached_cues(index, end)
+                if not cues:
+                    break
+                parts.extend(self._encode(round_number, cues, index))
+                end = index + len(cues)
             n = round_number * count + end
+        return b"".join(parts), n
+
+    def _cached_cues(self, index: int, end: int) -> list[Cue]:
+        """Records ``index``.. up to ``end`` of one round from the page cache (a prefix)."""
+        out: list[Cue] = []
+        while index < end:
+            page_number, within = divmod(index, PAGE_SIZE)
+            page = self._pages.get(page_number)
+            if page is None:
+                break
+            self._pages.move_to_end(page_number)
+            take = page[within : within + end - index]
+            out.extend(take)
+            index += len(take)
         return out
 
-
-async def play(
-    replay: Replay, start: Start, on_sent: Callable[[int], None]
-) -> AsyncIterator[bytes]:
-    """One connection's own replay: each due batch as one chunk. ``on_sent`` gets the
-    number of events whose chunk was taken by the server (sent, or about to be)."""
-    async for first, stop in due_batches(replay.plan, start.n):
-        yield b"".join(await replay.events(first, stop))
-        on_sent(stop - first)
-
-
-@dataclass(slots=True)
-class _Batch:
-    first: int
-    stop: int
-    chunk: bytes
-    events: list[bytes]
-
-
-class Broadcast:
-    """One shared timeline: every event encoded once, every subscriber sent the same chunk."""
-
-    def __init__(self, replay: Replay) -> None:
-        self.replay = replay
-        self.position = 0  # sequence number of the next event to fall due
-        self.ended = False
-        self._subscribers: set[asyncio.Queue[_Batch | None]] = set()
-        self._history: deque[bytes] = deque(maxlen=BROADCAST_HISTORY)
-
-    async def run(self) -> None:
-        async for first, stop in due_batches(self.replay.plan, 0):
-            events = await self.replay.events(first, stop)
-            batch = _Batch(first, stop, b"".join(events), events)
-            self._history.extend(events)
-            self.position = stop
-            for queue in self._subscribers:
-                queue.put_nowait(batch)
-        self.ended = True
-        for queue in self._subscribers:
-            queue.put_nowait(None)
-
-    def catch_up(self, start: Start) -> bytes:
-        """Events already played that a resuming client missed, as far as history reaches."""
-        if start.n >= self.position:
-            return b""
-        oldest = self.position - len(self._history)
-        if start.n < oldest:
-            logger.warning(
-                "a client resumed at event %d, older than the %d kept: it misses %d events",
-                start.n + 1,
-                len(self._history),
-                oldest - start.n,
-            )
-        skip = max(0, start.n - oldest)
-        return b"".join(list(self._history)[skip:])
-
-    async def follow(
-        self, resume: Start | None, on_sent: Callable[[int], None]
-    ) -> AsyncIterator[bytes]:
-        """A subscriber's stream: live from now, or, when ``resume`` is a known position,
-        the events it missed first. Events before ``resume`` are skipped (a client may be
-        ahead of a restarted timeline)."""
-        queue: asyncio.Queue[_Batch | None] = asyncio.Queue()
-        self._subscribers.add(queue)
+    async def fetch(self, n: int) -> None:
+        """Load the page that holds event ``n`` from disk, in a worker thread; connections
+        waiting for the same page share one read."""
+        page_number = (n % self.file.count) // PAGE_SIZE
+        if page_number in self._pages:
+            return
+        loading = self._loading.get(page_number)
+        if loading is not None:
+            await asyncio.shield(loading)
+            return
+        loading = asyncio.get_running_loop().create_future()
+        self._loading[page_number] = loading
         try:
-            seen_until = self.position
-            if resume is not None and resume.known:
-                backlog = self.catch_up(resume)
-                if backlog:
-                    yield backlog
-                    on_sent(self.position - resume.n)
-                seen_until = max(resume.n, self.position)
-            while (batch := await queue.get()) is not None:
-                if batch.stop <= seen_until:
-                    continue
-                if batch.first < seen_until:
-                    yield b"".join(batch.events[seen_until - batch.first :])
-                else:
-                    yield batch.chunk
-                on_sent(batch.stop - max(batch.first, seen_until))
+            start = page_number * PAGE_SIZE
+            stop = min(start + PAGE_SIZE, self.file.count)
+            # Reading a file is blocking I/O: keep it off the event loop.
+            cues = await anyio.to_thread.run_sync(self.file.cues, start, stop)
+            self._pages[page_number] = cues
+            while len(self._pages) > CACHED_PAGES:
+                self._pages.popitem(last=False)
         finally:
-            self._subscribers.discard(queue)
+            del self._loading[page_number]
+            loading.set_result(None)

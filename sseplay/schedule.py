@@ -1,4 +1,4 @@
-"""When each event is due (pure planning) and waiting for those moments (the player).
+"""When each event is due: pure planning, played by ``fanout.Timer``.
 
 Events are numbered by a sequence number ``n`` that keeps counting across the
 rounds of a looped replay. Every deadline is an absolute offset from the start
@@ -8,12 +8,9 @@ makes the next events due sooner, it does not push them back.
 
 from __future__ import annotations
 
-import asyncio
 import math
-import time
 from array import array
 from bisect import bisect_right
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 DEFAULT_INTERVAL = 1.0
@@ -90,31 +87,3 @@ class Plan:
                 last = self.count
             stop = int(min(ceiling, rounds * self.count + max(last, index + 1)))
         return stop
-
-
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
-
-
-async def due_batches(
-    plan: Plan,
-    start: int,
-    *,
-    clock: Clock = time.monotonic,
-    sleep: Sleep = asyncio.sleep,
-    limit: int = DEFAULT_BATCH_LIMIT,
-) -> AsyncIterator[tuple[int, int]]:
-    """Yield (first, stop) ranges of sequence numbers as they fall due, starting with
-    ``start`` at once; the rest keep their gaps relative to it."""
-    origin = clock()
-    base = plan.offset(start)
-    n = start
-    while n < plan.total:
-        stop = plan.due_stop(n, base + clock() - origin, limit)
-        if stop > n:
-            yield n, stop
-            n = stop
-            # Let other connections run between back-to-back batches.
-            await sleep(0)
-            continue
-        await sleep(max(0.0, origin + plan.offset(n) - base - clock()))

@@ -16,10 +16,12 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from sse_starlette import EventSourceResponse, ServerSentEvent
+from sse_starlette import EventSourceResponse
+from starlette.types import Receive, Scope, Send
 
 from sseplay.errors import CannotServe
-from sseplay.replay import Broadcast, Replay, Start, play
+from sseplay.fanout import Broadcast, Listener, Outlet, Player, Subscriber, Timer
+from sseplay.replay import Replay, Start
 
 logger = logging.getLogger("sseplay.server")
 
@@ -29,6 +31,9 @@ DEFAULT_PING = 15.0
 DEFAULT_SEND_TIMEOUT = 10.0
 # Ctrl-C and SIGTERM stop the server within a second even with streams open.
 GRACEFUL_SHUTDOWN_SECONDS = 0.5
+# What uvicorn logs when an application returns with its response unfinished: that
+# is how a client cut off for not reading is dropped (ASGI has no other way).
+_UNFINISHED = "ASGI callable returned without completing response."
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,43 +59,142 @@ class ServerOptions:
     app: AppOptions = field(default_factory=AppOptions)
 
 
-def _ping_comment() -> ServerSentEvent:
-    # A comment, never an event (WHATWG 9.2.6: lines starting with ":" are ignored).
-    return ServerSentEvent(comment="ping", sep="\n")
+class Hub:
+    """The streams of one app: the shared timer, the broadcasts, every open connection."""
+
+    def __init__(
+        self,
+        streams: Sequence[Stream],
+        options: AppOptions,
+        on_complete: Callable[[], None] | None,
+    ) -> None:
+        self.options = options
+        self.on_complete = on_complete
+        self.listeners: set[Listener] = set()
+        self.cut_off = 0
+        self._timer: Timer | None = None
+        self._streams = streams
+        self.broadcasts: dict[str, Broadcast] = {}
+
+    @property
+    def timer(self) -> Timer:
+        if self._timer is None:
+            self._timer = Timer(asyncio.get_running_loop())
+        return self._timer
+
+    def start(self) -> None:
+        """Start the broadcasts' timelines: they run from the moment the server is up."""
+        if self.options.broadcast:
+            for stream in self._streams:
+                broadcast = Broadcast(
+                    stream.replay, self.timer, self.options.ping, self._broadcast_ended
+                )
+                self.broadcasts[stream.route] = broadcast
+                broadcast.begin()
+
+    def _broadcast_ended(self) -> None:
+        if self.on_complete is not None:
+            self.on_complete()
+
+    async def open(self, stream: Stream, outlet: Outlet, start: Start, preamble: bytes) -> Listener:
+        broadcast = self.broadcasts.get(stream.route)
+        listener: Listener
+        if broadcast is not None:
+            listener = broadcast.subscribe(
+                outlet, start if start.n or not start.known else None, preamble
+            )
+        else:
+            if not stream.replay.file.in_memory:
+                await stream.replay.fetch(start.n)
+            player = Player(
+                outlet, stream.replay, self.timer, start, self.options.ping, self.on_complete
+            )
+            player.begin(preamble)
+            listener = player
+        self.listeners.add(listener)
+        return listener
+
+    def close(self, stream: Stream, listener: Listener) -> None:
+        listener.outlet.close()
+        self.listeners.discard(listener)
+        broadcast = self.broadcasts.get(stream.route)
+        if broadcast is not None and isinstance(listener, Subscriber):
+            broadcast.unsubscribe(listener)
+
+    def close_all(self) -> None:
+        """End every open stream: the server is stopping."""
+        for broadcast in self.broadcasts.values():
+            broadcast.closed = True
+        for listener in list(self.listeners):
+            outlet = listener.outlet
+            if outlet.blocked:
+                outlet.cut()
+            elif not outlet.closed and not outlet.completed:
+                outlet.write(b"", more_body=False)
 
 
-class _Connection:
-    """One client's stream: logs its coming and going with how many events it got."""
+class _NoBody:
+    """An empty body for sse-starlette's constructor: ours is written by the timer."""
 
-    def __init__(self, client: str, route: str, start: Start) -> None:
-        self.client = client
-        self.route = route
+    def __aiter__(self) -> _NoBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        raise StopAsyncIteration
+
+
+class ReplayResponse(EventSourceResponse):
+    """sse-starlette's headers and HEAD handling; the body is written by the hub's shared
+    timer instead of a task group of four tasks and a cancel scope per send."""
+
+    def __init__(
+        self, hub: Hub, stream: Stream, start: Start, preamble: bytes, client: str
+    ) -> None:
+        super().__init__(_NoBody(), ping=0, sep="\n")
+        self.hub = hub
+        self.stream = stream
         self.start = start
-        self.sent = 0
+        self.preamble = preamble
+        self.client = client
 
-    def count(self, events: int) -> None:
-        self.sent += events
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "HEAD":
+            await super().__call__(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        task = asyncio.current_task()
+        assert task is not None
 
-    async def stream(
-        self, preamble: bytes, body: AsyncIterator[bytes], on_complete: Callable[[], None] | None
-    ) -> AsyncIterator[bytes]:
-        logger.info(
-            "%s connected to %s%s",
-            self.client,
-            self.route,
-            f" (resuming at event {self.start.n + 1})" if self.start.n else "",
-        )
-        how = "disconnected"
+        def cut_off(_: Outlet) -> None:
+            self.hub.cut_off += 1
+            task.cancel()
+
+        outlet = Outlet(send, self.hub.options.send_timeout, cut_off)
+        resuming = f" (resuming at event {self.start.n + 1})" if self.start.n else ""
+        logger.info("%s connected to %s%s", self.client, self.stream.route, resuming)
+        listener = await self.hub.open(self.stream, outlet, self.start, self.preamble)
         try:
-            if preamble:
-                yield preamble
-            async for chunk in body:
-                yield chunk
-            how = "got the whole replay"
-            if on_complete is not None:
-                on_complete()
+            # The request's own task waits here: a disconnect, or the end of the
+            # response written by the timer, wakes it (uvicorn answers http.disconnect).
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        except asyncio.CancelledError:
+            if not outlet.cut_off:
+                raise
+            task.uncancel()
         finally:
-            logger.info("%s left %s after %d events (%s)", self.client, self.route, self.sent, how)
+            self.hub.close(self.stream, listener)
+            if outlet.cut_off:
+                how = f"cut off: it read nothing for {self.hub.options.send_timeout:g} s"
+            else:
+                how = "got the whole replay" if listener.complete else "disconnected"
+            logger.info(
+                "%s left %s after %d events (%s)",
+                self.client,
+                self.stream.route,
+                listener.sent,
+                how,
+            )
 
 
 def create_app(
@@ -99,17 +203,18 @@ def create_app(
     on_complete: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The whole server. ``on_complete`` runs when a client has received a whole replay
-    (or, in broadcast mode, when the shared timeline has played to its end)."""
-    broadcasts = {s.route: Broadcast(s.replay) for s in streams} if options.broadcast else {}
+    (or, in broadcast mode, when the shared timeline has played to its end). The app's
+    ``state.hub`` holds its open streams: ``StreamingServer`` ends them when it stops."""
+    hub = Hub(streams, options, on_complete)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(_run_broadcast(b, on_complete)) for b in broadcasts.values()]
+        hub.start()
         yield
-        for task in tasks:
-            task.cancel()
+        hub.close_all()
 
     app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.hub = hub
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(options.cors_origins),
@@ -120,11 +225,7 @@ def create_app(
     )
 
     for stream in streams:
-        app.add_api_route(
-            stream.route,
-            _stream_endpoint(stream, options, broadcasts.get(stream.route), on_complete),
-            methods=["GET", "POST"],
-        )
+        app.add_api_route(stream.route, _stream_endpoint(stream, hub), methods=["GET", "POST"])
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -151,19 +252,7 @@ def create_app(
     return app
 
 
-async def _run_broadcast(broadcast: Broadcast, on_complete: Callable[[], None] | None) -> None:
-    await broadcast.run()
-    logger.info("the broadcast has played to its end")
-    if on_complete is not None:
-        on_complete()
-
-
-def _stream_endpoint(
-    stream: Stream,
-    options: AppOptions,
-    broadcast: Broadcast | None,
-    on_complete: Callable[[], None] | None,
-) -> Callable[[Request], Any]:
+def _stream_endpoint(stream: Stream, hub: Hub) -> Callable[[Request], Any]:
     replay = stream.replay
 
     async def endpoint(request: Request) -> Response:
@@ -173,26 +262,65 @@ def _stream_endpoint(
         if last_event_id is None:
             last_event_id = request.query_params.get("lastEventId")
         start = replay.start_after(last_event_id)
+        broadcast = hub.broadcasts.get(stream.route)
         # 204 tells a browser to stop reconnecting (WHATWG 9.2.3): the replay is over.
         if replay.is_over(start.n) or (broadcast is not None and broadcast.ended):
             return Response(status_code=204)
         client = f"{request.client.host}:{request.client.port}" if request.client else "?"
-        connection = _Connection(client, stream.route, start)
-        if broadcast is not None:
-            body = broadcast.follow(start if last_event_id else None, connection.count)
-            done = None
-        else:
-            body = play(replay, start, connection.count)
-            done = on_complete
-        return EventSourceResponse(
-            connection.stream(replay.preamble(start, last_event_id), body, done),
-            ping=options.ping,
-            ping_message_factory=_ping_comment,
-            sep="\n",
-            send_timeout=options.send_timeout,
-        )
+        return ReplayResponse(hub, stream, start, replay.preamble(start, last_event_id), client)
 
     return endpoint
+
+
+class StreamingServer(uvicorn.Server):
+    """uvicorn's server, ending the open streams first when it stops; uvicorn alone would
+    wait out its graceful timeout for them and then cancel them."""
+
+    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+        super().__init__(config)
+        self.hub = hub
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        quiet_cut_offs = _CutOffFilter(self.hub)
+        uvicorn_log = logging.getLogger("uvicorn.error")
+        uvicorn_log.addFilter(quiet_cut_offs)
+        try:
+            await super().serve(sockets)
+        finally:
+            uvicorn_log.removeFilter(quiet_cut_offs)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.hub.close_all()
+        await super().shutdown(sockets)
+
+
+class _CutOffFilter(logging.Filter):
+    """Drop uvicorn's error line for a response we ended on purpose (a client cut off
+    for not reading); our own log line says what happened."""
+
+    def __init__(self, hub: Hub) -> None:
+        super().__init__()
+        self.hub = hub
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.getMessage() == _UNFINISHED and self.hub.cut_off:
+            self.hub.cut_off -= 1
+            return False
+        return True
+
+
+def streaming_server(app: FastAPI, **config: Any) -> StreamingServer:
+    """A server for ``app``, configured the way sseplay runs it."""
+    hub: Hub = app.state.hub
+    settings: dict[str, Any] = {
+        "log_config": None,
+        "access_log": False,
+        # Typed int, but uvicorn only passes it to a timeout, where half a second works.
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+        "lifespan": "on",
+    }
+    settings.update(config)
+    return StreamingServer(uvicorn.Config(app, **settings), hub)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -236,15 +364,7 @@ def serve(
             server.should_exit = True
 
     app = create_app(streams, options.app, complete)
-    config = uvicorn.Config(
-        app,
-        log_config=None,
-        access_log=False,
-        # Typed int, but uvicorn only passes it to a timeout, where half a second works.
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,  # type: ignore[arg-type]
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
+    server = streaming_server(app)
 
     async def main() -> None:
         assert server is not None

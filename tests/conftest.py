@@ -20,11 +20,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from sseplay.replay import Replay
 from sseplay.schedule import Plan, Timing
-from sseplay.server import AppOptions, Stream, bind, create_app
+from sseplay.server import AppOptions, Stream, bind, create_app, streaming_server
 from sseplay.source import FieldMapping, load_event_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,10 +61,7 @@ class LiveServer:
         self.sock = bind("127.0.0.1", port)
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            app, log_config=None, access_log=False, timeout_graceful_shutdown=0.5
-        )
-        self.server = uvicorn.Server(config)
+        self.server = streaming_server(app)
         self.thread = threading.Thread(
             target=lambda: asyncio.run(self.server.serve(sockets=[self.sock])), daemon=True
         )

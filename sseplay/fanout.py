@@ -1,0 +1,458 @@
+"""Writing due events to many connections from one timer.
+
+The server everyone writes first gives each connection a task that sleeps until its
+next event; sse-starlette adds a task group, three helper tasks and a cancel scope
+per send. At thousands of connections that bookkeeping costs more than the writes.
+Here one ``Timer`` keeps every stream's next deadline in a heap and, when it fires,
+writes all that is due straight into the server's ``send``. A connection costs a task
+only while its client reads too slowly (back-pressure), and is cut off when that
+lasts longer than the send timeout, so one frozen reader never holds up the rest.
+
+Deadlines are absolute (the start of the stream plus the event's offset in the
+plan), so nothing drifts however long a stream runs; events already due go out
+together in one write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol, cast
+
+from sseplay.replay import Replay, Start
+from sseplay.schedule import DEFAULT_BATCH_LIMIT
+
+logger = logging.getLogger("sseplay.fanout")
+
+# A timer may fire a little early (libuv counts in milliseconds): what is due within
+# this much is written now rather than after another wake-up.
+TIMER_SLACK = 0.001
+# Events a broadcast keeps so that a client reconnecting with Last-Event-ID catches up.
+BROADCAST_HISTORY = 10_000
+# A comment, never an event (WHATWG 9.2.6: a line starting with U+003A COLON is ignored).
+PING = b": ping\n\n"
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class Clock(Protocol):
+    """What the timer needs of an event loop; tests pass a fake one."""
+
+    def time(self) -> float: ...
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> asyncio.TimerHandle: ...
+
+
+class Stream(Protocol):
+    """Anything the timer plays: it writes what is due and says when to come back."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def play(self, now: float) -> float | None:
+        """Write what is due at ``now``; the next deadline, or None to be left alone."""
+
+
+class Timer:
+    """One event-loop timer for the deadlines of many streams."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._heap: list[tuple[float, int, Stream]] = []
+        self._order = itertools.count()
+        self._handle: asyncio.TimerHandle | None = None
+        self._armed_at = float("inf")
+
+    def time(self) -> float:
+        return self.clock.time()
+
+    def at(self, when: float, stream: Stream) -> None:
+        heapq.heappush(self._heap, (when, next(self._order), stream))
+        if when < self._armed_at:
+            self._arm(when)
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def _arm(self, when: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._armed_at = when
+        self._handle = self.clock.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._armed_at = float("inf")
+        heap = self._heap
+        now = self.clock.time()
+        horizon = now + TIMER_SLACK
+        due = []
+        while heap and heap[0][0] <= horizon:
+            due.append(heapq.heappop(heap)[2])
+        try:
+            # Streams come back into the heap only after this round, so a stream that is
+            # due again at once (interval 0) lets the event loop run in between.
+            for stream in due:
+                if not stream.closed:
+                    when = stream.play(now)
+                    if when is not None:
+                        heapq.heappush(heap, (when, next(self._order), stream))
+        finally:
+            if heap:
+                self._arm(heap[0][0])
+
+
+class Outlet:
+    """One response body, written from the timer without a task per write.
+
+    ``send`` is the ASGI server's coroutine function. Driving its coroutine by hand
+    finishes it in one step unless the transport is paused (the client's buffers are
+    full); only then does the rest of that write become a task, and ``on_drained``
+    runs once it has gone out."""
+
+    __slots__ = (
+        "_finisher",
+        "_loop",
+        "_on_cut_off",
+        "_send",
+        "_send_timeout",
+        "_timeout",
+        "blocked",
+        "closed",
+        "completed",
+        "cut_off",
+        "on_drained",
+    )
+
+    def __init__(
+        self,
+        send: Send,
+        send_timeout: float,
+        on_cut_off: Callable[[Outlet], None],
+    ) -> None:
+        self._send = send
+        self._loop = asyncio.get_running_loop()
+        self._send_timeout = send_timeout
+        self._on_cut_off = on_cut_off
+        self._finisher: asyncio.Task[None] | None = None
+        self._timeout: asyncio.TimerHandle | None = None
+        self.on_drained: Callable[[], None] = _nothing
+        self.blocked = False
+        self.closed = False
+        self.completed = False
+        self.cut_off = False
+
+    def write(self, chunk: bytes, more_body: bool = True) -> bool:
+        """Send ``chunk`` (the last one when ``more_body`` is false); False when the client
+        is not keeping up and the write finishes later."""
+        if self.completed or self.closed:
+            return False
+        if not more_body:
+            self.completed = True
+        message = {"type": "http.response.body", "body": chunk, "more_body": more_body}
+        # ASGI's send is a coroutine function; typed Awaitable by Starlette.
+        coroutine = cast(Coroutine[Any, Any, None], self._send(message))
+        try:
+            blocker = coroutine.send(None)
+        except StopIteration:
+            return True
+        except OSError:  # ASGI 2.4: the server may say so when the client has gone
+            self.closed = True
+            return False
+        self.blocked = True
+        self._finisher = self._loop.create_task(self._finish(coroutine, blocker))
+        self._timeout = self._loop.call_later(self._send_timeout, self.cut)
+        return False
+
+    async def _finish(self, coroutine: Coroutine[Any, Any, None], blocker: object) -> None:
+        try:
+            while True:
+                if isinstance(blocker, asyncio.Future):
+                    # Wait without taking its result: the coroutine takes it (or its error).
+                    await asyncio.wait((blocker,))
+                else:  # a bare yield, as asyncio.sleep(0) does
+                    await asyncio.sleep(0)
+                try:
+                    blocker = coroutine.send(None)
+                except StopIteration:
+                    break
+        except asyncio.CancelledError:
+            coroutine.close()
+            raise
+        except OSError:
+            self.closed = True
+        self.blocked = False
+        self._finisher = None
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+        if not self.closed:
+            self.on_drained()
+
+    def cut(self) -> None:
+        """The client took nothing for ``send_timeout`` seconds: stop writing to it."""
+        self._timeout = None
+        self.cut_off = True
+        self.close()
+        self._on_cut_off(self)
+
+    def close(self) -> None:
+        self.closed = True
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+        if self._finisher is not None:
+            self._finisher.cancel()
+            self._finisher = None
+
+
+def _nothing() -> None:
+    pass
+
+
+class Listener:
+    """What a connection's response holds: its outlet and how many events it got."""
+
+    __slots__ = ("complete", "outlet", "sent")
+
+    def __init__(self, outlet: Outlet) -> None:
+        self.outlet = outlet
+        self.sent = 0
+        self.complete = False
+
+    @property
+    def closed(self) -> bool:
+        return self.outlet.closed
+
+
+class Player(Listener):
+    """One connection's own replay, from ``start``, played by the shared timer."""
+
+    __slots__ = (
+        "_fetching",
+        "_last_write",
+        "_on_complete",
+        "n",
+        "origin",
+        "ping",
+        "replay",
+        "timer",
+    )
+
+    def __init__(
+        self,
+        outlet: Outlet,
+        replay: Replay,
+        timer: Timer,
+        start: Start,
+        ping: float,
+        on_complete: Callable[[], None] | None,
+    ) -> None:
+        super().__init__(outlet)
+        self.replay = replay
+        self.timer = timer
+        self.n = start.n
+        self.ping = ping
+        now = timer.time()
+        # Event n is due at origin + offset(n): the first one now, the rest keep their gaps.
+        self.origin = now - replay.plan.offset(start.n)
+        self._last_write = now
+        self._on_complete = on_complete
+        self._fetching: asyncio.Task[None] | None = None
+        outlet.on_drained = self._drained
+
+    def begin(self, preamble: bytes) -> None:
+        """Write the preamble with the first event (due at once) and join the timer."""
+        when = self._write_due(self.timer.time(), preamble)
+        if when is not None:
+            self.timer.at(when, self)
+
+    def play(self, now: float) -> float | None:
+        if self.outlet.blocked or self._fetching is not None:
+            return None
+        return self._write_due(now, b"")
+
+    def _write_due(self, now: float, prefix: bytes) -> float | None:
+        plan = self.replay.plan
+        stop = plan.due_stop(self.n, now + TIMER_SLACK - self.origin, DEFAULT_BATCH_LIMIT)
+        if stop == self.n:
+            if prefix and not self._write(now, prefix, True):
+                return None
+            ping_due = self.ping and now - self._last_write >= self.ping - TIMER_SLACK
+            if ping_due and not self._write(now, PING, True):
+                return None
+            return self._next_wake()
+        chunk, stop = self.replay.chunk(self.n, stop)
+        if stop == self.n:  # a file read from disk: its next page is not loaded yet
+            if prefix and not self._write(now, prefix, True):
+                return None
+            self._fetching = asyncio.get_running_loop().create_task(self._fetch())
+            return None
+        self.sent += stop - self.n
+        self.n = stop
+        last = self.replay.is_over(stop)
+        if self._write(now, prefix + chunk if prefix else chunk, not last) and not last:
+            return self._next_wake()
+        if last and not self.outlet.blocked:
+            self._finished()
+        return None
+
+    def _write(self, now: float, chunk: bytes, more_body: bool) -> bool:
+        self._last_write = now
+        return self.outlet.write(chunk, more_body)
+
+    def _next_wake(self) -> float:
+        due = self.origin + self.replay.plan.offset(self.n)
+        if self.ping:
+            return min(due, self._last_write + self.ping)
+        return due
+
+    async def _fetch(self) -> None:
+        await self.replay.fetch(self.n)
+        self._fetching = None
+        if not self.closed:
+            self.timer.at(self.timer.time(), self)
+
+    def _drained(self) -> None:
+        if self.outlet.completed:
+            self._finished()
+        else:
+            self.timer.at(self.timer.time(), self)
+
+    def _finished(self) -> None:
+        self.complete = True
+        if self._on_complete is not None:
+            self._on_complete()
+
+
+class Subscriber(Listener):
+    """One connection following a broadcast; ``seen_until`` is the next event it needs."""
+
+    __slots__ = ("seen_until",)
+
+    def __init__(self, outlet: Outlet, seen_until: int) -> None:
+        super().__init__(outlet)
+        self.seen_until = seen_until
+
+
+class Broadcast:
+    """One shared timeline: every event encoded once, every subscriber sent the same chunk."""
+
+    def __init__(
+        self,
+        replay: Replay,
+        timer: Timer,
+        ping: float,
+        on_end: Callable[[], None] | None = None,
+    ) -> None:
+        self.replay = replay
+        self.timer = timer
+        self.ping = ping
+        self.position = 0  # sequence number of the next event to fall due
+        self.ended = False
+        self.closed = False
+        self._on_end = on_end
+        self._origin = 0.0
+        self._last_write = 0.0
+        self._subscribers: set[Subscriber] = set()
+        self._history: deque[bytes] = deque(maxlen=BROADCAST_HISTORY)
+
+    def begin(self) -> None:
+        """Start the timeline now (the server has started)."""
+        self._origin = self._last_write = self.timer.time()
+        self.timer.at(self._origin, self)
+
+    def play(self, now: float) -> float | None:
+        plan = self.replay.plan
+        stop = plan.due_stop(self.position, now + TIMER_SLACK - self._origin, DEFAULT_BATCH_LIMIT)
+        if stop > self.position:
+            chunk, stop = self.replay.chunk(self.position, stop)
+            if stop == self.position:
+                asyncio.get_running_loop().create_task(self._fetch())
+                return None
+            self._history.extend(self._events(self.position, stop))
+            first, self.position = self.position, stop
+            self.ended = self.replay.is_over(stop)
+            self._last_write = now
+            for subscriber in list(self._subscribers):
+                self._deliver(subscriber, first, chunk)
+            if self.ended:
+                self.closed = True
+                logger.info("the broadcast has played to its end")
+                if self._on_end is not None:
+                    self._on_end()
+                return None
+        elif self.ping and now - self._last_write >= self.ping - TIMER_SLACK:
+            self._last_write = now
+            for subscriber in list(self._subscribers):
+                if not subscriber.outlet.blocked:
+                    subscriber.outlet.write(PING)
+        due = self._origin + plan.offset(self.position)
+        return min(due, self._last_write + self.ping) if self.ping else due
+
+    def _events(self, first: int, stop: int) -> list[bytes]:
+        if stop == first + 1:
+            return [self.replay.chunk(first, stop)[0]]
+        return [self.replay.chunk(n, n + 1)[0] for n in range(first, stop)]
+
+    async def _fetch(self) -> None:
+        await self.replay.fetch(self.position)
+        self.timer.at(self.timer.time(), self)
+
+    def _deliver(self, subscriber: Subscriber, first: int, chunk: bytes) -> None:
+        if subscriber.closed or subscriber.outlet.blocked:
+            return  # it catches up from the history once its write has gone out
+        if subscriber.seen_until != first:
+            self._catch_up(subscriber)
+            return
+        subscriber.sent += self.position - first
+        subscriber.seen_until = self.position
+        subscriber.complete = self.ended
+        subscriber.outlet.write(chunk, more_body=not self.ended)
+
+    def subscribe(self, outlet: Outlet, resume: Start | None, preamble: bytes) -> Subscriber:
+        """A new subscriber, live from now, or, when ``resume`` is a known position, from
+        there as far as the history reaches. Events before ``resume`` are skipped (a client
+        may be ahead of a restarted timeline)."""
+        seen_until = self.position
+        if resume is not None and resume.known:
+            seen_until = resume.n
+            oldest = self.position - len(self._history)
+            if resume.n < oldest:
+                logger.warning(
+                    "a client resumed at event %d, older than the %d kept: it misses %d events",
+                    resume.n + 1,
+                    len(self._history),
+                    oldest - resume.n,
+                )
+                seen_until = oldest
+        subscriber = Subscriber(outlet, seen_until)
+        outlet.on_drained = lambda: self._catch_up(subscriber)
+        self._subscribers.add(subscriber)
+        if preamble:
+            outlet.write(preamble)
+        self._catch_up(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.discard(subscriber)
+
+    def _catch_up(self, subscriber: Subscriber) -> None:
+        """Write the events ``subscriber`` has missed that are still in the history."""
+        if subscriber.closed or subscriber.outlet.blocked or subscriber.outlet.completed:
+            return
+        missed = self.position - subscriber.seen_until
+        chunk = b""
+        if missed > 0:
+            skip = max(0, len(self._history) - missed)
+            backlog = list(itertools.islice(self._history, skip, None))
+            subscriber.sent += len(backlog)
+            subscriber.seen_until = self.position
+            chunk = b"".join(backlog)
+        subscriber.complete = self.ended
+        if chunk or self.ended:
+            subscriber.outlet.write(chunk, more_body=not self.ended)

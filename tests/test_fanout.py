@@ -1,0 +1,230 @@
+"""The shared timer, per-client players and the broadcast, on a fake clock: nothing sleeps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sseplay.fanout import PING, Broadcast, Player, Timer
+from sseplay.replay import Replay, Start
+from sseplay.schedule import Timing
+from sseplay.source import FieldMapping
+from tests.conftest import make_stream, write_lines
+
+
+class FakeHandle:
+    def __init__(self, when: float, callback: Callable[[], object]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeClock:
+    """Time moves only in ``advance``; ``lag`` makes every timer fire late."""
+
+    def __init__(self, lag: float = 0.0) -> None:
+        self.now = 100.0
+        self.lag = lag
+        self.timers: list[FakeHandle] = []
+        self.fired = 0
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], object]) -> Any:
+        handle = FakeHandle(when, callback)
+        self.timers.append(handle)
+        return handle
+
+    def armed(self) -> list[FakeHandle]:
+        return [h for h in self.timers if not h.cancelled]
+
+    def advance(self, seconds: float) -> None:
+        until = self.now + seconds
+        while due := sorted((h for h in self.armed() if h.when <= until), key=lambda h: h.when):
+            handle = due[0]
+            self.timers.remove(handle)
+            self.now = max(self.now, handle.when + self.lag)
+            self.fired += 1
+            handle.callback()
+        self.now = max(self.now, until)
+
+
+class FakeOutlet:
+    """Records what would go on the wire, and when."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.writes: list[tuple[float, bytes, bool]] = []
+        self.blocked = self.closed = self.completed = False
+        self.on_drained: Callable[[], None] = lambda: None
+
+    def write(self, chunk: bytes, more_body: bool = True) -> bool:
+        assert not self.completed, "written after the end of the response"
+        self.completed = not more_body
+        self.writes.append((round(self.clock.now - 100.0, 9), chunk, more_body))
+        return True
+
+    def ids(self) -> list[list[int]]:
+        """The ids in each write: which events went out together."""
+        return [
+            [int(line[4:]) for line in chunk.decode().split("\n") if line.startswith("id: ")]
+            for _, chunk, _ in self.writes
+        ]
+
+    def times(self) -> list[float]:
+        return [when for when, _, _ in self.writes]
+
+
+def replay(tmp_path: Path, count: int, timing: Timing, name: str = "e.jsonl") -> Replay:
+    path = write_lines(tmp_path / name, [{"n": n} for n in range(count)])
+    return make_stream(path, timing=timing).replay
+
+
+def player(
+    clock: FakeClock, timer: Timer, source: Replay, start: int = 0, ping: float = 0
+) -> tuple[Player, FakeOutlet]:
+    outlet = FakeOutlet(clock)
+    played = Player(outlet, source, timer, Start(start), ping, None)  # type: ignore[arg-type]
+    played.begin(b"")
+    return played, outlet
+
+
+def test_first_event_goes_out_at_once_then_at_the_interval(tmp_path: Path) -> None:
+    clock = FakeClock()
+    _, outlet = player(clock, Timer(clock), replay(tmp_path, 3, Timing(interval=0.5)))
+    clock.advance(5)
+    assert outlet.times() == [0, 0.5, 1.0]
+    assert outlet.ids() == [[1], [2], [3]]
+    # The last event and the end of the response go out in one write.
+    assert [more for _, _, more in outlet.writes] == [True, True, False]
+
+
+def test_late_wake_ups_do_not_accumulate_drift(tmp_path: Path) -> None:
+    clock = FakeClock(lag=0.03)
+    _, outlet = player(clock, Timer(clock), replay(tmp_path, 40, Timing(interval=0.1)))
+    clock.advance(10)
+    # Every timer fires 30 ms late, yet event k still goes out at k * 100 ms + 30 ms.
+    for when, (event_id,) in zip(outlet.times()[1:], outlet.ids()[1:], strict=True):
+        assert when == pytest.approx((event_id - 1) * 0.1 + 0.03)
+
+
+def test_events_already_due_go_out_together(tmp_path: Path) -> None:
+    clock = FakeClock(lag=0.25)
+    _, outlet = player(clock, Timer(clock), replay(tmp_path, 10, Timing(interval=0.1)))
+    clock.advance(0.1)
+    assert outlet.ids()[:2] == [[1], [2, 3, 4]]
+    assert outlet.times()[1] == pytest.approx(0.35)
+
+
+def test_interval_zero_writes_in_batches_and_lets_the_loop_run(tmp_path: Path) -> None:
+    clock = FakeClock()
+    _, outlet = player(clock, Timer(clock), replay(tmp_path, 3000, Timing(interval=0)))
+    clock.advance(0)
+    assert [len(ids) for ids in outlet.ids()] == [1024, 1024, 952]
+    assert outlet.times() == [0, 0, 0]
+    # Each later batch is its own timer callback: other connections' I/O runs in between.
+    assert clock.fired == 2
+
+
+def test_resume_plays_the_rest_with_original_gaps(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "t.jsonl", [{"t": t} for t in (0, 1, 3, 6, 10)])
+    timed = make_stream(path, mapping=FieldMapping(time_field="t"), timing=Timing()).replay
+    clock = FakeClock()
+    _, outlet = player(clock, Timer(clock), timed, start=2)
+    clock.advance(20)
+    assert outlet.ids() == [[3], [4], [5]]
+    assert outlet.times() == [0, 3, 7]
+
+
+def test_many_players_share_one_armed_timer(tmp_path: Path) -> None:
+    clock = FakeClock()
+    timer = Timer(clock)
+    source = replay(tmp_path, 50, Timing(interval=0.1))
+    outlets = []
+    for n in range(20):
+        clock.advance(0.013)  # connections arrive at scattered moments
+        outlets.append(player(clock, timer, source, start=n)[1])
+        assert len(clock.armed()) == 1
+    clock.advance(0.5)
+    assert len(clock.armed()) == 1
+    # Each connection keeps its own cadence from its own first event.
+    for outlet in outlets:
+        gaps = {round(b - a, 6) for a, b in zip(outlet.times(), outlet.times()[1:], strict=False)}
+        assert gaps == {0.1}
+
+
+def test_pings_fill_silences_but_never_interrupt_events(tmp_path: Path) -> None:
+    clock = FakeClock()
+    source = replay(tmp_path, 3, Timing(interval=2.5))
+    _, outlet = player(clock, Timer(clock), source, ping=1.0)
+    clock.advance(10)
+    pings = [when for when, chunk, _ in outlet.writes if chunk == PING]
+    assert pings == [1.0, 2.0, 3.5, 4.5]
+    assert outlet.ids() == [[1], [], [], [2], [], [], [3]]
+
+
+def test_a_closed_player_is_dropped_from_the_timer(tmp_path: Path) -> None:
+    clock = FakeClock()
+    played, outlet = player(clock, Timer(clock), replay(tmp_path, 10, Timing(interval=0.1)))
+    clock.advance(0.15)
+    outlet.closed = True
+    clock.advance(5)
+    assert outlet.ids() == [[1], [2]]
+    assert not clock.armed()
+    assert not played.complete
+
+
+def test_a_blocked_player_catches_up_in_one_write_once_drained(tmp_path: Path) -> None:
+    clock = FakeClock()
+    played, outlet = player(clock, Timer(clock), replay(tmp_path, 10, Timing(interval=0.1)))
+    outlet.blocked = True  # the client stopped reading: the timer leaves it alone
+    clock.advance(0.55)
+    assert outlet.ids() == [[1]]
+    outlet.blocked = False
+    outlet.on_drained()
+    clock.advance(0)
+    assert outlet.ids() == [[1], [2, 3, 4, 5, 6]]
+    clock.advance(2)
+    assert played.complete
+
+
+def test_broadcast_encodes_each_event_once_for_every_subscriber(tmp_path: Path) -> None:
+    clock = FakeClock()
+    timer = Timer(clock)
+    broadcast = Broadcast(replay(tmp_path, 5, Timing(interval=1)), timer, ping=0)
+    broadcast.begin()
+    early = FakeOutlet(clock)
+    broadcast.subscribe(early, None, b"")  # type: ignore[arg-type]
+    clock.advance(1.5)
+    late = FakeOutlet(clock)
+    broadcast.subscribe(late, None, b"")  # type: ignore[arg-type]
+    clock.advance(10)
+    assert early.ids() == [[1], [2], [3], [4], [5]]
+    assert late.ids() == [[3], [4], [5]]  # joined live, at the moment everyone else sees
+    for (when_a, chunk_a, _), (when_b, chunk_b, _) in zip(
+        early.writes[2:], late.writes, strict=True
+    ):
+        assert when_a == when_b
+        assert chunk_a is chunk_b  # the same bytes object: encoded once
+    assert broadcast.ended
+    assert early.completed
+    assert late.completed
+
+
+def test_broadcast_resume_catches_up_from_history(tmp_path: Path) -> None:
+    clock = FakeClock()
+    broadcast = Broadcast(replay(tmp_path, 6, Timing(interval=1)), Timer(clock), ping=0)
+    broadcast.begin()
+    clock.advance(3.5)
+    resumed = FakeOutlet(clock)
+    broadcast.subscribe(resumed, Start(1), b"retry: 5\n\n")  # type: ignore[arg-type]
+    clock.advance(5)
+    assert resumed.writes[0][1] == b"retry: 5\n\n"
+    assert resumed.ids()[1:] == [[2, 3, 4], [5], [6]]
