@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sse_starlette import EventSourceResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sseplay.errors import CannotServe
 from sseplay.fanout import Broadcast, Listener, Outlet, Player, Subscriber, Timer
@@ -309,9 +309,15 @@ class _CutOffFilter(logging.Filter):
         return True
 
 
-def streaming_server(app: FastAPI, **config: Any) -> StreamingServer:
-    """A server for ``app``, configured the way sseplay runs it."""
+def hub_of(app: FastAPI) -> Hub:
+    """The open streams of an app made by ``create_app``."""
     hub: Hub = app.state.hub
+    return hub
+
+
+def streaming_server(app: ASGIApp, hub: Hub, **config: Any) -> StreamingServer:
+    """A server for ``app`` (made by ``create_app``, or wrapping one), configured the way
+    sseplay runs it."""
     settings: dict[str, Any] = {
         "log_config": None,
         "access_log": False,
@@ -364,7 +370,7 @@ def serve(
             server.should_exit = True
 
     app = create_app(streams, options.app, complete)
-    server = streaming_server(app)
+    server = streaming_server(app, hub_of(app))
 
     async def main() -> None:
         assert server is not None

@@ -23,7 +23,15 @@ import pytest
 
 from sseplay.replay import Replay
 from sseplay.schedule import Plan, Timing
-from sseplay.server import AppOptions, Stream, bind, create_app, streaming_server
+from sseplay.server import (
+    AppOptions,
+    Hub,
+    Stream,
+    bind,
+    create_app,
+    hub_of,
+    streaming_server,
+)
 from sseplay.source import FieldMapping, load_event_file
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,11 +65,11 @@ def make_stream(
 class LiveServer:
     """create_app under a real uvicorn in a thread, on a port of its own."""
 
-    def __init__(self, app: Any, port: int = 0) -> None:
+    def __init__(self, app: Any, port: int = 0, hub: Hub | None = None) -> None:
         self.sock = bind("127.0.0.1", port)
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = streaming_server(app)
+        self.server = streaming_server(app, hub or hub_of(app))
         self.thread = threading.Thread(
             target=lambda: asyncio.run(self.server.serve(sockets=[self.sock])), daemon=True
         )

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from sseplay.schedule import Timing
-from sseplay.server import AppOptions, create_app
+from sseplay.server import AppOptions, create_app, hub_of
 from sseplay.source import FieldMapping, as_text
 from tests.conftest import IN_CI, ROOT, SAMPLES, LiveServer, make_stream, write_lines
 
@@ -204,7 +204,7 @@ def test_after_the_last_event_the_browser_stops_for_good(
             requests.append(dict(scope["headers"]).get(b"last-event-id", b"").decode())
         await app(scope, receive, send)
 
-    with LiveServer(counting) as server:
+    with LiveServer(counting, hub=hub_of(app)) as server:
         site = page_server(tutorial_page(server.url + "/events"))
         page.goto(site.url)
         wait_for_events(page, 3)
