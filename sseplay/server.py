@@ -385,7 +385,9 @@ def serve(
     # handlers in place that is a no-op instead of a KeyboardInterrupt traceback.
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        asyncio.run(main())
+        # uvicorn's own loop choice (uvloop when installed), which asyncio.run would skip.
+        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+            runner.run(main())
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
