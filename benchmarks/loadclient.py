@@ -31,6 +31,7 @@ class SSEClient(asyncio.Protocol):
         self.closed: float | None = None
         self.status = 0
         self.drifts: list[float] = []
+        self.arrivals: list[float] = []
         self.bytes = 0
         self._tail = b""
         self._parser = httptools.HttpResponseParser(self)
@@ -58,6 +59,7 @@ class SSEClient(asyncio.Protocol):
                 base = self.first
                 for k in range(self.events, self.events + count):
                     self.drifts.append(now - base - k * self.interval)
+                    self.arrivals.append(now)
             self.events += count
         else:
             self._tail = data[-3:]
@@ -110,6 +112,7 @@ async def run(
     cpu_end = resource.getrusage(resource.RUSAGE_SELF)
     received = due = 0
     drifts: list[float] = []
+    steady: list[float] = []  # events that arrived once every client had connected
     for protocol in protocols:
         if protocol.first is None:
             due += int((end - (protocol.opened or end)) / interval) + 1 if interval else 0
@@ -119,6 +122,9 @@ async def run(
         due += expected
         received += min(protocol.events, expected)
         drifts.extend(protocol.drifts)
+        steady.extend(
+            d for d, t in zip(protocol.drifts, protocol.arrivals, strict=True) if t >= connected
+        )
     cpu = (cpu_end.ru_utime - cpu_start.ru_utime) + (cpu_end.ru_stime - cpu_start.ru_stime)
     wall = end - started
     return {
@@ -131,6 +137,7 @@ async def run(
         "drift_p50_ms": round(percentile(drifts, 0.50) * 1000, 2),
         "drift_p99_ms": round(percentile(drifts, 0.99) * 1000, 2),
         "drift_max_ms": round(max(drifts, default=float("nan")) * 1000, 2),
+        "steady_drift_p99_ms": round(percentile(steady, 0.99) * 1000, 2),
         "client_cpu": round(cpu / wall, 3),
         "bytes": sum(p.bytes for p in protocols),
     }

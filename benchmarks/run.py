@@ -163,7 +163,8 @@ def fanout(
             out[kind].append(result)
             print(
                 f"  fan-out {kind:8} {clients:5} clients: delivery {result['delivery']:.3f}"
-                f" drift p99 {result['drift_p99_ms']} ms client cpu {result['client_cpu']}",
+                f" drift p99 {result['drift_p99_ms']} ms (after the ramp"
+                f" {result['steady_drift_p99_ms']} ms) client cpu {result['client_cpu']}",
                 flush=True,
             )
             if result["delivery"] < 0.9:

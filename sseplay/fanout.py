@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol, cast
 
+from sseplay.direct import DirectBody
 from sseplay.replay import Replay, Start
 from sseplay.schedule import DEFAULT_BATCH_LIMIT
 
@@ -115,6 +116,7 @@ class Outlet:
     runs once it has gone out."""
 
     __slots__ = (
+        "_direct",
         "_finisher",
         "_loop",
         "_on_cut_off",
@@ -133,8 +135,10 @@ class Outlet:
         send: Send,
         send_timeout: float,
         on_cut_off: Callable[[Outlet], None],
+        direct: DirectBody | None = None,
     ) -> None:
         self._send = send
+        self._direct = direct
         self._loop = asyncio.get_running_loop()
         self._send_timeout = send_timeout
         self._on_cut_off = on_cut_off
@@ -151,6 +155,8 @@ class Outlet:
         is not keeping up and the write finishes later."""
         if self.completed or self.closed:
             return False
+        if more_body and chunk and self._direct is not None and self._direct.write(chunk):
+            return True
         if not more_body:
             self.completed = True
         message = {"type": "http.response.body", "body": chunk, "more_body": more_body}

@@ -1,0 +1,72 @@
+"""The fast path for a held stream's body: chunks written straight to uvicorn's transport.
+
+At thousands of connections each event is one small write, and the four awaits
+between the timer and the socket (three Starlette middleware wrappers, then
+uvicorn's ``send``) cost more CPU than the write itself. When the server is
+uvicorn's httptools protocol, a body chunk that may go out now is framed the way
+uvicorn frames it (HTTP/1.1 chunked transfer coding, RFC 9112 section 7.1) and
+handed to the transport directly. Everything else goes through ASGI ``send``:
+the response start (so middleware adds its headers), the last chunk (so uvicorn
+knows the response is complete), a paused transport (back-pressure), a
+disconnected client, and any other server. ``DirectBody.of`` checks what it
+relies on and says None when anything is not as expected.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+# Where ``remember_send`` keeps the server's own ``send`` in the request scope.
+RAW_SEND = "sseplay.raw_send"
+_HTTPTOOLS_CYCLE = ("uvicorn.protocols.http.httptools_impl", "RequestResponseCycle")
+
+
+def remember_send(app: ASGIApp) -> ASGIApp:
+    """Wrap the outermost app so a response can find the server's ``send`` under the
+    middleware's wrappers."""
+
+    async def remembering(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope[RAW_SEND] = send
+        await app(scope, receive, send)
+
+    return remembering
+
+
+class DirectBody:
+    __slots__ = ("_cycle", "_flow", "_transport")
+
+    def __init__(self, cycle: Any) -> None:
+        self._cycle = cycle
+        self._flow = cycle.flow
+        self._transport = cycle.transport
+
+    @classmethod
+    def of(cls, scope: Scope) -> DirectBody | None:
+        """The fast path for a response whose start has been sent, or None."""
+        cycle: Any = getattr(scope.get(RAW_SEND), "__self__", None)
+        kind = type(cycle)
+        if (kind.__module__, kind.__qualname__) != _HTTPTOOLS_CYCLE:
+            return None
+        try:
+            ready = (
+                cycle.response_started
+                and cycle.chunked_encoding is True
+                and not cycle.response_complete
+                and cycle.scope["method"] != "HEAD"
+                and isinstance(cycle.flow.write_paused, bool)
+                and callable(cycle.transport.write)
+            )
+        except AttributeError:  # another uvicorn than the one this was written against
+            return None
+        return cls(cycle) if ready else None
+
+    def write(self, chunk: bytes) -> bool:
+        """Write a non-empty, non-final chunk now; False when it must go through ``send``."""
+        cycle = self._cycle
+        if cycle.disconnected or cycle.response_complete or self._flow.write_paused:
+            return False
+        self._transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        return True
