@@ -19,6 +19,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol, cast
@@ -59,52 +60,69 @@ class Stream(Protocol):
 
 
 class Timer:
-    """One event-loop timer for the deadlines of many streams."""
+    """One event-loop timer for the deadlines of many streams.
+
+    Deadlines are kept in millisecond ticks (a stream is played up to ``TIMER_SLACK``
+    early anyway): a dict of the streams due at each tick, and a heap of the ticks,
+    so that thousands of streams due in the same millisecond cost one heap entry."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
-        self._heap: list[tuple[float, int, Stream]] = []
-        self._order = itertools.count()
+        self._due: dict[int, list[Stream]] = {}
+        self._ticks: list[int] = []
         self._handle: asyncio.TimerHandle | None = None
-        self._armed_at = float("inf")
+        self._armed_at = _NEVER
 
     def time(self) -> float:
         return self.clock.time()
 
     def at(self, when: float, stream: Stream) -> None:
-        heapq.heappush(self._heap, (when, next(self._order), stream))
-        if when < self._armed_at:
-            self._arm(when)
+        tick = self._add(when, stream)
+        if tick < self._armed_at:
+            self._arm(tick)
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return sum(len(streams) for streams in self._due.values())
 
-    def _arm(self, when: float) -> None:
+    def _add(self, when: float, stream: Stream) -> int:
+        tick = math.floor(when * 1000)
+        streams = self._due.get(tick)
+        if streams is None:
+            self._due[tick] = [stream]
+            heapq.heappush(self._ticks, tick)
+        else:
+            streams.append(stream)
+        return tick
+
+    def _arm(self, tick: int) -> None:
         if self._handle is not None:
             self._handle.cancel()
-        self._armed_at = when
-        self._handle = self.clock.call_at(when, self._fire)
+        self._armed_at = tick
+        self._handle = self.clock.call_at(tick / 1000, self._fire)
 
     def _fire(self) -> None:
         self._handle = None
-        self._armed_at = float("inf")
-        heap = self._heap
+        self._armed_at = _NEVER
+        ticks = self._ticks
         now = self.clock.time()
-        horizon = now + TIMER_SLACK
-        due = []
-        while heap and heap[0][0] <= horizon:
-            due.append(heapq.heappop(heap)[2])
+        last_due_tick = math.floor(now * 1000)
+        due: list[Stream] = []
+        while ticks and ticks[0] <= last_due_tick:
+            due.extend(self._due.pop(heapq.heappop(ticks)))
         try:
-            # Streams come back into the heap only after this round, so a stream that is
-            # due again at once (interval 0) lets the event loop run in between.
+            # Streams come back only after this round, so a stream that is due again
+            # at once (interval 0) lets the event loop run in between.
             for stream in due:
                 if not stream.closed:
                     when = stream.play(now)
                     if when is not None:
-                        heapq.heappush(heap, (when, next(self._order), stream))
+                        self._add(when, stream)
         finally:
-            if heap:
-                self._arm(heap[0][0])
+            if ticks:
+                self._arm(ticks[0])
+
+
+_NEVER = 1 << 62
 
 
 class Outlet:

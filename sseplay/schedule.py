@@ -72,6 +72,11 @@ class Plan:
         """The first sequence number from ``n`` not yet due at offset ``until``, at most
         ``n + limit``: events ``n`` to the result (exclusive) are due now."""
         ceiling = min(n + limit, self.total)
+        if ceiling <= n or self.offset(n) > until:
+            return n
+        # The common case under load: one event due, the next one not yet.
+        if n + 1 == ceiling or self.offset(n + 1) > until:
+            return n + 1
         stop = n
         while stop < ceiling and self.offset(stop) <= until:
             rounds, index = divmod(stop, self.count)
