@@ -386,7 +386,7 @@ def serve(
     # the process: keep it out of every later collection.
     gc.collect()
     gc.freeze()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 1, 10)
 
     async def main() -> None:
         assert server is not None
