@@ -14,10 +14,12 @@ from importlib import resources
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sse_starlette import EventSourceResponse
+from starlette.datastructures import Headers, QueryParams
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sseplay.direct import DirectBody, remember_send
@@ -81,6 +83,7 @@ class Hub:
         self.options = options
         self.on_complete = on_complete
         self.listeners: set[Listener] = set()
+        self.headers = event_stream_headers()
         self.cut_off = 0
         self._timer: Timer | None = None
         self._streams = streams
@@ -153,14 +156,20 @@ class _NoBody:
         raise StopAsyncIteration
 
 
-class ReplayResponse(EventSourceResponse):
-    """sse-starlette's headers and HEAD handling; the body is written by the hub's shared
-    timer instead of a task group of four tasks and a cancel scope per send."""
+def event_stream_headers() -> list[tuple[bytes, bytes]]:
+    """The headers sse-starlette gives an event stream (``text/event-stream``, ``no-store``
+    so no cache keeps it, ``X-Accel-Buffering: no`` so nginx does not buffer it)."""
+    return EventSourceResponse(_NoBody(), ping=0, sep="\n").raw_headers
+
+
+class ReplayResponse:
+    """One client's stream: sse-starlette's headers, worked out once per app, and a body
+    written by the hub's shared timer instead of a task group of four tasks and a cancel
+    scope per send."""
 
     def __init__(
         self, hub: Hub, stream: Stream, start: Start, preamble: bytes, client: str
     ) -> None:
-        super().__init__(_NoBody(), ping=0, sep="\n")
         self.hub = hub
         self.stream = stream
         self.start = start
@@ -168,10 +177,11 @@ class ReplayResponse(EventSourceResponse):
         self.client = client
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["method"] == "HEAD":
-            await super().__call__(scope, receive, send)
+        start = {"type": "http.response.start", "status": 200, "headers": self.hub.headers}
+        await send(start)
+        if scope["method"] == "HEAD":  # the headers a GET would get, and no stream
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
         task = asyncio.current_task()
         assert task is not None
 
@@ -236,7 +246,8 @@ def create_app(
     )
 
     for stream in streams:
-        app.add_api_route(stream.route, _stream_endpoint(stream, hub), methods=["GET", "POST"])
+        endpoint = _StreamEndpoint(stream, hub)
+        app.router.routes.append(Route(stream.route, endpoint, methods=["GET", "POST"]))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -263,24 +274,32 @@ def create_app(
     return app
 
 
-def _stream_endpoint(stream: Stream, hub: Hub) -> Callable[[Request], Any]:
-    replay = stream.replay
+class _StreamEndpoint:
+    """A stream route as a plain ASGI endpoint: Starlette routes it without FastAPI's
+    per-request wrapper, whose frames would otherwise be held for the whole stream."""
 
-    async def endpoint(request: Request) -> Response:
+    def __init__(self, stream: Stream, hub: Hub) -> None:
+        self.stream = stream
+        self.hub = hub
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        replay = self.stream.replay
         # A browser reconnecting sends the header (WHATWG 9.2.4); a first connection
         # cannot set headers, so the query parameter stands in for it.
-        last_event_id = request.headers.get("last-event-id")
+        last_event_id = Headers(scope=scope).get("last-event-id")
         if last_event_id is None:
-            last_event_id = request.query_params.get("lastEventId")
+            last_event_id = QueryParams(scope["query_string"]).get("lastEventId")
         start = replay.start_after(last_event_id)
-        broadcast = hub.broadcasts.get(stream.route)
+        broadcast = self.hub.broadcasts.get(self.stream.route)
+        response: ASGIApp
         # 204 tells a browser to stop reconnecting (WHATWG 9.2.3): the replay is over.
         if replay.is_over(start.n) or (broadcast is not None and broadcast.ended):
-            return Response(status_code=204)
-        client = f"{request.client.host}:{request.client.port}" if request.client else "?"
-        return ReplayResponse(hub, stream, start, replay.preamble(start, last_event_id), client)
-
-    return endpoint
+            response = Response(status_code=204)
+        else:
+            host, port = scope.get("client") or ("?", 0)
+            preamble = replay.preamble(start, last_event_id)
+            response = ReplayResponse(self.hub, self.stream, start, preamble, f"{host}:{port}")
+        await response(scope, receive, send)
 
 
 class StreamingServer(uvicorn.Server):
@@ -335,6 +354,8 @@ def streaming_server(app: ASGIApp, hub: Hub, **config: Any) -> StreamingServer:
         # Typed int, but uvicorn only passes it to a timeout, where half a second works.
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
         "lifespan": "on",
+        # A local mock server has no proxy in front to trust X-Forwarded-For from.
+        "proxy_headers": False,
     }
     settings.update(config)
     return StreamingServer(uvicorn.Config(remember_send(app), **settings), hub)
