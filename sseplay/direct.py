@@ -8,7 +8,8 @@ uvicorn frames it (HTTP/1.1 chunked transfer coding, RFC 9112 section 7.1) and
 handed to the transport directly. Everything else goes through ASGI ``send``:
 the response start (so middleware adds its headers), the last chunk (so uvicorn
 knows the response is complete), a paused transport (back-pressure), a
-disconnected client, and any other server. ``DirectBody.of`` checks what it
+disconnected client, and any other server. It also lets a client cut off for not
+reading be dropped at once (``abort``). ``DirectBody.of`` checks what it
 relies on and says None when anything is not as expected.
 """
 
@@ -70,3 +71,8 @@ class DirectBody:
             return False
         self._transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
         return True
+
+    def abort(self) -> None:
+        """Drop the connection now, with whatever is still buffered for it: a graceful
+        close would wait for a client that has stopped reading to take it."""
+        self._transport.abort()

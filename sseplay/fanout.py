@@ -168,6 +168,11 @@ class Outlet:
         self.completed = False
         self.cut_off = False
 
+    @property
+    def direct(self) -> bool:
+        """Whether chunks go straight to the server's transport (see ``sseplay.direct``)."""
+        return self._direct is not None
+
     def write(self, chunk: bytes, more_body: bool = True) -> bool:
         """Send ``chunk`` (the last one when ``more_body`` is false); False when the client
         is not keeping up and the write finishes later."""
@@ -218,11 +223,16 @@ class Outlet:
             self.on_drained()
 
     def cut(self) -> None:
-        """The client took nothing for ``send_timeout`` seconds: stop writing to it."""
+        """The client took nothing for ``send_timeout`` seconds: stop writing to it and
+        drop the connection (the server's ``send`` stays paused until it reads)."""
         self._timeout = None
         self.cut_off = True
         self.close()
-        self._on_cut_off(self)
+        if self._direct is not None:
+            # The server sees the connection lost and tells the response so.
+            self._direct.abort()
+        else:
+            self._on_cut_off(self)
 
     def close(self) -> None:
         self.closed = True

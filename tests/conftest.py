@@ -69,7 +69,8 @@ class LiveServer:
         self.sock = bind("127.0.0.1", port)
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = streaming_server(app, hub or hub_of(app))
+        self.hub = hub or hub_of(app)
+        self.server = streaming_server(app, self.hub)
         self.thread = threading.Thread(
             target=lambda: asyncio.run(self.server.serve(sockets=[self.sock])), daemon=True
         )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -51,8 +53,9 @@ def data_of(events: list[tuple[float, Event]]) -> list[str]:
     return [event.data for _, event in events]
 
 
-def test_bytes_on_the_wire_and_headers(live: Any) -> None:
-    server = live([make_stream(SAMPLES / "scores.json")])
+@pytest.mark.parametrize("direct_writes", [True, False], ids=["direct", "asgi-send"])
+def test_bytes_on_the_wire_and_headers(live: Any, direct_writes: bool) -> None:
+    server = live([make_stream(SAMPLES / "scores.json")], AppOptions(direct_writes=direct_writes))
     response = read_stream(server.url + "/events")
     assert response.status_code == 200
     assert response.content == SCORES_WIRE
@@ -274,3 +277,56 @@ def test_two_routes(live: Any) -> None:
     assert read_stream(server.url + "/scores").content == SCORES_WIRE
     assert data_of(collect(server.url + "/llm"))[-1] == "[DONE]"
     assert httpx.get(server.url + "/nothing").status_code == 404
+
+
+@pytest.mark.parametrize("direct_writes", [True, False], ids=["direct", "asgi-send"])
+def test_a_client_that_stops_reading_is_cut_off_without_slowing_others(
+    live: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, direct_writes: bool
+) -> None:
+    caplog.set_level("INFO")
+    big = write_lines(tmp_path / "big.jsonl", ["x" * 10_000] * 2_000)  # 20 MB at interval 0
+    steady = write_lines(tmp_path / "steady.jsonl", list(range(20)))
+    server = live(
+        [
+            make_stream(big, "/big"),
+            make_stream(steady, "/steady", timing=Timing(interval=0.03)),
+        ],
+        AppOptions(ping=0, send_timeout=0.3, direct_writes=direct_writes),
+    )
+    frozen = socket.socket()
+    frozen.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    frozen.connect(("127.0.0.1", server.port))
+    frozen.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")  # and never reads
+    try:
+        events = collect(server.url + "/steady")
+        # The other client's events keep their 30 ms cadence while the frozen one stalls.
+        assert data_of(events) == [str(n) for n in range(20)]
+        lateness = [when - n * 0.03 for n, (when, _) in enumerate(events)]
+        assert max(lateness) < 0.1
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and "cut off" not in caplog.text:
+            time.sleep(0.02)
+        assert "cut off: it read nothing for 0.3 s" in caplog.text
+        # Dropped, not gracefully closed: what was buffered for it is gone.
+        frozen.settimeout(5)
+        received = 0
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := frozen.recv(1 << 20):
+                received += len(chunk)
+        assert received < 20_000_000
+    finally:
+        frozen.close()
+    assert "without completing response" not in caplog.text
+
+
+@pytest.mark.parametrize("direct_writes", [True, False], ids=["direct", "asgi-send"])
+def test_held_streams_take_the_fast_path_under_uvicorn_unless_told_not_to(
+    live: Any, tmp_path: Path, direct_writes: bool
+) -> None:
+    path = write_lines(tmp_path / "slow.jsonl", list(range(5)))
+    stream = make_stream(path, timing=Timing(interval=30))
+    server = live([stream], AppOptions(ping=0, direct_writes=direct_writes))
+    with httpx.stream("GET", server.url + "/events", timeout=10) as response:
+        next(response.iter_raw())
+        (listener,) = server.hub.listeners
+        assert listener.outlet.direct is direct_writes
