@@ -448,10 +448,10 @@ class Broadcast:
         subscriber.complete = self.ended
         subscriber.outlet.write(chunk, more_body=not self.ended)
 
-    def subscribe(self, outlet: Outlet, resume: Start | None, preamble: bytes) -> Subscriber:
+    def subscribe(self, outlet: Outlet, resume: Start | None) -> Subscriber:
         """A new subscriber, live from now, or, when ``resume`` is a known position, from
         there as far as the history reaches. Events before ``resume`` are skipped (a client
-        may be ahead of a restarted timeline)."""
+        may be ahead of a restarted timeline). Nothing is written until ``admit``."""
         seen_until = self.position
         if resume is not None and resume.known:
             seen_until = resume.n
@@ -467,10 +467,13 @@ class Broadcast:
         subscriber = Subscriber(outlet, seen_until)
         outlet.on_drained = lambda: self._catch_up(subscriber)
         self._subscribers.add(subscriber)
-        if preamble:
-            outlet.write(preamble)
-        self._catch_up(subscriber)
         return subscriber
+
+    def admit(self, subscriber: Subscriber, preamble: bytes) -> None:
+        """Write the preamble and what the subscriber missed; from now on it is live."""
+        if preamble:
+            subscriber.outlet.write(preamble)
+        self._catch_up(subscriber)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.discard(subscriber)

@@ -110,22 +110,23 @@ class Hub:
             self.on_complete()
 
     async def open(self, stream: Stream, outlet: Outlet, start: Start, preamble: bytes) -> Listener:
+        """Start a connection's stream; it is listed before its first write, so that a
+        shutdown at any moment ends it."""
         broadcast = self.broadcasts.get(stream.route)
-        listener: Listener
         if broadcast is not None:
-            listener = broadcast.subscribe(
-                outlet, start if start.n or not start.known else None, preamble
-            )
-        else:
-            if not stream.replay.file.in_memory:
-                await stream.replay.fetch(start.n)
-            player = Player(
-                outlet, stream.replay, self.timer, start, self.options.ping, self.on_complete
-            )
-            player.begin(preamble)
-            listener = player
-        self.listeners.add(listener)
-        return listener
+            # A first connection joins live; a resuming one catches up from the history.
+            resume = start if start.n or not start.known else None
+            subscriber = broadcast.subscribe(outlet, resume)
+            self.listeners.add(subscriber)
+            broadcast.admit(subscriber, preamble)
+            return subscriber
+        if not stream.replay.file.in_memory:
+            await stream.replay.fetch(start.n)
+        ping = self.options.ping
+        player = Player(outlet, stream.replay, self.timer, start, ping, self.on_complete)
+        self.listeners.add(player)
+        player.begin(preamble)
+        return player
 
     def close(self, stream: Stream, listener: Listener) -> None:
         listener.outlet.close()

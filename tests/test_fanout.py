@@ -201,10 +201,10 @@ def test_broadcast_encodes_each_event_once_for_every_subscriber(tmp_path: Path) 
     broadcast = Broadcast(replay(tmp_path, 5, Timing(interval=1)), timer, ping=0)
     broadcast.begin()
     early = FakeOutlet(clock)
-    broadcast.subscribe(early, None, b"")  # type: ignore[arg-type]
+    broadcast.admit(broadcast.subscribe(early, None), b"")  # type: ignore[arg-type]
     clock.advance(1.5)
     late = FakeOutlet(clock)
-    broadcast.subscribe(late, None, b"")  # type: ignore[arg-type]
+    broadcast.admit(broadcast.subscribe(late, None), b"")  # type: ignore[arg-type]
     clock.advance(10)
     assert early.ids() == [[1], [2], [3], [4], [5]]
     assert late.ids() == [[3], [4], [5]]  # joined live, at the moment everyone else sees
@@ -224,7 +224,8 @@ def test_broadcast_resume_catches_up_from_history(tmp_path: Path) -> None:
     broadcast.begin()
     clock.advance(3.5)
     resumed = FakeOutlet(clock)
-    broadcast.subscribe(resumed, Start(1), b"retry: 5\n\n")  # type: ignore[arg-type]
+    subscriber = broadcast.subscribe(resumed, Start(1))  # type: ignore[arg-type]
+    broadcast.admit(subscriber, b"retry: 5\n\n")
     clock.advance(5)
     assert resumed.writes[0][1] == b"retry: 5\n\n"
     assert resumed.ids()[1:] == [[2, 3, 4], [5], [6]]
