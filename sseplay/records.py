@@ -9,7 +9,10 @@ from __future__ import annotations
 import gzip
 import json
 import re
+from array import array
+from collections import deque
 from collections.abc import Iterator
+from itertools import accumulate
 from pathlib import Path
 from typing import IO, Any, Literal, cast
 
@@ -215,3 +218,90 @@ def line_and_column(path: Path, compressed: bool, position: int) -> tuple[int, i
                 last_newline = offset + chunk.rfind(b"\n")
             offset += len(chunk)
     return line, position - last_newline
+
+
+# What one pass of the fast JSON Lines check reads at a time.
+BLOCK_SIZE = 4 << 20
+
+
+class BadLine(Exception):
+    """A JSON Lines record that is not valid JSON, at a 1-based line number."""
+
+    def __init__(self, line: int, error: ValueError) -> None:
+        super().__init__(str(error))
+        self.line = line
+        self.error = error
+
+
+def index_lines(stream: IO[bytes], stride: int) -> tuple[int, array[int]]:
+    """Check every record of a JSON Lines stream and note the byte offset of every
+    ``stride``-th: (record count, offsets). Raises BadLine at the first invalid record.
+
+    The same records, offsets and errors as ``iter_lines`` with ``loads``, at C speed:
+    each block of lines is decoded by one ``map`` over orjson, and only a block that
+    fails (a bad record, a blank line, a number orjson cannot hold) is gone through
+    line by line to find out what is wrong and where."""
+    count = 0
+    line_number = 0
+    position = 0
+    checkpoints: array[int] = array("q")
+    pending = b""
+    first_block = True
+    while True:
+        chunk = stream.read(BLOCK_SIZE)
+        data = pending + chunk
+        if not chunk:
+            block, pending = data, b""
+            if not block:
+                break
+            lines = [block]
+        else:
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                pending = data
+                continue
+            block, pending = data[:cut], data[cut:]
+            lines = block.split(b"\n")
+            lines.pop()  # after the last LF
+        if first_block and lines[0].startswith(UTF8_BOM):
+            lines[0] = lines[0][len(UTF8_BOM) :]
+            position += len(UTF8_BOM)
+            block = block[len(UTF8_BOM) :]
+        first_block = False
+        try:
+            deque(map(orjson.loads, lines), maxlen=0)
+        except orjson.JSONDecodeError:
+            count = _index_slowly(lines, line_number, position, count, stride, checkpoints)
+        else:
+            starts = list(accumulate(map(len, lines), initial=0))
+            first = -count % stride
+            # A line starts after the lines before it and their LFs.
+            checkpoints.extend(position + starts[i] + i for i in range(first, len(lines), stride))
+            count += len(lines)
+        line_number += len(lines)
+        position += len(block)
+        if not chunk:
+            break
+    return count, checkpoints
+
+
+def _index_slowly(
+    lines: list[bytes],
+    line_number: int,
+    position: int,
+    count: int,
+    stride: int,
+    checkpoints: array[int],
+) -> int:
+    for line in lines:
+        line_number += 1
+        if line.strip():
+            try:
+                loads(line)
+            except ValueError as error:
+                raise BadLine(line_number, error) from None
+            if count % stride == 0:
+                checkpoints.append(position)
+            count += 1
+        position += len(line) + 1
+    return count

@@ -25,8 +25,10 @@ from sseplay.errors import InputError
 from sseplay.model import DEFAULT_EVENT_TYPE, encode_body, encode_retry, field_problem
 from sseplay.records import (
     ArrayScanner,
+    BadLine,
     Layout,
     Malformed,
+    index_lines,
     is_gzip,
     iter_lines,
     line_and_column,
@@ -336,19 +338,19 @@ class _Indexer:
         line, column = line_and_column(self.path, self.compressed, position)
         return InputError(f"{self.label}:{line}:{column}", problem)
 
+    def _bad_line(self, line: int, error: ValueError) -> InputError:
+        column = getattr(error, "colno", None)
+        where = f"{self.label}:{line}" + (f":{column}" if column else "")
+        message = getattr(error, "msg", str(error))
+        return InputError(where, f"invalid JSON ({message}): each line must be one JSON value")
+
     def _records(self, stream: Any) -> Iterator[tuple[int, int, Any]]:
         if self.layout == "lines":
             for position, line, raw in iter_lines(stream):
                 try:
                     yield position, line, loads(raw)
                 except ValueError as error:
-                    column = getattr(error, "colno", None)
-                    where = f"{self.label}:{line}" + (f":{column}" if column else "")
-                    message = getattr(error, "msg", str(error))
-                    raise InputError(
-                        where,
-                        f"invalid JSON ({message}): each line must be one JSON value",
-                    ) from None
+                    raise self._bad_line(line, error) from None
             return
         scanner = ArrayScanner(stream)
         try:
@@ -367,7 +369,58 @@ class _Indexer:
                 error.position, f"invalid JSON array ({error.problem})"
             ) from None
 
+    def _needs_each_record(self) -> bool:
+        """Whether checking a record takes more than knowing it is JSON: fields to find,
+        times to read, ids to compare, or events to keep in memory."""
+        mapping = self.mapping
+        return (
+            self.layout != "lines"
+            or mapping.data_field is not None
+            or mapping.event_field is not None
+            or mapping.id_field is not None
+            or mapping.time_field is not None
+            or self.path.stat().st_size <= self.memory_budget
+        )
+
+    def _index_quickly(self) -> EventFile | None:
+        """The whole check of a large JSON Lines file whose records are sent as they
+        are: every line decoded at C speed, nothing kept but the checkpoints. None when
+        the file turns out to be a recording, which needs the full check."""
+        with open_binary(self.path, self.compressed) as stream:
+            for _, _, raw in iter_lines(stream):
+                try:
+                    if _is_header(loads(raw)):
+                        return None
+                except ValueError:
+                    pass  # reported in order by the check below
+                break
+            stream.seek(0)
+            try:
+                count, checkpoints = index_lines(stream, CHECKPOINT_STRIDE)
+            except BadLine as bad:
+                raise self._bad_line(bad.line, bad.error) from None
+        if count == 0:
+            raise InputError(self.label, "the file holds no records: nothing to replay")
+        return EventFile(
+            label=self.label,
+            path=self.path,
+            compressed=self.compressed,
+            layout=self.layout,
+            recording=False,
+            mapper=RecordMapper(self.mapping, recording=False),
+            count=count,
+            checkpoints=checkpoints,
+            times=None,
+            id_positions=None,
+            cached=None,
+            event_types=frozenset({self.mapping.event_type or DEFAULT_EVENT_TYPE}),
+        )
+
     def run(self) -> EventFile:
+        if not self._needs_each_record():
+            quick = self._index_quickly()
+            if quick is not None:
+                return quick
         checkpoints: array[int] = array("q")
         times: array[float] | None = None
         id_positions: dict[str, int] = {}

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sseplay.errors import InputError
+from sseplay.records import UTF8_BOM, BadLine, index_lines, iter_lines, loads
 from sseplay.source import FieldMapping, load_event_file
 from tests.conftest import SAMPLES, write_json, write_lines
 
@@ -193,3 +198,80 @@ def test_invalid_utf8_and_a_broken_gzip_are_input_errors(tmp_path: Path) -> None
     cut = tmp_path / "cut.jsonl.gz"
     cut.write_bytes(whole[: len(whole) // 2])
     assert "cut.jsonl.gz: cannot be read to its end" in error_of(cut)
+
+
+LINE_PIECES = [
+    b'{"n": 1, "text": "caf\xc3\xa9"}',
+    b"[1, 2, 3]",
+    b'"[DONE]"',
+    b"12345678901234567890123",  # beyond 64 bits: decoded exactly by the slow path
+    b"",  # a blank line
+    b"   \r",  # whitespace only, with the CR of a CRLF file
+    b'{"crlf": true}\r',
+    b"null",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    pieces=st.lists(st.sampled_from(LINE_PIECES), min_size=1, max_size=40),
+    bom=st.booleans(),
+    final_newline=st.booleans(),
+    bad_at=st.one_of(st.none(), st.integers(min_value=0, max_value=39)),
+    block_size=st.sampled_from([7, 64, 1 << 20]),
+)
+def test_quick_line_index_matches_the_line_by_line_check(
+    pieces: list[bytes],
+    bom: bool,
+    final_newline: bool,
+    bad_at: int | None,
+    block_size: int,
+) -> None:
+    if bad_at is not None and bad_at < len(pieces):
+        pieces = [*pieces[:bad_at], b'{"broken": ', *pieces[bad_at:]]
+    content = (UTF8_BOM if bom else b"") + b"\n".join(pieces) + (b"\n" if final_newline else b"")
+
+    expected_offsets, expected_count, expected_error = [], 0, None
+    try:
+        for position, _, raw in iter_lines(io.BytesIO(content)):
+            loads(raw)
+            if expected_count % 3 == 0:
+                expected_offsets.append(position)
+            expected_count += 1
+    except ValueError:
+        expected_error = next(
+            line for position, line, raw in iter_lines(io.BytesIO(content)) if not _valid(raw)
+        )
+
+    with mock.patch("sseplay.records.BLOCK_SIZE", block_size):
+        if expected_error is not None:
+            with pytest.raises(BadLine) as caught:
+                index_lines(io.BytesIO(content), stride=3)
+            assert caught.value.line == expected_error
+        else:
+            count, offsets = index_lines(io.BytesIO(content), stride=3)
+            assert count == expected_count
+            assert list(offsets) == expected_offsets
+
+
+def _valid(raw: bytes) -> bool:
+    try:
+        loads(raw)
+    except ValueError:
+        return False
+    return True
+
+
+def test_a_large_plain_file_is_checked_quickly_and_served_from_disk(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "big.jsonl", [{"n": n} for n in range(1000)])
+    (tmp_path / "bad.jsonl").write_bytes(path.read_bytes() + b'{"n": \n')
+    quick = load_event_file("big.jsonl", path, FieldMapping(event_type="tick"), memory_budget=100)
+    assert not quick.in_memory
+    assert quick.count == 1000
+    assert quick.event_types == frozenset({"tick"})
+    assert [cue.body for cue in quick.cues(998, 1000)] == [
+        b'event: tick\ndata: {"n":998}\n\n',
+        b'event: tick\ndata: {"n":999}\n\n',
+    ]
+    with pytest.raises(InputError, match=r"bad.jsonl:1001:7: invalid JSON"):
+        load_event_file("bad.jsonl", tmp_path / "bad.jsonl", FieldMapping(), memory_budget=100)
