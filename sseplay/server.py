@@ -255,6 +255,7 @@ def create_app(
         return JSONResponse(
             {
                 "status": "ok",
+                "connections": len(hub.listeners),
                 "streams": [
                     {
                         "route": s.route,

@@ -103,6 +103,7 @@ def test_post_opens_a_stream_and_healthz_answers(live: Any) -> None:
     health = httpx.get(server.url + "/healthz").json()
     assert health == {
         "status": "ok",
+        "connections": 0,
         "streams": [
             {
                 "route": "/v1/chat/completions",
@@ -330,3 +331,4 @@ def test_held_streams_take_the_fast_path_under_uvicorn_unless_told_not_to(
         next(response.iter_raw())
         (listener,) = server.hub.listeners
         assert listener.outlet.direct is direct_writes
+        assert httpx.get(server.url + "/healthz").json()["connections"] == 1
