@@ -328,7 +328,8 @@ def test_held_streams_take_the_fast_path_under_uvicorn_unless_told_not_to(
     stream = make_stream(path, timing=Timing(interval=30))
     server = live([stream], AppOptions(ping=0, direct_writes=direct_writes))
     with httpx.stream("GET", server.url + "/events", timeout=10) as response:
-        next(response.iter_raw())
+        chunks = response.iter_raw()  # kept: closing it would close the connection
+        next(chunks)
         (listener,) = server.hub.listeners
         assert listener.outlet.direct is direct_writes
         assert httpx.get(server.url + "/healthz").json()["connections"] == 1
