@@ -12,6 +12,7 @@ every run is bounded in time.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import codecs
 import json
 import os
@@ -28,6 +29,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = ROOT / "benchmarks"
@@ -59,7 +61,7 @@ def wait_port(port: int, deadline: float = 20) -> None:
 
 @contextmanager
 def server(
-    kind: str, data: Path, interval: float, extra: tuple[str, ...] = ()
+    kind: str, data: Path, interval: float, extra: tuple[str, ...] = (), wait: bool = True
 ) -> Iterator[tuple[str, int]]:
     """Start one server pinned to its core; yield (stream URL, pid)."""
     port = free_port()
@@ -70,7 +72,7 @@ def server(
             "-m",
             "sseplay",
             "serve",
-            str(data),
+            f"events={data}",
             "--interval",
             str(interval),
             "--port",
@@ -105,7 +107,8 @@ def server(
         stderr=subprocess.PIPE,
     )
     try:
-        wait_port(port)
+        if wait:
+            wait_port(port)
         yield f"http://127.0.0.1:{port}/events", process.pid
     finally:
         process.send_signal(signal.SIGTERM)
@@ -309,6 +312,221 @@ def client(work: Path, events: int = 100_000) -> dict[str, float]:
     }
 
 
+def launch(work: Path, kinds: list[str], rounds: int = 5) -> dict[str, float]:
+    """Target 6: from launching a server to the first event on its first connection (ms,
+    median of ``rounds``), sseplay against the naive app."""
+    data = write_records(work / "launch.jsonl", 10, 200)
+    out = {}
+    for kind in kinds:
+        times = []
+        for _ in range(rounds):
+            with server(kind, data, 1.0, wait=False) as (url, _):
+                port = int(url.split(":")[2].split("/")[0])
+                started = time.perf_counter()
+                first_event(port, deadline=started + 20)
+                times.append(time.perf_counter() - started)
+        out[kind] = sorted(times)[len(times) // 2] * 1000
+        print(f"  launch  {kind:8} {out[kind]:.0f} ms to the first event", flush=True)
+    return out
+
+
+def first_event(port: int, deadline: float, headers: str = "") -> None:
+    """Connect (retrying until the server listens) and read until the first event."""
+    while True:
+        try:
+            conn = socket.create_connection(("127.0.0.1", port))
+            break
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.002)
+    with conn:
+        conn.sendall(f"GET /events HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
+        received = b""
+        while b"data:" not in received:
+            chunk = conn.recv(65536)
+            if not chunk:
+                raise RuntimeError("the stream ended before its first event")
+            received += chunk
+
+
+def vm_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def write_array(path: Path, count: int, size: int) -> Path:
+    pad = "x" * max(0, size - 40)
+    with path.open("w") as out:
+        out.write("[\n")
+        for n in range(count):
+            out.write(json.dumps({"n": n, "pad": pad}, separators=(",", ":")))
+            out.write(",\n" if n < count - 1 else "\n]\n")
+    return path
+
+
+def large_files(work: Path, quick: bool) -> dict[str, dict[str, float]]:
+    """Target 7: a 2 GB JSON Lines file (10 million records) and a 1 GB JSON array: the
+    check's rate at start, peak resident memory, and a cold resume near the end."""
+    records = 1_000_000 if quick else 10_000_000
+    files = {
+        "lines": write_records(work / "large.jsonl", records, 200),
+        "array": write_array(work / "large.json", records // 2, 200),
+    }
+    tiny = write_records(work / "tiny.jsonl", 10, 200)
+    baseline = ready_seconds(tiny)[0]
+    out = {}
+    for layout, path in files.items():
+        size = path.stat().st_size
+        count = records if layout == "lines" else records // 2
+        seconds, pid, port, process = ready_seconds(path, keep=True)
+        try:
+            resume_at = count * 9 // 10
+            started = time.perf_counter()
+            first_event(port, time.monotonic() + 30, f"Last-Event-ID: {resume_at}\r\n")
+            resume_ms = (time.perf_counter() - started) * 1000
+            peak = vm_kib(pid, "VmHWM") / 1024
+        finally:
+            process.terminate()
+            process.wait(10)
+        rate = size / 1e6 / max(seconds - baseline, 1e-9)
+        out[layout] = {
+            "megabytes": size / 1e6,
+            "records": count,
+            "ready_seconds": seconds,
+            "check_mb_per_s": rate,
+            "peak_rss_mb": peak,
+            "resume_event": resume_at,
+            "resume_first_event_ms": resume_ms,
+        }
+        print(
+            f"  large   {layout:6} {size / 1e9:.2f} GB: checked at {rate:.0f} MB/s, peak RSS"
+            f" {peak:.0f} MB, resume at {resume_at:,} -> first event in {resume_ms:.1f} ms",
+            flush=True,
+        )
+        path.unlink()
+    return out
+
+
+def ready_seconds(path: Path, keep: bool = False) -> tuple[float, int, int, subprocess.Popen[str]]:
+    """Launch `sseplay serve` on ``path`` and time it until it prints its URL (ready)."""
+    command = [PYTHON, "-m", "sseplay", "serve", str(path), "--port", "0", "-q", "--ping", "0"]
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        pinned(SERVER_CORE, command), cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    url = process.stdout.readline().strip()
+    seconds = time.perf_counter() - started
+    if not url:
+        raise RuntimeError(f"sseplay did not start on {path}")
+    port = int(url.split(":")[2].split("/")[0])
+    if not keep:
+        process.terminate()
+        process.wait(10)
+    return seconds, process.pid, port, process
+
+
+def abuse(work: Path, seconds: float, quick: bool) -> dict[str, float]:
+    """Target 9: frozen readers next to a fan-out, and connect/disconnect churn."""
+    fan = write_records(work / "abuse-fan.jsonl", int((seconds + 30) / INTERVAL), 200)
+    # 300 KB events at 10 per second: 3 MB/s, enough to fill the kernel buffers of a
+    # reader that has stopped, so the server blocks on it and has to cut it off.
+    burst = write_records(work / "abuse-burst.jsonl", 200, 300_000)
+    frozen_count, clients = 20, 1000
+    with server("sseplay", fan, INTERVAL, ("burst=" + str(burst), "--send-timeout", "2")) as (
+        url,
+        pid,
+    ):
+        port = int(url.split(":")[2].split("/")[0])
+        frozen = []
+        for _ in range(frozen_count):
+            conn = socket.socket()
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            conn.connect(("127.0.0.1", port))
+            conn.sendall(b"GET /burst HTTP/1.1\r\nHost: x\r\n\r\n")  # and never read
+            frozen.append(conn)
+        result = load(url, clients, seconds, INTERVAL)
+        still_open = health(port)["connections"]
+        for conn in frozen:
+            conn.close()
+        print(
+            f"  abuse   {frozen_count} frozen readers + {clients} clients: delivery"
+            f" {result['delivery']:.3f} drift p99 {result['drift_p99_ms']} ms;"
+            f" {still_open} streams still open afterwards",
+            flush=True,
+        )
+        cycles = 2_000 if quick else 20_000
+        churn(port, 1_000)  # warm-up: first-use allocations are not leaks
+        time.sleep(0.5)
+        before = (vm_kib(pid, "VmRSS"), len(os.listdir(f"/proc/{pid}/fd")))
+        started = time.perf_counter()
+        churn(port, cycles)
+        churn_seconds = time.perf_counter() - started
+        time.sleep(1)
+        after = (vm_kib(pid, "VmRSS"), len(os.listdir(f"/proc/{pid}/fd")))
+        open_after = health(port)["connections"]
+    growth = (after[0] - before[0]) / before[0] * 100
+    print(
+        f"  churn   {cycles:,} connect/disconnect cycles in {churn_seconds:.1f} s: RSS"
+        f" {before[0] / 1024:.1f} -> {after[0] / 1024:.1f} MB ({growth:+.1f} %), fds"
+        f" {before[1]} -> {after[1]}, open streams afterwards {open_after}",
+        flush=True,
+    )
+    return {
+        "frozen_readers": frozen_count,
+        "clients": clients,
+        "delivery": result["delivery"],
+        "drift_p99_ms": result["drift_p99_ms"],
+        "streams_open_after": still_open,
+        "cycles": cycles,
+        "rss_before_kib": before[0],
+        "rss_after_kib": after[0],
+        "rss_growth_percent": growth,
+        "fds_before": before[1],
+        "fds_after": after[1],
+        "open_after_churn": open_after,
+    }
+
+
+def health(port: int) -> dict[str, Any]:
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        response = b""
+        while chunk := conn.recv(65536):
+            response += chunk
+    return json.loads(response.split(b"\r\n\r\n", 1)[1])  # type: ignore[no-any-return]
+
+
+def churn(port: int, cycles: int, concurrency: int = 50) -> None:
+    """Open a stream, read its first event, hang up; ``cycles`` times, 50 at a time."""
+
+    async def one() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        while b"data:" not in received:
+            chunk = await reader.read(65536)
+            if not chunk:
+                break
+            received += chunk
+        writer.close()
+        await writer.wait_closed()
+
+    async def run() -> None:
+        gate = asyncio.Semaphore(concurrency)
+
+        async def guarded() -> None:
+            async with gate:
+                await one()
+
+        await asyncio.gather(*(guarded() for _ in range(cycles)))
+
+    asyncio.run(run())
+
+
 def timed(function: Callable[[], int]) -> float:
     started = time.perf_counter()
     function()
@@ -338,13 +556,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a smaller ladder, shorter runs")
     args = parser.parse_args()
-    ladder = [250, 500, 1000] if args.quick else [500, 1000, 2000, 3000, 4000, 5000]
+    ladder = [500, 1000, 2000] if args.quick else [1000, 2000, 3000, 4000, 5000]
     seconds = 5 if args.quick else 10
     kinds = ["sseplay", "naive", "node"]
     command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
     with tempfile.TemporaryDirectory(prefix="sseplay-bench-") as tmp:
         work = Path(tmp)
-        print("fan-out, per-client replay (target 1)", flush=True)
+        print("fan-out, per-client replay (targets 1 and 5)", flush=True)
         per_client = fanout(work, ladder, seconds, kinds)
         print("fan-out, --broadcast (target 2)", flush=True)
         broadcast = fanout(work, ladder, seconds, ["sseplay"], ("--broadcast",))
@@ -354,9 +572,15 @@ def main() -> None:
         idle = idle_memory(work, kinds)
         print("start-up (target 6)", flush=True)
         start = startup()
+        launched = launch(work, ["sseplay", "naive"])
+        print("large files (target 7)", flush=True)
+        large = large_files(work, args.quick)
         print("client (target 8)", flush=True)
         tail = client(work)
+        print("abuse (target 9)", flush=True)
+        abused = abuse(work, seconds, args.quick)
 
+    at_1000 = next((r for r in per_client["sseplay"] if r["clients"] == 1000), None)
     rows = [
         (
             "1 fan-out clients held (>=99 %, p99 <= 50 ms)",
@@ -380,7 +604,32 @@ def main() -> None:
             f"{idle['naive']:.1f}",
             f"{idle['node']:.1f}",
         ),
+        (
+            "5 drift p99 at 1,000 clients (ms)",
+            "<= 5",
+            f"{at_1000['drift_p99_ms']}" if at_1000 else "",
+            "",
+            "",
+        ),
         ("6 `sseplay --help` ms", "< 150", f"{start['help_ms']:.0f}", "", ""),
+        (
+            "6 launch to first event, ms",
+            "<= naive",
+            f"{launched['sseplay']:.0f}",
+            f"{launched['naive']:.0f}",
+            "",
+        ),
+        *(
+            (
+                f"7 {layout} {info['megabytes'] / 1000:.1f} GB: check MB/s, peak RSS MB, resume ms",
+                ">= 150, < 250, <= 50",
+                f"{info['check_mb_per_s']:.0f}, {info['peak_rss_mb']:.0f},"
+                f" {info['resume_first_event_ms']:.1f}",
+                "",
+                "",
+            )
+            for layout, info in large.items()
+        ),
         (
             "8 tail events/s (json to /dev/null)",
             ">= 100,000",
@@ -393,6 +642,23 @@ def main() -> None:
             ">= 2x",
             f"{tail['parser_sseplay']:,.0f}",
             f"httpx-sse {tail['parser_httpx_sse']:,.0f}",
+            "",
+        ),
+        (
+            f"9 {abused['frozen_readers']} frozen readers + {abused['clients']} clients:"
+            " delivery, p99 ms, left open",
+            ">= 99 %, <= 50, 0",
+            f"{abused['delivery'] * 100:.1f} %, {abused['drift_p99_ms']},"
+            f" {abused['streams_open_after']}",
+            "",
+            "",
+        ),
+        (
+            f"9 {abused['cycles']:,} connect cycles: RSS growth, fds, left open",
+            "<= 10 %, same, 0",
+            f"{abused['rss_growth_percent']:+.1f} %, {abused['fds_before']} -> "
+            f"{abused['fds_after']}, {abused['open_after_churn']}",
+            "",
             "",
         ),
     ]
@@ -419,7 +685,10 @@ def main() -> None:
                     "burst": burst,
                     "idle": idle,
                     "startup": start,
+                    "launch": launched,
+                    "large_files": large,
                     "client": tail,
+                    "abuse": abused,
                 },
                 indent=1,
             ),
