@@ -392,7 +392,10 @@ class Broadcast:
         self._on_end = on_end
         self._origin = 0.0
         self._last_write = 0.0
-        self._subscribers: set[Subscriber] = set()
+        # In joining order (a dict, not a set): each tick writes to everyone in one pass,
+        # and a set would reshuffle that order as it grows, moving a subscriber's moment
+        # within the pass from one event to the next.
+        self._subscribers: dict[Subscriber, None] = {}
         self._history: deque[bytes] = deque(maxlen=BROADCAST_HISTORY)
 
     def begin(self) -> None:
@@ -466,7 +469,7 @@ class Broadcast:
                 seen_until = oldest
         subscriber = Subscriber(outlet, seen_until)
         outlet.on_drained = lambda: self._catch_up(subscriber)
-        self._subscribers.add(subscriber)
+        self._subscribers[subscriber] = None
         return subscriber
 
     def admit(self, subscriber: Subscriber, preamble: bytes) -> None:
@@ -476,7 +479,7 @@ class Broadcast:
         self._catch_up(subscriber)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        self._subscribers.discard(subscriber)
+        self._subscribers.pop(subscriber, None)
 
     def _catch_up(self, subscriber: Subscriber) -> None:
         """Write the events ``subscriber`` has missed that are still in the history."""
