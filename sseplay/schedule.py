@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 DEFAULT_INTERVAL = 1.0
 # The most events written in one chunk; all due events go out together up to this.
-DEFAULT_BATCH_LIMIT = 1024
+DEFAULT_BATCH_LIMIT = 4096
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ import pytest
 
 from sseplay.fanout import PING, Broadcast, Player, Timer
 from sseplay.replay import Replay, Start
-from sseplay.schedule import Timing
+from sseplay.schedule import DEFAULT_BATCH_LIMIT, Timing
 from sseplay.source import FieldMapping
 from tests.conftest import make_stream, write_lines
 
@@ -125,9 +125,10 @@ def test_events_already_due_go_out_together(tmp_path: Path) -> None:
 
 def test_interval_zero_writes_in_batches_and_lets_the_loop_run(tmp_path: Path) -> None:
     clock = FakeClock()
-    _, outlet = player(clock, Timer(clock), replay(tmp_path, 3000, Timing(interval=0)))
+    limit = DEFAULT_BATCH_LIMIT
+    _, outlet = player(clock, Timer(clock), replay(tmp_path, 2 * limit + 7, Timing(interval=0)))
     clock.advance(0)
-    assert [len(ids) for ids in outlet.ids()] == [1024, 1024, 952]
+    assert [len(ids) for ids in outlet.ids()] == [limit, limit, 7]
     assert outlet.times() == [0, 0, 0]
     # Each later batch is its own timer callback: other connections' I/O runs in between.
     assert clock.fired == 2
