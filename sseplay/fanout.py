@@ -26,7 +26,6 @@ from typing import Any, Protocol, cast
 
 from sseplay.direct import DirectBody
 from sseplay.replay import Replay, Start
-from sseplay.schedule import DEFAULT_BATCH_LIMIT
 
 logger = logging.getLogger("sseplay.fanout")
 
@@ -312,7 +311,7 @@ class Player(Listener):
 
     def _write_due(self, now: float, prefix: bytes) -> float | None:
         plan = self.replay.plan
-        stop = plan.due_stop(self.n, now + TIMER_SLACK - self.origin, DEFAULT_BATCH_LIMIT)
+        stop = plan.due_stop(self.n, now + TIMER_SLACK - self.origin, self.replay.batch_limit)
         if stop == self.n:
             if prefix and not self._write(now, prefix, True):
                 return None
@@ -405,7 +404,9 @@ class Broadcast:
 
     def play(self, now: float) -> float | None:
         plan = self.replay.plan
-        stop = plan.due_stop(self.position, now + TIMER_SLACK - self._origin, DEFAULT_BATCH_LIMIT)
+        stop = plan.due_stop(
+            self.position, now + TIMER_SLACK - self._origin, self.replay.batch_limit
+        )
         if stop > self.position:
             chunk, stop = self.replay.chunk(self.position, stop)
             if stop == self.position:

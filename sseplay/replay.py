@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import anyio.to_thread
 
 from sseplay.model import encode_comment, encode_retry
-from sseplay.schedule import Plan
+from sseplay.schedule import DEFAULT_BATCH_LIMIT, Plan
 from sseplay.source import CHECKPOINT_STRIDE, Cue, EventFile
 
 ROUND_SEPARATOR = "#"
@@ -28,6 +28,9 @@ ROUND_SEPARATOR = "#"
 PAGE_SIZE = CHECKPOINT_STRIDE
 # Pages of a file read from disk kept for all connections (64 x 256 records).
 CACHED_PAGES = 64
+# About the most bytes one write of due events holds: a client that is not keeping up is
+# noticed (and cut off) before the server has buffered much for it.
+CHUNK_BYTES = 512 << 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,11 @@ class Replay:
         self._first_round: list[bytes] | None = None
         if file.in_memory:
             self._first_round = self._encode(0, file.cues(0, file.count))
+            average = sum(map(len, self._first_round)) / file.count
+        else:
+            average = file.path.stat().st_size / file.count
+        # Events already due go out together, up to this many per write.
+        self.batch_limit = max(1, min(DEFAULT_BATCH_LIMIT, int(CHUNK_BYTES // max(average, 1))))
         self._pages: OrderedDict[int, list[Cue]] = OrderedDict()
         self._loading: dict[int, asyncio.Future[None]] = {}
 

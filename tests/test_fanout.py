@@ -230,3 +230,18 @@ def test_broadcast_resume_catches_up_from_history(tmp_path: Path) -> None:
     clock.advance(5)
     assert resumed.writes[0][1] == b"retry: 5\n\n"
     assert resumed.ids()[1:] == [[2, 3, 4], [5], [6]]
+
+
+def test_one_write_holds_about_half_a_megabyte_of_large_events(tmp_path: Path) -> None:
+    clock = FakeClock()
+    source = replay(tmp_path, 200, Timing(interval=0), name="big.jsonl")
+    large = make_stream(
+        write_lines(tmp_path / "large.jsonl", ["x" * 10_000] * 200), timing=Timing(interval=0)
+    ).replay
+    assert source.batch_limit == DEFAULT_BATCH_LIMIT
+    assert large.batch_limit == 52  # 512 KiB of ~10 KB events
+    _, outlet = player(clock, Timer(clock), large)
+    clock.advance(0)
+    sizes = [len(chunk) for _, chunk, _ in outlet.writes]
+    assert len(sizes) == 4
+    assert max(sizes) <= 540_000
