@@ -115,3 +115,41 @@ def test_unicode_line_separators_are_not_line_ends() -> None:
     parser = EventStreamParser()
     events = parser.feed('data: {"a":"x\u2028y\u0085z\u000bw"}\n\n'.encode())
     assert events == [Event('{"a":"x\u2028y\u0085z\u000bw"}')]
+
+
+MIXED_STREAM = (
+    b"data: plain\n\n"
+    b'id: 7\nevent: tick\ndata: {"n": 1}\n\n'
+    b"data:no space\n\n"
+    b"data:  two spaces\n\n"
+    b": a comment\ndata: after a comment\n\n"
+    b"id: 8\ndata: first line\ndata: second line\n\n"
+    b"retry: 500\ndata: with retry\n\n"
+    b"data: next\n\n"
+    b"id: has\x00nul\ndata: id ignored\n\n"
+    b"id\ndata: id reset by a bare field name\n\n"
+    b"event: only type\n\n"
+    b"id: 9\n\n"
+    b"data: after an id-only block\n\n"
+    b"data: crlf\r\n\r\n"
+    b"id: 10\ndata: unterminated"
+)
+
+
+def test_whole_blocks_and_single_bytes_give_the_same_events() -> None:
+    """Fed whole, simple blocks take the block-at-a-time path; fed a byte at a time,
+    every block goes line by line. The two must agree exactly."""
+    whole = EventStreamParser()
+    events_whole = whole.feed(MIXED_STREAM) + whole.close()
+    single = EventStreamParser()
+    events_single = [
+        event for i in range(len(MIXED_STREAM)) for event in single.feed(MIXED_STREAM[i : i + 1])
+    ]
+    events_single += single.close()
+    assert events_whole == events_single
+    assert (whole.last_event_id, whole.retry) == (single.last_event_id, single.retry)
+    assert [e.data for e in events_whole][:4] == ["plain", '{"n": 1}', "no space", " two spaces"]
+    assert events_whole[1] == Event('{"n": 1}', "tick", "7")
+    assert events_whole[6].retry == 500
+    assert events_whole[7].retry is None
+    assert whole.last_event_id == "9"  # the unterminated block's id is never committed
