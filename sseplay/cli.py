@@ -12,6 +12,7 @@ import re
 import shutil
 import sys
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -400,14 +401,17 @@ def _tail(
             raise UsageError(f"--record {record}: cannot write: {error.strerror}") from None
         recorder = Recorder(record_file, url, started)
     shown = 0
+    arrived: datetime | None = None  # when the chunk being shown arrived
 
     def on_event(item: Event) -> None:
-        nonlocal shown
+        nonlocal shown, arrived
         if recorder is not None:
             recorder.event(item, time.monotonic())
         if wanted and item.event not in wanted:
             return
-        renderer.event(item, now())
+        if arrived is None:
+            arrived = now()
+        renderer.event(item, arrived)
         shown += 1
         if pattern is not None and pattern.search(item.data):
             raise Stop
@@ -419,13 +423,21 @@ def _tail(
             sys.stderr.write(f"sseplay: {text}\n")
             sys.stderr.flush()
 
+    def flush() -> None:
+        nonlocal arrived
+        arrived = None
+        renderer.flush()
+        if recorder is not None:
+            recorder.flush()
+
     async def run() -> str:
         async with asyncio.timeout(timeout):
-            return await tail_stream(options, Sink(on_event, renderer.raw, on_status))
+            return await tail_stream(options, Sink(on_event, renderer.raw, on_status, flush))
 
     try:
         asyncio.run(run())
     except Stop:
+        flush()  # --count or --until stopped it in the middle of a chunk
         return
     except StreamEnded as ended:
         on_status(ended.reason)

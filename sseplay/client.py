@@ -67,6 +67,8 @@ class Sink:
     event: Callable[[Event], None]
     raw: Callable[[bytes], None] = lambda chunk: None
     status: Callable[[str], None] = lambda text: None
+    # After the events of each chunk: they arrived together, so they are shown together.
+    flush: Callable[[], None] = lambda: None
 
 
 class StreamEnded(Exception):
@@ -147,6 +149,7 @@ async def tail_stream(options: ConnectOptions, sink: Sink) -> str:
                         sink.raw(chunk)
                         for event in parser.feed(chunk):
                             sink.event(event)
+                        sink.flush()
                     parser.close()
                 finally:
                     await response.aclose()

@@ -38,6 +38,9 @@ class Renderer(Protocol):
 
     def raw(self, chunk: bytes) -> None: ...
 
+    def flush(self) -> None:
+        """Show what has been written: after each chunk's events, which arrived together."""
+
 
 class _EventLines:
     """Writes a line of text per event; the raw bytes are not shown."""
@@ -50,18 +53,27 @@ class _EventLines:
 
     def event(self, event: Event, arrived: datetime) -> None:
         self.out.write(self.line(event, arrived))
-        self.out.flush()
 
     def raw(self, chunk: bytes) -> None:
         pass
+
+    def flush(self) -> None:
+        self.out.flush()
 
 
 class JsonRenderer(_EventLines):
     """One JSON object per event and line: time, type, id, data, and retry when set."""
 
+    def __init__(self, out: IO[str]) -> None:
+        super().__init__(out)
+        self._arrived: datetime | None = None
+        self._time = ""
+
     def line(self, event: Event, arrived: datetime) -> str:
+        if arrived is not self._arrived:  # the events of a chunk share their arrival
+            self._arrived, self._time = arrived, timestamp(arrived)
         item: dict[str, Any] = {
-            "time": timestamp(arrived),
+            "time": self._time,
             "type": event.event,
             "id": event.id,
             "data": event.data,
@@ -89,6 +101,8 @@ class RawRenderer:
 
     def raw(self, chunk: bytes) -> None:
         self.out.write(chunk)
+
+    def flush(self) -> None:
         self.out.flush()
 
 
@@ -120,10 +134,12 @@ class PrettyRenderer:
         else:
             body = JSON(event.data)
         self.console.print(body)
-        self.console.file.flush()
 
     def raw(self, chunk: bytes) -> None:
         pass
+
+    def flush(self) -> None:
+        self.console.file.flush()
 
 
 def make_renderer(kind: Format, width: int | None = None) -> Renderer:
@@ -158,6 +174,8 @@ class Recorder:
         if event.retry is not None:
             envelope["retry"] = event.retry
         self.out.write(json_line(envelope))
+
+    def flush(self) -> None:
         self.out.flush()
 
 
