@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import select
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -358,3 +361,37 @@ def test_tls_failure_is_one_line_and_insecure_skips_the_check(tmp_path: Path) ->
     assert "--insecure" in line
     assert accepted.returncode == 0, accepted.stderr
     assert json_lines(accepted.stdout)[0]["data"] == "secret"
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [("json", b'"data":"first"'), ("data", b"first\n"), ("raw", b"data: first\n\n")],
+)
+def test_an_event_is_shown_while_the_stream_is_still_open(output: str, expected: bytes) -> None:
+    """stdout is a pipe here, so only a flush after each chunk gets the event out now."""
+    seen = threading.Event()
+
+    def hold_open(conn: socket.socket, request: bytes, number: int) -> None:
+        conn.sendall(SSE_HEAD + b"data: first\n\n")
+        seen.wait(10)
+
+    with RawServer(hold_open) as server:
+        # As in a user's pipeline: stdout block-buffered, whatever this machine sets.
+        buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+        process = subprocess.Popen(
+            sseplay("tail", server.url, "--format", output, "-q"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+            env=buffered,
+        )
+        assert process.stdout is not None
+        try:
+            ready, _, _ = select.select([process.stdout], [], [], 10)
+            assert ready, "nothing shown while the stream was open"
+            shown = os.read(process.stdout.fileno(), 65536)
+        finally:
+            seen.set()
+            process.kill()
+            process.communicate(timeout=5)
+    assert expected in shown
