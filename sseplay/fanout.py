@@ -3,10 +3,11 @@
 The server everyone writes first gives each connection a task that sleeps until its
 next event; sse-starlette adds a task group, three helper tasks and a cancel scope
 per send. At thousands of connections that bookkeeping costs more than the writes.
-Here one ``Timer`` keeps every stream's next deadline in a heap and, when it fires,
-writes all that is due straight into the server's ``send``. A connection costs a task
-only while its client reads too slowly (back-pressure), and is cut off when that
-lasts longer than the send timeout, so one frozen reader never holds up the rest.
+Here one ``Timer`` keeps every stream's next deadline in a table of millisecond ticks
+and, when it fires, writes all that is due straight into the server's ``send``. A
+connection costs a task only while its client reads too slowly (back-pressure), and is
+cut off when that lasts longer than the send timeout, so one frozen reader never holds
+up the rest.
 
 Deadlines are absolute (the start of the stream plus the event's offset in the
 plan), so nothing drifts however long a stream runs; events already due go out
@@ -79,9 +80,6 @@ class Timer:
         tick = self._add(when, stream)
         if tick < self._armed_at:
             self._arm(tick)
-
-    def __len__(self) -> int:
-        return sum(len(streams) for streams in self._due.values())
 
     def _add(self, when: float, stream: Stream) -> int:
         tick = math.floor(when * 1000)
@@ -412,8 +410,11 @@ class Broadcast:
             if stop == self.position:
                 asyncio.get_running_loop().create_task(self._fetch())
                 return None
-            self._history.extend(self._events(self.position, stop))
             first, self.position = self.position, stop
+            if stop == first + 1:
+                self._history.append(chunk)
+            else:  # the history keeps single events, for any resume point
+                self._history.extend(self.replay.chunk(n, n + 1)[0] for n in range(first, stop))
             self.ended = self.replay.is_over(stop)
             self._last_write = now
             for subscriber in list(self._subscribers):
@@ -431,11 +432,6 @@ class Broadcast:
                     subscriber.outlet.write(PING)
         due = self._origin + plan.offset(self.position)
         return min(due, self._last_write + self.ping) if self.ping else due
-
-    def _events(self, first: int, stop: int) -> list[bytes]:
-        if stop == first + 1:
-            return [self.replay.chunk(first, stop)[0]]
-        return [self.replay.chunk(n, n + 1)[0] for n in range(first, stop)]
 
     async def _fetch(self) -> None:
         await self.replay.fetch(self.position)

@@ -109,7 +109,7 @@ class Hub:
         if self.on_complete is not None:
             self.on_complete()
 
-    async def open(self, stream: Stream, outlet: Outlet, start: Start, preamble: bytes) -> Listener:
+    def open(self, stream: Stream, outlet: Outlet, start: Start, preamble: bytes) -> Listener:
         """Start a connection's stream; it is listed before its first write, so that a
         shutdown at any moment ends it."""
         broadcast = self.broadcasts.get(stream.route)
@@ -120,8 +120,6 @@ class Hub:
             self.listeners.add(subscriber)
             broadcast.admit(subscriber, preamble)
             return subscriber
-        if not stream.replay.file.in_memory:
-            await stream.replay.fetch(start.n)
         ping = self.options.ping
         player = Player(outlet, stream.replay, self.timer, start, ping, self.on_complete)
         self.listeners.add(player)
@@ -178,8 +176,7 @@ class ReplayResponse:
         self.client = client
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        start = {"type": "http.response.start", "status": 200, "headers": self.hub.headers}
-        await send(start)
+        await send({"type": "http.response.start", "status": 200, "headers": self.hub.headers})
         if scope["method"] == "HEAD":  # the headers a GET would get, and no stream
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
@@ -194,7 +191,7 @@ class ReplayResponse:
         outlet = Outlet(send, self.hub.options.send_timeout, cut_off, direct)
         resuming = f" (resuming at event {self.start.n + 1})" if self.start.n else ""
         logger.info("%s connected to %s%s", self.client, self.stream.route, resuming)
-        listener = await self.hub.open(self.stream, outlet, self.start, self.preamble)
+        listener = self.hub.open(self.stream, outlet, self.start, self.preamble)
         try:
             # The request's own task waits here: a disconnect, or the end of the
             # response written by the timer, wakes it (uvicorn answers http.disconnect).
@@ -233,7 +230,6 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub.start()
         yield
-        hub.close_all()
 
     app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.hub = hub
