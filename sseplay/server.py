@@ -85,6 +85,7 @@ class Hub:
         self.listeners: set[Listener] = set()
         self.headers = event_stream_headers()
         self.cut_off = 0
+        self.stopping = False
         self._timer: Timer | None = None
         self._streams = streams
         self.broadcasts: dict[str, Broadcast] = {}
@@ -135,6 +136,7 @@ class Hub:
 
     def close_all(self) -> None:
         """End every open stream: the server is stopping."""
+        self.stopping = True
         for broadcast in self.broadcasts.values():
             broadcast.closed = True
         for listener in list(self.listeners):
@@ -203,10 +205,14 @@ class ReplayResponse:
             task.uncancel()
         finally:
             self.hub.close(self.stream, listener)
-            if outlet.cut_off:
+            if listener.complete:
+                how = "got the whole replay"
+            elif self.hub.stopping:
+                how = "the server stopped"
+            elif outlet.cut_off:
                 how = f"cut off: it read nothing for {self.hub.options.send_timeout:g} s"
             else:
-                how = "got the whole replay" if listener.complete else "disconnected"
+                how = "disconnected"
             logger.info(
                 "%s left %s after %d events (%s)",
                 self.client,

@@ -16,9 +16,9 @@ from sseplay.model import Event
 from sseplay.parser import EventStreamParser
 from sseplay.replay import Replay
 from sseplay.schedule import Plan, Timing
-from sseplay.server import AppOptions, Stream
+from sseplay.server import AppOptions, Stream, create_app
 from sseplay.source import FieldMapping, load_event_file
-from tests.conftest import SAMPLES, make_stream, read_stream, write_lines
+from tests.conftest import SAMPLES, LiveServer, make_stream, read_stream, write_lines
 
 SCORES_WIRE = (
     b'id: 1\ndata: {"time":"00:01","scores":"1:0","event":"Goal! Team A scores!"}\n\n'
@@ -333,3 +333,17 @@ def test_held_streams_take_the_fast_path_under_uvicorn_unless_told_not_to(
         (listener,) = server.hub.listeners
         assert listener.outlet.direct is direct_writes
         assert httpx.get(server.url + "/healthz").json()["connections"] == 1
+
+
+def test_streams_ended_by_a_stopping_server_are_logged_as_such(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    path = write_lines(tmp_path / "slow.jsonl", list(range(5)))
+    app = create_app([make_stream(path, timing=Timing(interval=30))], AppOptions(ping=0))
+    with LiveServer(app) as server, httpx.stream("GET", server.url + "/events") as response:
+        chunks = response.iter_raw()
+        next(chunks)
+        server.server.should_exit = True
+        assert b"".join(chunks) == b""  # the response ends cleanly, nothing more
+    assert "left /events after 1 events (the server stopped)" in caplog.text
