@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol, cast
 
 from sseplay.direct import DirectBody
-from sseplay.replay import Replay, Start
+from sseplay.replay import Replay, Start, Unreadable
 
 logger = logging.getLogger("sseplay.fanout")
 
@@ -343,8 +343,14 @@ class Player(Listener):
         return due
 
     async def _fetch(self) -> None:
-        await self.replay.fetch(self.n)
-        self._fetching = None
+        try:
+            await self.replay.fetch(self.n)
+        except Unreadable as error:
+            logger.error("%s", error)
+            self.outlet.write(b"", more_body=False)
+            return
+        finally:
+            self._fetching = None
         if not self.closed:
             self.timer.at(self.timer.time(), self)
 
@@ -389,6 +395,7 @@ class Broadcast:
         self._on_end = on_end
         self._origin = 0.0
         self._last_write = 0.0
+        self._fetching: asyncio.Task[None] | None = None
         # In joining order (a dict, not a set): each tick writes to everyone in one pass,
         # and a set would reshuffle that order as it grows, moving a subscriber's moment
         # within the pass from one event to the next.
@@ -408,7 +415,7 @@ class Broadcast:
         if stop > self.position:
             chunk, stop = self.replay.chunk(self.position, stop)
             if stop == self.position:
-                asyncio.get_running_loop().create_task(self._fetch())
+                self._fetching = asyncio.get_running_loop().create_task(self._fetch())
                 return None
             first, self.position = self.position, stop
             if stop == first + 1:
@@ -434,7 +441,16 @@ class Broadcast:
         return min(due, self._last_write + self.ping) if self.ping else due
 
     async def _fetch(self) -> None:
-        await self.replay.fetch(self.position)
+        try:
+            await self.replay.fetch(self.position)
+        except Unreadable as error:
+            logger.error("%s", error)
+            self.ended = self.closed = True
+            for subscriber in list(self._subscribers):
+                subscriber.outlet.write(b"", more_body=False)
+            return
+        finally:
+            self._fetching = None
         self.timer.at(self.timer.time(), self)
 
     def _deliver(self, subscriber: Subscriber, first: int, chunk: bytes) -> None:

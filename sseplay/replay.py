@@ -33,6 +33,10 @@ CACHED_PAGES = 64
 CHUNK_BYTES = 512 << 10
 
 
+class Unreadable(Exception):
+    """A file read from disk while serving could not be read (deleted, changed, broken)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Start:
     """Where a connection starts: sequence number, and whether its Last-Event-ID was known."""
@@ -168,8 +172,14 @@ class Replay:
         try:
             start = page_number * PAGE_SIZE
             stop = min(start + PAGE_SIZE, self.file.count)
-            # Reading a file is blocking I/O: keep it off the event loop.
-            cues = await anyio.to_thread.run_sync(self.file.cues, start, stop)
+            try:
+                # Reading a file is blocking I/O: keep it off the event loop.
+                cues = await anyio.to_thread.run_sync(self.file.cues, start, stop)
+            except (OSError, EOFError, ValueError) as error:
+                reason = getattr(error, "strerror", None) or str(error)
+                raise Unreadable(
+                    f"{self.file.label} cannot be read any more ({reason}): the stream ends here"
+                ) from None
             self._pages[page_number] = cues
             while len(self._pages) > CACHED_PAGES:
                 self._pages.popitem(last=False)

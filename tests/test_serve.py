@@ -347,3 +347,23 @@ def test_streams_ended_by_a_stopping_server_are_logged_as_such(
         server.server.should_exit = True
         assert b"".join(chunks) == b""  # the response ends cleanly, nothing more
     assert "left /events after 1 events (the server stopped)" in caplog.text
+
+
+@pytest.mark.parametrize("broadcast", [False, True], ids=["per-client", "broadcast"])
+def test_a_file_that_cannot_be_read_back_ends_the_stream_with_one_line(
+    live: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture, broadcast: bool
+) -> None:
+    path = write_lines(tmp_path / "gone.jsonl", [{"n": n} for n in range(3000)])
+    event_file = load_event_file("gone.jsonl", path, FieldMapping(), memory_budget=10_000)
+    replay = Replay(event_file, Plan(event_file.count, None, Timing(interval=0.01)))
+    path.unlink()  # deleted while being served: no page of it is loaded yet
+    options = AppOptions(ping=0, broadcast=broadcast)
+    server = live([Stream("/events", "gone.jsonl", replay)], options)
+    response = read_stream(server.url + "/events")
+    assert response.status_code in (200, 204)
+    assert b"data:" not in response.content
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [
+        "gone.jsonl cannot be read any more (No such file or directory): the stream ends here"
+    ]
+    assert "Traceback" not in caplog.text
