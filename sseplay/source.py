@@ -28,6 +28,7 @@ from sseplay.records import (
     BadLine,
     Layout,
     Malformed,
+    index_array,
     index_lines,
     is_gzip,
     iter_lines,
@@ -374,8 +375,7 @@ class _Indexer:
         times to read, ids to compare, or events to keep in memory."""
         mapping = self.mapping
         return (
-            self.layout != "lines"
-            or mapping.data_field is not None
+            mapping.data_field is not None
             or mapping.event_field is not None
             or mapping.id_field is not None
             or mapping.time_field is not None
@@ -383,22 +383,33 @@ class _Indexer:
         )
 
     def _index_quickly(self) -> EventFile | None:
-        """The whole check of a large JSON Lines file whose records are sent as they
-        are: every line decoded at C speed, nothing kept but the checkpoints. None when
-        the file turns out to be a recording, which needs the full check."""
+        """The whole check of a large file whose records are sent as they are: every
+        record decoded at C speed, nothing kept but the checkpoints. None when the file
+        turns out to be a recording, or an array whose layout the fast check cannot
+        follow: the full check then goes through it and says what is wrong and where."""
         with open_binary(self.path, self.compressed) as stream:
-            for _, _, raw in iter_lines(stream):
+            if self.layout == "array":
+                indexed = index_array(stream, CHECKPOINT_STRIDE)
+                if indexed is None:
+                    return None
+                count, checkpoints = indexed
+                stream.seek(checkpoints[0])
+                first = next(ArrayScanner(stream, checkpoints[0]).elements(at_open=False))
+                if _is_header(loads(first[2])):
+                    return None  # the full check says a recording must be JSON Lines
+            else:
+                for _, _, raw in iter_lines(stream):
+                    try:
+                        if _is_header(loads(raw)):
+                            return None
+                    except ValueError:
+                        pass  # reported in order by the check below
+                    break
+                stream.seek(0)
                 try:
-                    if _is_header(loads(raw)):
-                        return None
-                except ValueError:
-                    pass  # reported in order by the check below
-                break
-            stream.seek(0)
-            try:
-                count, checkpoints = index_lines(stream, CHECKPOINT_STRIDE)
-            except BadLine as bad:
-                raise self._bad_line(bad.line, bad.error) from None
+                    count, checkpoints = index_lines(stream, CHECKPOINT_STRIDE)
+                except BadLine as bad:
+                    raise self._bad_line(bad.line, bad.error) from None
         if count == 0:
             raise InputError(self.label, "the file holds no records: nothing to replay")
         return EventFile(

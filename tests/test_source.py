@@ -14,7 +14,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sseplay.errors import InputError
-from sseplay.records import UTF8_BOM, BadLine, index_lines, iter_lines, loads
+from sseplay.records import (
+    UTF8_BOM,
+    ArrayScanner,
+    BadLine,
+    Malformed,
+    index_array,
+    index_lines,
+    iter_lines,
+    loads,
+)
 from sseplay.source import FieldMapping, load_event_file
 from tests.conftest import SAMPLES, write_json, write_lines
 
@@ -275,3 +284,89 @@ def test_a_large_plain_file_is_checked_quickly_and_served_from_disk(tmp_path: Pa
     ]
     with pytest.raises(InputError, match=r"bad.jsonl:1001:7: invalid JSON"):
         load_event_file("bad.jsonl", tmp_path / "bad.jsonl", FieldMapping(), memory_budget=100)
+
+
+def _scanned(content: bytes, stride: int) -> tuple[int, list[int]] | None:
+    """What the element-by-element check finds: (count, offsets), None when invalid."""
+    scanner = ArrayScanner(io.BytesIO(content))
+    count, offsets = 0, []
+    try:
+        scanner.open_array()
+        for position, _, raw in scanner.elements():
+            loads(raw)
+            if count % stride == 0:
+                offsets.append(position)
+            count += 1
+        if scanner.trailing_content():
+            return None
+    except (Malformed, ValueError):
+        return None
+    return count, offsets
+
+
+ARRAY_ELEMENTS = [
+    {"n": 1, "text": "caf\u00e9"},
+    {"n": 2, "text": "}, {"},  # the compact separator inside a string
+    {"n": 3, "nested": [{"a": 1}, {"b": 2}]},
+    {"n": 4, "text": "},\n  {"},  # the pretty separator inside a string
+    [1, 2],
+    "[DONE]",
+    12345678901234567890123,
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    elements=st.lists(st.sampled_from(ARRAY_ELEMENTS), min_size=1, max_size=30),
+    indent=st.sampled_from([None, 2, 4]),
+    bom=st.booleans(),
+    damage=st.sampled_from([None, "truncate", "trailing", "bad-utf8", "odd-space"]),
+    block_size=st.sampled_from([16, 200, 1 << 20]),
+)
+def test_quick_array_index_never_disagrees_with_the_element_by_element_check(
+    elements: list[Any], indent: int | None, bom: bool, damage: str | None, block_size: int
+) -> None:
+    content = (UTF8_BOM if bom else b"") + json.dumps(elements, indent=indent).encode() + b"\n"
+    if damage == "truncate":
+        content = content[: len(content) // 2]
+    elif damage == "trailing":
+        content += b"x"
+    elif damage == "bad-utf8":
+        content = content.replace(b"caf", b"\xff", 1)
+    elif damage == "odd-space":  # one separator unlike the others
+        content = content.replace(b",", b" ,", 1)
+    with mock.patch("sseplay.records.BLOCK_SIZE", block_size):
+        quick = index_array(io.BytesIO(content), stride=3)
+    if quick is not None:  # None hands the file to the full check, which is always right
+        assert (quick[0], list(quick[1])) == _scanned(content, stride=3)
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_quick_array_index_takes_the_usual_layouts(indent: int | None) -> None:
+    records = [{"n": n, "tags": ["a", "b"], "text": "x" * (n % 5)} for n in range(500)]
+    content = json.dumps(records, indent=indent).encode()
+    one_per_line = ("[\n" + ",\n".join(json.dumps(r) for r in records) + "\n]\n").encode()
+    with mock.patch("sseplay.records.BLOCK_SIZE", 1000):
+        for layout in (content, one_per_line):
+            quick = index_array(io.BytesIO(layout), stride=7)
+            assert quick is not None
+            assert (quick[0], list(quick[1])) == _scanned(layout, stride=7)
+
+
+def test_a_large_array_is_checked_quickly_and_still_says_where_it_is_broken(
+    tmp_path: Path,
+) -> None:
+    path = write_json(tmp_path / "big.json", [{"n": n} for n in range(1000)])
+    with mock.patch("sseplay.source._Indexer.run", autospec=True) as run:
+        run.side_effect = lambda indexer: indexer._index_quickly()
+        quick = load_event_file("big.json", path, FieldMapping(), memory_budget=100)
+    assert not quick.in_memory
+    assert quick.count == 1000
+    assert [cue.body for cue in quick.cues(998, 1000)] == [
+        b'data: {"n":998}\n\n',
+        b'data: {"n":999}\n\n',
+    ]
+    broken = tmp_path / "broken.json"
+    broken.write_bytes(path.read_bytes().replace(b'{"n": 999}', b'{"n": 999'))
+    with pytest.raises(InputError, match=r"broken.json:1:\d+: invalid JSON array"):
+        load_event_file("broken.json", broken, FieldMapping(), memory_budget=100)
