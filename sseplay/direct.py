@@ -17,23 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope
 
-# Where ``remember_send`` keeps the server's own ``send`` in the request scope.
-RAW_SEND = "sseplay.raw_send"
 _HTTPTOOLS_CYCLE = ("uvicorn.protocols.http.httptools_impl", "RequestResponseCycle")
-
-
-def remember_send(app: ASGIApp) -> ASGIApp:
-    """Wrap the outermost app so a response can find the server's ``send`` under the
-    middleware's wrappers."""
-
-    async def remembering(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope[RAW_SEND] = send
-        await app(scope, receive, send)
-
-    return remembering
 
 
 class DirectBody:
@@ -45,18 +31,23 @@ class DirectBody:
         self._transport = cycle.transport
 
     @classmethod
-    def of(cls, scope: Scope) -> DirectBody | None:
-        """The fast path for a response whose start has been sent, or None."""
-        cycle: Any = getattr(scope.get(RAW_SEND), "__self__", None)
+    def of(cls, scope: Scope, receive: Receive) -> DirectBody | None:
+        """The fast path for a response whose start has been sent, or None.
+
+        The server's request cycle is found through ``receive``, which Starlette's
+        middleware passes on untouched (they wrap ``send``); a middleware that wraps
+        ``receive`` too simply leaves the response on ASGI ``send``."""
+        cycle: Any = getattr(receive, "__self__", None)
         kind = type(cycle)
         if (kind.__module__, kind.__qualname__) != _HTTPTOOLS_CYCLE:
             return None
         try:
             ready = (
-                cycle.response_started
+                cycle.scope is scope
+                and cycle.response_started
                 and cycle.chunked_encoding is True
                 and not cycle.response_complete
-                and cycle.scope["method"] != "HEAD"
+                and scope["method"] != "HEAD"
                 and isinstance(cycle.flow.write_paused, bool)
                 and callable(cycle.transport.write)
             )

@@ -143,6 +143,7 @@ class Outlet:
         "completed",
         "cut_off",
         "on_drained",
+        "task",
     )
 
     def __init__(
@@ -151,8 +152,11 @@ class Outlet:
         send_timeout: float,
         on_cut_off: Callable[[Outlet], None],
         direct: DirectBody | None = None,
+        task: asyncio.Task[None] | None = None,
     ) -> None:
         self._send = send
+        # The request's task, which holds the connection open until it ends.
+        self.task = task
         self._direct = direct
         self._loop = asyncio.get_running_loop()
         self._send_timeout = send_timeout

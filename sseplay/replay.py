@@ -45,6 +45,9 @@ class Start:
     known: bool = True
 
 
+FROM_THE_START = Start(0)
+
+
 class Replay:
     def __init__(self, file: EventFile, plan: Plan, retry: int | None = None) -> None:
         self.file = file
@@ -73,7 +76,7 @@ class Replay:
     def start_after(self, last_event_id: str | None) -> Start:
         """The first event a client with this Last-Event-ID has not seen (WHATWG 9.2.4)."""
         if not last_event_id:
-            return Start(0)
+            return FROM_THE_START
         n = self._sequence_after(last_event_id)
         if n is None:
             return Start(0, known=False)

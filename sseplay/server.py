@@ -18,11 +18,11 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sse_starlette import EventSourceResponse
-from starlette.datastructures import Headers, QueryParams
+from starlette.datastructures import QueryParams
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from sseplay.direct import DirectBody, remember_send
+from sseplay.direct import DirectBody
 from sseplay.errors import CannotServe
 from sseplay.fanout import Broadcast, Listener, Outlet, Player, Subscriber, Timer
 from sseplay.replay import Replay, Start
@@ -134,6 +134,13 @@ class Hub:
         if broadcast is not None and isinstance(listener, Subscriber):
             broadcast.unsubscribe(listener)
 
+    def cut_off_stream(self, outlet: Outlet) -> None:
+        """A client took nothing for the send timeout: end its request (ASGI has no other
+        way to drop a connection); uvicorn's complaint about that is filtered out."""
+        self.cut_off += 1
+        if outlet.task is not None:
+            outlet.task.cancel()
+
     def close_all(self) -> None:
         """End every open stream: the server is stopping."""
         self.stopping = True
@@ -161,65 +168,6 @@ def event_stream_headers() -> list[tuple[bytes, bytes]]:
     """The headers sse-starlette gives an event stream (``text/event-stream``, ``no-store``
     so no cache keeps it, ``X-Accel-Buffering: no`` so nginx does not buffer it)."""
     return EventSourceResponse(_NoBody(), ping=0, sep="\n").raw_headers
-
-
-class ReplayResponse:
-    """One client's stream: sse-starlette's headers, worked out once per app, and a body
-    written by the hub's shared timer instead of a task group of four tasks and a cancel
-    scope per send."""
-
-    def __init__(
-        self, hub: Hub, stream: Stream, start: Start, preamble: bytes, client: str
-    ) -> None:
-        self.hub = hub
-        self.stream = stream
-        self.start = start
-        self.preamble = preamble
-        self.client = client
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.hub.headers})
-        if scope["method"] == "HEAD":  # the headers a GET would get, and no stream
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-            return
-        task = asyncio.current_task()
-        assert task is not None
-
-        def cut_off(_: Outlet) -> None:
-            self.hub.cut_off += 1
-            task.cancel()
-
-        direct = DirectBody.of(scope) if self.hub.options.direct_writes else None
-        outlet = Outlet(send, self.hub.options.send_timeout, cut_off, direct)
-        resuming = f" (resuming at event {self.start.n + 1})" if self.start.n else ""
-        logger.info("%s connected to %s%s", self.client, self.stream.route, resuming)
-        listener = self.hub.open(self.stream, outlet, self.start, self.preamble)
-        try:
-            # The request's own task waits here: a disconnect, or the end of the
-            # response written by the timer, wakes it (uvicorn answers http.disconnect).
-            while (await receive())["type"] != "http.disconnect":
-                pass
-        except asyncio.CancelledError:
-            if not outlet.cut_off:
-                raise
-            task.uncancel()
-        finally:
-            self.hub.close(self.stream, listener)
-            if listener.complete:
-                how = "got the whole replay"
-            elif self.hub.stopping:
-                how = "the server stopped"
-            elif outlet.cut_off:
-                how = f"cut off: it read nothing for {self.hub.options.send_timeout:g} s"
-            else:
-                how = "disconnected"
-            logger.info(
-                "%s left %s after %d events (%s)",
-                self.client,
-                self.stream.route,
-                listener.sent,
-                how,
-            )
 
 
 def create_app(
@@ -279,31 +227,89 @@ def create_app(
 
 
 class _StreamEndpoint:
-    """A stream route as a plain ASGI endpoint: Starlette routes it without FastAPI's
-    per-request wrapper, whose frames would otherwise be held for the whole stream."""
+    """A stream route as a plain ASGI endpoint: sse-starlette's headers, worked out once
+    per app, and a body written by the hub's shared timer instead of a task group of
+    four tasks and a cancel scope per send. Starlette routes it without FastAPI's
+    per-request wrapper, and it is one frame: every frame and object here is held for
+    as long as the stream is open, thousands of times over."""
 
     def __init__(self, stream: Stream, hub: Hub) -> None:
         self.stream = stream
         self.hub = hub
+        self._cut_off = hub.cut_off_stream  # one bound method, not one per connection
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        replay = self.stream.replay
+        hub, replay = self.hub, self.stream.replay
         # A browser reconnecting sends the header (WHATWG 9.2.4); a first connection
         # cannot set headers, so the query parameter stands in for it.
-        last_event_id = Headers(scope=scope).get("last-event-id")
+        last_event_id = _header(scope, b"last-event-id")
         if last_event_id is None:
             last_event_id = QueryParams(scope["query_string"]).get("lastEventId")
         start = replay.start_after(last_event_id)
-        broadcast = self.hub.broadcasts.get(self.stream.route)
-        response: ASGIApp
+        broadcast = hub.broadcasts.get(self.stream.route)
         # 204 tells a browser to stop reconnecting (WHATWG 9.2.3): the replay is over.
         if replay.is_over(start.n) or (broadcast is not None and broadcast.ended):
-            response = Response(status_code=204)
+            await Response(status_code=204)(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": hub.headers})
+        if scope["method"] == "HEAD":  # the headers a GET would get, and no stream
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        direct = DirectBody.of(scope, receive) if hub.options.direct_writes else None
+        outlet = Outlet(send, hub.options.send_timeout, self._cut_off, direct, task)
+        if start.n:
+            logger.info(
+                "%s connected to %s (resuming at event %d)",
+                _client(scope),
+                self.stream.route,
+                start.n + 1,
+            )
         else:
-            host, port = scope.get("client") or ("?", 0)
-            preamble = replay.preamble(start, last_event_id)
-            response = ReplayResponse(self.hub, self.stream, start, preamble, f"{host}:{port}")
-        await response(scope, receive, send)
+            logger.info("%s connected to %s", _client(scope), self.stream.route)
+        listener = hub.open(self.stream, outlet, start, replay.preamble(start, last_event_id))
+        try:
+            # The request's own task waits here: a disconnect, or the end of the
+            # response written by the timer, wakes it (uvicorn answers http.disconnect).
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        except asyncio.CancelledError:
+            if not outlet.cut_off:
+                raise
+            task.uncancel()
+        finally:
+            hub.close(self.stream, listener)
+            if listener.complete:
+                how = "got the whole replay"
+            elif hub.stopping:
+                how = "the server stopped"
+            elif outlet.cut_off:
+                how = f"cut off: it read nothing for {hub.options.send_timeout:g} s"
+            else:
+                how = "disconnected"
+            logger.info(
+                "%s left %s after %d events (%s)",
+                _client(scope),
+                self.stream.route,
+                listener.sent,
+                how,
+            )
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    """A request header's first value; read in place, because Starlette's ``Headers``
+    copies the whole list into the scope, where it stays for the life of a stream.
+    ASGI header names are lower-cased by the server."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _client(scope: Scope) -> str:
+    host, port = scope.get("client") or ("?", 0)
+    return f"{host}:{port}"
 
 
 class StreamingServer(uvicorn.Server):
@@ -362,7 +368,7 @@ def streaming_server(app: ASGIApp, hub: Hub, **config: Any) -> StreamingServer:
         "proxy_headers": False,
     }
     settings.update(config)
-    return StreamingServer(uvicorn.Config(remember_send(app), **settings), hub)
+    return StreamingServer(uvicorn.Config(app, **settings), hub)
 
 
 def bind(host: str, port: int) -> socket.socket:
