@@ -36,6 +36,8 @@ class Plan:
             raise ValueError("a plan needs at least one event")
         self.count = count
         self.loop = timing.loop
+        # How many events the replay has: infinite when it loops.
+        self.total: float = math.inf if timing.loop else count
         self._offsets: array[float] | None = None
         if times is not None and timing.interval is None:
             offsets: array[float] = array("d")
@@ -57,11 +59,6 @@ class Plan:
                 timing.speed
             )
             self.round_length = self.interval * count
-
-    @property
-    def total(self) -> float:
-        """How many events the replay has: infinite when it loops."""
-        return math.inf if self.loop else self.count
 
     def offset(self, n: int) -> float:
         rounds, index = divmod(n, self.count)
