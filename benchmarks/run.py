@@ -573,7 +573,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="a smaller ladder, shorter runs")
     args = parser.parse_args()
-    ladder = [500, 1000, 2000] if args.quick else [1000, 2000, 3000, 4000, 5000]
+    # Past the 5,000 of the targets, so that two servers that both hold 5,000 are told apart.
+    ladder = [500, 1000, 2000] if args.quick else [1000, 2000, 3000, 4000, 5000, 6000, 7000]
     seconds = 5 if args.quick else 10
     kinds = ["sseplay", "naive", "node"]
     command = "python benchmarks/run.py" + (" --quick" if args.quick else "")

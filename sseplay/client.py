@@ -56,6 +56,16 @@ def check_url(url: str) -> httpx.URL:
     return parsed
 
 
+def _tls_settings(options: ConnectOptions) -> ssl.SSLContext | bool:
+    """What httpx checks TLS with. Its default loads the whole CA bundle when the client is
+    made (about 20 ms of tail's start-up here). A plain http:// URL never uses TLS,
+    since the client follows no redirects: it gets an empty context, which would refuse
+    any certificate rather than accept one."""
+    if httpx.URL(options.url).scheme != "https":
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    return options.verify_tls
+
+
 class Stop(Exception):
     """Raised by a sink to end the tail successfully."""
 
@@ -126,7 +136,7 @@ async def tail_stream(options: ConnectOptions, sink: Sink) -> str:
     failures = 0  # in a row, for the back-off
     reconnections = 0  # in all, for --max-retries
     connected_once = False
-    async with httpx.AsyncClient(verify=options.verify_tls, timeout=timeout) as client:
+    async with httpx.AsyncClient(verify=_tls_settings(options), timeout=timeout) as client:
         while True:
             headers = [(b"Accept", b"text/event-stream"), (b"Cache-Control", b"no-store")]
             headers.extend((name.encode(), value.encode()) for name, value in options.headers)

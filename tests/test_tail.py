@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -16,10 +17,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from rich.console import Console
 
+from sseplay.client import ConnectOptions, Sink, StreamEnded, _tls_settings, tail_stream
 from sseplay.errors import ExitCode
 from sseplay.model import Event
 from sseplay.render import PrettyRenderer
@@ -395,3 +398,37 @@ def test_an_event_is_shown_while_the_stream_is_still_open(output: str, expected:
             process.kill()
             process.communicate(timeout=5)
     assert expected in shown
+
+
+def test_a_plain_http_tail_never_loads_certificates_and_https_still_verifies() -> None:
+    """Loading the CA bundle is start-up time that an http:// URL never needs."""
+    events: list[Event] = []
+
+    def handler(conn: socket.socket, request: bytes, number: int) -> None:
+        conn.sendall(SSE_HEAD + b"data: plain\n\n")
+
+    loaded: list[object] = []
+    real_load = ssl.SSLContext.load_verify_locations
+
+    def counting_load(context: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loaded.append(args or kwargs)
+        real_load(context, *args, **kwargs)
+
+    with (
+        RawServer(handler) as server,
+        mock.patch.object(ssl.SSLContext, "load_verify_locations", counting_load),
+    ):
+        options = ConnectOptions(server.url, reconnect=False)
+        with pytest.raises(StreamEnded):
+            asyncio.run(tail_stream(options, Sink(event=events.append)))
+        assert [event.data for event in events] == ["plain"]
+        assert loaded == []
+        verifying = _tls_settings(ConnectOptions("https://127.0.0.1/events"))
+        insecure = _tls_settings(ConnectOptions("https://127.0.0.1/events", verify_tls=False))
+    assert verifying is True
+    assert insecure is False
+    # The context an http:// URL gets would refuse any certificate, never accept one.
+    plain = _tls_settings(ConnectOptions(server.url))
+    assert isinstance(plain, ssl.SSLContext)
+    assert plain.verify_mode == ssl.CERT_REQUIRED
+    assert plain.check_hostname
