@@ -154,7 +154,7 @@ class Outlet:
         direct: DirectBody | None = None,
         task: asyncio.Task[None] | None = None,
     ) -> None:
-        self._send = send
+        self._send: Send | None = send
         # The request's task, which holds the connection open until it ends.
         self.task = task
         self._direct = direct
@@ -177,7 +177,8 @@ class Outlet:
     def write(self, chunk: bytes, more_body: bool = True) -> bool:
         """Send ``chunk`` (the last one when ``more_body`` is false); False when the client
         is not keeping up and the write finishes later."""
-        if self.completed or self.closed:
+        send = self._send
+        if self.completed or self.closed or send is None:
             return False
         if more_body and chunk and self._direct is not None and self._direct.write(chunk):
             return True
@@ -185,7 +186,7 @@ class Outlet:
             self.completed = True
         message = {"type": "http.response.body", "body": chunk, "more_body": more_body}
         # ASGI's send is a coroutine function; typed Awaitable by Starlette.
-        coroutine = cast(Coroutine[Any, Any, None], self._send(message))
+        coroutine = cast(Coroutine[Any, Any, None], send(message))
         try:
             blocker = coroutine.send(None)
         except StopIteration:
@@ -228,15 +229,24 @@ class Outlet:
         drop the connection (the server's ``send`` stays paused until it reads)."""
         self._timeout = None
         self.cut_off = True
-        self.close()
         if self._direct is not None:
             # The server sees the connection lost and tells the response so.
             self._direct.abort()
         else:
             self._on_cut_off(self)
+        self.close()
 
     def close(self) -> None:
         self.closed = True
+        # A closed outlet lets go of the connection: its listener may wait in the timer's
+        # table until its next deadline, and the listener's callback points back at it.
+        # Without that cycle, and without the server's objects, what a connection leaves
+        # goes at once, by reference counting, not at a collector pass (rare by design,
+        # see server.py), so clients that come and go never grow the server.
+        self.on_drained = _nothing
+        self.task = None
+        self._send = None
+        self._direct = None
         if self._timeout is not None:
             self._timeout.cancel()
             self._timeout = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import socket
 import time
@@ -367,3 +368,45 @@ def test_a_file_that_cannot_be_read_back_ends_the_stream_with_one_line(
         "gone.jsonl cannot be read any more (No such file or directory): the stream ends here"
     ]
     assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize("broadcast", [False, True], ids=["per-client", "broadcast"])
+def test_a_closed_connection_is_freed_at_once_not_left_to_the_collector(
+    live: Any, tmp_path: Path, broadcast: bool
+) -> None:
+    """The server collects cycles rarely (see GC_YOUNG_THRESHOLD); a connection whose
+    objects formed a cycle would hold its memory long after it closed, and clients that
+    come and go would grow the server without bound."""
+    path = write_lines(tmp_path / "slow.jsonl", list(range(5)))
+    stream = make_stream(path, timing=Timing(interval=30))
+    server = live([stream], AppOptions(ping=0, broadcast=broadcast))
+    port = int(server.url.rsplit(":", 1)[1])
+    # Closed players wait in the timer's table until their next deadline, 30 s away: what
+    # they hold then is reachable, and must not be the connection's own objects either.
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(20):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+                conn.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+                received = b""
+                while b"data:" not in received and b"200 OK" not in received:
+                    received += conn.recv(65536)
+        deadline = time.monotonic() + 10
+        while server.hub.listeners:
+            assert time.monotonic() < deadline, "the server never saw the clients leave"
+            time.sleep(0.01)
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        gc.collect()
+        left = [type(o).__qualname__ for o in gc.garbage if _served_by_us(o)]
+        held = [o for o in gc.get_objects() if type(o).__qualname__ == "RequestResponseCycle"]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert left == []
+    assert held == []
+
+
+def _served_by_us(thing: object) -> bool:
+    return type(thing).__module__.split(".")[0] in ("sseplay", "uvicorn", "starlette")
