@@ -17,10 +17,9 @@ _LINE_END = re.compile(r"\r\n|\r|\n")
 # The block almost every server sends, LF-terminated: an optional id (without NUL, which
 # would make it ignored), an optional type, one data line, the blank line. One optional
 # space after each colon is not part of the value (9.2.6). Matched whole at C speed; any
-# other block goes through the line-by-line steps.
-_SIMPLE_BLOCK = re.compile(
-    r"(?:id:[ ]?([^\n\0]*)\n)?(?:event:[ ]?([^\n]*)\n)?data:[ ]?([^\n]*)\n\n"
-)
+# other block goes through the line-by-line steps. "." is "anything but LF" here (no
+# DOTALL; this text has no CR) and runs a quarter faster in ``re`` than ``[^\n]``.
+_SIMPLE_BLOCK = re.compile(r"(?:id:[ ]?([^\n\0]*)\n)?(?:event:[ ]?(.*)\n)?data:[ ]?(.*)\n\n")
 DEFAULT_MAX_EVENT_SIZE = 16 << 20
 
 
@@ -120,18 +119,21 @@ class EventStreamParser:
         """Dispatch the simple blocks at the start of LF-only ``text`` (the parser is
         between blocks); the events, and the text from the first other block on."""
         events: list[Event] = []
+        append = events.append
         position = 0
-        limit = self._max_event_size
+        # No data line can reach the limit when the whole text is shorter.
+        limit = self._max_event_size if len(text) >= self._max_event_size else None
         last_id = self._id_buffer
-        make = Event._make  # builds the tuple in C, unlike Event(...)
+        new = tuple.__new__  # builds the event in C; Event(...) and _make run Python code
+        default = DEFAULT_EVENT_TYPE
         match = _SIMPLE_BLOCK.match
         while (found := match(text, position)) is not None:
             event_id, event_type, data = found.groups()
-            if len(data) >= limit:
+            if limit is not None and len(data) >= limit:
                 break  # the line-by-line steps raise EventTooLarge for it
             if event_id is not None:
                 last_id = event_id
-            events.append(make((data, event_type or DEFAULT_EVENT_TYPE, last_id or None, None)))
+            append(new(Event, (data, event_type or default, last_id or None, None)))
             position = found.end()
         if events:
             # Each block's blank line dispatched it and set the last event ID (9.2.6); an id

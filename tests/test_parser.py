@@ -74,6 +74,14 @@ def test_event_too_large_is_refused() -> None:
         parser.feed(b"data: " + b"x" * 60 + b"\ndata: " + b"y" * 60 + b"\n")
     with pytest.raises(EventTooLarge):
         EventStreamParser(max_event_size=100).feed(b"data: " + b"z" * 200)
+    # A whole simple block in one chunk, behind small ones: the fast path checks it too.
+    small = b"id: 1\ndata: ok\n\n" * 10
+    with pytest.raises(EventTooLarge):
+        EventStreamParser(max_event_size=100).feed(small + b"id: 2\ndata: " + b"z" * 200 + b"\n\n")
+    assert (
+        len(EventStreamParser(max_event_size=100).feed(small + b"data: " + b"z" * 90 + b"\n\n"))
+        == 11
+    )
 
 
 safe_field = st.text(
