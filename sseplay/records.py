@@ -307,6 +307,9 @@ def _index_slowly(
     return count
 
 
+# How far the fast array check reads without finding its separator before it gives up.
+BLOCKS_WITHOUT_A_SEPARATOR = 16
+
 # Replaces the comma of every separator the fast array check splits at. A raw NUL
 # can never be part of valid JSON (RFC 8259 section 7: control characters in
 # strings are escaped; section 2: it is not whitespace), so it cannot collide.
@@ -355,6 +358,10 @@ def index_array(stream: IO[bytes], stride: int) -> tuple[int, array[int]] | None
     while True:
         found = buffer.rfind(separator)
         if found < 0:
+            if len(buffer) > BLOCKS_WITHOUT_A_SEPARATOR * BLOCK_SIZE:
+                # The rest is laid out otherwise (or its elements are huge): reading on
+                # would hold it all in memory. The element-by-element check streams it.
+                return None
             more = stream.read(BLOCK_SIZE)
             if more:
                 buffer += more

@@ -370,3 +370,15 @@ def test_a_large_array_is_checked_quickly_and_still_says_where_it_is_broken(
     broken.write_bytes(path.read_bytes().replace(b'{"n": 999}', b'{"n": 999'))
     with pytest.raises(InputError, match=r"broken.json:1:\d+: invalid JSON array"):
         load_event_file("broken.json", broken, FieldMapping(), memory_budget=100)
+
+
+def test_quick_array_index_gives_up_early_on_an_array_laid_out_otherwise() -> None:
+    """Two elements set the separator; if the rest never uses it, the fast check must not
+    read the whole file into memory looking for it."""
+    content = b'[{"a": 1},{"b": 2},' + b", ".join(b"%d" % n for n in range(20_000)) + b"]"
+    stream = io.BytesIO(content)
+    with mock.patch("sseplay.records.BLOCK_SIZE", 1000):
+        assert index_array(stream, stride=3) is None
+    assert stream.tell() <= 18 * 1000  # 16 blocks and a little, not the whole file
+    assert len(content) > 100_000
+    assert _scanned(content, stride=3) is not None  # the full check takes it
