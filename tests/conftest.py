@@ -71,9 +71,12 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.hub = hub or hub_of(app)
         self.server = streaming_server(app, self.hub)
-        self.thread = threading.Thread(
-            target=lambda: asyncio.run(self.server.serve(sockets=[self.sock])), daemon=True
-        )
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        # The event loop ``sseplay serve`` runs on: uvicorn's choice, uvloop when installed.
+        with asyncio.Runner(loop_factory=self.server.config.get_loop_factory()) as runner:
+            runner.run(self.server.serve(sockets=[self.sock]))
 
     def __enter__(self) -> LiveServer:
         self.thread.start()
