@@ -401,6 +401,27 @@ def stream_urls(sock: socket.socket, streams: Sequence[Stream]) -> list[str]:
     return [f"http://{shown}:{port}{s.route}" for s in streams]
 
 
+def raise_open_file_limit() -> None:
+    """Every client is an open file, and many systems start a process with a soft limit of
+    1,024: lift it to the hard limit (as Go's runtime does for every program), so that
+    thousands of clients can connect without anyone raising ``ulimit -n`` first."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # An unlimited hard limit cannot be the soft one everywhere (macOS caps it lower).
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError) as error:
+        logger.debug("the open-file limit stays at %d: %s", soft, error)
+        return
+    logger.debug("open-file limit raised from %d to %d", soft, wanted)
+
+
 def serve(
     streams: Sequence[Stream],
     options: ServerOptions,
@@ -417,6 +438,7 @@ def serve(
 
     app = create_app(streams, options.app, complete)
     server = streaming_server(app, hub_of(app))
+    raise_open_file_limit()
     # Everything built so far (modules, the app, the encoded events) lives as long as
     # the process: keep it out of every later collection.
     gc.collect()

@@ -7,6 +7,8 @@ import itertools
 import json
 import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import httpx
 import pytest
 
 from sseplay.errors import ExitCode
-from tests.conftest import ServeProcess, run_cli, write_lines
+from tests.conftest import ROOT, ServeProcess, run_cli, sseplay, write_lines
 
 
 def test_prints_the_url_and_nothing_else_then_once_exits_zero() -> None:
@@ -204,3 +206,43 @@ def test_a_recording_replays_with_types_ids_and_timing(tmp_path: Path) -> None:
     for first_gap, second_gap in zip(gaps_one, gaps_two, strict=True):
         assert first_gap == pytest.approx(0.15, abs=0.03)
         assert second_gap == pytest.approx(first_gap, abs=0.01)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no open-file limit to raise on Windows")
+def test_more_clients_than_a_low_open_file_limit_all_get_their_stream() -> None:
+    """Many systems start processes with a soft limit of 1,024 open files; the server lifts
+    it to the hard limit itself, so it is not what caps a fan-out."""
+    import resource
+
+    soft_limit = 200
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert hard == resource.RLIM_INFINITY or hard > 600, "the machine's hard limit is too low"
+
+    def lower_the_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft_limit, hard))
+
+    clients: list[socket.socket] = []
+    with subprocess.Popen(
+        sseplay("serve", "samples/scores.json", "--port", "0", "--interval", "30", "-q"),
+        stdout=subprocess.PIPE,
+        cwd=ROOT,
+        preexec_fn=lower_the_limit,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            url = process.stdout.readline().decode().strip()
+            port = int(url.rsplit(":", 1)[1].split("/")[0])
+            for _ in range(soft_limit + 100):
+                client = socket.create_connection(("127.0.0.1", port), timeout=10)
+                client.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+                clients.append(client)
+            for client in clients:
+                received = b""
+                while b"data:" not in received:
+                    chunk = client.recv(65536)
+                    assert chunk, "a client was dropped"
+                    received += chunk
+        finally:
+            for client in clients:
+                client.close()
+            process.terminate()
