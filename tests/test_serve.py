@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import itertools
@@ -403,6 +404,7 @@ def test_what_a_request_leaves_is_freed_at_once_not_left_to_the_collector(
     # Closed players wait in the timer's table until their next deadline, 30 s away: what
     # they hold then is reachable, and must not be the connection's own objects either.
     gc.collect()
+    tasks_before = _tasks()
     gc.disable()
     try:
         for _ in range(10):
@@ -423,12 +425,18 @@ def test_what_a_request_leaves_is_freed_at_once_not_left_to_the_collector(
         gc.collect()
         left = sorted({type(o).__qualname__ for o in gc.garbage if _served_by_us(o)})
         held = [o for o in gc.get_objects() if type(o).__qualname__ == "RequestResponseCycle"]
+        tasks_after = _tasks()
     finally:
         gc.set_debug(0)
         gc.garbage.clear()
         gc.enable()
     assert left == []
     assert held == []
+    assert tasks_after == tasks_before
+
+
+def _tasks() -> int:
+    return sum(isinstance(thing, asyncio.Task) for thing in gc.get_objects())
 
 
 def _served_by_us(thing: object) -> bool:
