@@ -28,6 +28,8 @@ JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
 SNIFF_LIMIT = 1 << 20
 
 _STRICT_DECODER = json.JSONDecoder()
+# The standard decoder recurses once per level of nesting; orjson stops at 1,024 levels.
+TOO_DEEP = "nested more than about 1,000 levels deep: flatten the record"
 
 
 class Malformed(Exception):
@@ -47,7 +49,10 @@ _LONG_NUMBER = re.compile(rb"\d{19}")
 def loads(raw: bytes) -> Any:
     """Decode one JSON value exactly: orjson for speed, json where orjson would lose digits."""
     if _LONG_NUMBER.search(raw):
-        return json.loads(raw)
+        try:
+            return json.loads(raw)
+        except RecursionError:
+            raise ValueError(TOO_DEEP) from None
     return orjson.loads(raw)
 
 
@@ -195,6 +200,8 @@ class ArrayScanner:
                 if self._fill():
                     continue
                 raise Malformed(self._base + error.pos, error.msg) from None
+            except RecursionError:
+                raise Malformed(self.position, TOO_DEEP) from None
             # A number at the very end of the buffer may continue in the next chunk.
             if end == len(self._text) and self._fill():
                 continue
@@ -339,7 +346,7 @@ def index_array(stream: IO[bytes], stride: int) -> tuple[int, array[int]] | None
     first = _skip_json_whitespace(text, start + 1)
     try:
         _, first_end = _STRICT_DECODER.raw_decode(text, first)
-    except json.JSONDecodeError:  # invalid, or the first element is larger than a block
+    except (json.JSONDecodeError, RecursionError):  # invalid, too deep, larger than a block
         return None
     comma = _skip_json_whitespace(text, first_end)
     if not buffer.startswith(b",", comma):

@@ -129,10 +129,9 @@ class PrettyRenderer:
         body: Any
         try:
             json.loads(event.data)
-        except ValueError:
-            body = Text(event.data)
-        else:
             body = JSON(event.data)
+        except (ValueError, RecursionError):  # not JSON, or nested past what json handles
+            body = Text(event.data)
         self.console.print(body)
 
     def raw(self, chunk: bytes) -> None:

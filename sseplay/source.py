@@ -24,6 +24,7 @@ import orjson
 from sseplay.errors import InputError
 from sseplay.model import DEFAULT_EVENT_TYPE, encode_body, encode_retry, field_problem
 from sseplay.records import (
+    TOO_DEEP,
     ArrayScanner,
     BadLine,
     Layout,
@@ -102,8 +103,11 @@ def lookup(record: Any, path: str) -> Any:
 def compact_json(value: Any) -> str:
     try:
         return orjson.dumps(value).decode()
-    except TypeError:  # an integer beyond 64 bits: orjson refuses what json accepts
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except TypeError:  # beyond 64 bits or 255 levels: orjson refuses what json accepts
+        try:
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        except RecursionError:
+            raise ValueError(TOO_DEEP) from None
 
 
 def as_text(value: Any) -> str:

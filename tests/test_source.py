@@ -120,6 +120,10 @@ def test_large_file_is_read_back_from_disk_in_ranges(tmp_path: Path) -> None:
         assert len(event_file.cues(1990, 2000)) == 10
 
 
+# Deeper than Python's json module recurses (orjson stops at 1,024 levels by itself).
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
@@ -131,6 +135,11 @@ def test_large_file_is_read_back_from_disk_in_ranges(tmp_path: Path) -> None:
         (b'[{"a": 1}', "the array is not closed"),
         (b'{\n  "a": 1\n}\n', "p.json:1:"),
         (b"[1, 2] x", "unexpected content after the closing ']'"),
+        (b"[" + DEEP + b"]", "p.json:1:2: invalid JSON array (nested"),
+        (DEEP + b"\n", "nested more than about 1,000 levels deep"),
+        (b'{"n": 12345678901234567890, "a": ' + DEEP + b"}\n", "p.json:1: invalid JSON (nested"),
+        # Read by orjson (1,024 levels), but deeper than json can write it back.
+        (b'{"a": ' + b"[" * 1010 + b"]" * 1010 + b"}\n", "p.json:1: record 1: nested more"),
     ],
 )
 def test_broken_files_say_where(tmp_path: Path, content: bytes, expected: str) -> None:

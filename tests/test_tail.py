@@ -75,6 +75,15 @@ def test_pretty_output_is_plain_text_and_pretty_json() -> None:
     assert lines[3:] == ["{", '  "a": [', "    1,", "    2", "  ],", '  "b": "[i]x[/i]"', "}"]
 
 
+def test_pretty_output_shows_json_nested_past_the_decoder_as_text() -> None:
+    """A hostile stream can send JSON nested deeper than Python's json recurses."""
+    out = io.StringIO()
+    renderer = PrettyRenderer(Console(file=out, width=60, color_system=None, soft_wrap=True))
+    deep = "[" * 100_000 + "]" * 100_000
+    renderer.event(Event(deep), datetime(2026, 1, 1, tzinfo=UTC))
+    assert out.getvalue().splitlines()[1] == deep
+
+
 def test_filters_and_count(live: Any) -> None:
     from sseplay.source import FieldMapping
 
