@@ -321,45 +321,43 @@ class Player(Listener):
     def play(self, now: float) -> float | None:
         if self.outlet.blocked or self._fetching is not None:
             return None
-        # The common case under load, thousands of times a second: event n is due, it is
-        # held in memory, and the one after it is not due yet. One offset is worked out
-        # and nothing is looked up twice; anything else takes the general path.
-        horizon = now + TIMER_SLACK
-        if self._due <= horizon:
-            replay = self.replay
-            n = self.n
-            following = self.origin + replay.plan.offset(n + 1)
-            if following > horizon and n + 1 < replay.plan.total:
-                chunk = replay.held(n)
-                if chunk is not None:
-                    self.n = n + 1
-                    self.sent += 1
-                    self._due = following
-                    self._last_write = now
-                    if not self.outlet.write(chunk):
-                        return None  # back-pressure: ``_drained`` brings it back
-                    return min(following, now + self.ping) if self.ping else following
         return self._write_due(now, b"")
 
     def _write_due(self, now: float, prefix: bytes) -> float | None:
         plan = self.replay.plan
-        stop = plan.due_stop(self.n, now + TIMER_SLACK - self.origin, self.replay.batch_limit)
-        if stop == self.n:
+        n = self.n
+        horizon = now + TIMER_SLACK
+        # Under load the answer is nearly always "event n, and only it", thousands of
+        # times a second: with n's deadline kept, that takes one offset, and only a
+        # backlog (a late wake-up, interval 0) needs the search for what else is due.
+        following: float | None = None
+        if self._due > horizon:
+            stop = n
+        else:
+            following = self.origin + plan.offset(n + 1)
+            if following > horizon:
+                stop = n + 1
+            else:
+                stop = plan.due_stop(n, horizon - self.origin, self.replay.batch_limit)
+        if stop == n:
             if prefix and not self._write(now, prefix, True):
                 return None
             ping_due = self.ping and now - self._last_write >= self.ping - TIMER_SLACK
             if ping_due and not self._write(now, PING, True):
                 return None
             return self._next_wake()
-        chunk, stop = self.replay.chunk(self.n, stop)
-        if stop == self.n:  # a file read from disk: its next page is not loaded yet
+        chunk, stop = self.replay.chunk(n, stop)
+        if stop == n:  # a file read from disk: its next page is not loaded yet
             if prefix and not self._write(now, prefix, True):
                 return None
             self._fetching = asyncio.get_running_loop().create_task(self._fetch())
             return None
-        self.sent += stop - self.n
+        self.sent += stop - n
         self.n = stop
-        self._due = self.origin + plan.offset(stop)
+        if following is not None and stop == n + 1:
+            self._due = following
+        else:
+            self._due = self.origin + plan.offset(stop)
         last = self.replay.is_over(stop)
         if self._write(now, prefix + chunk if prefix else chunk, not last) and not last:
             return self._next_wake()

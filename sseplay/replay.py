@@ -119,13 +119,6 @@ class Replay:
                 out.append(b"id: %b\n%b" % (ident, cue.body))
         return out
 
-    def held(self, n: int) -> bytes | None:
-        """The wire bytes of event ``n`` when they are held in memory as they are (round
-        one of a file kept in memory), else None: ask ``chunk``."""
-        if self._first_round is not None and n < self.file.count:
-            return self._first_round[n]
-        return None
-
     def chunk(self, first: int, stop: int) -> tuple[bytes, int]:
         """The wire bytes of events ``first`` up to ``stop`` (sequence numbers, exclusive) that
         are at hand, and the sequence number after the last of them. Short of ``stop`` only

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sseplay.fanout import PING, Broadcast, Player, Timer
+from sseplay.fanout import PING, TIMER_SLACK, Broadcast, Player, Timer
 from sseplay.replay import Replay, Start
 from sseplay.schedule import DEFAULT_BATCH_LIMIT, Timing
 from sseplay.source import FieldMapping, load_event_file
@@ -249,24 +249,34 @@ def test_one_write_holds_about_half_a_megabyte_of_large_events(tmp_path: Path) -
 
 @pytest.mark.parametrize("lag", [0.0, 0.004, 0.25])
 @pytest.mark.parametrize("ping", [0.0, 0.35])
-def test_events_held_in_memory_go_out_exactly_as_events_read_from_disk(
+def test_each_write_holds_exactly_the_events_due_from_memory_or_from_disk(
     tmp_path: Path, lag: float, ping: float
 ) -> None:
-    """A player writing single events from memory takes a short cut; a file read back
-    from disk never does. Both must put the same bytes on the wire at the same moments."""
+    """A player works out "only event n is due" on a short path and searches for a
+    backlog otherwise; a file kept in memory and one read back from disk must both put
+    every event on the wire in the first write at or after its deadline, and not before."""
     path = write_lines(tmp_path / "e.jsonl", [{"n": n} for n in range(30)])
     timing = Timing(interval=0.1, loop=True)
-    held = make_stream(path, timing=timing).replay
-    on_disk = Replay(load_event_file("e.jsonl", path, FieldMapping(), memory_budget=10), held.plan)
-    assert held.held(0) is not None
-    assert on_disk.held(0) is None
+    in_memory = make_stream(path, timing=timing).replay
+    on_disk = Replay(
+        load_event_file("e.jsonl", path, FieldMapping(), memory_budget=10), in_memory.plan
+    )
+    assert in_memory.file.in_memory
+    assert not on_disk.file.in_memory
     # A page from disk is fetched by a task on the event loop; here it is loaded at once.
     on_disk._pages[0] = on_disk.file.cues(0, 30)
     outlets = []
-    for source in (held, on_disk):
+    for source in (in_memory, on_disk):
         clock = FakeClock(lag=lag)
         _, outlet = player(clock, Timer(clock), source, start=3, ping=ping)
         clock.advance(4)
         outlets.append(outlet)
     assert outlets[0].writes == outlets[1].writes
-    assert outlets[0].ids()[-1][-1] > 35  # into the second round of the loop
+    plan, sent = in_memory.plan, 3
+    for when, ids in zip(outlets[0].times(), outlets[0].ids(), strict=True):
+        due = [
+            n + 1 for n in range(3, 200) if plan.offset(n) - plan.offset(3) <= when + TIMER_SLACK
+        ]
+        assert ids == due[sent - 3 :]
+        sent += len(ids)
+    assert sent > 35  # into the second round of the loop
