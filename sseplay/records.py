@@ -148,8 +148,7 @@ class ArrayScanner:
     def _skip_whitespace(self) -> str:
         """Move past whitespace; the next character, or "" at the end of the file."""
         while True:
-            match = JSON_WHITESPACE.match(self._text, self._cursor)
-            self._cursor = match.end() if match else self._cursor
+            self._cursor = _skip_json_whitespace(self._text, self._cursor)
             if self._cursor < len(self._text):
                 return self._text[self._cursor]
             if not self._fill():
