@@ -36,7 +36,8 @@ from sseplay.source import FieldMapping, load_event_file
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
-CONFORMANCE = ROOT.parent / "shared" / "conformance"
+# The WHATWG-derived parsing vectors, copied into the repository so that a clone tests alone.
+CONFORMANCE = ROOT / "tests" / "conformance"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 

@@ -44,3 +44,13 @@ def test_help_does_not_import_the_server_stack() -> None:
     )
     assert "serve" in result.stdout
     assert "HEAVY []" in result.stdout
+
+
+def test_the_suite_needs_nothing_outside_the_repository() -> None:
+    """A clone is tested alone: no test reads a path above the repository (issue 10.1)."""
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        text = path.read_text("utf-8")
+        if "ROOT.parent" in text or "../shared" in text or '"shared"' in text:
+            offenders.append(path.name)
+    assert offenders == [], f"tests reading outside the repository: {offenders}"
