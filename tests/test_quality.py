@@ -50,6 +50,8 @@ def test_the_suite_needs_nothing_outside_the_repository() -> None:
     """A clone is tested alone: no test reads a path above the repository (issue 10.1)."""
     offenders = []
     for path in sorted((ROOT / "tests").rglob("*.py")):
+        if path.name == "test_quality.py":  # this test names what it looks for
+            continue
         text = path.read_text("utf-8")
         if "ROOT.parent" in text or "../shared" in text or '"shared"' in text:
             offenders.append(path.name)
