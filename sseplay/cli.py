@@ -8,17 +8,32 @@ stack (FastAPI, uvicorn, sse-starlette), so those imports live inside ``serve``.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from sseplay import __version__
+from sseplay.config import (
+    DEFAULT_PING,
+    DEFAULT_ROUTE,
+    DEFAULT_SEND_TIMEOUT,
+    FieldMapping,
+    ServerConfig,
+    StreamOptions,
+    Timing,
+    check_route,
+    route_problem,
+)
 from sseplay.errors import ExitCode, SseplayError, UsageError
 from sseplay.model import Event
 
@@ -31,7 +46,6 @@ app = typer.Typer(
     help="Replay JSON event files as Server-Sent Events, and tail any SSE stream.",
 )
 
-ROUTE_NAME = re.compile(r"^/?[A-Za-z0-9._~-][A-Za-z0-9._~/-]*$")
 STDIN_NAME = "-"
 
 
@@ -69,15 +83,29 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
-def _split_route(argument: str, index: int, total: int, default_route: str) -> tuple[str, str]:
-    """``ROUTE=FILE`` or ``FILE``; an unnamed file gets ``--route`` when alone, else its stem."""
-    name, equals, path = argument.partition("=")
-    if equals and ROUTE_NAME.match(name) and not Path(argument).exists():
-        return "/" + name.strip("/"), path
-    if total == 1:
-        return default_route, argument
-    stem = "stdin" if argument == STDIN_NAME else Path(argument).name.split(".")[0]
-    return "/" + (stem or f"stream{index + 1}"), argument
+def routes_of(files: Sequence[str], default_route: str) -> dict[str, str]:
+    """Route -> file argument. ``ROUTE=FILE`` names the route; a lone unnamed file gets
+    ``--route``, and each of several gets its file name's stem."""
+    routes: dict[str, str] = {}
+    for index, argument in enumerate(files):
+        name, equals, path = argument.partition("=")
+        if equals and not Path(argument).exists() and (route := "/" + name.strip("/")):
+            if problem := route_problem(route):
+                raise UsageError(f"{argument}: {problem}")
+        elif len(files) == 1:
+            route, path = default_route, argument
+        else:
+            stem = "stdin" if argument == STDIN_NAME else Path(argument).name.split(".")[0]
+            route, path = "/" + (stem or f"stream{index + 1}"), argument
+            if problem := route_problem(route):
+                raise UsageError(
+                    f"{argument}: its name gives the route {route!r}, which cannot be served: "
+                    f"name the route with ROUTE={argument}"
+                )
+        if route in routes:
+            raise UsageError(f"two files would be served at {route}: name them with ROUTE=FILE")
+        routes[route] = path
+    return routes
 
 
 def _spool_stdin() -> Path:
@@ -90,165 +118,210 @@ def _spool_stdin() -> Path:
     return Path(spool.name)
 
 
-@app.command()
+@contextmanager
+def _url_file(path: Path | None) -> Iterator[Any]:
+    """``--url-file``: the URLs are written there once the server accepts connections
+    (whole, by a rename, so a script that polls for the file never reads half of it),
+    and the file is removed when the server stops, so a stale one never says "ready"."""
+    if path is None:
+        yield lambda urls: None
+        return
+    path.unlink(missing_ok=True)
+
+    def write(urls: list[str]) -> None:
+        partial = path.with_name(path.name + ".partial")
+        try:
+            partial.write_text("".join(url + "\n" for url in urls), encoding="utf-8")
+            os.replace(partial, path)
+        except OSError as error:
+            logging.getLogger("sseplay.server").error(
+                "--url-file %s: cannot write it: %s", path, error.strerror
+            )
+
+    try:
+        yield write
+    finally:
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM during the start-up check stops it like Ctrl-C does, so that a check that
+    takes a while is stopped cleanly (temporary files removed) and not killed."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@app.command(short_help="Replay event files as SSE streams.")
 def serve(
     files: Annotated[
         list[str],
         typer.Argument(
+            metavar="FILE...",  # any number of them
             help="Event files (JSON array or JSON Lines, .gz too; - for stdin). "
             "ROUTE=FILE serves FILE at /ROUTE.",
             show_default=False,
         ),
     ],
-    route: Annotated[str, typer.Option(help="Route of a single file.")] = "/events",
+    route: Annotated[
+        str, typer.Option(metavar="ROUTE", help="Route of a single file.")
+    ] = DEFAULT_ROUTE,
     interval: Annotated[
         float | None,
-        typer.Option(help="Seconds between events; 0 = as fast as the client reads. [default: 1]"),
+        typer.Option(
+            metavar="SECONDS",
+            help="Seconds between events; 0 = as fast as the client reads. [default: 1]",
+        ),
     ] = None,
     time_field: Annotated[
         str | None,
-        typer.Option(help="Field with each record's time: seconds, 00:05, 01:02:03 or ISO-8601."),
+        typer.Option(
+            metavar="FIELD",
+            help="Field with each record's time: seconds, 00:05, 01:02:03 or ISO-8601.",
+        ),
     ] = None,
-    speed: Annotated[float, typer.Option(help="Play this many times faster.")] = 1.0,
+    speed: Annotated[
+        float, typer.Option(metavar="FACTOR", help="Play this many times faster.")
+    ] = 1.0,
     max_gap: Annotated[
-        float | None, typer.Option(help="Cap every pause at this many seconds (after --speed).")
+        float | None,
+        typer.Option(
+            metavar="SECONDS", help="Cap every pause at this many seconds (after --speed)."
+        ),
     ] = None,
-    loop: Annotated[bool, typer.Option(help="Play forever; ids stay unique.")] = False,
+    loop: Annotated[bool, typer.Option("--loop", help="Play forever; ids stay unique.")] = False,
     data_field: Annotated[
-        str | None, typer.Option(help="Field (dotted path) sent as the data.")
+        str | None,
+        typer.Option(metavar="FIELD", help="Field (dotted path) sent as the data."),
     ] = None,
-    event_field: Annotated[str | None, typer.Option(help="Field with the event type.")] = None,
-    event_type: Annotated[str | None, typer.Option(help="One event type for all.")] = None,
+    event_field: Annotated[
+        str | None, typer.Option(metavar="FIELD", help="Field with the event type.")
+    ] = None,
+    event_type: Annotated[
+        str | None, typer.Option(metavar="TYPE", help="One event type for all.")
+    ] = None,
     id_field: Annotated[
-        str | None, typer.Option(help="Field with the id. [default: position 1, 2, 3...]")
+        str | None,
+        typer.Option(metavar="FIELD", help="Field with the id. [default: position 1, 2, 3...]"),
     ] = None,
     broadcast: Annotated[
-        bool, typer.Option(help="One shared timeline from server start for all clients.")
+        bool,
+        typer.Option("--broadcast", help="One shared timeline from server start for all clients."),
     ] = False,
     retry: Annotated[
-        int | None, typer.Option(help="Send retry: MS, the browser's reconnection delay.")
+        int | None,
+        typer.Option(metavar="MS", help="Send retry: MS, the browser's reconnection delay."),
     ] = None,
-    ping: Annotated[float, typer.Option(help="Seconds between heartbeat comments; 0 = off.")] = 15,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port; 0 = any free port.")] = 8000,
+    ping: Annotated[
+        float,
+        typer.Option(metavar="SECONDS", help="Seconds between heartbeat comments; 0 = off."),
+    ] = DEFAULT_PING,
+    host: Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port; 0 = any free port.")] = 8000,
     cors: Annotated[
         list[str] | None,
-        typer.Option(help="Allowed origin (repeatable). [default: any origin]"),
+        typer.Option(metavar="ORIGIN", help="Allowed origin (repeatable). [default: any origin]"),
     ] = None,
     once: Annotated[
-        bool, typer.Option(help="Exit 0 once the first client has received the whole replay.")
+        bool,
+        typer.Option("--once", help="Exit 0 once the first client has received the whole replay."),
     ] = False,
     send_timeout: Annotated[
-        float, typer.Option(help="Cut off a client that takes no data for this many seconds.")
-    ] = 10.0,
+        float,
+        typer.Option(
+            metavar="SECONDS", help="Cut off a client that takes no data for this many seconds."
+        ),
+    ] = DEFAULT_SEND_TIMEOUT,
+    url_file: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Write the URLs to FILE once the server accepts connections; "
+            "removed when it stops.",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log everything.")] = False,
 ) -> None:
     """Replay event files as SSE streams; prints each stream's URL when ready."""
     try:
-        _serve(**locals())
+        options = StreamOptions(
+            FieldMapping(data_field, event_field, id_field, event_type, time_field),
+            Timing(interval=interval, speed=speed, max_gap=max_gap, loop=loop),
+            retry,
+        )
+        config = ServerConfig(
+            host=host,
+            port=port,
+            broadcast=broadcast,
+            ping=ping,
+            cors=tuple(cors) if cors else None,
+            send_timeout=send_timeout,
+            once=once,
+        )
+        if files.count(STDIN_NAME) > 1:
+            raise UsageError("standard input (-) can be read only once")
+        routes = routes_of(files, check_route("/" + route.strip("/")))
+        _setup_logging(quiet, verbose)
+        with _url_file(url_file) as write_urls:
+            run_serve(routes, options, config, write_urls)
     except SseplayError as error:
         fail(error)
 
 
-def _serve(
-    *,
-    files: list[str],
-    route: str,
-    interval: float | None,
-    time_field: str | None,
-    speed: float,
-    max_gap: float | None,
-    loop: bool,
-    data_field: str | None,
-    event_field: str | None,
-    event_type: str | None,
-    id_field: str | None,
-    broadcast: bool,
-    retry: int | None,
-    ping: float,
-    host: str,
-    port: int,
-    cors: list[str] | None,
-    once: bool,
-    send_timeout: float,
-    quiet: bool,
-    verbose: bool,
+def run_serve(
+    routes: dict[str, str], options: StreamOptions, config: ServerConfig, write_urls: Any
 ) -> None:
-    from sseplay.model import field_problem
-    from sseplay.schedule import Plan, Timing
-    from sseplay.source import FieldMapping, load_event_file
+    """Check every file, then serve them until stopped."""
+    from sseplay.server import AppOptions, ServerOptions, bind, serve, stream_urls
+    from sseplay.server import Stream as Route
+    from sseplay.stream import Stream
 
-    for name, value, minimum in (
-        ("--interval", interval, 0.0),
-        ("--max-gap", max_gap, 0.0),
-        ("--retry", retry, 0),
-        ("--ping", ping, 0.0),
-    ):
-        if value is not None and value < minimum:
-            raise UsageError(f"{name} must be {minimum} or more, not {value}")
-    if speed <= 0 or send_timeout <= 0:
-        raise UsageError("--speed and --send-timeout must be more than 0")
-    if not 0 <= port <= 65535:
-        raise UsageError(f"--port must be 0 to 65535, not {port}")
-    if once and loop and not broadcast:
+    if config.once and options.timing.loop and not config.broadcast:
         raise UsageError("--once waits for the end of the replay, and --loop never ends")
-    if event_type is not None and event_field is not None:
-        raise UsageError("use --event-type or --event-field, not both")
-    if event_type is not None and (problem := field_problem("event type", event_type)):
-        raise UsageError(f"--event-type: {problem}")
-    if files.count(STDIN_NAME) > 1:
-        raise UsageError("standard input (-) can be read only once")
-
-    _setup_logging(quiet, verbose)
-    mapping = FieldMapping(data_field, event_field, id_field, event_type, time_field)
-    timing = Timing(interval=interval, speed=speed, max_gap=max_gap, loop=loop)
-    routes: dict[str, str] = {}
-    for index, argument in enumerate(files):
-        path, file = _split_route(argument, index, len(files), "/" + route.strip("/"))
-        if path in routes:
-            raise UsageError(f"two files would be served at {path}: name them with ROUTE=FILE")
-        if path in ("/", "/healthz"):
-            raise UsageError(f"{path} is taken by sseplay itself: choose another route")
-        routes[path] = file
-
-    from sseplay.replay import Replay
-    from sseplay.server import AppOptions, ServerOptions, Stream, bind, serve, stream_urls
-
     streams = []
-    for path, file in routes.items():
-        location = _spool_stdin() if file == STDIN_NAME else Path(file)
-        label = "<stdin>" if file == STDIN_NAME else file
-        event_file = load_event_file(label, location, mapping)
-        streams.append(
-            Stream(
-                path,
-                label,
-                Replay(event_file, Plan(event_file.count, event_file.times, timing), retry),
-            )
-        )
+    try:
+        with _sigterm_interrupts():
+            for path, file in routes.items():
+                location = _spool_stdin() if file == STDIN_NAME else Path(file)
+                label = "<stdin>" if file == STDIN_NAME else file
+                stream = Stream.load(label, location, options)
+                streams.append(Route(path, label, stream.replay))
+    except KeyboardInterrupt:
+        sys.stderr.write("sseplay: interrupted during the start-up check; nothing was served\n")
+        raise SystemExit(int(ExitCode.INTERRUPTED)) from None
 
-    options = ServerOptions(
-        host=host,
-        port=port,
-        once=once,
+    server_options = ServerOptions(
+        host=config.host,
+        port=config.port,
+        once=config.once,
         app=AppOptions(
-            broadcast=broadcast,
-            ping=ping,
-            cors_origins=tuple(cors) if cors else ("*",),
-            send_timeout=send_timeout,
+            broadcast=config.broadcast,
+            ping=config.ping,
+            cors_origins=config.cors_origins,
+            send_timeout=config.send_timeout,
         ),
     )
-    sock = bind(host, port)
+    sock = bind(config.host, config.port)
 
     def ready() -> None:
         urls = stream_urls(sock, streams)
         for url in urls:
             print(url, flush=True)
+        write_urls(urls)
         viewer = urls[0][: -len(streams[0].route)] + "/"
         logging.getLogger("sseplay.server").info("live viewer: %s", viewer)
 
-    serve(streams, options, sock, ready)
+    serve(streams, server_options, sock, ready)
 
 
 HEADER = re.compile(r"^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*)$")
@@ -453,11 +526,55 @@ def _tail(
         raise SystemExit(int(ExitCode.INTERRUPTED)) from None
 
 
-def main() -> None:
+def _usage_line(error: Any) -> str:
+    """One line for a mistake on the command line, where click would print three: what is
+    wrong, the suggestion if there is one, and where to read more."""
+    command = error.ctx.command_path if error.ctx is not None else "sseplay"
+    possibilities = sorted(getattr(error, "possibilities", None) or ())
+    message = error.message if possibilities else error.format_message()
+    message = " ".join(message.split()).rstrip(".")
+    if possibilities:
+        alternatives = possibilities[0]
+        if len(possibilities) > 1:
+            alternatives = ", ".join(possibilities[:-1]) + " or " + possibilities[-1]
+        message += f" (did you mean {alternatives}?)"
+    return f"{command}: {message}; see '{command} --help'"
+
+
+def _plain_arguments(command: Any) -> Any:
+    """Arguments shown the way a hand-written help shows them (``FILE...``, ``URL``), not
+    as Typer 0.2x writes them, with braces and Python types (``{files}... <list[str]>``)."""
+    for sub in getattr(command, "commands", {}).values():
+        for param in sub.params:
+            if param.param_type_name == "argument" and param.metavar:
+                param.display_type_rich = lambda ctx: None
+                param._usage_display_name = lambda param=param: param.metavar
+    return command
+
+
+# Typer's UsageError: click's own in older Typer releases, a vendored copy in newer
+# ones; BadParameter, which Typer exports under both, derives from it.
+_ClickUsageError: type[Exception] = typer.BadParameter.__mro__[1]
+
+
+def main(args: Sequence[str] | None = None) -> None:
     """Entry point of the ``sseplay`` script."""
+    command = _plain_arguments(typer.main.get_command(app))
     try:
-        app()
+        # Not standalone: click would print its errors on three lines and exit itself.
+        code = command.main(args, prog_name="sseplay", standalone_mode=False)
+    except _ClickUsageError as error:
+        if type(error).__name__ == "NoArgsIsHelpError":  # bare ``sseplay``: the help
+            error.show()  # type: ignore[attr-defined]
+        else:
+            sys.stderr.write(f"sseplay: error: {_usage_line(error)}\n")
+        raise SystemExit(int(ExitCode.USAGE)) from None
     except SseplayError as error:  # raised outside a command body, e.g. by a callback
         fail(error)
+    except typer.Abort:  # Ctrl-C that click caught first
+        sys.stderr.write("sseplay: interrupted\n")
+        raise SystemExit(int(ExitCode.INTERRUPTED)) from None
     except BrokenPipeError:
         sys.exit(int(ExitCode.OK))
+    if isinstance(code, int) and code:
+        raise SystemExit(code)

@@ -11,21 +11,12 @@ from __future__ import annotations
 import math
 from array import array
 from bisect import bisect_right
-from dataclasses import dataclass
 
-DEFAULT_INTERVAL = 1.0
+from sseplay.config import DEFAULT_INTERVAL
+from sseplay.config import Timing as Timing  # re-exported: planning takes it
+
 # The most events written in one chunk; all due events go out together up to this.
 DEFAULT_BATCH_LIMIT = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class Timing:
-    """The timing flags of ``sseplay serve``; ``interval=None`` means "from the file"."""
-
-    interval: float | None = None
-    speed: float = 1.0
-    max_gap: float | None = None
-    loop: bool = False
 
 
 class Plan:

@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from sseplay.config import FieldMapping as FieldMapping  # re-exported: loading takes it
 from sseplay.errors import InputError
 from sseplay.model import DEFAULT_EVENT_TYPE, encode_body, encode_retry, field_problem
 from sseplay.records import (
@@ -49,29 +50,6 @@ DEFAULT_MEMORY_BUDGET = 64 << 20
 RECORDING_KEY = "sseplay"
 RECORDING_MARK = "recording"
 RECORDING_VERSION = 1
-
-
-@dataclass(frozen=True, slots=True)
-class FieldMapping:
-    """How records become events; dotted paths reach into nested objects and lists."""
-
-    data_field: str | None = None
-    event_field: str | None = None
-    id_field: str | None = None
-    event_type: str | None = None
-    time_field: str | None = None
-
-    def any_set(self) -> bool:
-        return any(
-            value is not None
-            for value in (
-                self.data_field,
-                self.event_field,
-                self.id_field,
-                self.event_type,
-                self.time_field,
-            )
-        )
 
 
 @dataclass(frozen=True, slots=True)

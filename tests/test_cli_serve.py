@@ -135,12 +135,26 @@ def test_bad_files_fail_before_a_socket_opens(tmp_path: Path, name: str) -> None
     [
         (["missing.json"], ExitCode.BAD_INPUT, "missing.json: no such file"),
         (["samples"], ExitCode.BAD_INPUT, "samples: is a directory"),
-        (
-            ["samples/scores.json", "--interval", "-1"],
-            ExitCode.USAGE,
-            "--interval must be 0.0 or more",
-        ),
-        (["samples/scores.json", "--speed", "0"], ExitCode.USAGE, "--speed and --send-timeout"),
+        (["samples/scores.json", "--interval", "-1"], ExitCode.USAGE, "--interval must be 0 or"),
+        # Non-finite and absurd numbers are usage errors (issue 11.5), not a stream that
+        # never sends anything.
+        (["samples/scores.json", "--interval", "nan"], ExitCode.USAGE, "--interval must be a finite"),
+        (["samples/scores.json", "--interval", "inf"], ExitCode.USAGE, "--interval must be a finite"),
+        (["samples/scores.json", "--speed", "0"], ExitCode.USAGE, "--speed must be more than 0"),
+        (["samples/scores.json", "--speed", "nan"], ExitCode.USAGE, "--speed must be a finite"),
+        (["samples/scores.json", "--max-gap", "-inf"], ExitCode.USAGE, "--max-gap must be a fin"),
+        (["samples/scores.json", "--send-timeout", "nan"], ExitCode.USAGE, "--send-timeout"),
+        (["samples/scores.json", "--send-timeout", "inf"], ExitCode.USAGE, "--send-timeout"),
+        (["samples/scores.json", "--ping", "1e-6"], ExitCode.USAGE, "--ping must be 0.1 or more"),
+        (["samples/scores.json", "--retry", "99999999999"], ExitCode.USAGE, "--retry must be 0"),
+        (["samples/scores.json", "--cors", "example.com"], ExitCode.USAGE, "not an origin"),
+        # Routes are plain names (issue 11.10): no path parameters, nothing a URL escapes.
+        (["{p:path}=samples/scores.json"], ExitCode.USAGE, "may hold only letters"),
+        (["a b=samples/scores.json"], ExitCode.USAGE, "may hold only letters"),
+        (["q?x=samples/scores.json"], ExitCode.USAGE, "may hold only letters"),
+        (["healthz=samples/scores.json"], ExitCode.USAGE, "/healthz is taken"),
+        (["samples/scores.json", "--route", "/x/../y"], ExitCode.USAGE, "may hold only letters"),
+        (["samples/scores.json", "--route", "/a//b"], ExitCode.USAGE, "only letters"),
         (
             ["samples/scores.json", "--time-field", "nope"],
             ExitCode.BAD_INPUT,
@@ -151,6 +165,7 @@ def test_bad_files_fail_before_a_socket_opens(tmp_path: Path, name: str) -> None
         (["samples/scores.json", "--event-type", "a\nb"], ExitCode.USAGE, "line break"),
         (["samples/scores.json", "--port", "70000"], ExitCode.USAGE, "--port must be 0 to 65535"),
         (["samples/scores.json", "--bogus"], ExitCode.USAGE, "No such option: --bogus"),
+        (["samples/scores.json", "--intervl", "1"], ExitCode.USAGE, "did you mean --interval?"),
         (
             ["samples/scores.json", "--host", "no.such.host.invalid"],
             ExitCode.CANNOT_SERVE,
@@ -164,8 +179,19 @@ def test_bad_input_gets_one_clear_line(args: list[str], code: int, expected: str
     )
     assert result.returncode == code, result.stderr
     assert expected in result.stderr
-    assert "Traceback" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
     assert result.stdout == ""
+
+
+def test_file_names_that_are_not_plain_routes_are_refused(tmp_path: Path) -> None:
+    """Several files are served at their stems; a stem a URL cannot carry says how to name
+    the route instead of serving a route that 404s or shadows sseplay's own."""
+    odd = write_lines(tmp_path / "my events.jsonl", [{"a": 1}])
+    fine = write_lines(tmp_path / "fine.jsonl", [{"a": 1}])
+    result = run_cli("serve", str(odd), str(fine), "--port", "0")
+    assert result.returncode == ExitCode.USAGE
+    assert "ROUTE=" in result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
 def test_a_recording_replays_with_types_ids_and_timing(tmp_path: Path) -> None:

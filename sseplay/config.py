@@ -1,0 +1,221 @@
+"""The options of sseplay: one frozen object per concern, checked when it is built.
+
+The CLI, the Python API and the pytest fixture all build these, so every rule lives
+here once and every caller gets the same one-line ``UsageError`` (the message names the
+CLI flag, which is also the keyword's name with ``_`` for ``-``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+from sseplay.errors import UsageError
+from sseplay.model import field_problem
+
+DEFAULT_INTERVAL = 1.0
+DEFAULT_PING = 15.0
+# Pings more often than this only flood the client: a heartbeat keeps proxies from
+# closing an idle connection, and those count idle time in seconds.
+MIN_PING = 0.1
+# A client that has not taken a chunk for this long is cut off, so that one
+# frozen reader never holds memory or slows anyone else down.
+DEFAULT_SEND_TIMEOUT = 10.0
+# The largest reconnection delay a browser can wait: its timers hold a signed 32-bit
+# count of milliseconds (HTML 8.6 "Timers"), and a longer one fires at once.
+MAX_RETRY_MS = 2**31 - 1
+DEFAULT_ROUTE = "/events"
+# Routes sseplay answers itself: a stream there would hide them.
+RESERVED_ROUTES = frozenset({"/", "/healthz", "/favicon.ico"})
+# A route is plain path segments: letters, digits and RFC 3986's unreserved marks.
+# Nothing that a URL would need to escape, nothing Starlette reads as a parameter
+# (``{name}``), no ``?`` or ``#`` that would end the path, no empty segment that turns
+# ``//host`` into another origin in the viewer.
+_ROUTE_SEGMENT = re.compile(r"^[A-Za-z0-9._~-]+$")
+
+
+def _finite(flag: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise UsageError(f"{flag} must be a number of seconds, not {value!r}")
+    if not math.isfinite(value):
+        raise UsageError(f"{flag} must be a finite number, not {value}")
+    return float(value)
+
+
+def _at_least(flag: str, value: Any, minimum: float) -> None:
+    if _finite(flag, value) < minimum:
+        raise UsageError(f"{flag} must be {minimum:g} or more, not {value:g}")
+
+
+def _more_than(flag: str, value: Any, minimum: float) -> None:
+    if _finite(flag, value) <= minimum:
+        raise UsageError(f"{flag} must be more than {minimum:g}, not {value:g}")
+
+
+def _integer(flag: str, value: Any, minimum: int, maximum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UsageError(f"{flag} must be a whole number, not {value!r}")
+    if not minimum <= value <= maximum:
+        raise UsageError(f"{flag} must be {minimum} to {maximum}, not {value}")
+
+
+def route_problem(route: str) -> str | None:
+    """Why ``route`` cannot be a stream's route, or None when it can."""
+    segments = route.split("/")
+    if not route.startswith("/") or len(route) == 1:
+        return f"the route {route!r} must start with / and name a path, like /events"
+    if any(not _ROUTE_SEGMENT.match(part) or part in (".", "..") for part in segments[1:]):
+        return (
+            f"the route {route!r} may hold only letters, digits and . _ ~ - between single "
+            "slashes: name it with ROUTE=FILE"
+        )
+    if route in RESERVED_ROUTES:
+        return f"{route} is taken by sseplay itself: choose another route"
+    return None
+
+
+def check_route(route: str) -> str:
+    problem = route_problem(route)
+    if problem:
+        raise UsageError(problem)
+    return route
+
+
+@dataclass(frozen=True, slots=True)
+class FieldMapping:
+    """How records become events; dotted paths reach into nested objects and lists."""
+
+    data_field: str | None = None
+    event_field: str | None = None
+    id_field: str | None = None
+    event_type: str | None = None
+    time_field: str | None = None
+
+    def __post_init__(self) -> None:
+        for flag, path in (
+            ("--data-field", self.data_field),
+            ("--event-field", self.event_field),
+            ("--id-field", self.id_field),
+            ("--time-field", self.time_field),
+        ):
+            if path is not None and (not isinstance(path, str) or not path):
+                raise UsageError(f"{flag} must name a field, like price or quote.price")
+        if self.event_type is not None and self.event_field is not None:
+            raise UsageError("use --event-type or --event-field, not both")
+        if self.event_type is not None:
+            if not isinstance(self.event_type, str) or not self.event_type:
+                raise UsageError("--event-type must be a non-empty text")
+            if problem := field_problem("event type", self.event_type):
+                raise UsageError(f"--event-type: {problem}")
+
+    def any_set(self) -> bool:
+        return any(
+            value is not None
+            for value in (
+                self.data_field,
+                self.event_field,
+                self.id_field,
+                self.event_type,
+                self.time_field,
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """When events are due; ``interval=None`` means "from the file's times, else 1 s"."""
+
+    interval: float | None = None
+    speed: float = 1.0
+    max_gap: float | None = None
+    loop: bool = False
+
+    def __post_init__(self) -> None:
+        if self.interval is not None:
+            _at_least("--interval", self.interval, 0)
+        _more_than("--speed", self.speed, 0)
+        if self.max_gap is not None:
+            _at_least("--max-gap", self.max_gap, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOptions:
+    """Everything that shapes one stream: field mapping, timing and the ``retry:`` it sends."""
+
+    mapping: FieldMapping = field(default_factory=FieldMapping)
+    timing: Timing = field(default_factory=Timing)
+    retry: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.retry is not None:
+            _integer("--retry", self.retry, 0, MAX_RETRY_MS)
+
+    @classmethod
+    def of(cls, **options: Any) -> StreamOptions:
+        """From the keywords of ``Stream.from_file`` (``StreamKeywords``)."""
+        unknown = sorted(set(options) - set(StreamKeywords.__annotations__))
+        if unknown:
+            known = ", ".join(StreamKeywords.__annotations__)
+            raise TypeError(f"unknown stream option {unknown[0]!r}; the options are: {known}")
+        mapping = {name: options[name] for name in MAPPING_KEYWORDS if name in options}
+        timing = {name: options[name] for name in TIMING_KEYWORDS if name in options}
+        return cls(FieldMapping(**mapping), Timing(**timing), options.get("retry"))
+
+
+class StreamKeywords(TypedDict, total=False):
+    """The keyword options of ``Stream.from_file`` and ``Stream.from_records``: the flags of
+    ``sseplay serve`` that shape one stream."""
+
+    interval: float | None
+    time_field: str | None
+    speed: float
+    max_gap: float | None
+    loop: bool
+    data_field: str | None
+    event_field: str | None
+    event_type: str | None
+    id_field: str | None
+    retry: int | None
+
+
+MAPPING_KEYWORDS = ("data_field", "event_field", "id_field", "event_type", "time_field")
+TIMING_KEYWORDS = ("interval", "speed", "max_gap", "loop")
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """How the streams are served: where, to whom, and how each connection is looked after."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    broadcast: bool = False
+    ping: float = DEFAULT_PING
+    # Origins allowed to read the streams from a page; None = any origin.
+    cors: tuple[str, ...] | None = None
+    send_timeout: float = DEFAULT_SEND_TIMEOUT
+    once: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.host, str) or not self.host:
+            raise UsageError("--host must name an address, like 127.0.0.1 or ::1")
+        _integer("--port", self.port, 0, 65535)
+        if _finite("--ping", self.ping) != 0:
+            _at_least("--ping", self.ping, MIN_PING)
+        _more_than("--send-timeout", self.send_timeout, 0)
+        if self.cors is not None:
+            if isinstance(self.cors, str):
+                object.__setattr__(self, "cors", (self.cors,))
+            else:
+                object.__setattr__(self, "cors", tuple(self.cors))
+            for origin in self.cors or ():
+                if origin != "*" and not re.match(r"^[a-z][a-z0-9+.-]*://[^/\s]+$", origin):
+                    raise UsageError(
+                        f"--cors {origin!r} is not an origin: write it like "
+                        "https://example.com or http://localhost:3000"
+                    )
+
+    @property
+    def cors_origins(self) -> tuple[str, ...]:
+        return self.cors if self.cors else ("*",)

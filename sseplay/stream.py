@@ -1,0 +1,107 @@
+"""``Stream``: records checked and planned, ready to be served at a route.
+
+A stream is built from a file or from Python values with the same options as the
+flags of ``sseplay serve``; building it checks every record, so a bad record fails
+here, with ``where: what``, and never halfway through a replay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import weakref
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Unpack
+
+from sseplay.config import StreamKeywords, StreamOptions
+from sseplay.errors import InputError
+from sseplay.replay import Replay
+from sseplay.schedule import Plan
+from sseplay.source import EventFile, load_event_file
+
+RECORDS_LABEL = "<records>"
+
+
+class Stream:
+    """A replay of one event file: what a route of a ``Server`` plays to its clients."""
+
+    def __init__(self, event_file: EventFile, options: StreamOptions) -> None:
+        self.options = options
+        self.replay = Replay(
+            event_file, Plan(event_file.count, event_file.times, options.timing), options.retry
+        )
+
+    @property
+    def label(self) -> str:
+        """Where the events come from, as errors and ``/healthz`` name it."""
+        return self.replay.file.label
+
+    @property
+    def count(self) -> int:
+        """How many events one round of the replay has."""
+        return self.replay.file.count
+
+    def __repr__(self) -> str:
+        return f"<Stream {self.label} ({self.count} events)>"
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], **options: Unpack[StreamKeywords]) -> Stream:
+        """A stream of the records in a JSON array or JSON Lines file (``.gz`` too), or of
+        a recording made by ``sseplay tail --record``."""
+        return cls.load(str(path), Path(path), StreamOptions.of(**options))
+
+    @classmethod
+    def load(cls, label: str, path: Path, options: StreamOptions) -> Stream:
+        """A stream of the file at ``path``, named ``label`` in errors."""
+        return cls(load_event_file(label, path, options.mapping), options)
+
+    @classmethod
+    def from_records(cls, records: Iterable[Any], **options: Unpack[StreamKeywords]) -> Stream:
+        """A stream of Python values, each one record as if read from a JSON file (dicts,
+        lists, strings, numbers...: anything JSON can hold)."""
+        stream_options = StreamOptions.of(**options)
+        # The records are written out as JSON Lines and checked like a file: the same
+        # rules, the same errors, and memory bounded the same way however many there are.
+        spool = tempfile.NamedTemporaryFile(  # noqa: SIM115 (removed below or at exit)
+            prefix="sseplay-records-", suffix=".jsonl", delete=False
+        )
+        path = Path(spool.name)
+        try:
+            with spool:
+                for number, record in enumerate(records, 1):
+                    spool.write(_json_line(record, number))
+            stream = cls.load(RECORDS_LABEL, path, stream_options)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        if stream.replay.file.in_memory:
+            path.unlink(missing_ok=True)
+        else:  # read back from disk while serving: removed when the stream is
+            weakref.finalize(stream, _remove, path)
+        return stream
+
+
+def _json_line(record: Any, number: int) -> bytes:
+    # The standard library, not orjson: orjson writes NaN as null and refuses integers
+    # beyond 64 bits, where a record must come out exactly or not at all.
+    try:
+        text = json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise InputError(
+            f"{RECORDS_LABEL} record {number}",
+            f"cannot be written as JSON ({error}): pass dicts, lists, strings, finite "
+            "numbers, booleans or None",
+        ) from None
+    except RecursionError:
+        raise InputError(
+            f"{RECORDS_LABEL} record {number}", "nested too deep for JSON: flatten it"
+        ) from None
+    return text.encode() + b"\n"
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
