@@ -22,7 +22,7 @@ from unittest import mock
 import pytest
 from rich.console import Console
 
-from sseplay.client import ConnectOptions, Sink, StreamEnded, _tls_settings, tail_stream
+from sseplay.client import TailOptions, _tls_settings, tail
 from sseplay.errors import ExitCode
 from sseplay.model import Event
 from sseplay.render import PrettyRenderer
@@ -411,7 +411,6 @@ def test_an_event_is_shown_while_the_stream_is_still_open(output: str, expected:
 
 def test_a_plain_http_tail_never_loads_certificates_and_https_still_verifies() -> None:
     """Loading the CA bundle is start-up time that an http:// URL never needs."""
-    events: list[Event] = []
 
     def handler(conn: socket.socket, request: bytes, number: int) -> None:
         conn.sendall(SSE_HEAD + b"data: plain\n\n")
@@ -427,17 +426,15 @@ def test_a_plain_http_tail_never_loads_certificates_and_https_still_verifies() -
         RawServer(handler) as server,
         mock.patch.object(ssl.SSLContext, "load_verify_locations", counting_load),
     ):
-        options = ConnectOptions(server.url, reconnect=False)
-        with pytest.raises(StreamEnded):
-            asyncio.run(tail_stream(options, Sink(event=events.append)))
+        events = list(tail(server.url, reconnect=False))
         assert [event.data for event in events] == ["plain"]
         assert loaded == []
-        verifying = _tls_settings(ConnectOptions("https://127.0.0.1/events"))
-        insecure = _tls_settings(ConnectOptions("https://127.0.0.1/events", verify_tls=False))
+        verifying = _tls_settings("https://127.0.0.1/events", True)
+        insecure = _tls_settings("https://127.0.0.1/events", False)
     assert verifying is True
     assert insecure is False
     # The context an http:// URL gets would refuse any certificate, never accept one.
-    plain = _tls_settings(ConnectOptions(server.url))
+    plain = _tls_settings(server.url, True)
     assert isinstance(plain, ssl.SSLContext)
     assert plain.verify_mode == ssl.CERT_REQUIRED
     assert plain.check_hostname
