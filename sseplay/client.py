@@ -127,7 +127,7 @@ def _finite_seconds(flag: str, value: float | None) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise UsageError(f"{flag} must be a number of seconds, not {value!r}")
     if not math.isfinite(value) or value <= 0:
-        raise UsageError(f"{flag} must be a finite number of seconds more than 0, not {value}")
+        raise UsageError(f"{flag} must be a finite number of seconds more than 0, not {value:g}")
 
 
 def _whole(flag: str, value: int | None, minimum: int) -> None:

@@ -143,10 +143,11 @@ class PrettyRenderer:
         self.console.print(header)
         body: Any
         try:
-            json.loads(event.data)
+            decoded = json.loads(event.data)
             # json.dumps escapes C0 controls in strings; DEL, C1 and the bidi controls it
-            # leaves raw, so such data is written with every non-ASCII character escaped.
-            body = JSON(event.data, ensure_ascii=bool(_RAW_IN_JSON_DUMPS.search(event.data)))
+            # leaves raw, so data holding them is shown with every non-ASCII escaped.
+            unsafe = _RAW_IN_JSON_DUMPS.search(json.dumps(decoded, ensure_ascii=False))
+            body = JSON(event.data, ensure_ascii=unsafe is not None)
         except (ValueError, RecursionError):  # not JSON, or nested past what json handles
             body = Text(visible(event.data, multiline=True))
         self.console.print(body)
