@@ -36,7 +36,7 @@ def test_tail_reads_a_real_server_to_its_end(live: Any) -> None:
     assert first.type == "message"
     assert first.json()["choices"][0]["delta"]["content"] == "Server"
     assert events[-1].data == "[DONE]"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Expecting value"):
         events[-1].json()
 
 

@@ -341,7 +341,8 @@ def test_credentials_in_the_url_are_redacted_in_the_recording_and_status_lines(
         result = run_cli("tail", url, "--record", str(record), timeout=15)
         sent = server.header(0, "Authorization")
     assert result.returncode == 0, result.stderr
-    assert sent is not None and sent.startswith("Basic ")  # still used, just not shown
+    assert sent is not None
+    assert sent.startswith("Basic ")  # still used, just not shown
     header = json.loads(record.read_text().splitlines()[0])
     assert header["url"] == server.url.replace("http://", "http://user:***@")
     assert "s3cret" not in record.read_text()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import os
@@ -22,7 +21,7 @@ from unittest import mock
 import pytest
 from rich.console import Console
 
-from sseplay.client import TailOptions, _tls_settings, tail
+from sseplay.client import _tls_settings, tail
 from sseplay.errors import ExitCode
 from sseplay.model import Event
 from sseplay.render import PrettyRenderer
@@ -438,3 +437,43 @@ def test_a_plain_http_tail_never_loads_certificates_and_https_still_verifies() -
     assert isinstance(plain, ssl.SSLContext)
     assert plain.verify_mode == ssl.CERT_REQUIRED
     assert plain.check_hostname
+
+
+def test_a_recorded_retry_is_sent_again_when_the_recording_is_served(
+    live: Any, tmp_path: Path
+) -> None:
+    """The server's retry: comes in a block of its own, which dispatches no event; the
+    recording keeps it with the next event and serve sends it again (issue 10.7)."""
+    from tests.conftest import ServeProcess
+
+    server = live([make_stream(SAMPLES / "llm.jsonl", retry=20)])
+    record = tmp_path / "rec.jsonl"
+    recorded = run_cli("tail", server.url + "/events", "--record", str(record), "-q")
+    assert recorded.returncode == 0, recorded.stderr
+    assert json.loads(record.read_text().splitlines()[1])["retry"] == 20
+    with ServeProcess(str(record), "--interval", "0") as replay:
+        raw = run_cli("tail", replay.url, "--format", "raw", "--count", "11", "-q")
+    assert raw.returncode == 0, raw.stderr
+    assert "retry: 20\n" in raw.stdout
+
+
+def test_help_reads_like_a_hand_written_one() -> None:
+    result = run_cli("tail", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for shown in (
+        "URL",
+        "--format FORMAT",
+        "--method METHOD",
+        "--header 'NAME: VALUE'",
+        "--event TYPE",
+        "--count N",
+        "--until REGEX",
+        "--timeout SECONDS",
+        "--record FILE",
+        "--no-reconnect",
+        "--insecure",
+    ):
+        assert shown in text, shown
+    for python_ish in ("<float>", "<list", "TEXT", "INTEGER", "FLOAT", " / --no-", "PATH"):
+        assert python_ish not in text, python_ish
