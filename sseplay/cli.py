@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shutil
 import signal
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, cast
 
 import typer
 
@@ -35,7 +33,9 @@ from sseplay.config import (
     route_problem,
 )
 from sseplay.errors import ExitCode, SseplayError, UsageError
-from sseplay.model import Event
+
+if TYPE_CHECKING:
+    from sseplay.client import TailOptions
 
 app = typer.Typer(
     add_completion=False,
@@ -324,16 +324,6 @@ def run_serve(
     serve(streams, server_options, sock, ready)
 
 
-HEADER = re.compile(r"^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*)$")
-
-
-def _parse_header(text: str) -> tuple[str, str]:
-    match = HEADER.match(text)
-    if not match:
-        raise UsageError(f"bad header {text!r}: write it as -H 'Name: value'")
-    return match.group(1), match.group(2)
-
-
 def _request_body(data: str | None) -> bytes | None:
     if data is None or not data.startswith("@"):
         return None if data is None else data.encode()
@@ -343,187 +333,193 @@ def _request_body(data: str | None) -> bytes | None:
         raise UsageError(f"-d {data}: cannot read the file: {error.strerror}") from None
 
 
+def _output_format(output: str | None, data_only: bool) -> str:
+    chosen = "data" if data_only else output or ("pretty" if sys.stdout.isatty() else "json")
+    if chosen not in ("pretty", "json", "raw", "data"):
+        raise UsageError(f"--format must be pretty, json or raw, not {output!r}")
+    return chosen
+
+
 @app.command()
 def tail(
-    url: Annotated[str, typer.Argument(help="The stream, e.g. http://127.0.0.1:8000/events.")],
+    url: Annotated[
+        str,
+        typer.Argument(
+            metavar="URL",
+            help="The stream, e.g. http://127.0.0.1:8000/events (http:// when no scheme).",
+        ),
+    ],
     output: Annotated[
         str | None,
         typer.Option(
             "--format",
             "-f",
+            metavar="FORMAT",
             help="pretty, json or raw. [default: pretty on a terminal, json when piped]",
         ),
     ] = None,
-    data_only: Annotated[bool, typer.Option(help="Print only each event's data.")] = False,
-    method: Annotated[str, typer.Option("--method", "-X", help="HTTP method.")] = "GET",
+    data_only: Annotated[
+        bool, typer.Option("--data-only", help="Print only each event's data.")
+    ] = False,
+    method: Annotated[
+        str, typer.Option("--method", "-X", metavar="METHOD", help="HTTP method.")
+    ] = "GET",
     data: Annotated[
-        str | None, typer.Option("--data", "-d", help="Request body: text, or @file.")
+        str | None,
+        typer.Option("--data", "-d", metavar="BODY", help="Request body: text, or @FILE."),
     ] = None,
-    content_type: Annotated[str, typer.Option(help="Content-Type of --data.")] = "application/json",
+    content_type: Annotated[
+        str, typer.Option(metavar="TYPE", help="Content-Type of --data.")
+    ] = "application/json",
     header: Annotated[
-        list[str] | None, typer.Option("--header", "-H", help="'Name: value' (repeatable).")
+        list[str] | None,
+        typer.Option(
+            "--header", "-H", metavar="'NAME: VALUE'", help="A request header (repeatable)."
+        ),
     ] = None,
     last_event_id: Annotated[
-        str | None, typer.Option(help="Start after this id (sent as Last-Event-ID).")
+        str | None,
+        typer.Option(metavar="ID", help="Start after this id (sent as Last-Event-ID)."),
     ] = None,
     event: Annotated[
-        list[str] | None, typer.Option("--event", "-e", help="Show only this type (repeatable).")
+        list[str] | None,
+        typer.Option("--event", "-e", metavar="TYPE", help="Show only this type (repeatable)."),
     ] = None,
-    count: Annotated[int | None, typer.Option(help="Exit 0 after this many events.")] = None,
+    count: Annotated[
+        int | None, typer.Option(metavar="N", help="Exit 0 after this many events.")
+    ] = None,
     until: Annotated[
-        str | None, typer.Option(help="Exit 0 when an event's data matches this regex.")
+        str | None,
+        typer.Option(metavar="REGEX", help="Exit 0 when an event's data matches this regex."),
     ] = None,
-    timeout: Annotated[float | None, typer.Option(help="Give up after this many seconds.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option(metavar="SECONDS", help="Give up after this long in all.")
+    ] = None,
     idle_timeout: Annotated[
-        float | None, typer.Option(help="Give up after this many seconds without a byte.")
+        float | None,
+        typer.Option(metavar="SECONDS", help="Give up after this long without a byte."),
     ] = None,
-    connect_timeout: Annotated[float, typer.Option(help="Seconds to connect.")] = 10.0,
-    reconnect: Annotated[
-        bool, typer.Option(help="Reconnect when the stream ends or drops, as browsers do.")
-    ] = True,
+    connect_timeout: Annotated[
+        float,
+        typer.Option(metavar="SECONDS", help="Time to connect and get the response headers."),
+    ] = 10.0,
+    no_reconnect: Annotated[
+        bool,
+        typer.Option(
+            "--no-reconnect", help="Exit when the stream ends or drops, instead of reconnecting."
+        ),
+    ] = False,
     max_retries: Annotated[
         int | None,
-        typer.Option(help="Give up after this many reconnections in all. [default: never]"),
+        typer.Option(metavar="N", help="Give up after this many reconnections. [default: never]"),
     ] = None,
     record: Annotated[
-        Path | None, typer.Option(help="Write every event to FILE for 'sseplay serve FILE'.")
+        Path | None,
+        typer.Option(metavar="FILE", help="Write every event to FILE for 'sseplay serve FILE'."),
     ] = None,
     max_event_size: Annotated[
-        int, typer.Option(help="Fail on an event larger than this many characters.")
+        int,
+        typer.Option(metavar="N", help="Fail on an event larger than this many characters."),
     ] = 16 << 20,
-    insecure: Annotated[bool, typer.Option(help="Do not verify TLS certificates.")] = False,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Do not verify TLS certificates.")
+    ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No status lines on stderr.")
     ] = False,
 ) -> None:
     """Show an SSE stream as it arrives; exit codes make it an assertion for CI."""
+    from sseplay.client import TailOptions
+
     try:
-        _tail(**locals())
+        options = TailOptions(
+            url=url,
+            method=method,
+            headers=header or (),
+            body=_request_body(data),
+            content_type=content_type,
+            last_event_id=last_event_id,
+            event_types=event or (),
+            count=count,
+            until=until,
+            timeout=timeout,
+            idle_timeout=idle_timeout,
+            connect_timeout=connect_timeout,
+            reconnect=not no_reconnect,
+            max_retries=max_retries,
+            max_event_size=max_event_size,
+            verify=not insecure,
+        )
+        _run_tail(options, _output_format(output, data_only), record, quiet)
     except SseplayError as error:
         fail(error)
 
 
-def _tail(
-    *,
-    url: str,
-    output: str | None,
-    data_only: bool,
-    method: str,
-    data: str | None,
-    content_type: str,
-    header: list[str] | None,
-    last_event_id: str | None,
-    event: list[str] | None,
-    count: int | None,
-    until: str | None,
-    timeout: float | None,
-    idle_timeout: float | None,
-    connect_timeout: float,
-    reconnect: bool,
-    max_retries: int | None,
-    record: Path | None,
-    max_event_size: int,
-    insecure: bool,
-    quiet: bool,
-) -> None:
+def _silence_stdout() -> None:
+    """After stdout failed: what is still buffered must not fail again at exit (which
+    prints a second error and makes the exit code 120)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _run_tail(options: TailOptions, chosen: str, record: Path | None, quiet: bool) -> None:
+    """Follow the stream with ``options``, showing it in format ``chosen``."""
     import asyncio
+    import contextlib
     import time
 
-    from sseplay.client import ConnectOptions, Sink, Stop, StreamEnded, check_url, tail_stream
-    from sseplay.errors import AssertionFailed, TimedOut
-    from sseplay.render import FORMATS, Recorder, make_renderer, now
+    from sseplay.client import Hooks, follow, redact_url
+    from sseplay.errors import OutputFailed
+    from sseplay.model import visible
+    from sseplay.render import Format, Recorder, make_renderer, now
 
-    check_url(url)
-    chosen = "data" if data_only else output or ("pretty" if sys.stdout.isatty() else "json")
-    if chosen not in FORMATS:
-        raise UsageError(f"--format must be pretty, json or raw, not {output!r}")
-    for name, value in (("--timeout", timeout), ("--idle-timeout", idle_timeout)):
-        if value is not None and value <= 0:
-            raise UsageError(f"{name} must be more than 0")
-    if (count is not None and count < 1) or (max_retries is not None and max_retries < 0):
-        raise UsageError("--count must be 1 or more and --max-retries 0 or more")
-    try:
-        pattern = re.compile(until) if until is not None else None
-    except re.error as error:
-        raise UsageError(f"--until: bad regular expression: {error}") from None
-    headers = [_parse_header(text) for text in header or ()]
-    body = _request_body(data)
-    if body is not None and not any(name.lower() == "content-type" for name, _ in headers):
-        headers.append(("Content-Type", content_type))
-    options = ConnectOptions(
-        url=url,
-        method=method.upper(),
-        body=body,
-        headers=tuple(headers),
-        last_event_id=last_event_id,
-        connect_timeout=connect_timeout,
-        idle_timeout=idle_timeout,
-        verify_tls=not insecure,
-        reconnect=reconnect,
-        max_retries=max_retries,
-        max_event_size=max_event_size,
-    )
-    renderer = make_renderer(chosen)
-    wanted = frozenset(event or ())
-    started = time.monotonic()
-    recorder = None
-    if record is not None:
-        try:
-            record_file = record.open("w", encoding="utf-8")
-        except OSError as error:
-            raise UsageError(f"--record {record}: cannot write: {error.strerror}") from None
-        recorder = Recorder(record_file, url, started)
-    shown = 0
-    arrived: datetime | None = None  # when the chunk being shown arrived
-
-    def on_event(item: Event) -> None:
-        nonlocal shown, arrived
-        if recorder is not None:
-            recorder.event(item, time.monotonic())
-        if wanted and item.event not in wanted:
-            return
-        if arrived is None:
-            arrived = now()
-        renderer.event(item, arrived)
-        shown += 1
-        if pattern is not None and pattern.search(item.data):
-            raise Stop
-        if count is not None and shown >= count:
-            raise Stop
+    renderer = make_renderer(cast(Format, chosen))
 
     def on_status(text: str) -> None:
         if not quiet:
-            sys.stderr.write(f"sseplay: {text}\n")
+            sys.stderr.write(f"sseplay: {visible(text)}\n")
             sys.stderr.flush()
 
-    def flush() -> None:
-        nonlocal arrived
-        arrived = None
-        renderer.flush()
+    def show_raw(chunk: bytes) -> None:
+        renderer.raw(chunk)
+
+    recorder = None
+    if record is not None:
+        recorder = Recorder(record, redact_url(options.url), time.monotonic())
+    hooks = (
+        Hooks(show_raw, on_status, recorder.event)
+        if recorder is not None
+        else Hooks(show_raw, on_status)
+    )
+
+    async def run() -> None:
+        async with contextlib.aclosing(follow(options, hooks)) as batches:
+            async for batch in batches:
+                if batch:
+                    arrived = now()  # the events of a chunk arrived together
+                    for item in batch:
+                        renderer.event(item, arrived)
+                renderer.flush()
+                if recorder is not None:
+                    recorder.flush()
         if recorder is not None:
             recorder.flush()
 
-    async def run() -> str:
-        async with asyncio.timeout(timeout):
-            return await tail_stream(options, Sink(on_event, renderer.raw, on_status, flush))
-
     try:
         asyncio.run(run())
-    except Stop:
-        flush()  # --count or --until stopped it in the middle of a chunk
-        return
-    except StreamEnded as ended:
-        on_status(ended.reason)
-        if count is not None or pattern is not None:
-            wanted_text = f"{count} events" if count is not None else f"data matching {until!r}"
-            raise AssertionFailed(
-                f"the stream ended after {shown} events without {wanted_text}"
-            ) from None
-    except TimeoutError:
-        raise TimedOut(f"timed out after {timeout:g} s with {shown} events shown") from None
+    except BrokenPipeError:
+        # The reader has all it wanted (`sseplay tail URL | head -3`): a success.
+        _silence_stdout()
+    except OSError as error:  # stdout on a full disk, or otherwise unwritable
+        _silence_stdout()
+        raise OutputFailed(f"cannot write the output: {error.strerror or error}") from None
     except KeyboardInterrupt:
         sys.stderr.write("sseplay: interrupted\n")
         raise SystemExit(int(ExitCode.INTERRUPTED)) from None
+    finally:
+        if recorder is not None:
+            recorder.close()
 
 
 def _usage_line(error: Any) -> str:

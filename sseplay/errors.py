@@ -19,6 +19,8 @@ class ExitCode(IntEnum):
     IDLE_TIMED_OUT = 6  # tail --idle-timeout fired first
     GAVE_UP = 7  # tail used up --max-retries reconnecting
     ASSERTION_FAILED = 8  # the stream ended before --count / --until were met
+    # 9 and 10 are kept for tail --expect and --schema (MISMATCH, INVALID).
+    OUTPUT_FAILED = 11  # tail could not write stdout or its --record file (disk full, ...)
     INTERRUPTED = 130  # Ctrl-C during tail (128 + SIGINT, as shells report it)
 
 
@@ -67,3 +69,9 @@ class GaveUp(SseplayError):
 
 class AssertionFailed(SseplayError):
     exit_code = ExitCode.ASSERTION_FAILED
+
+
+class OutputFailed(SseplayError):
+    """tail's output (stdout or the --record file) could not be written."""
+
+    exit_code = ExitCode.OUTPUT_FAILED

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 DEFAULT_EVENT_TYPE = "message"
 
@@ -11,6 +12,29 @@ DEFAULT_EVENT_TYPE = "message"
 # and at nothing else (not U+2028, not U+0085, unlike str.splitlines()).
 LINE_BREAK = re.compile(r"\r\n|\r|\n")
 FIELD_BREAKERS = re.compile(r"[\r\n]")
+# What a terminal would act on rather than show: C0 controls (ESC starts colour, title
+# and OSC 52 clipboard sequences), DEL, C1 controls (0x9B is a one-byte CSI on some
+# terminals), and the bidirectional overrides that reorder what is shown ("Trojan
+# Source", CVE-2021-42574). Tab and line feed are kept in data, where they are text.
+_UNSAFE_IN_DATA = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+_UNSAFE_IN_FIELD = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: str, *, multiline: bool = False) -> str:
+    """``text`` with every character a terminal would act on written as an escape
+    (``\\x1b``, ``\\u202e``), so that it is shown, never obeyed. ``multiline`` keeps
+    line feeds and tabs (event data); a type, id or header value escapes them too."""
+    pattern = _UNSAFE_IN_DATA if multiline else _UNSAFE_IN_FIELD
+    return pattern.sub(_escape, text)
 
 
 class Event(NamedTuple):
@@ -23,6 +47,15 @@ class Event(NamedTuple):
     event: str = DEFAULT_EVENT_TYPE
     id: str | None = None
     retry: int | None = None
+
+    @property
+    def type(self) -> str:
+        """The event type, as ``MessageEvent.type`` names it (``message`` by default)."""
+        return self.event
+
+    def json(self) -> Any:
+        """The data decoded as JSON (``json.JSONDecodeError``, a ValueError, if it is not)."""
+        return json.loads(self.data)
 
 
 def encode_body(data: str, event: str = DEFAULT_EVENT_TYPE) -> bytes:

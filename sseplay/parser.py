@@ -21,6 +21,8 @@ _LINE_END = re.compile(r"\r\n|\r|\n")
 # DOTALL; this text has no CR) and runs a quarter faster in ``re`` than ``[^\n]``.
 _SIMPLE_BLOCK = re.compile(r"(?:id:[ ]?([^\n\0]*)\n)?(?:event:[ ]?(.*)\n)?data:[ ]?(.*)\n\n")
 DEFAULT_MAX_EVENT_SIZE = 16 << 20
+MAX_RETRY_MS = (1 << 64) - 1
+MAX_RETRY_DIGITS = len(str(MAX_RETRY_MS))
 
 
 class EventTooLarge(Exception):
@@ -193,8 +195,17 @@ class EventStreamParser:
                 self._event_type = value
             elif name == "id" and "\0" not in value:
                 self._id_buffer = value
-            elif name == "retry" and value.isascii() and value.isdigit():
+            elif (
+                name == "retry"
+                and value.isascii()
+                and value.isdigit()
+                and len(value) <= MAX_RETRY_DIGITS
+                and int(value) <= MAX_RETRY_MS
+            ):
                 # Only ASCII digits; anything else ("+5", "1.5", " 5", "") ignores the field.
+                # A value past an unsigned 64-bit integer is ignored too, as Chrome does
+                # (ToUInt64Strict fails): it is no time anyone meant, it cannot be written
+                # as a JSON integer by most decoders, and int() of 4,300+ digits raises.
                 self.retry = self._block_retry = int(value)
             # Any other field name, an id with NUL, a bad retry: ignored.
         self._data, self._data_size = data, data_size

@@ -6,14 +6,20 @@ Every event is flushed as soon as it is written.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
 import sys
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
 import orjson
 
-from sseplay.model import Event
+from sseplay.errors import OutputFailed, UsageError
+from sseplay.model import Event, visible
 from sseplay.source import recording_header
 
 Format = Literal["pretty", "json", "raw", "data"]
@@ -106,9 +112,18 @@ class RawRenderer:
         self.out.flush()
 
 
+# Controls that json.dumps leaves raw in a string (it escapes only U+0000 to U+001F).
+_RAW_IN_JSON_DUMPS = re.compile("[\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
 class PrettyRenderer:
     """A header line per event (time, type, id), then the data: JSON pretty-printed and
-    highlighted, anything else as plain text."""
+    highlighted, anything else as plain text.
+
+    The stream is untrusted and this goes to a terminal: every control character in the
+    type, id and data is shown as an escape (``\\x1b``), never sent to the terminal raw,
+    and nothing is read as rich markup. (``--format raw`` writes the bytes as they came;
+    ``json`` escapes them as JSON does.)"""
 
     def __init__(self, console: Any) -> None:
         self.console = console
@@ -120,18 +135,21 @@ class PrettyRenderer:
         header = Text()
         header.append(arrived.astimezone().strftime("%H:%M:%S.%f")[:-3], style="dim")
         header.append("  ")
-        header.append(event.event, style="bold cyan")
+        header.append(visible(event.event), style="bold cyan")
         if event.id is not None:
-            header.append(f"  id={event.id}", style="magenta")
+            header.append(f"  id={visible(event.id)}", style="magenta")
         if event.retry is not None:
             header.append(f"  retry={event.retry}", style="dim")
         self.console.print(header)
         body: Any
         try:
-            json.loads(event.data)
-            body = JSON(event.data)
+            decoded = json.loads(event.data)
+            # json.dumps escapes C0 controls in strings; DEL, C1 and the bidi controls it
+            # leaves raw, so data holding them is shown with every non-ASCII escaped.
+            unsafe = _RAW_IN_JSON_DUMPS.search(json.dumps(decoded, ensure_ascii=False))
+            body = JSON(event.data, ensure_ascii=unsafe is not None)
         except (ValueError, RecursionError):  # not JSON, or nested past what json handles
-            body = Text(event.data)
+            body = Text(visible(event.data, multiline=True))
         self.console.print(body)
 
     def raw(self, chunk: bytes) -> None:
@@ -155,27 +173,63 @@ def make_renderer(kind: Format, width: int | None = None) -> Renderer:
 
 class Recorder:
     """Writes ``--record`` files: a header line, then an envelope per event that
-    ``sseplay serve`` replays with the original types, ids and timing."""
+    ``sseplay serve`` replays with the original types, ids, retry and timing.
 
-    def __init__(self, out: IO[str], url: str, started: float) -> None:
-        self.out = out
+    The file only ever holds whole lines: each chunk's lines are written together, and a
+    write that fails (disk full, file too large) is cut back to the last whole line
+    before the error is raised."""
+
+    def __init__(self, path: Path, url: str, started: float) -> None:
+        self.path = path
         self.started = started
-        self.out.write(json_line(recording_header(url)))
-        self.out.flush()
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        except OSError as error:
+            raise UsageError(f"--record {path}: cannot write: {error.strerror}") from None
+        self._pending: list[bytes] = [json_line(recording_header(url)).encode()]
+        self._written = 0  # bytes of whole lines in the file
+        self._events = 0  # events in the file
+        self._pending_events = 0
+        self._retry: int | None = None  # the reconnection time last written
+        self.flush()
 
-    def event(self, event: Event, monotonic_now: float) -> None:
+    def event(self, event: Event, stream_retry: int | None) -> None:
         envelope: dict[str, Any] = {
-            "offset": round(monotonic_now - self.started, 6),
+            "offset": round(time.monotonic() - self.started, 6),
             "event": event.event,
             "id": event.id,
             "data": event.data,
         }
-        if event.retry is not None:
-            envelope["retry"] = event.retry
-        self.out.write(json_line(envelope))
+        # A server usually sends retry: in a block of its own, which dispatches no event
+        # (WHATWG 9.2.6); the stream's reconnection time goes with the next event instead.
+        retry = event.retry if event.retry is not None else stream_retry
+        if retry is not None and (event.retry is not None or retry != self._retry):
+            envelope["retry"] = self._retry = retry
+        self._pending.append(json_line(envelope).encode())
+        self._pending_events += 1
 
     def flush(self) -> None:
-        self.out.flush()
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        done = 0
+        try:
+            while done < len(data):
+                done += os.write(self._fd, data[done:])
+        except OSError as error:
+            with contextlib.suppress(OSError):  # a device (/dev/full) cannot be truncated
+                os.ftruncate(self._fd, self._written)
+            raise OutputFailed(
+                f"--record {self.path}: {error.strerror or error}; "
+                f"it holds the first {self._events} events, in whole lines"
+            ) from None
+        self._written += done
+        self._events += self._pending_events
+        self._pending_events = 0
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 
 def now() -> datetime:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import os
@@ -22,7 +21,7 @@ from unittest import mock
 import pytest
 from rich.console import Console
 
-from sseplay.client import ConnectOptions, Sink, StreamEnded, _tls_settings, tail_stream
+from sseplay.client import _tls_settings, tail
 from sseplay.errors import ExitCode
 from sseplay.model import Event
 from sseplay.render import PrettyRenderer
@@ -411,7 +410,6 @@ def test_an_event_is_shown_while_the_stream_is_still_open(output: str, expected:
 
 def test_a_plain_http_tail_never_loads_certificates_and_https_still_verifies() -> None:
     """Loading the CA bundle is start-up time that an http:// URL never needs."""
-    events: list[Event] = []
 
     def handler(conn: socket.socket, request: bytes, number: int) -> None:
         conn.sendall(SSE_HEAD + b"data: plain\n\n")
@@ -427,17 +425,55 @@ def test_a_plain_http_tail_never_loads_certificates_and_https_still_verifies() -
         RawServer(handler) as server,
         mock.patch.object(ssl.SSLContext, "load_verify_locations", counting_load),
     ):
-        options = ConnectOptions(server.url, reconnect=False)
-        with pytest.raises(StreamEnded):
-            asyncio.run(tail_stream(options, Sink(event=events.append)))
+        events = list(tail(server.url, reconnect=False))
         assert [event.data for event in events] == ["plain"]
         assert loaded == []
-        verifying = _tls_settings(ConnectOptions("https://127.0.0.1/events"))
-        insecure = _tls_settings(ConnectOptions("https://127.0.0.1/events", verify_tls=False))
+        verifying = _tls_settings("https://127.0.0.1/events", True)
+        insecure = _tls_settings("https://127.0.0.1/events", False)
     assert verifying is True
     assert insecure is False
     # The context an http:// URL gets would refuse any certificate, never accept one.
-    plain = _tls_settings(ConnectOptions(server.url))
+    plain = _tls_settings(server.url, True)
     assert isinstance(plain, ssl.SSLContext)
     assert plain.verify_mode == ssl.CERT_REQUIRED
     assert plain.check_hostname
+
+
+def test_a_recorded_retry_is_sent_again_when_the_recording_is_served(
+    live: Any, tmp_path: Path
+) -> None:
+    """The server's retry: comes in a block of its own, which dispatches no event; the
+    recording keeps it with the next event and serve sends it again (issue 10.7)."""
+    from tests.conftest import ServeProcess
+
+    server = live([make_stream(SAMPLES / "llm.jsonl", retry=20)])
+    record = tmp_path / "rec.jsonl"
+    recorded = run_cli("tail", server.url + "/events", "--record", str(record), "-q")
+    assert recorded.returncode == 0, recorded.stderr
+    assert json.loads(record.read_text().splitlines()[1])["retry"] == 20
+    with ServeProcess(str(record), "--interval", "0") as replay:
+        raw = run_cli("tail", replay.url, "--format", "raw", "--count", "11", "-q")
+    assert raw.returncode == 0, raw.stderr
+    assert "retry: 20\n" in raw.stdout
+
+
+def test_help_reads_like_a_hand_written_one() -> None:
+    result = run_cli("tail", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for shown in (
+        "URL",
+        "--format FORMAT",
+        "--method METHOD",
+        "--header 'NAME: VALUE'",
+        "--event TYPE",
+        "--count N",
+        "--until REGEX",
+        "--timeout SECONDS",
+        "--record FILE",
+        "--no-reconnect",
+        "--insecure",
+    ):
+        assert shown in text, shown
+    for python_ish in ("<float>", "<list", "TEXT", "INTEGER", "FLOAT", " / --no-", "PATH"):
+        assert python_ish not in text, python_ish
