@@ -1,3 +1,85 @@
-"""sseplay: replay JSON event files as Server-Sent Events, and tail any SSE stream."""
+"""sseplay: replay JSON event files as Server-Sent Events, and tail any SSE stream.
+
+The public API. Names are imported when first used (PEP 562), so that ``import sseplay``
+and ``from sseplay import tail`` never load the server stack (FastAPI, uvicorn,
+sse-starlette): a script that only tails a stream starts as fast as ``sseplay tail``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from sseplay.errors import (
+    AssertionFailed,
+    CannotServe,
+    ExitCode,
+    GaveUp,
+    IdleTimedOut,
+    InputError,
+    OutputFailed,
+    SseplayError,
+    StreamError,
+    TimedOut,
+    UsageError,
+)
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from sseplay.client import TailOptions, atail, tail
+    from sseplay.config import FieldMapping, ServerConfig, StreamOptions, Timing
+    from sseplay.model import Event
+    from sseplay.server import Server
+    from sseplay.stream import Stream
+
+_LAZY = {
+    "Event": "sseplay.model",
+    "FieldMapping": "sseplay.config",
+    "Timing": "sseplay.config",
+    "StreamOptions": "sseplay.config",
+    "ServerConfig": "sseplay.config",
+    "Stream": "sseplay.stream",
+    "Server": "sseplay.server",
+    "tail": "sseplay.client",
+    "atail": "sseplay.client",
+    "TailOptions": "sseplay.client",
+}
+
+__all__ = [
+    "AssertionFailed",
+    "CannotServe",
+    "Event",
+    "ExitCode",
+    "FieldMapping",
+    "GaveUp",
+    "IdleTimedOut",
+    "InputError",
+    "OutputFailed",
+    "Server",
+    "ServerConfig",
+    "SseplayError",
+    "Stream",
+    "StreamError",
+    "StreamOptions",
+    "TailOptions",
+    "TimedOut",
+    "Timing",
+    "UsageError",
+    "__version__",
+    "atail",
+    "tail",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sseplay' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # found once, then a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -281,47 +281,42 @@ def serve(
 def run_serve(
     routes: dict[str, str], options: StreamOptions, config: ServerConfig, write_urls: Any
 ) -> None:
-    """Check every file, then serve them until stopped."""
-    from sseplay.server import AppOptions, ServerOptions, bind, serve, stream_urls
-    from sseplay.server import Stream as Route
+    """Check every file, then serve them until Ctrl-C, SIGTERM or ``--once``."""
+    from sseplay.process import raise_open_file_limit, tune_collector
+    from sseplay.server import Server
     from sseplay.stream import Stream
 
-    if config.once and options.timing.loop and not config.broadcast:
-        raise UsageError("--once waits for the end of the replay, and --loop never ends")
-    streams = []
+    streams: dict[str, Stream] = {}
     try:
         with _sigterm_interrupts():
-            for path, file in routes.items():
+            for route, file in routes.items():
                 location = _spool_stdin() if file == STDIN_NAME else Path(file)
                 label = "<stdin>" if file == STDIN_NAME else file
-                stream = Stream.load(label, location, options)
-                streams.append(Route(path, label, stream.replay))
+                streams[route] = Stream.load(label, location, options)
     except KeyboardInterrupt:
         sys.stderr.write("sseplay: interrupted during the start-up check; nothing was served\n")
         raise SystemExit(int(ExitCode.INTERRUPTED)) from None
 
-    server_options = ServerOptions(
-        host=config.host,
-        port=config.port,
-        once=config.once,
-        app=AppOptions(
-            broadcast=config.broadcast,
-            ping=config.ping,
-            cors_origins=config.cors_origins,
-            send_timeout=config.send_timeout,
-        ),
-    )
-    sock = bind(config.host, config.port)
+    server = Server(streams, config=config)
 
     def ready() -> None:
-        urls = stream_urls(sock, streams)
+        urls = server.urls
         for url in urls:
             print(url, flush=True)
         write_urls(urls)
-        viewer = urls[0][: -len(streams[0].route)] + "/"
+        viewer = urls[0][: -len(server.routes[0].route)] + "/"
         logging.getLogger("sseplay.server").info("live viewer: %s", viewer)
 
-    serve(streams, server_options, sock, ready)
+    raise_open_file_limit()
+    tune_collector()
+    # uvicorn re-raises the signal that stopped it once it is done; with these
+    # handlers in place that is a no-op instead of a KeyboardInterrupt traceback.
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(ready)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _request_body(data: str | None) -> bytes | None:

@@ -30,7 +30,10 @@ class SseplayError(Exception):
     exit_code = ExitCode.ERROR
 
 
-class UsageError(SseplayError):
+class UsageError(SseplayError, ValueError):
+    """A wrong flag, argument or option value; a ``ValueError`` too, as Python expects of
+    a bad argument."""
+
     exit_code = ExitCode.USAGE
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
-import signal
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -22,29 +21,23 @@ from starlette.datastructures import QueryParams
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sseplay.config import (
+    DEFAULT_PING,
+    DEFAULT_ROUTE,
+    DEFAULT_SEND_TIMEOUT,
+    ServerConfig,
+    check_route,
+)
 from sseplay.direct import DirectBody
-from sseplay.errors import CannotServe
+from sseplay.errors import CannotServe, UsageError
 from sseplay.fanout import Broadcast, Listener, Outlet, Player, Subscriber, Timer
 from sseplay.replay import Replay, Start
+from sseplay.stream import Stream as PublicStream
 
 logger = logging.getLogger("sseplay.server")
 
-DEFAULT_PING = 15.0
-# A client that has not taken a chunk for this long is cut off, so that one
-# frozen reader never holds memory or slows anyone else down.
-DEFAULT_SEND_TIMEOUT = 10.0
 # Ctrl-C and SIGTERM stop the server within a second even with streams open.
 GRACEFUL_SHUTDOWN_SECONDS = 0.5
-# Python's cyclic collector stalls every stream while it walks the objects of the
-# connections it looks at: a held connection is ~80 of them. Nothing a request leaves
-# behind is a cycle (tests/test_serve.py checks every kind of request), so reference
-# counting frees it all at once and the collector has little to find. Its young
-# generation runs when 50,000 objects more are alive than before, that is as clients
-# join; the middle one, which would walk every client that joined since its last pass
-# (50-60 ms at 7,000 clients), only after 100 young passes, and the full one after 10
-# of those. Measured with gc.callbacks at 7,000 clients joining in 2 s: the longest
-# stall went from 61 ms to 8 ms, drift p99 from 36-41 ms to 6-8 ms.
-GC_THRESHOLDS = (50_000, 100, 10)
 # What uvicorn logs when an application returns with its response unfinished: that
 # is how a client cut off for not reading is dropped (ASGI has no other way).
 _UNFINISHED = "ASGI callable returned without completing response."
@@ -65,14 +58,6 @@ class AppOptions:
     send_timeout: float = DEFAULT_SEND_TIMEOUT
     # Body chunks straight to uvicorn's transport when it allows (see ``direct``).
     direct_writes: bool = True
-
-
-@dataclass(frozen=True, slots=True)
-class ServerOptions:
-    host: str = "127.0.0.1"
-    port: int = 8000
-    once: bool = False
-    app: AppOptions = field(default_factory=AppOptions)
 
 
 class Hub:
@@ -323,6 +308,17 @@ class StreamingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
         super().__init__(config)
         self.hub = hub
+        # Only the command handles Ctrl-C and SIGTERM: a library server leaves the
+        # process's signal handlers to the program that embeds it.
+        self.handle_signals = False
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if self.handle_signals:
+            with super().capture_signals():
+                yield
+        else:
+            yield
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         quiet_cut_offs = _CutOffFilter(self.hub)
@@ -401,66 +397,198 @@ def stream_urls(sock: socket.socket, streams: Sequence[Stream]) -> list[str]:
     return [f"http://{shown}:{port}{s.route}" for s in streams]
 
 
-def raise_open_file_limit() -> None:
-    """Every client is an open file, and many systems start a process with a soft limit of
-    1,024: lift it to the hard limit (as Go's runtime does for every program), so that
-    thousands of clients can connect without anyone raising ``ulimit -n`` first."""
-    try:
-        import resource
-    except ImportError:  # Windows: no such limit
-        return
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    # An unlimited hard limit cannot be the soft one everywhere (macOS caps it lower).
-    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
-    if soft == resource.RLIM_INFINITY or soft >= wanted:
-        return
-    try:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    except (ValueError, OSError) as error:
-        logger.debug("the open-file limit stays at %d: %s", soft, error)
-        return
-    logger.debug("open-file limit raised from %d to %d", soft, wanted)
+class Server:
+    """Serves streams over HTTP: ``with Server(...)`` in a background thread, ``async with``
+    on the running event loop, or ``run()`` in the foreground until stopped.
 
+    ``streams`` is one ``Stream``, served at ``/events``, or a mapping of route to
+    ``Stream``. A library server leaves the process alone (no signal handlers, no
+    collector tuning, no open-file limit): those are the ``sseplay serve`` command's.
+    """
 
-def serve(
-    streams: Sequence[Stream],
-    options: ServerOptions,
-    sock: socket.socket,
-    on_ready: Callable[[], None],
-) -> None:
-    """Serve until Ctrl-C, SIGTERM or (with ``once``) the first complete replay."""
-    server: uvicorn.Server | None = None
+    def __init__(
+        self,
+        streams: PublicStream | Mapping[str, PublicStream],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        broadcast: bool = False,
+        ping: float = DEFAULT_PING,
+        cors: Sequence[str] | None = None,
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,
+        once: bool = False,
+        config: ServerConfig | None = None,
+    ) -> None:
+        if config is None:
+            config = ServerConfig(
+                host=host,
+                port=port,
+                broadcast=broadcast,
+                ping=ping,
+                cors=tuple(cors) if cors is not None else None,
+                send_timeout=send_timeout,
+                once=once,
+            )
+        self.config = config
+        if isinstance(streams, PublicStream):
+            streams = {DEFAULT_ROUTE: streams}
+        if not streams:
+            raise UsageError("a server needs at least one stream")
+        routes = []
+        for route, stream in streams.items():
+            if not isinstance(stream, PublicStream):
+                raise UsageError(f"{route}: expected a Stream, not {type(stream).__name__}")
+            path = check_route("/" + route.strip("/"))
+            if config.once and stream.replay.plan.loop and not config.broadcast:
+                raise UsageError("--once waits for the end of the replay, and --loop never ends")
+            routes.append(Stream(path, stream.label, stream.replay))
+        self.routes: tuple[Stream, ...] = tuple(routes)
+        self._sock: socket.socket | None = None
+        self._server: StreamingServer | None = None
+        self._hub: Hub | None = None
+        self._thread: threading.Thread | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
 
-    def complete() -> None:
-        if options.once and server is not None:
-            logger.info("--once: a client got the whole replay, stopping")
-            server.should_exit = True
+    # What a running server tells.
 
-    app = create_app(streams, options.app, complete)
-    server = streaming_server(app, hub_of(app))
-    raise_open_file_limit()
-    # Everything built so far (modules, the app, the encoded events) lives as long as
-    # the process: keep it out of every later collection.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    @property
+    def urls(self) -> list[str]:
+        """Every stream's URL, in the order the streams were given."""
+        if self._sock is None:
+            raise RuntimeError("the server is not running: start it first")
+        return stream_urls(self._sock, self.routes)
 
-    async def main() -> None:
-        assert server is not None
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started and not task.done():
-            await asyncio.sleep(0.005)
-        if server.started:
-            on_ready()
-        await task
+    @property
+    def url(self) -> str:
+        """The URL of ``/events``, or of the only stream."""
+        return self.url_for(DEFAULT_ROUTE if len(self.routes) > 1 else self.routes[0].route)
 
-    # uvicorn re-raises the signal that stopped it once it is done; with these
-    # handlers in place that is a no-op instead of a KeyboardInterrupt traceback.
-    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    def url_for(self, route: str) -> str:
+        wanted = "/" + route.strip("/")
+        for stream, url in zip(self.routes, self.urls, strict=True):
+            if stream.route == wanted:
+                return url
+        raise KeyError(f"no stream at {wanted}; the routes are {[s.route for s in self.routes]}")
+
+    @property
+    def connections(self) -> int:
+        """How many streams are open now."""
+        return len(self._hub.listeners) if self._hub is not None else 0
+
+    def __repr__(self) -> str:
+        where = self.urls[0] if self._sock is not None else "not running"
+        return f"<Server {where} ({len(self.routes)} streams)>"
+
+    # Running it.
+
+    def _prepare(self, on_complete: Callable[[], None] | None = None) -> StreamingServer:
+        if self._server is not None:
+            raise RuntimeError("the server is already running")
+        config = self.config
+
+        def complete() -> None:
+            if on_complete is not None:
+                on_complete()
+            if config.once and self._server is not None:
+                logger.info("--once: a client got the whole replay, stopping")
+                self._server.should_exit = True
+
+        app = create_app(
+            self.routes,
+            AppOptions(
+                broadcast=config.broadcast,
+                ping=config.ping,
+                cors_origins=config.cors_origins,
+                send_timeout=config.send_timeout,
+            ),
+            complete,
+        )
+        self._sock = bind(config.host, config.port)
+        self._hub = hub_of(app)
+        self._server = streaming_server(app, self._hub)
+        return self._server
+
+    def _finish(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        self._server = None
+
+    async def serve(
+        self, on_ready: Callable[[], None] | None = None, *, handle_signals: bool = False
+    ) -> None:
+        """Serve on the running loop until ``stop()`` (or Ctrl-C and SIGTERM, when
+        ``handle_signals``; only the ``sseplay serve`` command asks for that)."""
+        server = self._server or self._prepare()
+        server.handle_signals = handle_signals
+        assert self._sock is not None
+        try:
+            task = asyncio.ensure_future(server.serve(sockets=[self._sock]))
+            while not server.started and not task.done():
+                await asyncio.sleep(0.005)
+            if server.started and on_ready is not None:
+                on_ready()
+            await task
+        finally:
+            self._finish()
+
+    def run(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Serve in this thread until Ctrl-C, SIGTERM or ``once``; the command's way."""
+        server = self._prepare()
         # uvicorn's own loop choice (uvloop when installed), which asyncio.run would skip.
         with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
-            runner.run(main())
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            runner.run(self.serve(on_ready, handle_signals=True))
+
+    def start(self) -> Server:
+        """Serve in a background thread; returns once the server accepts connections."""
+        server = self._prepare()
+        ready = threading.Event()
+
+        def run() -> None:
+            try:
+                with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+                    runner.run(self.serve(ready.set))
+            except BaseException as error:  # reported to the thread that started it
+                self._failure = error
+            finally:
+                ready.set()
+
+        self._thread = threading.Thread(target=run, name=f"sseplay {self.urls[0]}", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if self._failure is not None or not server.started:
+            self._thread.join()
+            raise CannotServe(f"the server did not start: {self._failure}")
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving: open streams are ended, the port is closed. Idempotent."""
+        server = self._server
+        if server is not None:
+            server.should_exit = True
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Server:
+        server = self._prepare()
+        self._task = asyncio.ensure_future(self.serve())
+        while not server.started and not self._task.done():
+            await asyncio.sleep(0.005)
+        if self._task.done():
+            await self._task  # raises what stopped it
+            raise CannotServe("the server did not start")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+            self._task = None
