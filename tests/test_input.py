@@ -4,16 +4,28 @@ during the start-up check, spool files and the progress bar (issues 10 and 11)."
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import threading
+import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from rich.console import Console
 
 from sseplay.errors import InputError
+from sseplay.progress import StartupProgress
 from sseplay.source import FieldMapping, load_event_file, parse_time
-from tests.conftest import run_cli, write_lines
+from sseplay.spool import Spools
+from tests.conftest import ROOT, run_cli, sseplay, write_lines
 
 TIMED = FieldMapping(time_field="t")
 
@@ -195,7 +207,7 @@ def test_serve_dev_zero_is_one_line_and_bounded_in_memory() -> None:
     assert result.returncode == 3, result.stderr
     assert result.stderr.count("\n") == 1, result.stderr[-2000:]
     assert "MemoryError" not in result.stderr
-    assert "not JSON text" in result.stderr or "longer than" in result.stderr
+    assert "byte 1 is 0x00, which is never part of JSON text" in result.stderr
 
 
 def test_a_gzip_bomb_is_refused_in_one_line(tmp_path: Path) -> None:
@@ -209,3 +221,260 @@ def test_a_gzip_bomb_is_refused_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 3, result.stderr
     assert result.stderr.count("\n") == 1, result.stderr[-2000:]
     assert result.stderr.startswith(f"sseplay: error: {bomb}")
+
+
+# --- pipes, spool files and signals during the check (issue 10 item 9, issue 11 item 9) ----
+
+LINES = b'{"n": 1}\n{"n": 2}\n{"n": 3}\n'
+EXPECTED_STREAM = 'id: 1\ndata: {"n":1}\n\nid: 2\ndata: {"n":2}\n\nid: 3\ndata: {"n":3}\n\n'
+
+
+def spool_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """An environment whose temporary directory is one the test can look into."""
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    return {**os.environ, "TMPDIR": str(temporary)}, temporary
+
+
+def left_behind(temporary: Path) -> list[str]:
+    return sorted(str(p.relative_to(temporary)) for p in temporary.rglob("*"))
+
+
+def start_serve(*args: str, env: dict[str, str], stdin: Any = subprocess.DEVNULL) -> Any:
+    return subprocess.Popen(
+        sseplay("serve", "--port", "0", "--ping", "0", *args),
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+    )
+
+
+def first_line(process: Any, timeout: float = 15) -> str:
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    assert ready, "sseplay serve printed nothing"
+    line: str = process.stdout.readline().decode().strip()
+    return line
+
+
+def wait_for(condition: Any, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+def test_a_named_pipe_is_read_like_standard_input(tmp_path: Path) -> None:
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    env, temporary = spool_env(tmp_path)
+
+    def feed() -> None:
+        with fifo.open("wb") as writer:  # blocks until sseplay opens the pipe
+            writer.write(LINES)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    process = start_serve(str(fifo), "--interval", "0", env=env)
+    try:
+        url = first_line(process)
+        assert url.startswith("http://"), process.stderr.read1().decode()
+        assert httpx.get(url, timeout=10).text == EXPECTED_STREAM
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=10)
+        feeder.join(5)
+    assert process.returncode == 0, err.decode()
+    assert left_behind(temporary) == [], "the spool file is removed"
+
+
+def test_process_substitution_is_read_like_standard_input(tmp_path: Path) -> None:
+    source = tmp_path / "events.jsonl"
+    source.write_bytes(LINES)
+    env, temporary = spool_env(tmp_path)
+    command = " ".join(
+        [*sseplay("serve"), f"<(cat {source})", "--port", "0", "--interval", "0", "--once"]
+    )
+    process = subprocess.Popen(
+        ["bash", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env
+    )
+    try:
+        url = first_line(process)
+        assert url.startswith("http://"), process.stderr.read1().decode()
+        assert httpx.get(url, timeout=10).text == EXPECTED_STREAM
+        _, err = process.communicate(timeout=15)  # --once: it ends by itself
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err.decode()
+    assert left_behind(temporary) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "code"),
+    [(LINES, 0), (b'{"n": 1}\n{"n": \n', 3)],
+    ids=["served-then-SIGTERM", "bad-input"],
+)
+def test_standard_input_leaves_no_spool_file(tmp_path: Path, content: bytes, code: int) -> None:
+    env, temporary = spool_env(tmp_path)
+    given = tmp_path / "given.jsonl"
+    given.write_bytes(content)
+    with given.open("rb") as stdin:
+        process = start_serve("-", "--interval", "0", env=env, stdin=stdin)
+    try:
+        if code == 0:
+            url = first_line(process)
+            assert httpx.get(url, timeout=10).text == EXPECTED_STREAM
+            assert left_behind(temporary), "while serving, the copy of stdin is in TMPDIR"
+            process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=15)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == code, err.decode()
+    assert left_behind(temporary) == [], "the spool file is removed on the way out"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C", "SIGTERM"])
+def test_a_signal_during_the_check_is_one_line_exit_130_and_no_spool_file(
+    tmp_path: Path, sig: int
+) -> None:
+    env, temporary = spool_env(tmp_path)
+    # Standard input that stays open keeps sseplay in its start-up check.
+    process = start_serve("-", env=env, stdin=subprocess.PIPE)
+    try:
+        assert process.stdin is not None
+        process.stdin.write(LINES)
+        process.stdin.flush()
+        wait_for(lambda: any(p.is_file() for p in temporary.rglob("*")))
+        process.send_signal(sig)
+        assert process.wait(timeout=10) == 130
+        out, err = process.stdout.read(), process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+    assert err.decode() == "sseplay: interrupted during the start-up check; nothing was served\n"
+    assert out == b""
+    assert left_behind(temporary) == []
+
+
+def test_a_large_gz_is_decompressed_once_and_the_copy_removed(tmp_path: Path) -> None:
+    records = [{"n": n, "pad": "x" * 50} for n in range(3000)]
+    source = tmp_path / "events.jsonl.gz"
+    source.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in records).encode()))
+    env, temporary = spool_env(tmp_path)
+    process = start_serve(str(source), "--interval", "0", env=env)
+    try:
+        url = first_line(process)
+        # Served from a decompressed copy, so a resume near the end is read at its offset
+        # instead of decompressing everything before it for every page.
+        copies = [p for p in temporary.rglob("*") if p.is_file()]
+        assert len(copies) == 1
+        assert copies[0].read_bytes().startswith(b'{"n": 0,')
+        response = httpx.get(url, headers={"Last-Event-ID": "2998"}, timeout=10)
+        assert response.text == 'id: 2999\ndata: {"n":2998,"pad":"' + "x" * 50 + '"}\n\n' + (
+            'id: 3000\ndata: {"n":2999,"pad":"' + "x" * 50 + '"}\n\n'
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=10)
+    assert process.returncode == 0, err.decode()
+    assert left_behind(temporary) == []
+
+
+def test_a_broken_gz_is_one_line(tmp_path: Path) -> None:
+    source = tmp_path / "cut.jsonl.gz"
+    source.write_bytes(gzip.compress(LINES * 100)[:-30])
+    env, temporary = spool_env(tmp_path)
+    result = subprocess.run(
+        sseplay("serve", str(source), "--port", "0"),
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env=env,
+        cwd=ROOT,
+    )
+    assert result.returncode == 3
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"sseplay: error: {source}: cannot be decompressed")
+    assert left_behind(temporary) == []
+
+
+def test_spooling_refuses_bytes_that_are_never_json(tmp_path: Path) -> None:
+    with Spools(tmp_path, stdin=io.BytesIO(b'{"a": 1}\n' * 10 + b"\x01")) as spools:
+        with pytest.raises(InputError, match=r"^<stdin>: byte 91 is 0x01, which is never part"):
+            spools.prepare("-", "<stdin>")
+        directory = spools.directory
+    assert not directory.exists()
+
+
+def test_spooling_stops_before_the_disk_is_full(tmp_path: Path) -> None:
+    free = shutil.disk_usage(tmp_path).free
+    spools = Spools(tmp_path, reserve=free, stdin=io.BytesIO(LINES))
+    with spools, pytest.raises(InputError, match="too little free space"):
+        spools.prepare("-", "<stdin>")
+    assert not spools.directory.exists()
+
+
+# --- the progress bar (issue 10 item 15) ---------------------------------------------
+
+
+class FakeClock:
+    def __init__(self, step: float = 0.0) -> None:
+        self.now = 0.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def terminal() -> tuple[Console, io.StringIO]:
+    buffer = io.StringIO()
+    return Console(file=buffer, force_terminal=True, width=120, color_system=None), buffer
+
+
+def test_the_bar_shows_bytes_rate_and_time_left_after_a_second() -> None:
+    console, buffer = terminal()
+    clock = FakeClock()
+    with StartupProgress(console, clock=clock) as progress:
+        report = progress.reporter("checking big.json")
+        assert report is not None
+        clock.now = 0.5
+        report(1_000_000, 10_000_000)
+        assert buffer.getvalue() == "", "nothing within the first second"
+        clock.now = 1.5
+        report(2_000_000, 10_000_000)
+        clock.now = 2.5
+        report(4_000_000, 10_000_000)
+        shown = buffer.getvalue()
+    assert "checking big.json" in shown
+    assert "4.0/10.0 MB" in shown
+    assert "2.0 MB/s" in shown
+    assert "0:00:03" in shown  # 6 MB left at 2 MB/s
+
+
+def test_no_bar_when_stderr_is_not_a_terminal() -> None:
+    buffer = io.StringIO()
+    with StartupProgress(Console(file=buffer), clock=FakeClock(step=10)) as progress:
+        assert progress.reporter("checking big.json") is None
+    assert buffer.getvalue() == ""
+
+
+def test_the_check_of_a_file_reports_its_progress(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "big.jsonl", [{"n": n, "pad": "x" * 100} for n in range(30_000)])
+    console, buffer = terminal()
+    # Each look at the clock is a second later: the check "runs past a second" at once.
+    with StartupProgress(console, clock=FakeClock(step=1.0)) as progress:
+        event_file = load_event_file(
+            path.name, path, FieldMapping(), on_progress=progress.reporter("checking big.jsonl")
+        )
+    assert event_file.count == 30_000
+    shown = buffer.getvalue()
+    assert "checking big.jsonl" in shown
+    size = path.stat().st_size / 1e6
+    assert f"/{size:.1f} MB" in shown, shown[-500:]

@@ -42,20 +42,3 @@ def test_timestamps_speed_and_max_gap() -> None:
     assert [plan.offset(n) for n in range(4)] == [0, 2, 5, 10]
     assert plan.due_stop(0, 4.99) == 2
     assert plan.due_stop(2, 5.0) == 3
-
-
-@pytest.mark.parametrize(
-    "timing",
-    [
-        Timing(speed=float("nan")),
-        Timing(speed=float("inf")),
-        Timing(interval=float("nan")),
-        Timing(interval=float("inf")),
-        Timing(max_gap=float("nan")),
-    ],
-    ids=["speed-nan", "speed-inf", "interval-nan", "interval-inf", "max-gap-nan"],
-)
-def test_a_plan_refuses_delays_that_are_not_finite(timing: Timing) -> None:
-    # A NaN deadline is never due: the stream would send its headers and then nothing.
-    with pytest.raises(ValueError, match="finite"):
-        Plan(3, array("d", [0.0, 1.0, 2.0]), timing)
