@@ -55,14 +55,24 @@ class Spools:
         reserve: int = FREE_SPACE_RESERVE,
         stdin: IO[bytes] | None = None,
     ) -> None:
-        self.directory = Path(tempfile.mkdtemp(prefix="sseplay-", dir=directory))
+        self._parent = directory
         self._reserve = reserve
         self._stdin = stdin
-        # Runs at close(), when the object is collected, or at interpreter exit.
-        self._remove = weakref.finalize(self, shutil.rmtree, self.directory, ignore_errors=True)
+        self._directory: Path | None = None
+        self._remove: weakref.finalize[[Path], Spools] | None = None
+
+    @property
+    def directory(self) -> Path:
+        """The temporary directory, made when the first input is copied into it."""
+        if self._directory is None:
+            self._directory = Path(tempfile.mkdtemp(prefix="sseplay-", dir=self._parent))
+            # Runs at close(), when this object is collected, or at interpreter exit.
+            self._remove = weakref.finalize(self, _remove_tree, self._directory)
+        return self._directory
 
     def close(self) -> None:
-        self._remove()
+        if self._remove is not None:
+            self._remove()
 
     def __enter__(self) -> Spools:
         return self
@@ -147,3 +157,7 @@ class Spools:
                 f"{self._reserve >> 20:,} MiB free): set TMPDIR to a larger disk, or give "
                 "sseplay a plain (decompressed) file",
             )
+
+
+def _remove_tree(directory: Path) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
