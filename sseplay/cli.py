@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import signal
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,16 +104,6 @@ def routes_of(files: Sequence[str], default_route: str) -> dict[str, str]:
             raise UsageError(f"two files would be served at {route}: name them with ROUTE=FILE")
         routes[route] = path
     return routes
-
-
-def _spool_stdin() -> Path:
-    """Standard input is read to its end before serving, into a temporary file, so that
-    it is served like any file (large input never sits in memory)."""
-    with tempfile.NamedTemporaryFile(
-        prefix="sseplay-stdin-", suffix=".json", delete=False
-    ) as spool:
-        shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
-    return Path(spool.name)
 
 
 @contextmanager
@@ -283,16 +271,28 @@ def run_serve(
 ) -> None:
     """Check every file, then serve them until Ctrl-C, SIGTERM or ``--once``."""
     from sseplay.process import raise_open_file_limit, tune_collector
+    from sseplay.progress import StartupProgress
     from sseplay.server import Server
+    from sseplay.source import load_event_file
+    from sseplay.spool import Spools
     from sseplay.stream import Stream
 
     streams: dict[str, Stream] = {}
+    # Standard input, pipes, devices and .gz files are served from a copy in a temporary
+    # directory, removed on every way out: when ``spools`` goes (after serving, or at exit).
+    spools = Spools()
     try:
-        with _sigterm_interrupts():
+        with _sigterm_interrupts(), StartupProgress() as progress:
             for route, file in routes.items():
-                location = _spool_stdin() if file == STDIN_NAME else Path(file)
                 label = "<stdin>" if file == STDIN_NAME else file
-                streams[route] = Stream.load(label, location, options)
+                location = spools.prepare(file, label, progress.reporter(f"reading {label}"))
+                event_file = load_event_file(
+                    label,
+                    location,
+                    options.mapping,
+                    on_progress=progress.reporter(f"checking {label}"),
+                )
+                streams[route] = Stream(event_file, options)
     except KeyboardInterrupt:
         sys.stderr.write("sseplay: interrupted during the start-up check; nothing was served\n")
         raise SystemExit(int(ExitCode.INTERRUPTED)) from None

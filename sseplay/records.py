@@ -7,11 +7,13 @@ decoded one at a time; a record is never kept longer than it takes to map it.
 from __future__ import annotations
 
 import gzip
+import io
 import json
+import math
 import re
 from array import array
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import accumulate
 from pathlib import Path
 from typing import IO, Any, Literal, cast
@@ -27,7 +29,32 @@ JSON_WHITESPACE = re.compile(r"[ \t\n\r]*")
 # Bytes read to tell a JSON array from JSON Lines; a minified array can be one huge line.
 SNIFF_LIMIT = 1 << 20
 
-_STRICT_DECODER = json.JSONDecoder()
+# The longest record sseplay reads: one line of JSON Lines, or one element of an array.
+# A record is held in memory two or three times over while it is checked (its bytes,
+# the text the decoder scans, the decoded value), so this bounds the memory of the
+# check whatever the input: a file with no line break (``/dev/zero``), a gzip bomb.
+MAX_RECORD_BYTES = 64 << 20
+
+# Reported where the standard decoder would suggest sys.set_int_max_str_digits().
+TOO_MANY_DIGITS = "an integer with more than 4,300 digits: write it as a string"
+
+
+def _refuse_constant(name: str) -> Any:
+    # RFC 8259 section 6: NaN and Infinity are not JSON; the standard decoder accepts
+    # them by default and re-encoding them would send invalid JSON to clients.
+    raise ValueError(f"{name} is not JSON (RFC 8259 section 6): write null or a string")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        # 1e400 becomes infinity: refused like orjson refuses it, for the same record
+        # must not be accepted or refused depending on which decoder read it.
+        raise ValueError(f"the number {text[:40]} is too large for a 64-bit float")
+    return value
+
+
+_STRICT_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 # The standard decoder recurses once per level of nesting; orjson stops at 1,024 levels.
 TOO_DEEP = "nested more than about 1,000 levels deep: flatten the record"
 
@@ -50,10 +77,32 @@ def loads(raw: bytes) -> Any:
     """Decode one JSON value exactly: orjson for speed, json where orjson would lose digits."""
     if _LONG_NUMBER.search(raw):
         try:
-            return json.loads(raw)
+            text = raw.decode()
+        except UnicodeDecodeError as error:
+            raise ValueError(f"invalid UTF-8 ({error.reason})") from None
+        try:
+            return _STRICT_DECODER.decode(text)
         except RecursionError:
             raise ValueError(TOO_DEEP) from None
+        except json.JSONDecodeError:
+            raise
+        except ValueError as error:  # more digits than int() converts (CPython 3.11+)
+            raise ValueError(_digits_problem(error)) from None
     return orjson.loads(raw)
+
+
+def _digits_problem(error: ValueError) -> str:
+    return TOO_MANY_DIGITS if "digits" in str(error) else str(error)
+
+
+class RecordTooLong(Exception):
+    """A record longer than the limit, starting at a byte position (and line, when known)."""
+
+    def __init__(self, position: int, limit: int, line: int | None = None) -> None:
+        super().__init__(f"a record longer than {limit} bytes")
+        self.position = position
+        self.limit = limit
+        self.line = line
 
 
 def is_gzip(path: Path) -> bool:
@@ -61,10 +110,63 @@ def is_gzip(path: Path) -> bool:
         return probe.read(2) == GZIP_MAGIC
 
 
-def open_binary(path: Path, compressed: bool) -> IO[bytes]:
+class _CountingReader(io.RawIOBase):
+    """A raw file that reports how many bytes have been read from it: one call per
+    buffer refill (about a MiB), so the progress of a check costs nothing per record."""
+
+    def __init__(self, raw: io.FileIO, on_read: Callable[[int], None]) -> None:
+        super().__init__()
+        self._raw = raw
+        self._on_read = on_read
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._raw.readinto(buffer)
+        self._on_read(self._raw.tell())
+        return count or 0
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def open_binary(
+    path: Path, compressed: bool, on_read: Callable[[int], None] | None = None
+) -> IO[bytes]:
+    """The file's (decompressed) bytes; ``on_read(n)`` hears how far into the file on
+    disk (compressed bytes for a gzip file) reading has come."""
+    if on_read is None:
+        if compressed:
+            return cast(IO[bytes], gzip.open(path, "rb"))
+        return path.open("rb", buffering=CHUNK_SIZE)
+    counted = io.BufferedReader(_CountingReader(io.FileIO(path, "rb"), on_read), CHUNK_SIZE)
     if compressed:
-        return cast(IO[bytes], gzip.open(path, "rb"))
-    return path.open("rb", buffering=CHUNK_SIZE)
+        # GzipFile leaves a file object it was given open: close it with the GzipFile.
+        return cast(IO[bytes], _ClosingGzip(counted))
+    return cast(IO[bytes], counted)
+
+
+class _ClosingGzip(gzip.GzipFile):
+    def __init__(self, inner: IO[bytes]) -> None:
+        super().__init__(fileobj=inner, mode="rb")
+        self._inner = inner
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._inner.close()
 
 
 def sniff_layout(stream: IO[bytes]) -> Layout | None:
@@ -91,14 +193,21 @@ def sniff_layout(stream: IO[bytes]) -> Layout | None:
     return "lines" if more else "array"
 
 
-def iter_lines(stream: IO[bytes], start: int = 0) -> Iterator[tuple[int, int, bytes]]:
-    """Yield (byte offset, line number, line) of every non-blank line from ``start``.
+def iter_lines(
+    stream: IO[bytes], start: int = 0, max_record: int = MAX_RECORD_BYTES
+) -> Iterator[tuple[int, int, bytes]]:
+    """Yield (byte offset, line number, line) of every non-blank line from ``start``;
+    raise RecordTooLong at a line longer than ``max_record`` bytes.
 
     Only LF ends a line: JSON forbids raw line breaks inside strings, and a CR
     before the LF is JSON whitespace.
     """
     position = start
-    for line_number, line in enumerate(stream, start=1):
+    line_number = 0
+    while line := stream.readline(max_record + 1):
+        line_number += 1
+        if len(line) - line.endswith(b"\n") > max_record:
+            raise RecordTooLong(position, max_record, line_number)
         if line_number == 1 and start == 0 and line.startswith(UTF8_BOM):
             position += len(UTF8_BOM)
             line = line[len(UTF8_BOM) :]
@@ -115,8 +224,11 @@ class ArrayScanner:
     element ends at C speed. Each element is then decoded again as real UTF-8.
     """
 
-    def __init__(self, stream: IO[bytes], start: int = 0) -> None:
+    def __init__(
+        self, stream: IO[bytes], start: int = 0, max_record: int = MAX_RECORD_BYTES
+    ) -> None:
         self._stream = stream
+        self._max_record = max_record
         self._buffer = b""
         self._text = ""
         self._cursor = 0  # index into the buffer of the next unread byte
@@ -179,6 +291,8 @@ class ArrayScanner:
             if not self._skip_whitespace():
                 raise Malformed(self.position, "the array is not closed: the file ends too early")
             end = self._decode_end()
+            if end - self._cursor > self._max_record:
+                raise RecordTooLong(self.position, self._max_record)
             yield self.position, self.line(), self._buffer[self._cursor : end]
             self._cursor = end
             separator = self._skip_whitespace()
@@ -195,16 +309,30 @@ class ArrayScanner:
             try:
                 _, end = _STRICT_DECODER.raw_decode(self._text, self._cursor)
             except json.JSONDecodeError as error:
-                # The element may simply run past what has been read so far.
-                if self._fill():
+                # The element may simply run past what has been read so far: read on
+                # only then. An error inside what has been read is final, and reading
+                # on would hold the rest of the file in memory just to report it.
+                if self._ran_out(error) and self._fill_record():
                     continue
                 raise Malformed(self._base + error.pos, error.msg) from None
             except RecursionError:
                 raise Malformed(self.position, TOO_DEEP) from None
+            except ValueError as error:  # more digits than int() converts
+                raise Malformed(self.position, _digits_problem(error)) from None
             # A number at the very end of the buffer may continue in the next chunk.
-            if end == len(self._text) and self._fill():
+            if end == len(self._text) and self._fill_record():
                 continue
             return end
+
+    def _ran_out(self, error: json.JSONDecodeError) -> bool:
+        """Whether the decoder failed for want of input: it reached the end of the
+        buffer, or within a literal's length of it (``-Infinity`` cut short is 9)."""
+        return error.msg.startswith("Unterminated string") or error.pos >= len(self._text) - 16
+
+    def _fill_record(self) -> bool:
+        if len(self._buffer) - self._cursor > self._max_record:
+            raise RecordTooLong(self.position, self._max_record)
+        return self._fill()
 
     def trailing_content(self) -> bool:
         return bool(self._skip_whitespace())
@@ -239,7 +367,9 @@ class BadLine(Exception):
         self.error = error
 
 
-def index_lines(stream: IO[bytes], stride: int) -> tuple[int, array[int]]:
+def index_lines(
+    stream: IO[bytes], stride: int, max_record: int = MAX_RECORD_BYTES
+) -> tuple[int, array[int]]:
     """Check every record of a JSON Lines stream and note the byte offset of every
     ``stride``-th: (record count, offsets). Raises BadLine at the first invalid record.
 
@@ -263,6 +393,8 @@ def index_lines(stream: IO[bytes], stride: int) -> tuple[int, array[int]]:
             lines = [block]
         else:
             cut = data.rfind(b"\n") + 1
+            if len(data) - cut > max_record:
+                raise RecordTooLong(position + cut, max_record, line_number + data.count(b"\n") + 1)
             if cut == 0:
                 pending = data
                 continue
@@ -274,6 +406,8 @@ def index_lines(stream: IO[bytes], stride: int) -> tuple[int, array[int]]:
             position += len(UTF8_BOM)
             block = block[len(UTF8_BOM) :]
         first_block = False
+        if max(map(len, lines)) > max_record:
+            _raise_too_long(lines, line_number, position, max_record)
         try:
             deque(map(orjson.loads, lines), maxlen=0)
         except orjson.JSONDecodeError:
@@ -322,7 +456,16 @@ BLOCKS_WITHOUT_A_SEPARATOR = 16
 _SPLIT_MARK = b"\x00"
 
 
-def index_array(stream: IO[bytes], stride: int) -> tuple[int, array[int]] | None:
+def _raise_too_long(lines: list[bytes], line_number: int, position: int, limit: int) -> None:
+    for number, line in enumerate(lines, start=line_number + 1):
+        if len(line) > limit:
+            raise RecordTooLong(position, limit, number)
+        position += len(line) + 1
+
+
+def index_array(
+    stream: IO[bytes], stride: int, max_record: int = MAX_RECORD_BYTES
+) -> tuple[int, array[int]] | None:
     """Check every element of a JSON array stream and note the byte offset of every
     ``stride``-th, at C speed: (element count, offsets), the same as ``ArrayScanner``
     would find. None when this cannot be shown quickly: the caller then goes through
@@ -345,7 +488,9 @@ def index_array(stream: IO[bytes], stride: int) -> tuple[int, array[int]] | None
     first = _skip_json_whitespace(text, start + 1)
     try:
         _, first_end = _STRICT_DECODER.raw_decode(text, first)
-    except (json.JSONDecodeError, RecursionError):  # invalid, too deep, larger than a block
+        if first_end - first > max_record:
+            return None
+    except (ValueError, RecursionError):  # invalid, too deep, too many digits, past a block
         return None
     comma = _skip_json_whitespace(text, first_end)
     if not buffer.startswith(b",", comma):
@@ -381,6 +526,8 @@ def index_array(stream: IO[bytes], stride: int) -> tuple[int, array[int]] | None
             comma_at = found + len(separator) - lead - 1
             region, rest = buffer[:comma_at], buffer[comma_at + lead :]
         pieces = region.replace(separator, marked).split(_SPLIT_MARK)
+        if max(map(len, pieces)) > max_record:
+            return None  # the element-by-element check says which one, and where
         try:
             deque(map(orjson.loads, pieces), maxlen=0)
         except orjson.JSONDecodeError:

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import math
 import re
+import stat
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -25,11 +26,13 @@ from sseplay.config import FieldMapping as FieldMapping  # re-exported: loading 
 from sseplay.errors import InputError
 from sseplay.model import DEFAULT_EVENT_TYPE, encode_body, encode_retry, field_problem
 from sseplay.records import (
+    MAX_RECORD_BYTES,
     TOO_DEEP,
     ArrayScanner,
     BadLine,
     Layout,
     Malformed,
+    RecordTooLong,
     index_array,
     index_lines,
     is_gzip,
@@ -93,42 +96,79 @@ def as_text(value: Any) -> str:
     return value if isinstance(value, str) else compact_json(value)
 
 
-_CLOCK = re.compile(r"^(\d+):([0-5]?\d)(?::([0-5]?\d))?(\.\d+)?$")
+_CLOCK = re.compile(r"^(\d+):([0-5]?\d)(?::([0-5]?\d))?(\.\d+)?$", re.ASCII)
+# Seconds written as a string: plain decimal notation only. Python's float() would also
+# take "nan", "inf", "1_000" and "1e400", none of which is a time a person writes.
+_DECIMAL_SECONDS = re.compile(r"^-?\d+(\.\d+)?$", re.ASCII)
+# The largest time value, in seconds either way of zero (about 31 million years): far
+# beyond any timestamp, still exact to the microsecond as a 64-bit float.
+MAX_TIME_SECONDS = 10**15
+TIME_FORMS = (
+    "write seconds as a number (12.5), a clock (00:05 or 01:02:03) or an ISO-8601 "
+    "timestamp (2026-01-01T00:00:05Z)"
+)
+
+
+def _in_range(seconds: int | float) -> float:
+    # Compared before float() so that a 400-digit integer is refused, not an OverflowError.
+    if not -MAX_TIME_SECONDS <= seconds <= MAX_TIME_SECONDS:
+        raise _out_of_range()
+    return float(seconds)
+
+
+def _out_of_range() -> ValueError:
+    return ValueError(
+        f"out of range: a time is at most {MAX_TIME_SECONDS:,} seconds either way of zero; "
+        + TIME_FORMS
+    )
+
+
+def _integer(digits: str) -> int:
+    # int() refuses more than 4,300 digits with advice about the interpreter; more
+    # than 16 significant digits is out of range in any case.
+    if len(digits.lstrip("-").lstrip("0")) > 16:
+        raise _out_of_range()
+    return int(digits)
 
 
 def parse_time(value: Any) -> tuple[str, float]:
-    """(kind, seconds) of a time value: a number, a clock string or an ISO-8601 timestamp."""
+    """(kind, seconds) of a time value: a number, a clock string or an ISO-8601 timestamp.
+
+    Every value is finite and within MAX_TIME_SECONDS; anything else raises ValueError
+    saying which forms are accepted."""
     if isinstance(value, bool):
-        raise ValueError("true/false is not a time")
+        raise ValueError(f"true/false is not a time: {TIME_FORMS}")
     if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ValueError("not a finite number")
-        return "number", float(value)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"not a finite number: {TIME_FORMS}")
+        return "number", _in_range(value)
     if not isinstance(value, str):
-        raise ValueError("expected seconds, a clock like 00:05 or an ISO-8601 timestamp")
+        raise ValueError(TIME_FORMS)
     text = value.strip()
     clock = _CLOCK.match(text)
     if clock:
         first, second, third, fraction = clock.groups()
         hours, minutes, seconds = (
-            (int(first), int(second), int(third))
+            (_integer(first), int(second), int(third))
             if third is not None
-            else (0, int(first), int(second))
+            else (0, _integer(first), int(second))
         )
-        return "clock", hours * 3600 + minutes * 60 + seconds + float(fraction or 0)
-    try:
+        whole = _in_range(hours * 3600 + minutes * 60 + seconds)
+        return "clock", whole + float(fraction or 0)
+    if _DECIMAL_SECONDS.match(text):
+        _in_range(_integer(text.partition(".")[0]))  # before float()
         return "number", float(text)
-    except ValueError:
-        pass
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(
-            "expected seconds, a clock like 00:05 or 01:02:03, or an ISO-8601 timestamp"
-        ) from None
+        raise ValueError(TIME_FORMS) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return "timestamp", moment.timestamp()
+
+
+def _shorten(text: str, keep: int = 24) -> str:
+    return text if len(text) <= keep else f"{text[:keep]}... ({len(text)} characters)"
 
 
 class RecordMapper:
@@ -268,15 +308,38 @@ class EventFile:
                 index += 1
 
 
+# How the start-up check reports its progress: (bytes read so far, bytes in all), counted
+# in bytes of the file on disk. Called about once per MiB read.
+ProgressCallback = Callable[[int, int], None]
+
+
 def load_event_file(
     label: str,
     path: Path,
     mapping: FieldMapping,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    *,
+    max_record_bytes: int = MAX_RECORD_BYTES,
+    on_progress: ProgressCallback | None = None,
 ) -> EventFile:
-    """Check every record of a file and index it for serving; raise InputError on anything bad."""
-    if path.is_dir():
+    """Check every record of a file and index it for serving; raise InputError on anything bad.
+
+    ``path`` must be a regular file: a pipe or a device is read once only, so it is spooled
+    first (``sseplay.spool``). No record may be longer than ``max_record_bytes``."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise InputError(label, "no such file: check the path") from None
+    except PermissionError:
+        raise InputError(label, "permission denied: the file cannot be read") from None
+    except OSError as error:
+        raise InputError(label, f"cannot be read: {error.strerror}") from None
+    if stat.S_ISDIR(mode):
         raise InputError(label, "is a directory, not an event file: name a .json or .jsonl file")
+    if not stat.S_ISREG(mode):
+        raise InputError(
+            label, "is a pipe or a device, not a regular file: copy it to a file (spool it) first"
+        )
     try:
         compressed = is_gzip(path)
         with open_binary(path, compressed) as stream:
@@ -289,8 +352,21 @@ def load_event_file(
         raise InputError(label, f"cannot be read to its end: {error}") from None
     if layout is None:
         raise InputError(label, "the file is empty: it needs a JSON array or JSON Lines")
+    on_read = None
+    if on_progress is not None:
+        total = path.stat().st_size
+        report = on_progress
+
+        def on_read(done: int) -> None:
+            report(done, total)
+
+    indexer = _Indexer(
+        label, path, compressed, layout, mapping, memory_budget, max_record_bytes, on_read
+    )
     try:
-        return _Indexer(label, path, compressed, layout, mapping, memory_budget).run()
+        return indexer.run()
+    except RecordTooLong as error:
+        raise indexer.too_long(error) from None
     except (OSError, EOFError) as error:  # a gzip stream that breaks off or is corrupt
         raise InputError(label, f"cannot be read to its end: {error}") from None
 
@@ -306,6 +382,8 @@ class _Indexer:
         layout: Layout,
         mapping: FieldMapping,
         memory_budget: int,
+        max_record: int = MAX_RECORD_BYTES,
+        on_read: Callable[[int], None] | None = None,
     ) -> None:
         self.label = label
         self.path = path
@@ -313,6 +391,24 @@ class _Indexer:
         self.layout = layout
         self.mapping = mapping
         self.memory_budget = memory_budget
+        self.max_record = max_record
+        self.on_read = on_read
+
+    def _open(self) -> IO[bytes]:
+        return open_binary(self.path, self.compressed, self.on_read)
+
+    def too_long(self, error: RecordTooLong) -> InputError:
+        limit = f"{error.limit:,} bytes"
+        if error.limit % (1 << 20) == 0:
+            limit = f"{error.limit >> 20} MiB"
+        problem = (
+            f"a record longer than {limit}, the most sseplay reads as one record (a line of "
+            "JSON Lines or an element of an array): split it, or check that this is an "
+            "event file"
+        )
+        if error.line is not None:
+            return self._fail_at(error.line, problem)
+        return self._fail_at_byte(error.position, problem)
 
     def _fail_at(self, line: int, problem: str) -> InputError:
         return InputError(f"{self.label}:{line}", problem)
@@ -329,13 +425,13 @@ class _Indexer:
 
     def _records(self, stream: Any) -> Iterator[tuple[int, int, Any]]:
         if self.layout == "lines":
-            for position, line, raw in iter_lines(stream):
+            for position, line, raw in iter_lines(stream, max_record=self.max_record):
                 try:
                     yield position, line, loads(raw)
                 except ValueError as error:
                     raise self._bad_line(line, error) from None
             return
-        scanner = ArrayScanner(stream)
+        scanner = ArrayScanner(stream, max_record=self.max_record)
         try:
             scanner.open_array()
             for position, line, raw in scanner.elements():
@@ -369,9 +465,9 @@ class _Indexer:
         record decoded at C speed, nothing kept but the checkpoints. None when the file
         turns out to be a recording, or an array whose layout the fast check cannot
         follow: the full check then goes through it and says what is wrong and where."""
-        with open_binary(self.path, self.compressed) as stream:
+        with self._open() as stream:
             if self.layout == "array":
-                indexed = index_array(stream, CHECKPOINT_STRIDE)
+                indexed = index_array(stream, CHECKPOINT_STRIDE, self.max_record)
                 if indexed is None:
                     return None
                 count, checkpoints = indexed
@@ -380,7 +476,7 @@ class _Indexer:
                 if _is_header(loads(first[2])):
                     return None  # the full check says a recording must be JSON Lines
             else:
-                for _, _, raw in iter_lines(stream):
+                for _, _, raw in iter_lines(stream, max_record=self.max_record):
                     try:
                         if _is_header(loads(raw)):
                             return None
@@ -389,7 +485,7 @@ class _Indexer:
                     break
                 stream.seek(0)
                 try:
-                    count, checkpoints = index_lines(stream, CHECKPOINT_STRIDE)
+                    count, checkpoints = index_lines(stream, CHECKPOINT_STRIDE, self.max_record)
                 except BadLine as bad:
                     raise self._bad_line(bad.line, bad.error) from None
         if count == 0:
@@ -427,7 +523,7 @@ class _Indexer:
         ids_seen = False
         event_types: set[str] = set()
         index = 0
-        with open_binary(self.path, self.compressed) as stream:
+        with self._open() as stream:
             for position, line, record in self._records(stream):
                 if index == 0 and not recording and _is_header(record):
                     if self.layout != "lines":
@@ -465,7 +561,9 @@ class _Indexer:
                         kind, seconds = parse_time(raw_time)
                     except ValueError as error:
                         raise self._fail_at(
-                            line, f"record {index + 1}: cannot read the time {raw_time!r}: {error}"
+                            line,
+                            f"record {index + 1}: cannot read the time "
+                            f"{_shorten(repr(raw_time))}: {error}",
                         ) from None
                     if times is None:
                         times = array("d")
