@@ -476,7 +476,7 @@ def test_once_answers_the_clients_reconnect_with_204_and_tail_exits_0_by_itself(
         assert tail.returncode == 0, tail.stderr
         assert [json.loads(line)["id"] for line in tail.stdout.splitlines()] == ["1", "2", "3"]
         assert "204" in tail.stderr
-        out, err = serve.process.communicate(timeout=10)
+        _, err = serve.process.communicate(timeout=10)
         elapsed = time.monotonic() - started
     assert serve.process.returncode == 0, err
     assert b"Traceback" not in err
