@@ -120,6 +120,13 @@ def drain(
 
 
 def _shrink(path: Path) -> None:
+    """Cut at a record boundary: a page read back comes up short (the old endless loop)."""
+    data = path.read_bytes()
+    with path.open("r+b") as file:
+        file.truncate(data.index(b"\n", len(data) // 10) + 1)
+
+
+def _cut_mid_record(path: Path) -> None:
     size = path.stat().st_size
     with path.open("r+b") as file:
         file.truncate(size // 3)
@@ -137,7 +144,12 @@ def _rewrite_in_place(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-CHANGES = {"truncated": _shrink, "replaced": _replace, "rewritten": _rewrite_in_place}
+CHANGES = {
+    "truncated": _shrink,
+    "cut-mid-record": _cut_mid_record,
+    "replaced": _replace,
+    "rewritten": _rewrite_in_place,
+}
 
 
 @pytest.mark.timeout(60)
