@@ -273,6 +273,30 @@ def test_a_huge_id_with_loop_is_unknown_not_a_flood(live: Any, tmp_path: Path) -
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(
+    ("round_suffix", "known"),
+    [("1", True), ("1" * 25, False), ("9" * 400, False), ("\u00b2", False), ("01", False)],
+    ids=["round-1", "25-digits", "400-digits", "superscript-two", "leading-zero"],
+)
+def test_round_suffixes_of_own_ids_are_parsed_exactly_too(
+    live: Any, tmp_path: Path, round_suffix: str, known: bool
+) -> None:
+    path = write_lines(tmp_path / "own.jsonl", [{"id": f"e{n}", "n": n} for n in range(3)])
+    stream = make_stream(
+        path, mapping=FieldMapping(id_field="id"), timing=Timing(interval=0.1, loop=True)
+    )
+    server = live([stream])
+    status, body = _events_after(server.port, f"e1#{round_suffix}".encode(), 0.5)
+    assert status == 200
+    assert body.count(b"\ndata: ") <= 7
+    if known:
+        assert b"id: e2#1\n" in body.split(b"\n\n")[0]
+    else:
+        assert b"unknown Last-Event-ID" in body
+        assert b"id: e0\n" in body
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
     "last_event_id",
     [b"9" * 400, "\u00b2".encode(), b"\xb2", "\u0663".encode(), b"1e3", b"+2", b"0", b"2.0"],
     ids=[
