@@ -11,6 +11,12 @@ knows the response is complete), a paused transport (back-pressure), a
 disconnected client, and any other server. It also lets a client cut off for not
 reading be dropped at once (``abort``). ``DirectBody.of`` checks what it
 relies on and says None when anything is not as expected.
+
+It also tells a connection that has gone from one that has not (``gone``), on
+either path. uvicorn marks a response disconnected when its connection is lost,
+except when the client pipelined a second request behind it: the connection's
+current request is then the second one, the first never hears of the loss, and
+its writes go to a closed transport (uvloop raises, asyncio drops them quietly).
 """
 
 from __future__ import annotations
@@ -23,15 +29,17 @@ _HTTPTOOLS_CYCLE = ("uvicorn.protocols.http.httptools_impl", "RequestResponseCyc
 
 
 class DirectBody:
-    __slots__ = ("_cycle", "_flow", "_transport")
+    __slots__ = ("_cycle", "_flow", "_transport", "fast")
 
-    def __init__(self, cycle: Any) -> None:
+    def __init__(self, cycle: Any, fast: bool = True) -> None:
         self._cycle = cycle
         self._flow = cycle.flow
         self._transport = cycle.transport
+        # False: body chunks go through ASGI ``send``; ``gone`` and ``abort`` still work.
+        self.fast = fast
 
     @classmethod
-    def of(cls, scope: Scope, receive: Receive) -> DirectBody | None:
+    def of(cls, scope: Scope, receive: Receive, fast: bool = True) -> DirectBody | None:
         """The fast path for a response whose start has been sent, or None.
 
         The server's request cycle is found through ``receive``, which Starlette's
@@ -50,15 +58,27 @@ class DirectBody:
                 and scope["method"] != "HEAD"
                 and isinstance(cycle.flow.write_paused, bool)
                 and callable(cycle.transport.write)
+                and callable(cycle.transport.is_closing)
             )
         except AttributeError:  # another uvicorn than the one this was written against
             return None
-        return cls(cycle) if ready else None
+        return cls(cycle, fast) if ready else None
+
+    @property
+    def gone(self) -> bool:
+        """The connection is closed (or closing) while the response still expects writes."""
+        return not self._cycle.disconnected and bool(self._transport.is_closing())
 
     def write(self, chunk: bytes) -> bool:
-        """Write a non-empty, non-final chunk now; False when it must go through ``send``."""
+        """Write a non-empty, non-final chunk now; False when it must go through ``send``.
+        Raises what the transport raises (uvloop: RuntimeError once it is closed)."""
         cycle = self._cycle
-        if cycle.disconnected or cycle.response_complete or self._flow.write_paused:
+        if (
+            not self.fast
+            or cycle.disconnected
+            or cycle.response_complete
+            or self._flow.write_paused
+        ):
             return False
         self._transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
         return True

@@ -33,8 +33,10 @@ logger = logging.getLogger("sseplay.fanout")
 # A timer may fire a little early (libuv counts in milliseconds): what is due within
 # this much is written now rather than after another wake-up.
 TIMER_SLACK = 0.001
-# Events a broadcast keeps so that a client reconnecting with Last-Event-ID catches up.
+# Events a broadcast keeps so that a client reconnecting with Last-Event-ID catches up: at
+# most this many, and at most this many bytes of them (the newest event is always kept).
 BROADCAST_HISTORY = 10_000
+BROADCAST_HISTORY_BYTES = 16 << 20
 # A comment, never an event (WHATWG 9.2.6: a line starting with U+003A COLON is ignored).
 PING = b": ping\n\n"
 
@@ -111,7 +113,13 @@ class Timer:
             # at once (interval 0) lets the event loop run in between.
             for stream in due:
                 if not stream.closed:
-                    when = stream.play(now)
+                    try:
+                        when = stream.play(now)
+                    except Exception:
+                        # A fault in one stream must not cost the others on this tick
+                        # their writes: it is dropped (and said so) and the round goes on.
+                        logger.exception("a stream failed and was dropped")
+                        continue
                     if when is not None:
                         self._add(when, stream)
         finally:
@@ -142,6 +150,7 @@ class Outlet:
         "closed",
         "completed",
         "cut_off",
+        "failure",
         "on_drained",
         "task",
     )
@@ -168,31 +177,43 @@ class Outlet:
         self.closed = False
         self.completed = False
         self.cut_off = False
+        # Why a write to this connection failed (it is then closed), or None.
+        self.failure: str | None = None
 
     @property
     def direct(self) -> bool:
         """Whether chunks go straight to the server's transport (see ``sseplay.direct``)."""
-        return self._direct is not None
+        return self._direct is not None and self._direct.fast
 
     def write(self, chunk: bytes, more_body: bool = True) -> bool:
         """Send ``chunk`` (the last one when ``more_body`` is false); False when the client
-        is not keeping up and the write finishes later."""
+        is not keeping up and the write finishes later, or when the write failed (the
+        connection is then ended: ``failure`` says why). It never raises: one connection's
+        failure must not reach the timer, the broadcast or the other connections."""
         send = self._send
         if self.completed or self.closed or send is None:
             return False
-        if more_body and chunk and self._direct is not None and self._direct.write(chunk):
-            return True
-        if not more_body:
-            self.completed = True
-        message = {"type": "http.response.body", "body": chunk, "more_body": more_body}
-        # ASGI's send is a coroutine function; typed Awaitable by Starlette.
-        coroutine = cast(Coroutine[Any, Any, None], send(message))
+        direct = self._direct
         try:
-            blocker = coroutine.send(None)
-        except StopIteration:
-            return True
+            if direct is not None and direct.gone:
+                self.fail("its connection was closed under it")
+                return False
+            if more_body and chunk and direct is not None and direct.write(chunk):
+                return True
+            if not more_body:
+                self.completed = True
+            message = {"type": "http.response.body", "body": chunk, "more_body": more_body}
+            # ASGI's send is a coroutine function; typed Awaitable by Starlette.
+            coroutine = cast(Coroutine[Any, Any, None], send(message))
+            try:
+                blocker = coroutine.send(None)
+            except StopIteration:
+                return True
         except OSError:  # ASGI 2.4: the server may say so when the client has gone
             self.closed = True
+            return False
+        except Exception as error:  # uvloop's RuntimeError on a closed transport, and others
+            self.fail(f"a write failed: {type(error).__name__}: {error}")
             return False
         self.blocked = True
         self._finisher = self._loop.create_task(self._finish(coroutine, blocker))
@@ -216,6 +237,11 @@ class Outlet:
             raise
         except OSError:
             self.closed = True
+        except Exception as error:
+            self.blocked = False
+            self._finisher = None
+            self.fail(f"a write failed: {type(error).__name__}: {error}")
+            return
         self.blocked = False
         self._finisher = None
         if self._timeout is not None:
@@ -229,11 +255,20 @@ class Outlet:
         drop the connection (the server's ``send`` stays paused until it reads)."""
         self._timeout = None
         self.cut_off = True
-        if self._direct is not None:
+        if self._direct is not None and self._direct.fast:
             # The server sees the connection lost and tells the response so.
             self._direct.abort()
         else:
             self._on_cut_off(self)
+        self.close()
+
+    def fail(self, reason: str) -> None:
+        """A write to this connection failed: end it, and only it. Its request is ended
+        the way a client cut off is (the server may never tell it of the loss)."""
+        if self.closed:
+            return
+        self.failure = reason
+        self._on_cut_off(self)
         self.close()
 
     def close(self) -> None:
@@ -377,8 +412,7 @@ class Player(Listener):
     async def _fetch(self) -> None:
         try:
             await self.replay.fetch(self.n)
-        except Unreadable as error:
-            logger.error("%s", error)
+        except Unreadable:  # logged once by the replay, for all its streams
             self.outlet.write(b"", more_body=False)
             return
         finally:
@@ -432,7 +466,8 @@ class Broadcast:
         # and a set would reshuffle that order as it grows, moving a subscriber's moment
         # within the pass from one event to the next.
         self._subscribers: dict[Subscriber, None] = {}
-        self._history: deque[bytes] = deque(maxlen=BROADCAST_HISTORY)
+        self._history: deque[bytes] = deque()
+        self.history_bytes = 0
 
     def begin(self) -> None:
         """Start the timeline now (the server has started)."""
@@ -451,9 +486,10 @@ class Broadcast:
                 return None
             first, self.position = self.position, stop
             if stop == first + 1:
-                self._history.append(chunk)
+                self._remember(chunk)
             else:  # the history keeps single events, for any resume point
-                self._history.extend(self.replay.chunk(n, n + 1)[0] for n in range(first, stop))
+                for n in range(first, stop):
+                    self._remember(self.replay.chunk(n, n + 1)[0])
             self.ended = self.replay.is_over(stop)
             self._last_write = now
             for subscriber in list(self._subscribers):
@@ -472,11 +508,20 @@ class Broadcast:
         due = self._origin + plan.offset(self.position)
         return min(due, self._last_write + self.ping) if self.ping else due
 
+    def _remember(self, event: bytes) -> None:
+        """Keep an event for resuming clients, within the history's count and bytes."""
+        history = self._history
+        history.append(event)
+        self.history_bytes += len(event)
+        while len(history) > 1 and (
+            len(history) > BROADCAST_HISTORY or self.history_bytes > BROADCAST_HISTORY_BYTES
+        ):
+            self.history_bytes -= len(history.popleft())
+
     async def _fetch(self) -> None:
         try:
             await self.replay.fetch(self.position)
-        except Unreadable as error:
-            logger.error("%s", error)
+        except Unreadable:  # logged once by the replay
             self.ended = self.closed = True
             for subscriber in list(self._subscribers):
                 subscriber.outlet.write(b"", more_body=False)

@@ -11,15 +11,16 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sse_starlette import EventSourceResponse
-from starlette.datastructures import QueryParams
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from sseplay.config import (
     DEFAULT_PING,
@@ -31,7 +32,7 @@ from sseplay.config import (
 from sseplay.direct import DirectBody
 from sseplay.errors import CannotServe, UsageError
 from sseplay.fanout import Broadcast, Listener, Outlet, Player, Subscriber, Timer
-from sseplay.replay import Replay, Start
+from sseplay.replay import UNKNOWN, Replay, Start, decode_id, shown_id
 from sseplay.stream import Stream as PublicStream
 
 logger = logging.getLogger("sseplay.server")
@@ -41,6 +42,24 @@ GRACEFUL_SHUTDOWN_SECONDS = 0.5
 # What uvicorn logs when an application returns with its response unfinished: that
 # is how a client cut off for not reading is dropped (ASGI has no other way).
 _UNFINISHED = "ASGI callable returned without completing response."
+# The most bytes a request line and its headers may take; beyond, the answer is 431
+# Request Header Fields Too Large (RFC 6585 section 5) and the connection is closed. The
+# same 16 KiB as uvicorn's h11 protocol (h11's default) and Node.js; uvicorn's httptools
+# protocol, which sseplay runs on, has no limit of its own.
+MAX_REQUEST_HEAD_BYTES = 16 << 10
+# --once: after the first whole replay, how long the server waits for that client to
+# reconnect and be told (204) that the replay is over. A client reconnects after the
+# server's retry: time, or its own default: 3 s in Chromium and sseplay tail, 5 s in
+# Firefox. Then a second more, and never more than ONCE_LONGEST_WAIT in all.
+ONCE_DEFAULT_RECONNECT = 5.0
+ONCE_MARGIN = 1.0
+ONCE_LONGEST_WAIT = 30.0
+# The page's icon, so that a browser's request for /favicon.ico is not a 404 every time.
+FAVICON = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+    b'<rect width="16" height="16" rx="3" fill="#4fb3ff"/>'
+    b'<path d="M6 4l6 4-6 4z" fill="#0f1419"/></svg>'
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +87,12 @@ class Hub:
         streams: Sequence[Stream],
         options: AppOptions,
         on_complete: Callable[[], None] | None,
+        on_over: Callable[[], None] | None = None,
     ) -> None:
         self.options = options
         self.on_complete = on_complete
+        # Runs after a client was answered 204 (the replay is over): --once stops then.
+        self.on_over = on_over
         self.listeners: set[Listener] = set()
         self.headers = event_stream_headers()
         self.cut_off = 0
@@ -163,11 +185,13 @@ def create_app(
     streams: Sequence[Stream],
     options: AppOptions,
     on_complete: Callable[[], None] | None = None,
+    on_over: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The whole server. ``on_complete`` runs when a client has received a whole replay
-    (or, in broadcast mode, when the shared timeline has played to its end). The app's
-    ``state.hub`` holds its open streams: ``StreamingServer`` ends them when it stops."""
-    hub = Hub(streams, options, on_complete)
+    (or, in broadcast mode, when the shared timeline has played to its end); ``on_over``
+    after a client was answered 204 because the replay is over. The app's ``state.hub``
+    holds its open streams: ``StreamingServer`` ends them when it stops."""
+    hub = Hub(streams, options, on_complete, on_over)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -212,6 +236,11 @@ def create_app(
         page = resources.files("sseplay").joinpath("viewer.html").read_text("utf-8")
         return HTMLResponse(page)
 
+    @app.get("/favicon.ico")
+    async def favicon() -> Response:
+        headers = {"Cache-Control": "max-age=86400"}
+        return Response(FAVICON, media_type="image/svg+xml", headers=headers)
+
     return app
 
 
@@ -228,17 +257,30 @@ class _StreamEndpoint:
         self._cut_off = hub.cut_off_stream  # one bound method, not one per connection
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        hub, replay = self.hub, self.stream.replay
+        hub, replay, route = self.hub, self.stream.replay, self.stream.route
         # A browser reconnecting sends the header (WHATWG 9.2.4); a first connection
         # cannot set headers, so the query parameter stands in for it.
-        last_event_id = _header(scope, b"last-event-id")
-        if last_event_id is None:
-            last_event_id = QueryParams(scope["query_string"]).get("lastEventId")
-        start = replay.start_after(last_event_id)
-        broadcast = hub.broadcasts.get(self.stream.route)
+        raw_id = _header(scope, b"last-event-id")
+        if raw_id is None:
+            raw_id = _query_parameter(scope["query_string"], b"lastEventId")
+        last_event_id = None if raw_id is None else decode_id(raw_id)
+        if raw_id and last_event_id is None:  # not UTF-8: no event has that id
+            start, shown = UNKNOWN, shown_id(raw_id)
+        else:
+            start = replay.start_after(last_event_id)
+            shown = shown_id(last_event_id or "")
+        broadcast = hub.broadcasts.get(route)
         # 204 tells a browser to stop reconnecting (WHATWG 9.2.3): the replay is over.
         if replay.is_over(start.n) or (broadcast is not None and broadcast.ended):
             await Response(status_code=204)(scope, receive, send)
+            logger.info(
+                "%s asked %s for more after its end (Last-Event-ID %s): 204 No Content",
+                _client(scope),
+                route,
+                shown,
+            )
+            if hub.on_over is not None:
+                hub.on_over()
             return
         await send({"type": "http.response.start", "status": 200, "headers": hub.headers})
         if scope["method"] == "HEAD":  # the headers a GET would get, and no stream
@@ -246,25 +288,30 @@ class _StreamEndpoint:
             return
         task = asyncio.current_task()
         assert task is not None
-        direct = DirectBody.of(scope, receive) if hub.options.direct_writes else None
+        direct = DirectBody.of(scope, receive, fast=hub.options.direct_writes)
         outlet = Outlet(send, hub.options.send_timeout, self._cut_off, direct, task)
-        if start.n:
-            logger.info(
-                "%s connected to %s (resuming at event %d)",
+        if not start.known:
+            logger.warning(
+                "%s connected to %s with an unknown Last-Event-ID %s: replaying from the start",
                 _client(scope),
-                self.stream.route,
-                start.n + 1,
+                route,
+                shown,
+            )
+        elif start.n:
+            logger.info(
+                "%s connected to %s (resuming at event %d)", _client(scope), route, start.n + 1
             )
         else:
-            logger.info("%s connected to %s", _client(scope), self.stream.route)
-        listener = hub.open(self.stream, outlet, start, replay.preamble(start, last_event_id))
+            logger.info("%s connected to %s", _client(scope), route)
+        listener = hub.open(self.stream, outlet, start, replay.preamble(start, shown))
         try:
             # The request's own task waits here: a disconnect, or the end of the
             # response written by the timer, wakes it (uvicorn answers http.disconnect).
             while (await receive())["type"] != "http.disconnect":
                 pass
         except asyncio.CancelledError:
-            if not outlet.cut_off:
+            # Ended on purpose: cut off for not reading, or a write to it failed.
+            if not (outlet.cut_off or outlet.failure):
                 raise
             task.uncancel()
         finally:
@@ -275,6 +322,10 @@ class _StreamEndpoint:
                 how = "the server stopped"
             elif outlet.cut_off:
                 how = f"cut off: it read nothing for {hub.options.send_timeout:g} s"
+            elif outlet.failure:
+                how = f"ended: {outlet.failure}"
+            elif replay.failed:
+                how = "its file cannot be read any more"
             else:
                 how = "disconnected"
             logger.info(
@@ -286,19 +337,93 @@ class _StreamEndpoint:
             )
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
-    """A request header's first value; read in place, because Starlette's ``Headers``
-    copies the whole list into the scope, where it stays for the life of a stream.
-    ASGI header names are lower-cased by the server."""
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    """A request header's first value, as sent; read in place, because Starlette's
+    ``Headers`` copies the whole list into the scope, where it stays for the life of a
+    stream. ASGI header names are lower-cased by the server."""
     for key, value in scope["headers"]:
         if key == name:
-            return bytes(value).decode("latin-1")
+            return bytes(value)
+    return None
+
+
+def _query_parameter(query: bytes, name: bytes) -> bytes | None:
+    """The first value of a query parameter, percent-decoded to bytes (URL Standard,
+    application/x-www-form-urlencoded parsing: ``+`` is a space); the caller decodes it
+    as UTF-8, so that bytes that are not UTF-8 are not silently replaced with U+FFFD."""
+    for pair in query.split(b"&"):
+        key, _, value = pair.partition(b"=")
+        if unquote_to_bytes(key.replace(b"+", b" ")) == name:
+            return unquote_to_bytes(value.replace(b"+", b" "))
     return None
 
 
 def _client(scope: Scope) -> str:
     host, port = scope.get("client") or ("?", 0)
     return f"{host}:{port}"
+
+
+class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a limit on the size of a request head.
+
+    httptools gathers a header in memory however long it grows (and a long one by
+    repeated concatenation), and uvicorn keeps every header of a request for as long as
+    its response lasts: here the bytes of a request head are counted as they arrive, and
+    a head that has not ended within ``MAX_REQUEST_HEAD_BYTES`` is answered 431 (RFC 6585
+    section 5) and its connection closed before the parser sees the excess."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True  # the next bytes belong to a request line or headers
+        self._head_bytes = 0
+        self._head_tail = b""  # the last bytes of the head so far: its end may straddle reads
+        self._refused = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._in_head:
+            room = MAX_REQUEST_HEAD_BYTES - self._head_bytes
+            if len(data) > room:
+                # Fine only if the head ends (an empty line, RFC 9112 section 2.1) in the room.
+                window = self._head_tail + data[: max(room, 0)]
+                if b"\r\n\r\n" not in window and b"\n\n" not in window:
+                    self._refuse_head()
+                    return
+            self._head_bytes += len(data)
+            self._head_tail = data[-3:]
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_head = True
+        self._head_bytes = 0
+        self._head_tail = b""
+        super().on_message_complete()
+
+    def _refuse_head(self) -> None:
+        self._refused = True
+        host, port = self.client or ("?", 0)
+        logger.warning(
+            "%s:%s sent a request head over %d bytes: answered 431",
+            host,
+            port,
+            MAX_REQUEST_HEAD_BYTES,
+        )
+        cycle = self.cycle
+        if cycle is None or cycle.response_complete:
+            message = b"Request header fields too large\n"
+            self.transport.write(
+                b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+                b"content-type: text/plain; charset=utf-8\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%b" % (len(message), message)
+            )
+        # else a response is under way on this connection (the head is a pipelined
+        # request's): an answer now would land inside it, so the connection just closes.
+        self.transport.close()
 
 
 class StreamingServer(uvicorn.Server):
@@ -366,6 +491,9 @@ def streaming_server(app: ASGIApp, hub: Hub, **config: Any) -> StreamingServer:
         "lifespan": "on",
         # A local mock server has no proxy in front to trust X-Forwarded-For from.
         "proxy_headers": False,
+        "http": HeadLimitedHttpToolsProtocol,
+        # The same limit should uvicorn be told to use h11 instead (h11 then answers 400).
+        "h11_max_incomplete_event_size": MAX_REQUEST_HEAD_BYTES,
     }
     settings.update(config)
     return StreamingServer(uvicorn.Config(app, **settings), hub)
@@ -395,6 +523,13 @@ def stream_urls(sock: socket.socket, streams: Sequence[Stream]) -> list[str]:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     return [f"http://{shown}:{port}{s.route}" for s in streams]
+
+
+def once_wait(streams: Sequence[Stream]) -> float:
+    """How long ``--once`` waits for the client's reconnect (see ONCE_DEFAULT_RECONNECT)."""
+    retries = [s.replay.retry / 1000 for s in streams if s.replay.retry is not None]
+    reconnect = max(retries) if retries else ONCE_DEFAULT_RECONNECT
+    return min(reconnect + ONCE_MARGIN, ONCE_LONGEST_WAIT)
 
 
 class Server:
@@ -486,13 +621,33 @@ class Server:
         if self._server is not None:
             raise RuntimeError("the server is already running")
         config = self.config
+        # --once: after the first whole replay the server waits (``once_wait``) for that
+        # client to reconnect and hear, with a 204, that the replay is over, so that it
+        # stops for good (WHATWG 9.2.3); it stops once it has answered, or after the wait.
+        completed = False
+
+        def stop() -> None:
+            if self._server is not None:
+                self._server.should_exit = True
 
         def complete() -> None:
+            nonlocal completed
             if on_complete is not None:
                 on_complete()
-            if config.once and self._server is not None:
-                logger.info("--once: a client got the whole replay, stopping")
-                self._server.should_exit = True
+            if config.once and self._server is not None and not completed:
+                completed = True
+                wait = once_wait(self.routes)
+                logger.info(
+                    "--once: a client got the whole replay; stopping once it is told so "
+                    "(204), or in %g s",
+                    wait,
+                )
+                asyncio.get_running_loop().call_later(wait, stop)
+
+        def over() -> None:
+            if completed:
+                logger.info("--once: the replay is over for its client, stopping")
+                stop()
 
         app = create_app(
             self.routes,
@@ -503,6 +658,7 @@ class Server:
                 send_timeout=config.send_timeout,
             ),
             complete,
+            over,
         )
         self._sock = bind(config.host, config.port)
         self._hub = hub_of(app)

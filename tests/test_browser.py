@@ -313,3 +313,109 @@ def test_viewer_lists_streams_shows_pauses_filters_and_never_runs_data(
         page.wait_for_function("document.querySelector('#state').textContent !== 'open'")
         page.screenshot(path=str(ARTIFACTS / "viewer-scores.png"))
         assert page.evaluate("window.pwned") is None
+
+
+def _viewer_rows(page: Any) -> list[dict[str, str]]:
+    """The viewer's rows, oldest first: time, type, id and data as shown."""
+    rows = page.evaluate(
+        """[...document.querySelectorAll('.event')].map((row) => ({
+            time: row.querySelector('.time').textContent,
+            type: row.querySelector('.type').textContent,
+            id: row.querySelector('.id').textContent,
+            data: row.querySelector('.data').textContent}))"""
+    )
+    return list(reversed(rows))
+
+
+def test_viewer_shows_every_event_type_even_open_and_error(page: Any, tmp_path: Path) -> None:
+    """250 types, more than /healthz lists (200); types named like the connection's own
+    notices are events like any other and leave the connection state alone."""
+    records = [{"kind": f"type-{n}", "n": n} for n in range(250)]
+    records += [{"kind": "open", "n": 250}, {"kind": "error", "n": 251}]
+    records += [{"kind": "message", "n": 252}]
+    path = write_lines(tmp_path / "types.jsonl", records)
+    mapping = FieldMapping(data_field="n", event_field="kind")
+    stream = make_stream(path, mapping=mapping, timing=Timing(interval=0.001), retry=60_000)
+    with LiveServer(create_app([stream], AppOptions(ping=0))) as server:
+        page.goto(server.url + "/")
+        page.wait_for_function("document.querySelectorAll('.event').length >= 253", timeout=15000)
+        rows = _viewer_rows(page)
+        # Served to its end, the stream waits to reconnect: an "error" event did not say so.
+        assert page.locator("#state").text_content() in ("open", "reconnecting")
+    assert [row["data"] for row in rows] == [str(n) for n in range(253)]
+    assert [row["type"] for row in rows[-3:]] == ["open", "error", "message"]
+    assert rows[0]["type"] == "type-0"
+
+
+def test_viewer_shows_local_times_labelled_and_big_integers_exactly(
+    browser: Any, tmp_path: Path
+) -> None:
+    context = browser.new_context(timezone_id="Asia/Kolkata")  # UTC+05:30: never UTC
+    page = context.new_page()
+    not_found: list[str] = []
+    page.on("response", lambda r: not_found.append(r.url) if r.status == 404 else None)
+    records = [{"big": 12345678901234567890123, "small": 1.5e-7, "text": 'a "quoted" {x}'}]
+    path = write_lines(tmp_path / "big.jsonl", records)
+    try:
+        with LiveServer(create_app([make_stream(path)], AppOptions(ping=0))) as server:
+            page.goto(server.url + "/")
+            page.wait_for_function("document.querySelectorAll('.event').length === 1")
+            (row,) = _viewer_rows(page)
+            zone = page.locator("#zone").text_content()
+            expected_hour = page.evaluate("String(new Date().getHours()).padStart(2, '0')")
+            utc_hour = page.evaluate("String(new Date().getUTCHours()).padStart(2, '0')")
+            favicon = page.evaluate("fetch('/favicon.ico').then((r) => r.status)")
+    finally:
+        context.close()
+    assert '"big": 12345678901234567890123' in row["data"]
+    assert '"text": "a \\"quoted\\" {x}"' in row["data"]
+    assert row["data"].startswith("{\n  ")
+    assert row["time"][:2] == expected_hour != utc_hour
+    assert zone in ("times in Asia/Calcutta (UTC+05:30)", "times in Asia/Kolkata (UTC+05:30)")
+    assert favicon == 200
+    assert not_found == []
+
+
+def test_viewer_resumes_with_the_last_id_as_utf8_and_stops_at_204(
+    page: Any, tmp_path: Path
+) -> None:
+    records = [{"id": ident, "n": n} for n, ident in enumerate(["a", "é", "日本"])]
+    path = write_lines(tmp_path / "ids.jsonl", records)
+    stream = make_stream(path, mapping=FieldMapping(id_field="id"), retry=50)
+    app = create_app([stream], AppOptions(ping=0))
+    requests: list[bytes] = []
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/events":
+            requests.append(dict(scope["headers"]).get(b"last-event-id", b""))
+        await app(scope, receive, send)
+
+    with LiveServer(counting, hub=hub_of(app)) as server:
+        page.goto(server.url + "/")
+        page.wait_for_function("document.querySelector('#state').textContent === 'ended'")
+        rows = _viewer_rows(page)
+    assert [row["id"] for row in rows] == ["id a", "id é", "id 日本"]
+    assert requests == [b"", "日本".encode()]  # one reconnect, answered 204
+
+
+def test_docs_screenshot_shows_an_open_stream(page: Any) -> None:
+    """The README's picture: taken while the stream is open, never while it reconnects.
+    It goes to tests/artifacts/viewer-docs.png; copy it to docs/viewer.png to update."""
+    mapping = FieldMapping(data_field="payload", event_field="type", id_field="id", time_field="at")
+    streams = [
+        make_stream(
+            SAMPLES / "notifications.json",
+            "/notifications",
+            mapping=mapping,
+            timing=Timing(speed=4, loop=True),
+        ),
+        make_stream(SAMPLES / "scores.json", "/scores"),
+    ]
+    with LiveServer(create_app(streams, AppOptions(ping=0))) as server:
+        page.set_viewport_size({"width": 1280, "height": 600})
+        page.goto(server.url + "/")
+        page.wait_for_function("document.querySelectorAll('.event').length >= 4")
+        assert page.locator("#state").text_content() == "open"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "viewer-docs.png"))
+        assert page.locator("#state").text_content() == "open"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sseplay.fanout import PING, TIMER_SLACK, Broadcast, Player, Timer
+from sseplay.fanout import BROADCAST_HISTORY_BYTES, PING, TIMER_SLACK, Broadcast, Player, Timer
 from sseplay.replay import Replay, Start
 from sseplay.schedule import DEFAULT_BATCH_LIMIT, Timing
 from sseplay.source import FieldMapping, load_event_file
@@ -280,3 +280,22 @@ def test_each_write_holds_exactly_the_events_due_from_memory_or_from_disk(
         assert ids == due[sent - 3 :]
         sent += len(ids)
     assert sent > 35  # into the second round of the loop
+
+
+def test_broadcast_history_is_bounded_in_bytes_not_only_in_events(tmp_path: Path) -> None:
+    """10,000 events of 1 MB each were 10 GB of history, kept with no client connected."""
+    path = write_lines(tmp_path / "mb.jsonl", ["x" * 1_000_000] * 24)  # 24 MB
+    source = make_stream(path, timing=Timing(interval=0.01, loop=True)).replay
+    clock = FakeClock()
+    broadcast = Broadcast(source, Timer(clock), ping=0)
+    broadcast.begin()
+    clock.advance(1)  # about 100 events of 1 MB, nobody listening
+    assert broadcast.position > 90
+    assert broadcast.history_bytes <= BROADCAST_HISTORY_BYTES
+    kept = sum(map(len, broadcast._history))
+    assert kept == broadcast.history_bytes
+    assert kept > BROADCAST_HISTORY_BYTES - 1_100_000  # full up to one event
+    # A client resuming from before the history catches up from its oldest event.
+    resumed = FakeOutlet(clock)
+    broadcast.admit(broadcast.subscribe(resumed, Start(1)), b"")  # type: ignore[arg-type]
+    assert len(resumed.ids()[0]) == len(broadcast._history)

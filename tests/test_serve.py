@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import gc
 import itertools
+import json
 import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -16,11 +18,20 @@ import pytest
 
 from sseplay.model import Event
 from sseplay.parser import EventStreamParser
-from sseplay.replay import Replay
+from sseplay.replay import PAGE_CACHE_BYTES, Replay
 from sseplay.schedule import Plan, Timing
-from sseplay.server import AppOptions, Stream, create_app
+from sseplay.server import AppOptions, Stream, create_app, once_wait
 from sseplay.source import FieldMapping, load_event_file
-from tests.conftest import SAMPLES, LiveServer, make_stream, read_stream, write_lines
+from tests.conftest import (
+    ROOT,
+    SAMPLES,
+    LiveServer,
+    ServeProcess,
+    make_stream,
+    read_stream,
+    sseplay,
+    write_lines,
+)
 
 SCORES_WIRE = (
     b'id: 1\ndata: {"time":"00:01","scores":"1:0","event":"Goal! Team A scores!"}\n\n'
@@ -442,3 +453,107 @@ def _tasks() -> int:
 def _served_by_us(thing: object) -> bool:
     module = type(thing).__module__.split(".")[0]
     return module in ("sseplay", "uvicorn", "starlette", "fastapi", "asyncio", "_asyncio")
+
+
+# --- serve --once (issue 10.5) -------------------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_once_answers_the_clients_reconnect_with_204_and_tail_exits_0_by_itself() -> None:
+    """Both processes for real: tail reconnects after the end, as every EventSource does;
+    the server answers 204 (the replay is over), tail stops for good, the server exits."""
+    with ServeProcess(
+        "samples/scores.json", "--interval", "0", "--retry", "100", "--once"
+    ) as serve:
+        started = time.monotonic()
+        tail = subprocess.run(
+            sseplay("tail", serve.url, "--format", "json"),
+            capture_output=True,
+            text=True,
+            timeout=20,
+            cwd=ROOT,
+        )
+        assert tail.returncode == 0, tail.stderr
+        assert [json.loads(line)["id"] for line in tail.stdout.splitlines()] == ["1", "2", "3"]
+        assert "204" in tail.stderr
+        _, err = serve.process.communicate(timeout=10)
+        elapsed = time.monotonic() - started
+    assert serve.process.returncode == 0, err
+    assert b"Traceback" not in err
+    assert b"asked /events for more after its end (Last-Event-ID '3'): 204 No Content" in err
+    assert b"--once: the replay is over for its client, stopping" in err
+    assert elapsed < 5  # not the whole wait: the server stopped once it had answered
+
+
+@pytest.mark.timeout(60)
+def test_once_stops_after_a_bounded_wait_when_the_client_never_comes_back() -> None:
+    with ServeProcess(
+        "samples/scores.json", "--interval", "0", "--retry", "200", "--once"
+    ) as serve:
+        body = httpx.get(serve.url, timeout=10).text
+        finished = time.monotonic()
+        assert body.count("data: ") == 3
+        serve.process.communicate(timeout=10)
+        waited = time.monotonic() - finished
+    assert serve.process.returncode == 0
+    assert 1.0 <= waited < 3  # the retry time (0.2 s) and a second more, then it exits
+
+
+def test_once_waits_for_the_longest_default_reconnect_and_never_long() -> None:
+    path = SAMPLES / "scores.json"
+    assert once_wait([make_stream(path)]) == 6.0  # Firefox reconnects after 5 s
+    assert once_wait([make_stream(path, retry=100), make_stream(path, "/b")]) == 1.1
+    assert once_wait([make_stream(path, retry=3_600_000)]) == 30.0
+
+
+# --- 204 answers and unknown ids are logged (issue 10.11) ---------------------------------
+
+
+def test_unknown_ids_and_204_answers_are_logged(
+    live: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+    server = live([make_stream(SAMPLES / "scores.json")])
+    assert read_stream(server.url + "/events", {"Last-Event-ID": "nope"}).status_code == 200
+    assert read_stream(server.url + "/events", {"Last-Event-ID": "3"}).status_code == 204
+    messages = [r.getMessage() for r in caplog.records if r.name == "sseplay.server"]
+    assert any(
+        m.endswith(
+            "connected to /events with an unknown Last-Event-ID 'nope': replaying from the start"
+        )
+        for m in messages
+    ), messages
+    assert any(
+        m.endswith("asked /events for more after its end (Last-Event-ID '3'): 204 No Content")
+        for m in messages
+    ), messages
+
+
+def test_favicon_is_served_not_a_404(live: Any) -> None:
+    server = live([make_stream(SAMPLES / "scores.json")])
+    response = httpx.get(server.url + "/favicon.ico", timeout=5)
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/svg+xml"
+    assert response.content.startswith(b"<svg")
+
+
+# --- memory bounded in bytes (issue 11.4) --------------------------------------------------
+
+
+@pytest.mark.timeout(60)
+def test_the_page_cache_of_a_file_read_from_disk_is_bounded_in_bytes(
+    live: Any, tmp_path: Path
+) -> None:
+    """Records of 40 KB: 64 pages of 256 of them were 655 MB of cache."""
+    record = "x" * 40_000
+    path = write_lines(tmp_path / "wide.jsonl", [record] * 1_200)  # 48 MB
+    event_file = load_event_file("wide.jsonl", path, FieldMapping(), memory_budget=10_000)
+    replay = Replay(event_file, Plan(event_file.count, None, Timing(interval=0)))
+    server = live([Stream("/events", "wide.jsonl", replay)])
+    with httpx.stream("GET", server.url + "/events", timeout=30) as response:
+        received = sum(len(chunk) for chunk in response.iter_raw())
+    assert received > 48_000_000
+    cached = sum(len(cue.body) for page in replay._pages.values() for cue in page)
+    largest_page = 4 << 20
+    assert cached <= PAGE_CACHE_BYTES + largest_page
+    assert replay.cached_bytes <= PAGE_CACHE_BYTES + largest_page
