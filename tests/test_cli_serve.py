@@ -20,7 +20,7 @@ from tests.conftest import ROOT, ServeProcess, run_cli, sseplay, write_lines
 
 
 def test_prints_the_url_and_nothing_else_then_once_exits_zero() -> None:
-    with ServeProcess("samples/scores.json", "--interval", "0", "--once") as serve:
+    with ServeProcess("samples/scores.json", "--interval", "0", "--once", "--retry", "0") as serve:
         assert serve.urls == [serve.url]
         assert serve.url.endswith("/events")
         body = httpx.get(serve.url, timeout=10).text

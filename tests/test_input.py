@@ -317,7 +317,17 @@ def test_process_substitution_is_read_like_standard_input(tmp_path: Path) -> Non
     source.write_bytes(LINES)
     env, temporary = spool_env(tmp_path)
     command = " ".join(
-        [*sseplay("serve"), f"<(cat {source})", "--port", "0", "--interval", "0", "--once"]
+        [
+            *sseplay("serve"),
+            f"<(cat {source})",
+            "--port",
+            "0",
+            "--interval",
+            "0",
+            "--once",
+            "--retry",
+            "0",
+        ]
     )
     process = subprocess.Popen(
         ["bash", "-c", command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env
