@@ -22,5 +22,5 @@ url=$(head -n 1 "$work/urls")
 # The stream must end with [DONE] within 10 s; every event is kept as JSON Lines.
 sseplay tail "$url" --until '^\[DONE\]$' --timeout 10 --format json >"$work/events.jsonl"
 test "$(wc -l <"$work/events.jsonl")" -eq "$(wc -l <samples/llm.jsonl)"
-grep -q '"data": "[DONE]"' "$work/events.jsonl"
+grep -qF '"data":"[DONE]"' "$work/events.jsonl"
 echo "ok: $(wc -l <"$work/events.jsonl") events from $url"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +65,8 @@ def example_server() -> Iterator[ServeProcess]:
 def test_tail_examples_run(command: str, example_server: ServeProcess, tmp_path: Path) -> None:
     base = "/".join(example_server.url.split("/")[:3])
     command = command.split(" | ")[0].replace(DOCUMENTED_BASE, base)
+    # The example without a scheme, as curl takes it.
+    command = command.replace(DOCUMENTED_BASE.removeprefix("http://"), base.split("//")[1])
     result = subprocess.run(
         [*sseplay(*shlex.split(command)[1:]), "--timeout", "20"],
         cwd=tmp_path,
@@ -82,3 +85,33 @@ def test_tail_examples_run(command: str, example_server: ServeProcess, tmp_path:
 def test_exit_code_table_matches_the_code() -> None:
     rows = re.findall(r"^\| (\d+) \| (\w+) \|", README, re.M)
     assert {int(code): name for code, name in rows} == {int(e): e.name for e in ExitCode}
+
+
+PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
+
+
+def test_the_python_api_example_runs() -> None:
+    (example,) = [block for block in PYTHON_BLOCKS if "from sseplay import" in block]
+    result = subprocess.run(
+        [sys.executable, "-c", example], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        '1 message {"token":"Hel"}',
+        '2 message {"token":"lo"}',
+        "3 message [DONE]",
+    ]
+
+
+def test_the_pytest_plugin_example_passes_with_no_conftest(tmp_path: Path) -> None:
+    (example,) = [block for block in PYTHON_BLOCKS if "def test_" in block]
+    (tmp_path / "test_readme_example.py").write_text(example)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
