@@ -335,7 +335,8 @@ def test_process_substitution_is_read_like_standard_input(tmp_path: Path) -> Non
     try:
         url = first_line(process)
         assert url.startswith("http://"), process.stderr.read1().decode()
-        assert httpx.get(url, timeout=10).text == EXPECTED_STREAM
+        # --retry 0 keeps --once's wait for the reconnect short.
+        assert httpx.get(url, timeout=10).text == "retry: 0\n\n" + EXPECTED_STREAM
         _, err = process.communicate(timeout=15)  # --once: it ends by itself
     finally:
         if process.poll() is None:
