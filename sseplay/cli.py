@@ -81,13 +81,22 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
+def _names_a_file(argument: str) -> bool:
+    """Whether ``argument`` is an existing path (a file may have ``=`` in its name); a path
+    that cannot even be looked at (no search permission, a name too long) is not one."""
+    try:
+        return Path(argument).exists()
+    except OSError:
+        return False
+
+
 def routes_of(files: Sequence[str], default_route: str) -> dict[str, str]:
     """Route -> file argument. ``ROUTE=FILE`` names the route; a lone unnamed file gets
     ``--route``, and each of several gets its file name's stem."""
     routes: dict[str, str] = {}
     for index, argument in enumerate(files):
         name, equals, path = argument.partition("=")
-        if equals and not Path(argument).exists() and (route := "/" + name.strip("/")):
+        if equals and not _names_a_file(argument) and (route := "/" + name.strip("/")):
             if problem := route_problem(route):
                 raise UsageError(f"{argument}: {problem}")
         elif len(files) == 1:
