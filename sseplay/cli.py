@@ -344,7 +344,7 @@ def _output_format(output: str | None, data_only: bool) -> str:
     return chosen
 
 
-@app.command()
+@app.command(short_help="Show an SSE stream as it arrives; an assertion for CI.")
 def tail(
     url: Annotated[
         str,

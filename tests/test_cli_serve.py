@@ -274,3 +274,22 @@ def test_more_clients_than_a_low_open_file_limit_all_get_their_stream() -> None:
             for client in clients:
                 client.close()
             process.terminate()
+
+
+def test_help_reads_like_a_hand_written_one() -> None:
+    """Metavars name what a flag takes, flags are single, summaries are whole (issue 10.14)."""
+    serve_help = " ".join(run_cli("serve", "--help").stdout.split())
+    assert "Usage: sseplay serve [OPTIONS] FILE..." in serve_help
+    for shown in ("--interval SECONDS", "--time-field FIELD", "--speed FACTOR", "--port PORT"):
+        assert shown in serve_help, shown
+    for flag in ("--loop", "--broadcast", "--once"):
+        assert f"{flag} " in serve_help, flag
+        assert f"--no-{flag[2:]}" not in serve_help, flag
+    for python_ish in ("<float>", "<int>", "<str>", "<list", "{", " / --no-"):
+        assert python_ish not in serve_help, python_ish
+    top = run_cli("--help").stdout
+    summaries = [line for line in top.splitlines() if line.startswith(("  serve", "  tail"))]
+    assert len(summaries) == 2
+    assert not any(line.endswith("...") for line in summaries), summaries
+    tail_usage = run_cli("tail", "--help").stdout.splitlines()[0]
+    assert tail_usage == "Usage: sseplay tail [OPTIONS] URL"
