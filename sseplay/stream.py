@@ -7,13 +7,9 @@ here, with ``where: what``, and never halfway through a replay.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
-import weakref
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any, Unpack
 
 from sseplay.config import StreamKeywords, StreamOptions
@@ -21,6 +17,7 @@ from sseplay.errors import InputError
 from sseplay.replay import Replay
 from sseplay.schedule import Plan
 from sseplay.source import EventFile, load_event_file
+from sseplay.spool import Spools
 
 RECORDS_LABEL = "<records>"
 
@@ -28,8 +25,12 @@ RECORDS_LABEL = "<records>"
 class Stream:
     """A replay of one event file: what a route of a ``Server`` plays to its clients."""
 
-    def __init__(self, event_file: EventFile, options: StreamOptions) -> None:
+    def __init__(
+        self, event_file: EventFile, options: StreamOptions, spools: Spools | None = None
+    ) -> None:
         self.options = options
+        # Temporary copies the stream is served from, removed when the stream goes.
+        self._spools = spools
         self.replay = Replay(
             event_file, Plan(event_file.count, event_file.times, options.timing), options.retry
         )
@@ -50,13 +51,17 @@ class Stream:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **options: Unpack[StreamKeywords]) -> Stream:
         """A stream of the records in a JSON array or JSON Lines file (``.gz`` too), or of
-        a recording made by ``sseplay tail --record``."""
-        return cls.load(str(path), Path(path), StreamOptions.of(**options))
-
-    @classmethod
-    def load(cls, label: str, path: Path, options: StreamOptions) -> Stream:
-        """A stream of the file at ``path``, named ``label`` in errors."""
-        return cls(load_event_file(label, path, options.mapping), options)
+        a recording made by ``sseplay tail --record``. A pipe is read to its end and a
+        ``.gz`` file decompressed once, into a temporary copy removed with the stream."""
+        stream_options = StreamOptions.of(**options)
+        spools = Spools()
+        try:
+            location = spools.prepare(str(path), str(path))
+            event_file = load_event_file(str(path), location, stream_options.mapping)
+        except BaseException:
+            spools.close()
+            raise
+        return cls(event_file, stream_options, spools)
 
     @classmethod
     def from_records(cls, records: Iterable[Any], **options: Unpack[StreamKeywords]) -> Stream:
@@ -65,23 +70,19 @@ class Stream:
         stream_options = StreamOptions.of(**options)
         # The records are written out as JSON Lines and checked like a file: the same
         # rules, the same errors, and memory bounded the same way however many there are.
-        spool = tempfile.NamedTemporaryFile(  # noqa: SIM115 (removed below or at exit)
-            prefix="sseplay-records-", suffix=".jsonl", delete=False
-        )
-        path = Path(spool.name)
+        spools = Spools()
         try:
-            with spool:
+            path = spools.directory / "records.jsonl"
+            with path.open("wb") as spool:
                 for number, record in enumerate(records, 1):
                     spool.write(_json_line(record, number))
-            stream = cls.load(RECORDS_LABEL, path, stream_options)
+            event_file = load_event_file(RECORDS_LABEL, path, stream_options.mapping)
         except BaseException:
-            path.unlink(missing_ok=True)
+            spools.close()
             raise
-        if stream.replay.file.in_memory:
-            path.unlink(missing_ok=True)
-        else:  # read back from disk while serving: removed when the stream is
-            weakref.finalize(stream, _remove, path)
-        return stream
+        if event_file.in_memory:  # nothing is read back from the copy
+            spools.close()
+        return cls(event_file, stream_options, spools)
 
 
 def _json_line(record: Any, number: int) -> bytes:
@@ -100,8 +101,3 @@ def _json_line(record: Any, number: int) -> bytes:
             f"{RECORDS_LABEL} record {number}", "nested too deep for JSON: flatten it"
         ) from None
     return text.encode() + b"\n"
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.unlink()

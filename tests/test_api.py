@@ -9,6 +9,7 @@ import resource
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -241,3 +242,22 @@ def test_the_fixture_works_with_no_conftest(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+def test_a_gz_file_is_decompressed_once_and_the_copy_goes_with_the_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gzip
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    source = tmp_path / "events.jsonl.gz"
+    source.write_bytes(gzip.compress(b"".join(b'{"n": %d}\n' % n for n in range(5))))
+    stream = Stream.from_file(source, interval=0)
+    assert stream.count == 5
+    assert list((tmp_path / "tmp").iterdir()), "the decompressed copy"
+    with Server(stream) as server:
+        assert [e.data for e in tail(server.url, reconnect=False)][-1] == '{"n":4}'
+    del stream, server
+    gc.collect()
+    assert list((tmp_path / "tmp").iterdir()) == []
