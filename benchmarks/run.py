@@ -947,13 +947,15 @@ def memory_bounds(work: Path, quick: bool) -> dict[str, Any]:
             "peak_mib": peak,
             "over_baseline_mib": peak - base,
             "ready_peak_mib": ready,
+            "rss_at_end_mib": vm_kib(pid, "VmRSS") / 1024,
             "bound_mib": bound_mib,
             "shape": note,
         }
         out[name].update(extra)
         print(
             f"  memory  {name:26} peak RSS {peak:6.1f} MiB ({peak - base:+6.1f} over the"
-            f" baseline; {ready:.1f} MiB once checked, before any client; stated bound"
+            f" baseline; {ready:.1f} MiB once checked, before any client;"
+            f" {out[name]['rss_at_end_mib']:.1f} MiB resident at the end; stated bound"
             f" {bound_mib:g} MiB: {note})",
             flush=True,
         )
@@ -1345,7 +1347,8 @@ def main() -> None:
             "",
             f"Machine: {machine()}",
             "",
-            f"Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+            f"Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())};"
+            f" niceness {os.nice(0)} (figures from a loaded machine need a quiet rerun)",
             "",
             f"Command: `{command}`",
             "",
