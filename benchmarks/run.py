@@ -17,16 +17,19 @@ import codecs
 import json
 import os
 import platform
+import re
 import select
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 HERE = ROOT / "benchmarks"
 RESULTS = HERE / "results"
+WORK = HERE / "work"
 PYTHON = sys.executable
 SERVER_CORE, CLIENT_CORE = "0", "1"
 INTERVAL = 0.1
@@ -329,24 +333,6 @@ def client(work: Path, events: int = 100_000) -> dict[str, float]:
     }
 
 
-def launch(work: Path, kinds: list[str], rounds: int = 5) -> dict[str, float]:
-    """Target 6: from launching a server to the first event on its first connection (ms,
-    median of ``rounds``), sseplay against the naive app."""
-    data = write_records(work / "launch.jsonl", 10, 200)
-    out = {}
-    for kind in kinds:
-        times = []
-        for _ in range(rounds):
-            with server(kind, data, 1.0, wait=False) as (url, _):
-                port = int(url.split(":")[2].split("/")[0])
-                started = time.perf_counter()
-                first_event(port, deadline=started + 20)
-                times.append(time.perf_counter() - started)
-        out[kind] = sorted(times)[len(times) // 2] * 1000
-        print(f"  launch  {kind:8} {out[kind]:.0f} ms to the first event", flush=True)
-    return out
-
-
 def first_event(port: int, deadline: float, headers: str = "") -> None:
     """Connect (retrying until the server listens) and read until the first event."""
     while True:
@@ -550,6 +536,545 @@ def timed(function: Callable[[], int]) -> float:
     return time.perf_counter() - started
 
 
+# --- issue 12 item 7, issue 16 item 5, issue 11 item 4 --------------------------------------
+
+URL_PATTERN = re.compile(r"http://127\.0\.0\.1:(\d+)")
+SCORES = ROOT / "samples" / "scores.json"
+HTTPX_FLOOR = "python -c 'import httpx'"
+
+
+def installed(name: str) -> list[str]:
+    """The console script next to this interpreter (what a user runs: no pyenv shim, whose
+    bash wrapper alone costs tens of ms), else ``python -m name``."""
+    script = Path(PYTHON).parent / name
+    return [str(script)] if script.exists() else [PYTHON, "-m", name]
+
+
+def spread(seconds: list[float]) -> dict[str, float]:
+    """Median and spread of timings, in ms: min, quartiles, max and the run count."""
+    ordered = sorted(s * 1000 for s in seconds)
+    n = len(ordered)
+    return {
+        "median_ms": statistics.median(ordered),
+        "min_ms": ordered[0],
+        "p25_ms": ordered[n // 4],
+        "p75_ms": ordered[(3 * n) // 4 if n > 1 else 0],
+        "max_ms": ordered[-1],
+        "runs": n,
+    }
+
+
+def shown(stats: dict[str, float]) -> str:
+    return (
+        f"{stats['median_ms']:.0f} ms (min {stats['min_ms']:.0f}, p25 {stats['p25_ms']:.0f},"
+        f" p75 {stats['p75_ms']:.0f}, max {stats['max_ms']:.0f}; {stats['runs']:.0f} runs)"
+    )
+
+
+def cache_bytecode() -> None:
+    """Let every Python the harness starts cache its bytecode, in benchmarks/work/pycache.
+
+    These machines set PYTHONDONTWRITEBYTECODE=1 and the editable checkout has no
+    __pycache__, so each launch compiled every sseplay module from source again (about
+    100 ms of start-up) while the plain FastAPI app, one small file on top of installed
+    packages, did not: a cost a user who installs the package never pays. A pycache prefix
+    keeps the bytecode out of the source tree; the first run of each command (discarded)
+    fills it."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = str(WORK / "pycache")
+
+
+def first_body_byte(port: int, deadline: float, path: str = "/events") -> tuple[float, float]:
+    """Connect (retrying while refused), ask for ``path``; return the perf_counter times of
+    the end of the response head and of the first byte of the body after it."""
+    while True:
+        try:
+            conn = socket.create_connection(("127.0.0.1", port))
+            break
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.002)
+    with conn:
+        conn.settimeout(max(0.1, deadline - time.monotonic()))
+        conn.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        received, head_at = b"", 0.0
+        while True:
+            chunk = conn.recv(65536)
+            now = time.perf_counter()
+            if not chunk:
+                raise RuntimeError(f"the response ended before its first body byte: {received!r}")
+            received += chunk
+            if not head_at and b"\r\n\r\n" in received:
+                head_at = now
+            if head_at and received.split(b"\r\n\r\n", 1)[1]:
+                return head_at, now
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One way to start a server: its command, its environment, and how the harness learns
+    the port: ``announced`` on stdout or stderr (started with --port 0), or ``None`` when the
+    harness gives the port and connects until the server listens."""
+
+    command: Callable[[int], list[str]]
+    env: dict[str, str] = field(default_factory=dict)
+    announced: str | None = None
+
+
+def launch_variants(work: Path) -> dict[str, Launch]:
+    lines = work / "scores.jsonl"  # the naive app and node read JSON Lines
+    lines.write_text("".join(json.dumps(r) + "\n" for r in json.loads(SCORES.read_text())))
+    sseplay = [*installed("sseplay"), "serve", str(SCORES)]
+    plain = [*installed("uvicorn"), "benchmarks.plain_app:app"]
+    naive = [*installed("uvicorn"), "benchmarks.naive_app:app"]
+    variants = {
+        # The commands of issue 12 item 7, port 0, as a user runs them: the URL is read
+        # from what the server prints (sseplay: stdout; uvicorn: its INFO line on stderr).
+        "sseplay --port 0": Launch(lambda _: [*sseplay, "--port", "0"], announced="stdout"),
+        "plain --port 0": Launch(lambda _: [*plain, "--port", "0"], announced="stderr"),
+        # What this machine's PYTHONDONTWRITEBYTECODE=1 costs an editable checkout: the
+        # installed packages' own __pycache__ is read, sseplay is compiled at each launch
+        # (an empty PYTHONPYCACHEPREFIX counts as unset).
+        "sseplay --port 0, no .pyc": Launch(
+            lambda _: [*sseplay, "--port", "0"],
+            {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": ""},
+            announced="stdout",
+        ),
+        # The same method for every server: the harness picks the port and connects until
+        # the server listens, so nothing depends on when or where a server prints its URL.
+        "sseplay": Launch(lambda port: [*sseplay, "--port", str(port)]),
+        "plain": Launch(lambda port: [*plain, "--port", str(port)]),
+        # interval 0: the naive app sleeps `interval` before each event, so with the
+        # harness's usual interval its "first event" would be its sleep, not its start-up.
+        "naive": Launch(
+            lambda port: [*naive, "--port", str(port)],
+            {"NAIVE_FILE": str(lines), "NAIVE_INTERVAL": "0"},
+        ),
+    }
+    if shutil.which("node"):
+        variants["node"] = Launch(
+            lambda port: ["node", str(HERE / "node_server.js"), str(lines), "0", str(port)]
+        )
+    return variants
+
+
+def launch_once(variant: Launch, log: Path | None = None) -> tuple[float, float]:
+    """Launch one server (pinned to the server core) and time it to the end of the head and
+    to the first body byte of its first stream (seconds)."""
+    port = 0 if variant.announced else free_port()
+    out = subprocess.PIPE if variant.announced == "stdout" else subprocess.DEVNULL
+    err: Any = subprocess.PIPE if variant.announced == "stderr" else subprocess.DEVNULL
+    if log is not None:
+        err = log.open("w")
+    env = {**os.environ, **variant.env}
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        pinned(SERVER_CORE, variant.command(port)),
+        cwd=ROOT,
+        env=env,
+        stdout=out,
+        stderr=err,
+        text=True,
+    )
+    watchdog = threading.Timer(60, process.kill)  # a server that hangs cannot hang the run
+    watchdog.start()
+    try:
+        if variant.announced:
+            stream = process.stdout if variant.announced == "stdout" else process.stderr
+            assert stream is not None
+            for line in stream:
+                if found := URL_PATTERN.search(line):
+                    port = int(found.group(1))
+                    break
+            else:
+                raise RuntimeError(f"{variant.command(0)} printed no URL")
+        head_at, body_at = first_body_byte(port, time.monotonic() + 60)
+        return head_at - started, body_at - started
+    finally:
+        watchdog.cancel()
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if log is not None:
+            err.close()
+
+
+def import_profile(log: str) -> dict[str, Any]:
+    """Parse ``python -X importtime`` output: total, and the self time summed per top-level
+    package (ms); ``modules``: each module's cumulative time (ms)."""
+    per_package: dict[str, float] = {}
+    modules: dict[str, float] = {}
+    total = 0.0
+    for line in log.splitlines():
+        if not line.startswith("import time:") or "imported package" in line:
+            continue
+        _, self_us, cumulative_us, name = (
+            part.strip() for part in re.split(r"[:|]", line, maxsplit=3)
+        )
+        root = name.split(".")[0]
+        per_package[root] = per_package.get(root, 0.0) + int(self_us) / 1000
+        modules[name] = int(cumulative_us) / 1000
+        total += int(self_us) / 1000
+    return {"total_ms": total, "packages_ms": per_package, "modules_ms": modules}
+
+
+def median_profile(profiles: list[dict[str, Any]]) -> dict[str, Any]:
+    """The per-package and per-module medians over several importtime runs."""
+
+    def median_of(key: str) -> dict[str, float]:
+        names = {name for p in profiles for name in p[key]}
+        merged = {n: statistics.median(p[key].get(n, 0.0) for p in profiles) for n in names}
+        return dict(sorted(merged.items(), key=lambda item: -item[1]))
+
+    return {
+        "total_ms": statistics.median(p["total_ms"] for p in profiles),
+        "packages_ms": median_of("packages_ms"),
+        "modules_ms": median_of("modules_ms"),
+        "runs": len(profiles),
+    }
+
+
+def top(mapping: dict[str, float], count: int, prefix: str = "") -> str:
+    chosen = [(k, v) for k, v in mapping.items() if k.startswith(prefix)][:count]
+    return ", ".join(f"{name} {ms:.0f}" for name, ms in chosen)
+
+
+def first_byte(work: Path, rounds: int) -> dict[str, Any]:
+    """Issue 12 item 7: launch of `sseplay serve samples/scores.json` to the first body byte
+    of /events, beside a plain FastAPI + uvicorn app serving one event (plain_app.py), the
+    naive app (interval 0) and node; rounds interleaved, so that a noisy neighbour hits
+    every server alike. Then where the start-up goes: -X importtime of each Python server."""
+    variants = launch_variants(work)
+    heads: dict[str, list[float]] = {name: [] for name in variants}
+    bodies: dict[str, list[float]] = {name: [] for name in variants}
+    for round_ in range(rounds + 1):
+        for name, variant in variants.items():
+            head, body = launch_once(variant)
+            if round_:  # the first round only fills the bytecode cache
+                heads[name].append(head)
+                bodies[name].append(body)
+    out: dict[str, Any] = {}
+    for name in variants:
+        out[name] = {"first_body_byte": spread(bodies[name]), "response_head": spread(heads[name])}
+        print(
+            f"  launch  {name:17} first body byte {shown(out[name]['first_body_byte'])}", flush=True
+        )
+    # Where it goes: the same launches under PYTHONPROFILEIMPORTTIME (its own overhead
+    # makes these runs slower; the import totals are compared with each other only).
+    profiles: dict[str, Any] = {}
+    for name in ("sseplay", "plain"):
+        variant = variants[name]
+        traced = Launch(variant.command, {**variant.env, "PYTHONPROFILEIMPORTTIME": "1"})
+        runs = []
+        for index in range(max(3, rounds // 2)):
+            log = work / f"importtime-{name}-{index}.txt"
+            body = launch_once(traced, log)[1] * 1000
+            runs.append(import_profile(log.read_text()))
+            # Within the same traced run: launch to first byte less the imports is the
+            # interpreter's own start, the file check, building the app, uvicorn's start.
+            runs[-1]["launch_ms"] = body
+            runs[-1]["not_imports_ms"] = body - runs[-1]["total_ms"]
+        profiles[name] = median_profile(runs)
+        for key in ("launch_ms", "not_imports_ms"):
+            profiles[name][key] = statistics.median(run[key] for run in runs)
+        print(
+            f"  imports {name:17} under importtime: launch to first byte"
+            f" {profiles[name]['launch_ms']:.0f} ms, of which imports"
+            f" {profiles[name]['total_ms']:.0f} ms and the rest"
+            f" {profiles[name]['not_imports_ms']:.0f} ms; imports by package:"
+            f" {top(profiles[name]['packages_ms'], 10)}",
+            flush=True,
+        )
+    out["imports"] = {
+        name: {
+            "traced_launch_ms": p["launch_ms"],
+            "total_ms": p["total_ms"],
+            "not_imports_ms": p["not_imports_ms"],
+            "packages_ms": dict(list(p["packages_ms"].items())[:25]),
+            "sseplay_modules_cumulative_ms": {
+                k: v for k, v in p["modules_ms"].items() if k.startswith("sseplay")
+            },
+        }
+        for name, p in profiles.items()
+    }
+    return out
+
+
+def tail_startup(work: Path, rounds: int) -> dict[str, Any]:
+    """Issue 16 item 5: `sseplay tail URL --count 1` from launch to exit against a local
+    sseplay server (one event, interval 0: the stream ends after it, so curl exits too),
+    beside curl, `python -c pass` and `python -c "import httpx"` (the floor of any httpx
+    client); interleaved runs pinned to the client core. Then -X importtime of the tail."""
+    data = write_records(work / "one.jsonl", 1, 100)
+    with server("sseplay", data, 0) as (url, _):
+        commands = {
+            "sseplay tail --count 1": [*installed("sseplay"), "tail", url, "--count", "1"],
+            "python -c pass": [PYTHON, "-c", "pass"],
+            HTTPX_FLOOR: [PYTHON, "-c", "import httpx"],
+        }
+        if shutil.which("curl"):
+            commands["curl"] = ["curl", "-sN", url]
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        for round_ in range(rounds + 1):
+            for name, argv in commands.items():
+                started = time.perf_counter()
+                subprocess.run(
+                    pinned(CLIENT_CORE, argv),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    check=True,
+                    timeout=30,
+                )
+                if round_:  # the first round only fills the bytecode cache
+                    times[name].append(time.perf_counter() - started)
+        out: dict[str, Any] = {name: spread(values) for name, values in times.items()}
+        for name in commands:
+            print(f"  tail-up {name:25} {shown(out[name])}", flush=True)
+        runs = []
+        for _ in range(max(3, rounds // 4)):
+            traced = subprocess.run(
+                pinned(CLIENT_CORE, commands["sseplay tail --count 1"]),
+                env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                check=True,
+                timeout=30,
+            )
+            runs.append(import_profile(traced.stderr))
+    profile = median_profile(runs)
+    out["imports"] = {
+        "total_ms": profile["total_ms"],
+        "packages_ms": dict(list(profile["packages_ms"].items())[:25]),
+        "modules_cumulative_ms": dict(list(profile["modules_ms"].items())[:40]),
+    }
+    print(
+        f"  imports tail {profile['total_ms']:.0f} ms (under importtime); by package:"
+        f" {top(profile['packages_ms'], 12)}; slowest modules (cumulative):"
+        f" {top(profile['modules_ms'], 12)}",
+        flush=True,
+    )
+    return out
+
+
+@contextmanager
+def serving(args: list[str], ready_timeout: float = 120) -> Iterator[tuple[int, int]]:
+    """`sseplay serve ARGS --port 0 -q --ping 0` pinned to the server core; yield (port,
+    pid) once it has printed its URL (after its start-up check of the file)."""
+    command = [PYTHON, "-m", "sseplay", "serve", *args, "--port", "0", "-q", "--ping", "0"]
+    process = subprocess.Popen(
+        pinned(SERVER_CORE, command), cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    watchdog = threading.Timer(ready_timeout, process.kill)
+    watchdog.start()
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline()
+        watchdog.cancel()
+        found = URL_PATTERN.search(url)
+        if not found:
+            raise RuntimeError(f"sseplay serve {args} did not start")
+        yield int(found.group(1)), process.pid
+    finally:
+        watchdog.cancel()
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def read_streams(
+    port: int, starts: list[str | None], seconds: float, route: str = "/events"
+) -> int:
+    """One reader thread per entry of ``starts`` (a Last-Event-ID, or None for the start),
+    each reading its stream to the end or for ``seconds``; the bytes read in all."""
+    totals = [0] * len(starts)
+
+    def read(index: int, last_id: str | None) -> None:
+        header = f"Last-Event-ID: {last_id}\r\n" if last_id else ""
+        end = time.monotonic() + seconds
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            conn.settimeout(5)
+            conn.sendall(f"GET {route} HTTP/1.1\r\nHost: x\r\n{header}\r\n".encode())
+            while time.monotonic() < end:
+                try:
+                    chunk = conn.recv(1 << 20)
+                except TimeoutError:
+                    break
+                if not chunk:
+                    break
+                totals[index] += len(chunk)
+
+    threads = [threading.Thread(target=read, args=(i, s)) for i, s in enumerate(starts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(totals)
+
+
+def hold_sockets(port: int, count: int, request: bytes, rcvbuf: int = 0) -> list[socket.socket]:
+    held_ = []
+    for _ in range(count):
+        conn = socket.socket()
+        if rcvbuf:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        conn.connect(("127.0.0.1", port))
+        conn.sendall(request)
+        held_.append(conn)
+    return held_
+
+
+def memory_bounds(work: Path, quick: bool) -> dict[str, Any]:
+    """Issue 11 item 4: peak resident memory (VmHWM) of `sseplay serve` under the worst
+    shapes for each stated bound, beside the same server on a 10-record file."""
+    mib = 1 << 20
+    budget = 64 * mib  # source.DEFAULT_MEMORY_BUDGET: encoded bytes + 100 per event
+    out: dict[str, Any] = {}
+
+    def record(
+        name: str, pid: int, ready: float, bound_mib: float, note: str, **extra: Any
+    ) -> None:
+        peak = vm_kib(pid, "VmHWM") / 1024
+        base = out["baseline"]["peak_mib"] if out else peak  # the baseline is measured first
+        out[name] = {
+            "peak_mib": peak,
+            "over_baseline_mib": peak - base,
+            "ready_peak_mib": ready,
+            "rss_at_end_mib": vm_kib(pid, "VmRSS") / 1024,
+            "bound_mib": bound_mib,
+            "shape": note,
+        }
+        out[name].update(extra)
+        print(
+            f"  memory  {name:26} peak RSS {peak:6.1f} MiB ({peak - base:+6.1f} over the"
+            f" baseline; {ready:.1f} MiB once checked, before any client;"
+            f" {out[name]['rss_at_end_mib']:.1f} MiB resident at the end; stated bound"
+            f" {bound_mib:g} MiB: {note})",
+            flush=True,
+        )
+
+    tiny = write_records(work / "mem-tiny.jsonl", 10, 200)
+    with serving([str(tiny)]) as (port, pid):
+        ready = vm_kib(pid, "VmHWM") / 1024  # after the start-up check
+        read_streams(port, [None], 5)
+        record("baseline", pid, ready, 0, "10 records of 200 B, one client")
+
+    # In memory, just under the budget: 98 % of it in the accounting sseplay keeps
+    # (encoded body + 100 per event). Tiny records are the worst case for object overhead.
+    for label, size in (("in-memory 15 B records", 15), ("in-memory 1 KB records", 1000)):
+        count = int(0.98 * budget / (size + 8 + 100))
+        path = work / f"mem-{size}.jsonl"
+        with path.open("w") as file:
+            # '{"n":"0000001"}' is 15 bytes; larger records add ',"p":"xx..."'.
+            pad = "" if size <= 15 else ',"p":"' + "x" * (size - 22) + '"'
+            for n in range(count):
+                file.write(f'{{"n":"{n:07d}"{pad}}}\n')
+        with serving([str(path), "--interval", "0"]) as (port, pid):
+            ready = vm_kib(pid, "VmHWM") / 1024  # after the start-up check
+            read_streams(port, [None, str(count // 2)], 60)
+            record(
+                label,
+                pid,
+                ready,
+                64,
+                f"{count:,} events, file {path.stat().st_size / mib:.1f} MiB;"
+                " two clients read it all",
+                events=count,
+            )
+        path.unlink()
+
+    # From disk, 40 KB records, four clients resuming at different places at once: the
+    # page cache (32 MiB per file) is what can grow.
+    size_mb = 100 if quick else 200
+    count = size_mb * 1_000_000 // 40_000
+    disk = write_records(work / "mem-40k.jsonl", count, 40_000)
+    starts = [None, *(str(count * k // 4) for k in (1, 2, 3))]
+    with serving([str(disk), "--interval", "0"]) as (port, pid):
+        ready = vm_kib(pid, "VmHWM") / 1024  # after the start-up check
+        moved = read_streams(port, starts, 60)
+        record(
+            "disk 40 KB, 4 resumes",
+            pid,
+            ready,
+            32,
+            f"{count:,} events of 40 KB, {moved / mib:.0f} MiB sent",
+            bytes_sent=moved,
+        )
+
+    # ~512 KiB unsent per connection: readers that never read, on the same file.
+    frozen_count = 50
+    with serving([str(disk), "--interval", "0", "--send-timeout", "60"]) as (port, pid):
+        ready = vm_kib(pid, "VmHWM") / 1024  # after the start-up check
+        frozen = hold_sockets(port, frozen_count, b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n", 4096)
+        time.sleep(5)
+        record(
+            f"{frozen_count} frozen readers",
+            pid,
+            ready,
+            32 + frozen_count * 0.5,
+            "page cache + 512 KiB each",
+        )
+        for conn in frozen:
+            conn.close()
+
+    # --broadcast, 1 MB events from disk, looped, no client: the history (16 MiB, 10,000
+    # events) is what can grow; 50 events per second for the whole bounded window.
+    seconds = 8 if quick else 15
+    big = write_records(work / "mem-1m.jsonl", 80, 1_000_000)
+    args = [str(big), "--broadcast", "--loop", "--interval", "0.02"]
+    with serving(args) as (port, pid):
+        ready = vm_kib(pid, "VmHWM") / 1024  # after the start-up check
+        samples = []
+        for _ in range(seconds):
+            time.sleep(1)
+            samples.append(round(vm_kib(pid, "VmRSS") / 1024, 1))
+        record(
+            "broadcast 1 MB, no client",
+            pid,
+            ready,
+            16 + 32,
+            f"history + page cache; RSS each second {samples}",
+            rss_each_second_mib=samples,
+        )
+    for path in (disk, big):
+        path.unlink()
+
+    # Many idle clients, and many request heads held just under the 16 KiB limit.
+    idle_count = 2000 if quick else 5000
+    with serving([str(tiny), "--interval", "3600"]) as (port, pid):
+        ready = vm_kib(pid, "VmHWM") / 1024  # after the start-up check
+        idle = hold_sockets(port, idle_count, b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(3)
+        record(
+            f"{idle_count} idle clients",
+            pid,
+            ready,
+            0,
+            "no byte bound stated: per connection below",
+            per_connection_kib=(vm_kib(pid, "VmHWM") - out["baseline"]["peak_mib"] * 1024)
+            / idle_count,
+        )
+        for conn in idle:
+            conn.close()
+    heads_count = 500
+    head = b"GET /events HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * (15 << 10)  # never ended
+    with serving([str(tiny), "--interval", "3600"]) as (port, pid):
+        ready = vm_kib(pid, "VmHWM") / 1024  # after the start-up check
+        pending = hold_sockets(port, heads_count, head)
+        time.sleep(3)
+        record(f"{heads_count} 15 KiB heads", pid, ready, heads_count * 16 / 1024, "16 KiB each")
+        for conn in pending:
+            conn.close()
+    return out
+
+
 def machine() -> str:
     cpu = "unknown cpu"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -569,81 +1094,138 @@ def machine() -> str:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="a smaller ladder, shorter runs")
-    args = parser.parse_args()
-    # Past the 5,000 of the targets, so that two servers that both hold 5,000 are told apart.
-    ladder = [500, 1000, 2000] if args.quick else [1000, 2000, 3000, 4000, 5000, 6000, 7000]
-    seconds = 5 if args.quick else 10
-    kinds = ["sseplay", "naive", "node"]
-    command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
-    with tempfile.TemporaryDirectory(prefix="sseplay-bench-") as tmp:
-        work = Path(tmp)
-        print("fan-out, per-client replay (targets 1 and 5)", flush=True)
-        per_client = fanout(work, ladder, seconds, kinds)
-        print("fan-out, --broadcast (target 2)", flush=True)
-        broadcast = fanout(work, ladder, seconds, ["sseplay"], ("--broadcast",))
-        print("burst at interval 0 (target 3)", flush=True)
-        burst = throughput(work, kinds)
-        print("idle memory (target 4)", flush=True)
-        idle = idle_memory(work, kinds)
-        print("start-up (target 6)", flush=True)
-        start = startup()
-        launched = launch(work, ["sseplay", "naive"])
-        print("large files (target 7)", flush=True)
-        large = large_files(work, args.quick)
-        print("client (target 8)", flush=True)
-        tail = client(work)
-        print("abuse (target 9)", flush=True)
-        abused = abuse(work, seconds, args.quick)
+TARGETS = {
+    "fanout": "fan-out, per-client replay (targets 1 and 5)",
+    "broadcast": "fan-out, --broadcast (target 2)",
+    "burst": "burst at interval 0 (target 3)",
+    "idle": "idle memory (target 4)",
+    "startup": "start-up: --help (target 6)",
+    "launch": "launch to first byte, beside a plain FastAPI app (target 6, issue 12 item 7)",
+    "large": "large files (target 7)",
+    "client": "client (target 8)",
+    "abuse": "abuse (target 9)",
+    "tail-startup": "sseplay tail --count 1 launch to exit (issue 16 item 5)",
+    "memory": "memory bounds under the worst file shapes (issue 11 item 4)",
+}
 
-    at_1000 = next((r for r in per_client["sseplay"] if r["clients"] == 1000), None)
-    rows = [
-        (
-            "1 fan-out clients held (>=99 %, p99 <= 50 ms)",
-            "5,000 and >= node",
-            held(per_client["sseplay"]),
-            held(per_client["naive"]),
-            held(per_client["node"]),
-        ),
-        ("2 broadcast clients held", "5,000", held(broadcast["sseplay"]), "", ""),
-        (
-            "3 events/s, one connection, interval 0",
-            "1,000,000",
-            f"{burst['sseplay']:,.0f}",
-            f"{burst['naive']:,.0f}",
-            f"{burst['node']:,.0f}",
-        ),
-        (
-            "4 KiB per idle connection",
-            "<= 16",
-            f"{idle['sseplay']:.1f}",
-            f"{idle['naive']:.1f}",
-            f"{idle['node']:.1f}",
-        ),
-        (
-            "5 drift p99 at 1,000 clients (ms)",
-            "<= 5",
-            f"{at_1000['drift_p99_ms']}" if at_1000 else "",
-            "",
-            "",
-        ),
-        (
-            "6 `sseplay --help` ms (interpreter alone)",
-            "< 150",
-            f"{start['help_ms']:.0f} ({start['interpreter_ms']:.0f})",
-            "",
-            "",
-        ),
-        (
-            "6 launch to first event, ms",
-            "<= naive",
-            f"{launched['sseplay']:.0f}",
-            f"{launched['naive']:.0f}",
-            "",
-        ),
-        *(
+
+def run_targets(chosen: list[str], quick: bool, work: Path) -> dict[str, Any]:
+    # Past the 5,000 of the targets, so that two servers that both hold 5,000 are told apart.
+    ladder = [500, 1000, 2000] if quick else [1000, 2000, 3000, 4000, 5000, 6000, 7000]
+    seconds = 5 if quick else 10
+    rounds = 5 if quick else 10
+    kinds = ["sseplay", "naive", "node"]
+    runners: dict[str, Callable[[], Any]] = {
+        "fanout": lambda: fanout(work, ladder, seconds, kinds),
+        "broadcast": lambda: fanout(work, ladder, seconds, ["sseplay"], ("--broadcast",)),
+        "burst": lambda: throughput(work, kinds),
+        "idle": lambda: idle_memory(work, kinds),
+        "startup": startup,
+        "launch": lambda: first_byte(work, rounds),
+        "large": lambda: large_files(work, quick),
+        "client": lambda: client(work),
+        "abuse": lambda: abuse(work, seconds, quick),
+        "tail-startup": lambda: tail_startup(work, 2 * rounds),
+        "memory": lambda: memory_bounds(work, quick),
+    }
+    results = {}
+    for name in chosen:
+        print(TARGETS[name], flush=True)
+        results[name] = runners[name]()
+    return results
+
+
+def table_rows(r: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """One row per figure of the targets that ran: (target, goal, sseplay, naive, node)."""
+    rows: list[tuple[Any, ...]] = []
+    if "fanout" in r:
+        per_client = r["fanout"]
+        rows.append(
+            (
+                "1 fan-out clients held (>=99 %, p99 <= 50 ms)",
+                "5,000 and >= node",
+                held(per_client["sseplay"]),
+                held(per_client["naive"]),
+                held(per_client["node"]),
+            )
+        )
+    if "broadcast" in r:
+        rows.append(("2 broadcast clients held", "5,000", held(r["broadcast"]["sseplay"]), "", ""))
+    if "burst" in r:
+        burst = r["burst"]
+        rows.append(
+            (
+                "3 events/s, one connection, interval 0",
+                "1,000,000",
+                f"{burst['sseplay']:,.0f}",
+                f"{burst['naive']:,.0f}",
+                f"{burst['node']:,.0f}",
+            )
+        )
+    if "idle" in r:
+        idle = r["idle"]
+        rows.append(
+            (
+                "4 KiB per idle connection",
+                "<= 16",
+                f"{idle['sseplay']:.1f}",
+                f"{idle['naive']:.1f}",
+                f"{idle['node']:.1f}",
+            )
+        )
+    if "fanout" in r:
+        at_1000 = next((x for x in r["fanout"]["sseplay"] if x["clients"] == 1000), None)
+        rows.append(
+            (
+                "5 drift p99 at 1,000 clients (ms)",
+                "<= 5",
+                f"{at_1000['drift_p99_ms']}" if at_1000 else "",
+                "",
+                "",
+            )
+        )
+    if "startup" in r:
+        start = r["startup"]
+        rows.append(
+            (
+                "6 `sseplay --help` ms (interpreter alone)",
+                "< 150",
+                f"{start['help_ms']:.0f} ({start['interpreter_ms']:.0f})",
+                "",
+                "",
+            )
+        )
+    if "launch" in r:
+        launched = r["launch"]
+
+        def cell(name: str) -> str:
+            if name not in launched:
+                return "n/a"
+            stats = launched[name]["first_body_byte"]
+            return f"{stats['median_ms']:.0f} ({stats['min_ms']:.0f}-{stats['max_ms']:.0f})"
+
+        plain = f"plain FastAPI {cell('plain')}; naive (interval 0) {cell('naive')}"
+        rows.append(
+            (
+                "6 launch to first body byte of /events, ms, median (min-max):"
+                " `serve samples/scores.json --port 0`, URL read from its output",
+                "<= plain FastAPI",
+                cell("sseplay --port 0"),
+                f"plain FastAPI --port 0 {cell('plain --port 0')}",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "6 the same, port given, connect until it listens (same method for all)",
+                "<= plain FastAPI",
+                cell("sseplay"),
+                plain,
+                cell("node"),
+            )
+        )
+    if "large" in r:
+        rows.extend(
             (
                 f"7 {layout} {info['megabytes'] / 1000:.1f} GB: check MB/s, peak RSS MB, resume ms",
                 ">= 150, < 250, <= 50",
@@ -652,49 +1234,121 @@ def main() -> None:
                 "",
                 "",
             )
-            for layout, info in large.items()
-        ),
-        (
-            "8 tail events/s (json to /dev/null): once running; whole command",
-            ">= 100,000",
-            f"{tail['tail_running_events_per_s']:,.0f};"
-            f" {tail['tail_events_per_s']:,.0f} (start-up {tail['tail_start_up_ms']:.0f} ms)",
-            "",
-            "",
-        ),
-        (
-            "8 parser events/s vs httpx-sse",
-            ">= 2x",
-            f"{tail['parser_sseplay']:,.0f}",
-            f"httpx-sse {tail['parser_httpx_sse']:,.0f}",
-            "",
-        ),
-        (
-            f"9 {abused['frozen_readers']} frozen readers + {abused['clients']} clients:"
-            " delivery, p99 ms, left open",
-            ">= 99 %, <= 50, 0",
-            f"{abused['delivery'] * 100:.1f} %, {abused['drift_p99_ms']},"
-            f" {abused['streams_open_after']}",
-            "",
-            "",
-        ),
-        (
-            f"9 {abused['cycles']:,} connect cycles: RSS growth, fds, left open",
-            "<= 10 %, same, 0",
-            f"{abused['rss_growth_percent']:+.1f} %, {abused['fds_before']} -> "
-            f"{abused['fds_after']}, {abused['open_after_churn']}",
-            "",
-            "",
-        ),
-    ]
-    table = ["| target | goal | sseplay | naive | node |", "| --- | --- | --- | --- | --- |"]
-    table += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
+            for layout, info in r["large"].items()
+        )
+    if "client" in r:
+        tail = r["client"]
+        rows.append(
+            (
+                "8 tail events/s (json to /dev/null): once running; whole command",
+                ">= 100,000",
+                f"{tail['tail_running_events_per_s']:,.0f};"
+                f" {tail['tail_events_per_s']:,.0f} (start-up {tail['tail_start_up_ms']:.0f} ms)",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "8 parser events/s vs httpx-sse",
+                ">= 2x",
+                f"{tail['parser_sseplay']:,.0f}",
+                f"httpx-sse {tail['parser_httpx_sse']:,.0f}",
+                "",
+            )
+        )
+    if "abuse" in r:
+        abused = r["abuse"]
+        rows.append(
+            (
+                f"9 {abused['frozen_readers']} frozen readers + {abused['clients']} clients:"
+                " delivery, p99 ms, left open",
+                ">= 99 %, <= 50, 0",
+                f"{abused['delivery'] * 100:.1f} %, {abused['drift_p99_ms']},"
+                f" {abused['streams_open_after']}",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"9 {abused['cycles']:,} connect cycles: RSS growth, fds, left open",
+                "<= 10 %, same, 0",
+                f"{abused['rss_growth_percent']:+.1f} %, {abused['fds_before']} -> "
+                f"{abused['fds_after']}, {abused['open_after_churn']}",
+                "",
+                "",
+            )
+        )
+    if "tail-startup" in r:
+        up = r["tail-startup"]
+
+        def ms(name: str) -> str:
+            if name not in up:
+                return "n/a"
+            return (
+                f"{up[name]['median_ms']:.0f} ({up[name]['min_ms']:.0f}-{up[name]['max_ms']:.0f})"
+            )
+
+        rows.append(
+            (
+                "tail `--count 1` launch to exit, ms, median (min-max) (issue 16.5)",
+                "<= 150",
+                ms("sseplay tail --count 1"),
+                f"curl {ms('curl')}; `python -c pass` {ms('python -c pass')};"
+                f" `import httpx` {ms(HTTPX_FLOOR)}",
+                "",
+            )
+        )
+    if "memory" in r:
+        for name, info in r["memory"].items():
+            bound = f"+{info['bound_mib']:g} MiB" if info["bound_mib"] else "stated: none"
+            rows.append(
+                (
+                    f"memory (issue 11.4): {name}: peak RSS MiB (over the baseline;"
+                    " peak once checked, before any client)",
+                    bound,
+                    f"{info['peak_mib']:.0f} ({info['over_baseline_mib']:+.0f};"
+                    f" {info['ready_peak_mib']:.0f})",
+                    "",
+                    "",
+                )
+            )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a smaller ladder, shorter runs")
+    parser.add_argument(
+        "--only",
+        metavar="TARGET[,TARGET...]",
+        help="run only these targets: " + ", ".join(TARGETS),
+    )
+    args = parser.parse_args()
+    chosen = list(TARGETS) if not args.only else [t.strip() for t in args.only.split(",")]
+    unknown = [t for t in chosen if t not in TARGETS]
+    if unknown:
+        parser.error(f"unknown target {', '.join(unknown)}: choose from {', '.join(TARGETS)}")
+    command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
+    command += f" --only {','.join(chosen)}" if args.only else ""
+    # Generated files live here (gitignored); the large ones are removed after their target.
+    WORK.mkdir(exist_ok=True)
+    cache_bytecode()
+    results = run_targets(chosen, args.quick, WORK)
+
+    table = ["| target | goal | sseplay | naive / plain / floor | node |"]
+    table += ["| --- | --- | --- | --- | --- |"]
+    table += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in table_rows(results)]
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
     report = "\n".join(
         [
             f"# Benchmark run {stamp}",
             "",
             f"Machine: {machine()}",
+            "",
+            f"Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())};"
+            f" niceness {os.nice(0)} (figures from a loaded machine need a quiet rerun)",
             "",
             f"Command: `{command}`",
             "",
@@ -703,20 +1357,7 @@ def main() -> None:
             "## Raw results",
             "",
             "```json",
-            json.dumps(
-                {
-                    "per_client": per_client,
-                    "broadcast": broadcast,
-                    "burst": burst,
-                    "idle": idle,
-                    "startup": start,
-                    "launch": launched,
-                    "large_files": large,
-                    "client": tail,
-                    "abuse": abused,
-                },
-                indent=1,
-            ),
+            json.dumps(results, indent=1),
             "```",
             "",
         ]
