@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 DEFAULT_EVENT_TYPE = "message"
@@ -58,6 +59,15 @@ class Event(NamedTuple):
         return json.loads(self.data)
 
 
+@dataclass(frozen=True, slots=True)
+class Cue:
+    """One event ready to send: its own id (None = numbered by position) and its bytes
+    without the ``id:`` line (``encode_without_id``)."""
+
+    id: str | None
+    body: bytes
+
+
 def encode_body(data: str, event: str = DEFAULT_EVENT_TYPE) -> bytes:
     """The ``event:`` and ``data:`` lines of one event and the blank line that dispatches it.
 
@@ -85,15 +95,19 @@ def encode_comment(text: str) -> bytes:
     return "".join(f": {line}\n" for line in LINE_BREAK.split(text)).encode() + b"\n"
 
 
+def encode_without_id(event: Event) -> bytes:
+    """The event on the wire but for its ``id:`` line: optional ``retry:``, then the body."""
+    body = encode_body(event.data, event.event)
+    if event.retry is None:
+        return body
+    return f"retry: {event.retry}\n".encode() + body
+
+
 def encode(event: Event) -> bytes:
     """The whole event on the wire: optional ``id:`` and ``retry:``, then the body."""
-    parts = []
-    if event.id is not None:
-        parts.append(encode_id(event.id))
-    if event.retry is not None:
-        parts.append(f"retry: {event.retry}\n".encode())
-    parts.append(encode_body(event.data, event.event))
-    return b"".join(parts)
+    if event.id is None:
+        return encode_without_id(event)
+    return encode_id(event.id) + encode_without_id(event)
 
 
 def field_problem(name: str, value: str) -> str | None:

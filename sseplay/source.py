@@ -15,7 +15,6 @@ import re
 import stat
 from array import array
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -24,7 +23,9 @@ import orjson
 
 from sseplay.config import FieldMapping as FieldMapping  # re-exported: loading takes it
 from sseplay.errors import InputError
-from sseplay.model import DEFAULT_EVENT_TYPE, encode_body, encode_retry, field_problem
+from sseplay.model import DEFAULT_EVENT_TYPE, encode_body, field_problem
+from sseplay.model import Cue as Cue  # re-exported: replay takes it
+from sseplay.recording import is_header, recorded_cue
 from sseplay.records import (
     MAX_RECORD_BYTES,
     TOO_DEEP,
@@ -48,19 +49,6 @@ MAX_LISTED_TYPES = 200
 # Encoded events are kept in memory up to this size; a larger file is read back
 # from disk in ranges instead, so memory stays flat however large the file is.
 DEFAULT_MEMORY_BUDGET = 64 << 20
-
-# The first line of a file written by ``sseplay tail --record``.
-RECORDING_KEY = "sseplay"
-RECORDING_MARK = "recording"
-RECORDING_VERSION = 1
-
-
-@dataclass(frozen=True, slots=True)
-class Cue:
-    """One event ready to send: its own id (None = numbered by position) and its bytes."""
-
-    id: str | None
-    body: bytes
 
 
 _MISSING = object()
@@ -193,7 +181,7 @@ class RecordMapper:
     def cue(self, record: Any) -> tuple[Cue, Any]:
         """(cue, raw time value or None)."""
         if self.recording:
-            return self._recorded_cue(record)
+            return recorded_cue(record)
         mapping = self.mapping
         data = (
             record
@@ -216,22 +204,6 @@ class RecordMapper:
         if mapping.time_field is not None:
             raw_time = self._field(record, mapping.time_field, "--time-field")
         return Cue(event_id, encode_body(as_text(data), event_type)), raw_time
-
-    def _recorded_cue(self, record: Any) -> tuple[Cue, Any]:
-        if not isinstance(record, dict) or not isinstance(record.get("data"), str):
-            raise ValueError('a recorded event must be an object with a string "data"')
-        event_type = record.get("event", DEFAULT_EVENT_TYPE)
-        event_id = record.get("id")
-        retry = record.get("retry")
-        if not isinstance(event_type, str) or not isinstance(event_id, str | None):
-            raise ValueError('"event" and "id" of a recorded event must be strings')
-        self._checked("event type", event_type)
-        body = encode_body(record["data"], event_type or DEFAULT_EVENT_TYPE)
-        if isinstance(retry, int) and not isinstance(retry, bool) and retry >= 0:
-            body = encode_retry(retry)[:-1] + body
-        if event_id:
-            self._checked("id", event_id)
-        return Cue(event_id or None, body), record.get("offset", 0)
 
 
 class EventFile:
@@ -473,12 +445,12 @@ class _Indexer:
                 count, checkpoints = indexed
                 stream.seek(checkpoints[0])
                 first = next(ArrayScanner(stream, checkpoints[0]).elements(at_open=False))
-                if _is_header(loads(first[2])):
+                if is_header(loads(first[2])):
                     return None  # the full check says a recording must be JSON Lines
             else:
                 for _, _, raw in iter_lines(stream, max_record=self.max_record):
                     try:
-                        if _is_header(loads(raw)):
+                        if is_header(loads(raw)):
                             return None
                     except ValueError:
                         pass  # reported in order by the check below
@@ -525,7 +497,7 @@ class _Indexer:
         index = 0
         with self._open() as stream:
             for position, line, record in self._records(stream):
-                if index == 0 and not recording and _is_header(record):
+                if index == 0 and not recording and is_header(record):
                     if self.layout != "lines":
                         raise self._fail_at(line, "a recording must be JSON Lines")
                     if self.mapping.any_set():
@@ -618,16 +590,3 @@ def _event_type_of(body: bytes) -> str:
         if line.startswith(b"event: "):
             return line[7:].decode()
     return DEFAULT_EVENT_TYPE
-
-
-def _is_header(record: Any) -> bool:
-    return isinstance(record, dict) and record.get(RECORDING_KEY) == RECORDING_MARK
-
-
-def recording_header(url: str) -> dict[str, Any]:
-    return {
-        RECORDING_KEY: RECORDING_MARK,
-        "version": RECORDING_VERSION,
-        "url": url,
-        "started": datetime.now(UTC).isoformat(timespec="milliseconds"),
-    }
