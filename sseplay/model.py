@@ -71,7 +71,7 @@ class Cue:
 def encode_body(data: str, event: str = DEFAULT_EVENT_TYPE) -> bytes:
     """The ``event:`` and ``data:`` lines of one event and the blank line that dispatches it.
 
-    The ``id:`` line is written separately (see ``encode_id``) because ids of a
+    The ``id:`` line is written separately (see ``with_id``) because ids of a
     looped replay change from round to round while the body does not.
     """
     head = "" if event == DEFAULT_EVENT_TYPE else f"event: {event}\n"
@@ -83,16 +83,28 @@ def encode_body(data: str, event: str = DEFAULT_EVENT_TYPE) -> bytes:
     return f"{head}data: {data}\n\n".encode()
 
 
-def encode_id(event_id: str) -> bytes:
-    return f"id: {event_id}\n".encode()
+def with_id(event_id: str | int, body: bytes) -> bytes:
+    """``body`` with its ``id:`` line in front: a record's own id, or a sequence number."""
+    if isinstance(event_id, int):
+        return b"id: %d\n%b" % (event_id, body)
+    return b"id: %b\n%b" % (event_id.encode(), body)
+
+
+def _retry_field(milliseconds: int) -> bytes:
+    return b"retry: %d\n" % milliseconds
 
 
 def encode_retry(milliseconds: int) -> bytes:
-    return f"retry: {milliseconds}\n\n".encode()
+    """A block of its own that sets the reconnection time and dispatches no event (9.2.6)."""
+    return _retry_field(milliseconds) + b"\n"
 
 
 def encode_comment(text: str) -> bytes:
     return "".join(f": {line}\n" for line in LINE_BREAK.split(text)).encode() + b"\n"
+
+
+# A comment, never an event (WHATWG 9.2.6: a line starting with U+003A COLON is ignored).
+PING = encode_comment("ping")
 
 
 def encode_without_id(event: Event) -> bytes:
@@ -100,14 +112,13 @@ def encode_without_id(event: Event) -> bytes:
     body = encode_body(event.data, event.event)
     if event.retry is None:
         return body
-    return f"retry: {event.retry}\n".encode() + body
+    return _retry_field(event.retry) + body
 
 
 def encode(event: Event) -> bytes:
     """The whole event on the wire: optional ``id:`` and ``retry:``, then the body."""
-    if event.id is None:
-        return encode_without_id(event)
-    return encode_id(event.id) + encode_without_id(event)
+    body = encode_without_id(event)
+    return body if event.id is None else with_id(event.id, body)
 
 
 def field_problem(name: str, value: str) -> str | None:
