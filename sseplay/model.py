@@ -130,3 +130,20 @@ def field_problem(name: str, value: str) -> str | None:
     if name == "id" and "\0" in value:
         return f"the id {value!r} contains NUL, which browsers ignore (WHATWG 9.2.6)"
     return None
+
+
+def check_field(name: str, value: str) -> str:
+    """``value`` when it can be sent as the ``event`` or ``id`` field; else ValueError."""
+    problem = field_problem(name, value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def event_type_of(body: bytes) -> str:
+    """The type an encoded event dispatches: its ``event:`` line comes before the data
+    (``encode_body``), after at most a ``retry:`` line (``encode_without_id``)."""
+    for line in body.split(b"\n", 2)[:2]:
+        if line.startswith(b"event: "):
+            return line[7:].decode()
+    return DEFAULT_EVENT_TYPE

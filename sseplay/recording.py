@@ -27,7 +27,7 @@ from typing import IO, Any, NamedTuple, cast
 import orjson
 
 from sseplay.errors import InputError, OutputFailed, UsageError
-from sseplay.model import DEFAULT_EVENT_TYPE, Cue, Event, encode_without_id, field_problem
+from sseplay.model import DEFAULT_EVENT_TYPE, Cue, Event, check_field, encode_without_id
 
 # The first line of a recording: {"sseplay": "recording", "version": 1, ...}.
 RECORDING_KEY = "sseplay"
@@ -74,9 +74,9 @@ def recorded_event(record: Any) -> tuple[Event, Any]:
     event_id = record.get("id")
     if not isinstance(event_type, str) or not isinstance(event_id, str | None):
         raise ValueError('"event" and "id" of a recorded event must be strings')
-    _check_field("event type", event_type)
+    check_field("event type", event_type)
     if event_id:
-        _check_field("id", event_id)
+        check_field("id", event_id)
     retry = record.get("retry")
     if isinstance(retry, bool) or not isinstance(retry, int) or retry < 0:
         retry = None
@@ -88,12 +88,6 @@ def recorded_cue(record: Any) -> tuple[Cue, Any]:
     """An envelope ready to serve: (its cue, its raw ``offset``); ValueError when invalid."""
     event, offset = recorded_event(record)
     return Cue(event.id, encode_without_id(event)), offset
-
-
-def _check_field(name: str, value: str) -> None:
-    problem = field_problem(name, value)
-    if problem:
-        raise ValueError(problem)
 
 
 class RecordedEvent(NamedTuple):
