@@ -370,28 +370,18 @@ class _Found:
     event_types: frozenset[str] = frozenset()
 
 
+@dataclass(frozen=True, slots=True)
 class _Indexer:
     """The one pass over a file that validates it and builds the EventFile."""
 
-    def __init__(
-        self,
-        label: str,
-        path: Path,
-        compressed: bool,
-        layout: Layout,
-        mapping: FieldMapping,
-        memory_budget: int,
-        max_record: int = MAX_RECORD_BYTES,
-        on_read: Callable[[int], None] | None = None,
-    ) -> None:
-        self.label = label
-        self.path = path
-        self.compressed = compressed
-        self.layout = layout
-        self.mapping = mapping
-        self.memory_budget = memory_budget
-        self.max_record = max_record
-        self.on_read = on_read
+    label: str
+    path: Path
+    compressed: bool
+    layout: Layout
+    mapping: FieldMapping
+    memory_budget: int
+    max_record: int = MAX_RECORD_BYTES
+    on_read: Callable[[int], None] | None = None
 
     def run(self) -> EventFile:
         found = None
