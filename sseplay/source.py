@@ -206,38 +206,25 @@ class RecordMapper:
         return check_field("id", str(value))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class EventFile:
-    """A validated event file; ``cues(start, stop)`` reads events back (blocking I/O)."""
+    """A validated event file; ``cues(start, stop)`` reads events back (blocking I/O).
 
-    def __init__(
-        self,
-        *,
-        label: str,
-        path: Path,
-        compressed: bool,
-        layout: Layout,
-        recording: bool,
-        mapper: RecordMapper,
-        count: int,
-        checkpoints: array[int],
-        times: array[float] | None,
-        id_positions: dict[str, int] | None,
-        cached: list[Cue] | None,
-        event_types: frozenset[str] = frozenset(),
-    ) -> None:
-        self.label = label
-        self.path = path
-        self.compressed = compressed
-        self.layout = layout
-        self.recording = recording
-        self.count = count
-        self.times = times
-        self.id_positions = id_positions
-        self._mapper = mapper
-        self._checkpoints = checkpoints
-        self._cached = cached
-        # The types this file sends (up to MAX_LISTED_TYPES), for the viewer's listeners.
-        self.event_types = event_types
+    Made by ``load_event_file`` only (``_Indexer._event_file``)."""
+
+    label: str
+    path: Path
+    compressed: bool
+    layout: Layout
+    recording: bool
+    count: int
+    times: array[float] | None  # offsets of a timed replay, from the first record
+    id_positions: dict[str, int] | None  # None: ids are positions (1, 2, ...)
+    # The types this file sends (up to MAX_LISTED_TYPES), for the viewer's listeners.
+    event_types: frozenset[str] = frozenset()
+    mapper: RecordMapper  # how a record read back becomes a cue
+    checkpoints: array[int]  # the byte offset of every CHECKPOINT_STRIDE-th record
+    cached: list[Cue] | None  # every cue, when they fit in the memory budget
 
     @property
     def positional_ids(self) -> bool:
@@ -254,17 +241,17 @@ class EventFile:
     def cues(self, start: int, stop: int) -> list[Cue]:
         """Records ``start`` to ``stop`` (exclusive) of one round. Blocking: call from a thread
         unless the events are cached (``in_memory``)."""
-        if self._cached is not None:
-            return self._cached[start:stop]
+        if self.cached is not None:
+            return self.cached[start:stop]
         return list(self._read(start, stop))
 
     @property
     def in_memory(self) -> bool:
-        return self._cached is not None
+        return self.cached is not None
 
     def _read(self, start: int, stop: int) -> Iterator[Cue]:
         checkpoint = start // CHECKPOINT_STRIDE
-        offset = self._checkpoints[checkpoint]
+        offset = self.checkpoints[checkpoint]
         index = checkpoint * CHECKPOINT_STRIDE
         with open_binary(self.path, self.compressed) as stream:
             stream.seek(offset)
@@ -276,7 +263,7 @@ class EventFile:
                 if index >= stop:
                     return
                 if index >= start:
-                    yield self._mapper.cue(loads(raw))[0]
+                    yield self.mapper.cue(loads(raw))[0]
                 index += 1
 
 
