@@ -476,7 +476,8 @@ def _run_tail(options: TailOptions, chosen: str, record: Path | None, quiet: boo
     from sseplay.client import Hooks, follow, redact_url
     from sseplay.errors import OutputFailed
     from sseplay.model import visible
-    from sseplay.render import Format, Recorder, make_renderer, now
+    from sseplay.recording import Recorder
+    from sseplay.render import Format, make_renderer, now
 
     renderer = make_renderer(cast(Format, chosen))
 

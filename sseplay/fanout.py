@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol, cast
 
 from sseplay.direct import DirectBody
+from sseplay.model import PING as PING  # re-exported: tests take it from here
 from sseplay.replay import Replay, Start, Unreadable
 
 logger = logging.getLogger("sseplay.fanout")
@@ -37,8 +38,6 @@ TIMER_SLACK = 0.001
 # most this many, and at most this many bytes of them (the newest event is always kept).
 BROADCAST_HISTORY = 10_000
 BROADCAST_HISTORY_BYTES = 16 << 20
-# A comment, never an event (WHATWG 9.2.6: a line starting with U+003A COLON is ignored).
-PING = b": ping\n\n"
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 

@@ -6,33 +6,18 @@ Every event is flushed as soon as it is written.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import sys
-import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
-import orjson
-
-from sseplay.errors import OutputFailed, UsageError
 from sseplay.model import Event, visible
-from sseplay.source import recording_header
+from sseplay.recording import Recorder as Recorder  # re-exported: the writer moved
+from sseplay.recording import json_line
 
 Format = Literal["pretty", "json", "raw", "data"]
 FORMATS: tuple[Format, ...] = ("pretty", "json", "raw", "data")
-
-
-def json_line(item: dict[str, Any]) -> str:
-    """One compact JSON object and a newline. U+2028 and U+2029 are escaped: JSON allows
-    them raw, but line-splitting tools (and str.splitlines) treat them as line ends."""
-    text = orjson.dumps(item).decode()
-    if "\u2028" in text or "\u2029" in text:
-        text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-    return text + "\n"
 
 
 def timestamp(moment: datetime) -> str:
@@ -169,67 +154,6 @@ def make_renderer(kind: Format, width: int | None = None) -> Renderer:
     from rich.console import Console
 
     return PrettyRenderer(Console(highlight=False, markup=False, emoji=False, width=width))
-
-
-class Recorder:
-    """Writes ``--record`` files: a header line, then an envelope per event that
-    ``sseplay serve`` replays with the original types, ids, retry and timing.
-
-    The file only ever holds whole lines: each chunk's lines are written together, and a
-    write that fails (disk full, file too large) is cut back to the last whole line
-    before the error is raised."""
-
-    def __init__(self, path: Path, url: str, started: float) -> None:
-        self.path = path
-        self.started = started
-        try:
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        except OSError as error:
-            raise UsageError(f"--record {path}: cannot write: {error.strerror}") from None
-        self._pending: list[bytes] = [json_line(recording_header(url)).encode()]
-        self._written = 0  # bytes of whole lines in the file
-        self._events = 0  # events in the file
-        self._pending_events = 0
-        self._retry: int | None = None  # the reconnection time last written
-        self.flush()
-
-    def event(self, event: Event, stream_retry: int | None) -> None:
-        envelope: dict[str, Any] = {
-            "offset": round(time.monotonic() - self.started, 6),
-            "event": event.event,
-            "id": event.id,
-            "data": event.data,
-        }
-        # A server usually sends retry: in a block of its own, which dispatches no event
-        # (WHATWG 9.2.6); the stream's reconnection time goes with the next event instead.
-        retry = event.retry if event.retry is not None else stream_retry
-        if retry is not None and (event.retry is not None or retry != self._retry):
-            envelope["retry"] = self._retry = retry
-        self._pending.append(json_line(envelope).encode())
-        self._pending_events += 1
-
-    def flush(self) -> None:
-        if not self._pending:
-            return
-        data = b"".join(self._pending)
-        self._pending.clear()
-        done = 0
-        try:
-            while done < len(data):
-                done += os.write(self._fd, data[done:])
-        except OSError as error:
-            with contextlib.suppress(OSError):  # a device (/dev/full) cannot be truncated
-                os.ftruncate(self._fd, self._written)
-            raise OutputFailed(
-                f"--record {self.path}: {error.strerror or error}; "
-                f"it holds the first {self._events} events, in whole lines"
-            ) from None
-        self._written += done
-        self._events += self._pending_events
-        self._pending_events = 0
-
-    def close(self) -> None:
-        os.close(self._fd)
 
 
 def now() -> datetime:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import anyio.to_thread
 
-from sseplay.model import encode_comment, encode_retry
+from sseplay.model import encode_comment, encode_retry, with_id
 from sseplay.schedule import DEFAULT_BATCH_LIMIT, Plan
 from sseplay.source import CHECKPOINT_STRIDE, Cue, EventFile
 
@@ -187,14 +187,13 @@ class Replay:
         out = []
         for offset, cue in enumerate(cues):
             if self.file.positional_ids:
-                out.append(b"id: %d\n%b" % (first_n + offset + 1, cue.body))
+                out.append(with_id(first_n + offset + 1, cue.body))
             elif cue.id is None:
                 out.append(cue.body)
             elif round_number == 0:
-                out.append(b"id: %b\n%b" % (cue.id.encode(), cue.body))
+                out.append(with_id(cue.id, cue.body))
             else:
-                ident = f"{cue.id}{ROUND_SEPARATOR}{round_number}".encode()
-                out.append(b"id: %b\n%b" % (ident, cue.body))
+                out.append(with_id(f"{cue.id}{ROUND_SEPARATOR}{round_number}", cue.body))
         return out
 
     def chunk(self, first: int, stop: int) -> tuple[bytes, int]:

@@ -9,6 +9,7 @@ small enough, the events themselves.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -24,7 +25,9 @@ import orjson
 
 from sseplay.config import FieldMapping as FieldMapping  # re-exported: loading takes it
 from sseplay.errors import InputError
-from sseplay.model import DEFAULT_EVENT_TYPE, encode_body, encode_retry, field_problem
+from sseplay.model import DEFAULT_EVENT_TYPE, check_field, encode_body, event_type_of
+from sseplay.model import Cue as Cue  # re-exported: replay takes it
+from sseplay.recording import is_header, recorded_cue
 from sseplay.records import (
     MAX_RECORD_BYTES,
     TOO_DEEP,
@@ -48,19 +51,6 @@ MAX_LISTED_TYPES = 200
 # Encoded events are kept in memory up to this size; a larger file is read back
 # from disk in ranges instead, so memory stays flat however large the file is.
 DEFAULT_MEMORY_BUDGET = 64 << 20
-
-# The first line of a file written by ``sseplay tail --record``.
-RECORDING_KEY = "sseplay"
-RECORDING_MARK = "recording"
-RECORDING_VERSION = 1
-
-
-@dataclass(frozen=True, slots=True)
-class Cue:
-    """One event ready to send: its own id (None = numbered by position) and its bytes."""
-
-    id: str | None
-    body: bytes
 
 
 _MISSING = object()
@@ -178,94 +168,63 @@ class RecordMapper:
         self.mapping = mapping
         self.recording = recording
 
+    def cue(self, record: Any) -> tuple[Cue, Any]:
+        """(cue, raw time value or None)."""
+        if self.recording:
+            return recorded_cue(record)
+        mapping = self.mapping
+        data = record
+        if mapping.data_field is not None:
+            data = self._field(record, mapping.data_field, "--data-field")
+        body = encode_body(as_text(data), self._event_type(record))
+        event_id = self._event_id(record)
+        raw_time = None
+        if mapping.time_field is not None:
+            raw_time = self._field(record, mapping.time_field, "--time-field")
+        return Cue(event_id, body), raw_time
+
     def _field(self, record: Any, path: str, flag: str) -> Any:
         value = lookup(record, path)
         if value is _MISSING:
             raise ValueError(f'the record has no field "{path}" (check {flag}, or fix the record)')
         return value
 
-    def _checked(self, name: str, value: str) -> str:
-        problem = field_problem(name, value)
-        if problem:
-            raise ValueError(problem)
-        return value
+    def _event_type(self, record: Any) -> str:
+        if self.mapping.event_field is None:
+            return self.mapping.event_type or DEFAULT_EVENT_TYPE
+        value = self._field(record, self.mapping.event_field, "--event-field")
+        if not isinstance(value, str) or not value:
+            raise ValueError(f"the event type must be a non-empty string, not {value!r}")
+        return check_field("event type", value)
 
-    def cue(self, record: Any) -> tuple[Cue, Any]:
-        """(cue, raw time value or None)."""
-        if self.recording:
-            return self._recorded_cue(record)
-        mapping = self.mapping
-        data = (
-            record
-            if mapping.data_field is None
-            else self._field(record, mapping.data_field, "--data-field")
-        )
-        event_type = mapping.event_type or DEFAULT_EVENT_TYPE
-        if mapping.event_field is not None:
-            value = self._field(record, mapping.event_field, "--event-field")
-            if not isinstance(value, str) or not value:
-                raise ValueError(f"the event type must be a non-empty string, not {value!r}")
-            event_type = self._checked("event type", value)
-        event_id = None
-        if mapping.id_field is not None:
-            value = self._field(record, mapping.id_field, "--id-field")
-            if isinstance(value, bool) or not isinstance(value, str | int):
-                raise ValueError(f"the id must be a string or an integer, not {value!r}")
-            event_id = self._checked("id", str(value))
-        raw_time = None
-        if mapping.time_field is not None:
-            raw_time = self._field(record, mapping.time_field, "--time-field")
-        return Cue(event_id, encode_body(as_text(data), event_type)), raw_time
-
-    def _recorded_cue(self, record: Any) -> tuple[Cue, Any]:
-        if not isinstance(record, dict) or not isinstance(record.get("data"), str):
-            raise ValueError('a recorded event must be an object with a string "data"')
-        event_type = record.get("event", DEFAULT_EVENT_TYPE)
-        event_id = record.get("id")
-        retry = record.get("retry")
-        if not isinstance(event_type, str) or not isinstance(event_id, str | None):
-            raise ValueError('"event" and "id" of a recorded event must be strings')
-        self._checked("event type", event_type)
-        body = encode_body(record["data"], event_type or DEFAULT_EVENT_TYPE)
-        if isinstance(retry, int) and not isinstance(retry, bool) and retry >= 0:
-            body = encode_retry(retry)[:-1] + body
-        if event_id:
-            self._checked("id", event_id)
-        return Cue(event_id or None, body), record.get("offset", 0)
+    def _event_id(self, record: Any) -> str | None:
+        if self.mapping.id_field is None:
+            return None
+        value = self._field(record, self.mapping.id_field, "--id-field")
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise ValueError(f"the id must be a string or an integer, not {value!r}")
+        return check_field("id", str(value))
 
 
+@dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class EventFile:
-    """A validated event file; ``cues(start, stop)`` reads events back (blocking I/O)."""
+    """A validated event file; ``cues(start, stop)`` reads events back (blocking I/O).
 
-    def __init__(
-        self,
-        *,
-        label: str,
-        path: Path,
-        compressed: bool,
-        layout: Layout,
-        recording: bool,
-        mapper: RecordMapper,
-        count: int,
-        checkpoints: array[int],
-        times: array[float] | None,
-        id_positions: dict[str, int] | None,
-        cached: list[Cue] | None,
-        event_types: frozenset[str] = frozenset(),
-    ) -> None:
-        self.label = label
-        self.path = path
-        self.compressed = compressed
-        self.layout = layout
-        self.recording = recording
-        self.count = count
-        self.times = times
-        self.id_positions = id_positions
-        self._mapper = mapper
-        self._checkpoints = checkpoints
-        self._cached = cached
-        # The types this file sends (up to MAX_LISTED_TYPES), for the viewer's listeners.
-        self.event_types = event_types
+    Made by ``load_event_file`` only (``_Indexer._event_file``)."""
+
+    label: str
+    path: Path
+    compressed: bool
+    layout: Layout
+    recording: bool
+    count: int
+    times: array[float] | None  # offsets of a timed replay, from the first record
+    id_positions: dict[str, int] | None  # None: ids are positions (1, 2, ...)
+    # The types this file sends (up to MAX_LISTED_TYPES), for the viewer's listeners.
+    event_types: frozenset[str] = frozenset()
+    mapper: RecordMapper  # how a record read back becomes a cue
+    checkpoints: array[int]  # the byte offset of every CHECKPOINT_STRIDE-th record
+    cached: list[Cue] | None  # every cue, when they fit in the memory budget
 
     @property
     def positional_ids(self) -> bool:
@@ -282,17 +241,17 @@ class EventFile:
     def cues(self, start: int, stop: int) -> list[Cue]:
         """Records ``start`` to ``stop`` (exclusive) of one round. Blocking: call from a thread
         unless the events are cached (``in_memory``)."""
-        if self._cached is not None:
-            return self._cached[start:stop]
+        if self.cached is not None:
+            return self.cached[start:stop]
         return list(self._read(start, stop))
 
     @property
     def in_memory(self) -> bool:
-        return self._cached is not None
+        return self.cached is not None
 
     def _read(self, start: int, stop: int) -> Iterator[Cue]:
         checkpoint = start // CHECKPOINT_STRIDE
-        offset = self._checkpoints[checkpoint]
+        offset = self.checkpoints[checkpoint]
         index = checkpoint * CHECKPOINT_STRIDE
         with open_binary(self.path, self.compressed) as stream:
             stream.seek(offset)
@@ -304,7 +263,7 @@ class EventFile:
                 if index >= stop:
                     return
                 if index >= start:
-                    yield self._mapper.cue(loads(raw))[0]
+                    yield self.mapper.cue(loads(raw))[0]
                 index += 1
 
 
@@ -326,40 +285,9 @@ def load_event_file(
 
     ``path`` must be a regular file: a pipe or a device is read once only, so it is spooled
     first (``sseplay.spool``). No record may be longer than ``max_record_bytes``."""
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise InputError(label, "no such file: check the path") from None
-    except PermissionError:
-        raise InputError(label, "permission denied: the file cannot be read") from None
-    except OSError as error:
-        raise InputError(label, f"cannot be read: {error.strerror}") from None
-    if stat.S_ISDIR(mode):
-        raise InputError(label, "is a directory, not an event file: name a .json or .jsonl file")
-    if not stat.S_ISREG(mode):
-        raise InputError(
-            label, "is a pipe or a device, not a regular file: copy it to a file (spool it) first"
-        )
-    try:
-        compressed = is_gzip(path)
-        with open_binary(path, compressed) as stream:
-            layout = sniff_layout(stream)
-    except FileNotFoundError:
-        raise InputError(label, "no such file: check the path") from None
-    except PermissionError:
-        raise InputError(label, "permission denied: the file cannot be read") from None
-    except (OSError, EOFError) as error:  # a broken gzip stream, an I/O error
-        raise InputError(label, f"cannot be read to its end: {error}") from None
-    if layout is None:
-        raise InputError(label, "the file is empty: it needs a JSON array or JSON Lines")
-    on_read = None
-    if on_progress is not None:
-        total = path.stat().st_size
-        report = on_progress
-
-        def on_read(done: int) -> None:
-            report(done, total)
-
+    _require_regular_file(label, path)
+    compressed, layout = _sniff(label, path)
+    on_read = None if on_progress is None else _reporter(path, on_progress)
     indexer = _Indexer(
         label, path, compressed, layout, mapping, memory_budget, max_record_bytes, on_read
     )
@@ -371,31 +299,108 @@ def load_event_file(
         raise InputError(label, f"cannot be read to its end: {error}") from None
 
 
+def _unreadable(label: str, error: OSError) -> InputError:
+    if isinstance(error, FileNotFoundError):
+        return InputError(label, "no such file: check the path")
+    if isinstance(error, PermissionError):
+        return InputError(label, "permission denied: the file cannot be read")
+    return InputError(label, f"cannot be read: {error.strerror}")
+
+
+def _require_regular_file(label: str, path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        raise _unreadable(label, error) from None
+    if stat.S_ISDIR(mode):
+        raise InputError(label, "is a directory, not an event file: name a .json or .jsonl file")
+    if not stat.S_ISREG(mode):
+        raise InputError(
+            label, "is a pipe or a device, not a regular file: copy it to a file (spool it) first"
+        )
+
+
+def _sniff(label: str, path: Path) -> tuple[bool, Layout]:
+    """(whether the file is gzip, its layout); InputError for an empty or unreadable file."""
+    try:
+        compressed = is_gzip(path)
+        with open_binary(path, compressed) as stream:
+            layout = sniff_layout(stream)
+    except (FileNotFoundError, PermissionError) as error:
+        raise _unreadable(label, error) from None
+    except (OSError, EOFError) as error:  # a broken gzip stream, an I/O error
+        raise InputError(label, f"cannot be read to its end: {error}") from None
+    if layout is None:
+        raise InputError(label, "the file is empty: it needs a JSON array or JSON Lines")
+    return compressed, layout
+
+
+def _reporter(path: Path, on_progress: ProgressCallback) -> Callable[[int], None]:
+    total = path.stat().st_size
+
+    def on_read(done: int) -> None:
+        on_progress(done, total)
+
+    return on_read
+
+
+@dataclass(slots=True)
+class _Found:
+    """What the check of a file found: all that serving it needs."""
+
+    count: int
+    checkpoints: array[int]
+    recording: bool = False
+    times: array[float] | None = None
+    id_positions: dict[str, int] | None = None  # None: ids are positions
+    cached: list[Cue] | None = None
+    event_types: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
 class _Indexer:
     """The one pass over a file that validates it and builds the EventFile."""
 
-    def __init__(
-        self,
-        label: str,
-        path: Path,
-        compressed: bool,
-        layout: Layout,
-        mapping: FieldMapping,
-        memory_budget: int,
-        max_record: int = MAX_RECORD_BYTES,
-        on_read: Callable[[int], None] | None = None,
-    ) -> None:
-        self.label = label
-        self.path = path
-        self.compressed = compressed
-        self.layout = layout
-        self.mapping = mapping
-        self.memory_budget = memory_budget
-        self.max_record = max_record
-        self.on_read = on_read
+    label: str
+    path: Path
+    compressed: bool
+    layout: Layout
+    mapping: FieldMapping
+    memory_budget: int
+    max_record: int = MAX_RECORD_BYTES
+    on_read: Callable[[int], None] | None = None
+
+    def run(self) -> EventFile:
+        found = None
+        if not self._needs_each_record():
+            found = self._index_quickly()
+        if found is None:
+            found = self._index_fully()
+        if found.count == 0:
+            raise InputError(self.label, "the file holds no records: nothing to replay")
+        return self._event_file(found)
+
+    def _event_file(self, found: _Found) -> EventFile:
+        """The one place an EventFile is made."""
+        return EventFile(
+            label=self.label,
+            path=self.path,
+            compressed=self.compressed,
+            layout=self.layout,
+            recording=found.recording,
+            mapper=RecordMapper(self.mapping, recording=found.recording),
+            count=found.count,
+            checkpoints=found.checkpoints,
+            times=found.times,
+            id_positions=found.id_positions,
+            cached=found.cached,
+            event_types=found.event_types,
+        )
 
     def _open(self) -> IO[bytes]:
         return open_binary(self.path, self.compressed, self.on_read)
+
+    # ---- errors, with where they are ----
 
     def too_long(self, error: RecordTooLong) -> InputError:
         limit = f"{error.limit:,} bytes"
@@ -423,6 +428,120 @@ class _Indexer:
         message = getattr(error, "msg", str(error))
         return InputError(where, f"invalid JSON ({message}): each line must be one JSON value")
 
+    # ---- the quick check: a large file sent as it is ----
+
+    def _needs_each_record(self) -> bool:
+        """Whether checking a record takes more than knowing it is JSON: fields to find,
+        times to read, ids to compare, or events to keep in memory."""
+        mapping = self.mapping
+        return (
+            mapping.data_field is not None
+            or mapping.event_field is not None
+            or mapping.id_field is not None
+            or mapping.time_field is not None
+            or self.path.stat().st_size <= self.memory_budget
+        )
+
+    def _index_quickly(self) -> _Found | None:
+        """The whole check of a large file whose records are sent as they are: every
+        record decoded at C speed, nothing kept but the checkpoints. None when the file
+        turns out to be a recording, or an array whose layout the fast check cannot
+        follow: the full check then goes through it and says what is wrong and where."""
+        with self._open() as stream:
+            if self.layout == "array":
+                indexed = self._index_array_quickly(stream)
+            else:
+                indexed = self._index_lines_quickly(stream)
+        if indexed is None:
+            return None
+        count, checkpoints = indexed
+        event_type = self.mapping.event_type or DEFAULT_EVENT_TYPE
+        return _Found(count, checkpoints, event_types=frozenset({event_type}))
+
+    def _index_array_quickly(self, stream: IO[bytes]) -> tuple[int, array[int]] | None:
+        indexed = index_array(stream, CHECKPOINT_STRIDE, self.max_record)
+        if indexed is None:
+            return None
+        count, checkpoints = indexed
+        if count:
+            stream.seek(checkpoints[0])
+            first = next(ArrayScanner(stream, checkpoints[0]).elements(at_open=False))
+            if is_header(loads(first[2])):
+                return None  # the full check says a recording must be JSON Lines
+        return count, checkpoints
+
+    def _index_lines_quickly(self, stream: IO[bytes]) -> tuple[int, array[int]] | None:
+        for _, _, raw in iter_lines(stream, max_record=self.max_record):
+            try:
+                if is_header(loads(raw)):
+                    return None
+            except ValueError:
+                pass  # reported in order by the check below
+            break
+        stream.seek(0)
+        try:
+            return index_lines(stream, CHECKPOINT_STRIDE, self.max_record)
+        except BadLine as bad:
+            raise self._bad_line(bad.line, bad.error) from None
+
+    # ---- the full check: every record mapped ----
+
+    def _index_fully(self) -> _Found:
+        with self._open() as stream:
+            records = self._records(stream)
+            first = next(records, None)
+            if first is None:
+                return _Found(0, array("q"))
+            if is_header(first[2]):
+                self._accept_header(first[1])
+                return self._check_each(records, recording=True)
+            return self._check_each(itertools.chain([first], records), recording=False)
+
+    def _accept_header(self, line: int) -> None:
+        if self.layout != "lines":
+            raise self._fail_at(line, "a recording must be JSON Lines")
+        if self.mapping.any_set():
+            raise self._fail_at(
+                line,
+                "this is a recording from 'sseplay tail --record': it replays "
+                "as recorded, so drop --data-field/--event-field/--id-field/"
+                "--event-type/--time-field",
+            )
+
+    def _check_each(self, records: Iterator[tuple[int, int, Any]], recording: bool) -> _Found:
+        """Map every record, checking its ids and times, and keep what serving needs."""
+        mapper = RecordMapper(self.mapping, recording)
+        ids = _IdIndex(repeats_allowed=recording)
+        timed = recording or self.mapping.time_field is not None
+        timeline = _Timeline() if timed else None
+        cache = _Cache(self.memory_budget)
+        checkpoints: array[int] = array("q")
+        event_types: set[str] = set()
+        index = -1
+        for index, (position, line, record) in enumerate(records):
+            if index % CHECKPOINT_STRIDE == 0:
+                checkpoints.append(position)
+            try:
+                cue, raw_time = mapper.cue(record)
+                if len(event_types) < MAX_LISTED_TYPES:
+                    event_types.add(event_type_of(cue.body))
+                ids.add(cue.id, index)
+                if timeline is not None:
+                    timeline.add(raw_time)
+            except ValueError as error:
+                raise self._fail_at(line, f"record {index + 1}: {error}") from None
+            cache.add(cue)
+        own_ids = recording or self.mapping.id_field is not None
+        return _Found(
+            count=index + 1,
+            checkpoints=checkpoints,
+            recording=recording,
+            times=None if timeline is None else timeline.times,
+            id_positions=ids.positions if own_ids else None,
+            cached=cache.cues,
+            event_types=frozenset(event_types),
+        )
+
     def _records(self, stream: Any) -> Iterator[tuple[int, int, Any]]:
         if self.layout == "lines":
             for position, line, raw in iter_lines(stream, max_record=self.max_record):
@@ -448,186 +567,71 @@ class _Indexer:
                 error.position, f"invalid JSON array ({error.problem})"
             ) from None
 
-    def _needs_each_record(self) -> bool:
-        """Whether checking a record takes more than knowing it is JSON: fields to find,
-        times to read, ids to compare, or events to keep in memory."""
-        mapping = self.mapping
-        return (
-            mapping.data_field is not None
-            or mapping.event_field is not None
-            or mapping.id_field is not None
-            or mapping.time_field is not None
-            or self.path.stat().st_size <= self.memory_budget
-        )
 
-    def _index_quickly(self) -> EventFile | None:
-        """The whole check of a large file whose records are sent as they are: every
-        record decoded at C speed, nothing kept but the checkpoints. None when the file
-        turns out to be a recording, or an array whose layout the fast check cannot
-        follow: the full check then goes through it and says what is wrong and where."""
-        with self._open() as stream:
-            if self.layout == "array":
-                indexed = index_array(stream, CHECKPOINT_STRIDE, self.max_record)
-                if indexed is None:
-                    return None
-                count, checkpoints = indexed
-                stream.seek(checkpoints[0])
-                first = next(ArrayScanner(stream, checkpoints[0]).elements(at_open=False))
-                if _is_header(loads(first[2])):
-                    return None  # the full check says a recording must be JSON Lines
-            else:
-                for _, _, raw in iter_lines(stream, max_record=self.max_record):
-                    try:
-                        if _is_header(loads(raw)):
-                            return None
-                    except ValueError:
-                        pass  # reported in order by the check below
-                    break
-                stream.seek(0)
-                try:
-                    count, checkpoints = index_lines(stream, CHECKPOINT_STRIDE, self.max_record)
-                except BadLine as bad:
-                    raise self._bad_line(bad.line, bad.error) from None
-        if count == 0:
-            raise InputError(self.label, "the file holds no records: nothing to replay")
-        return EventFile(
-            label=self.label,
-            path=self.path,
-            compressed=self.compressed,
-            layout=self.layout,
-            recording=False,
-            mapper=RecordMapper(self.mapping, recording=False),
-            count=count,
-            checkpoints=checkpoints,
-            times=None,
-            id_positions=None,
-            cached=None,
-            event_types=frozenset({self.mapping.event_type or DEFAULT_EVENT_TYPE}),
-        )
+class _IdIndex:
+    """The position of every record's own id; a repeated id is refused (resuming could not
+    tell the records apart), except the same id on consecutive events of a recording (a
+    server that sends no new id keeps the last one)."""
 
-    def run(self) -> EventFile:
-        if not self._needs_each_record():
-            quick = self._index_quickly()
-            if quick is not None:
-                return quick
-        checkpoints: array[int] = array("q")
-        times: array[float] | None = None
-        id_positions: dict[str, int] = {}
-        cached: list[Cue] | None = []
-        cached_size = 0
-        recording = False
-        mapper = RecordMapper(self.mapping, recording=False)
-        time_kind: str | None = None
-        first_time = previous_time = 0.0
-        previous_raw: Any = None
-        ids_seen = False
-        event_types: set[str] = set()
-        index = 0
-        with self._open() as stream:
-            for position, line, record in self._records(stream):
-                if index == 0 and not recording and _is_header(record):
-                    if self.layout != "lines":
-                        raise self._fail_at(line, "a recording must be JSON Lines")
-                    if self.mapping.any_set():
-                        raise self._fail_at(
-                            line,
-                            "this is a recording from 'sseplay tail --record': it replays "
-                            "as recorded, so drop --data-field/--event-field/--id-field/"
-                            "--event-type/--time-field",
-                        )
-                    recording = True
-                    mapper = RecordMapper(self.mapping, recording=True)
-                    continue
-                if index % CHECKPOINT_STRIDE == 0:
-                    checkpoints.append(position)
-                try:
-                    cue, raw_time = mapper.cue(record)
-                except ValueError as error:
-                    raise self._fail_at(line, f"record {index + 1}: {error}") from None
-                if len(event_types) < MAX_LISTED_TYPES:
-                    event_types.add(_event_type_of(cue.body))
-                if cue.id is not None:
-                    ids_seen = True
-                    known = id_positions.get(cue.id)
-                    if known is not None and not (recording and known == index - 1):
-                        raise self._fail_at(
-                            line,
-                            f"record {index + 1}: duplicate id {cue.id!r} (record {known + 1} "
-                            "has it too): ids must be unique for resuming to work",
-                        )
-                    id_positions[cue.id] = index
-                if raw_time is not None or recording or self.mapping.time_field is not None:
-                    try:
-                        kind, seconds = parse_time(raw_time)
-                    except ValueError as error:
-                        raise self._fail_at(
-                            line,
-                            f"record {index + 1}: cannot read the time "
-                            f"{_shorten(repr(raw_time))}: {error}",
-                        ) from None
-                    if times is None:
-                        times = array("d")
-                        time_kind, first_time = kind, seconds
-                    elif kind != time_kind:
-                        raise self._fail_at(
-                            line,
-                            f"record {index + 1}: the time {raw_time!r} is a {kind}, but "
-                            f"record 1 has a {time_kind}: use one kind of time throughout",
-                        )
-                    elif seconds < previous_time:
-                        raise self._fail_at(
-                            line,
-                            f"record {index + 1}: the time {raw_time!r} is earlier than the "
-                            f"record before it ({previous_raw!r}): sort the records by time",
-                        )
-                    times.append(seconds - first_time)
-                    previous_time, previous_raw = seconds, raw_time
-                if cached is not None:
-                    cached.append(cue)
-                    cached_size += len(cue.body) + 100
-                    if cached_size > self.memory_budget:
-                        cached = None
-                index += 1
-        if index == 0:
-            raise InputError(self.label, "the file holds no records: nothing to replay")
-        if self.mapping.id_field is not None or recording:
-            positions: dict[str, int] | None = id_positions
-        else:
-            positions = None
-        if recording and not ids_seen:
-            positions = {}
-        return EventFile(
-            label=self.label,
-            path=self.path,
-            compressed=self.compressed,
-            layout=self.layout,
-            recording=recording,
-            mapper=mapper,
-            count=index,
-            checkpoints=checkpoints,
-            times=times,
-            id_positions=positions,
-            cached=cached,
-            event_types=frozenset(event_types),
-        )
+    def __init__(self, repeats_allowed: bool) -> None:
+        self.repeats_allowed = repeats_allowed
+        self.positions: dict[str, int] = {}
+
+    def add(self, event_id: str | None, index: int) -> None:
+        if event_id is None:
+            return
+        known = self.positions.get(event_id)
+        if known is not None and not (self.repeats_allowed and known == index - 1):
+            raise ValueError(
+                f"duplicate id {event_id!r} (record {known + 1} has it too): "
+                "ids must be unique for resuming to work"
+            )
+        self.positions[event_id] = index
 
 
-def _event_type_of(body: bytes) -> str:
-    """The type an encoded body dispatches: its ``event:`` line comes before the data."""
-    for line in body.split(b"\n", 2)[:2]:
-        if line.startswith(b"event: "):
-            return line[7:].decode()
-    return DEFAULT_EVENT_TYPE
+class _Timeline:
+    """The offsets of a timed replay from the first record's time: one kind of time
+    throughout, never going back."""
+
+    def __init__(self) -> None:
+        self.times: array[float] = array("d")
+        self._kind = ""
+        self._first = self._previous = 0.0
+        self._previous_raw: Any = None
+
+    def add(self, raw_time: Any) -> None:
+        try:
+            kind, seconds = parse_time(raw_time)
+        except ValueError as error:
+            raise ValueError(f"cannot read the time {_shorten(repr(raw_time))}: {error}") from None
+        if not self.times:
+            self._kind, self._first = kind, seconds
+        elif kind != self._kind:
+            raise ValueError(
+                f"the time {raw_time!r} is a {kind}, but record 1 has a {self._kind}: "
+                "use one kind of time throughout"
+            )
+        elif seconds < self._previous:
+            raise ValueError(
+                f"the time {raw_time!r} is earlier than the record before it "
+                f"({self._previous_raw!r}): sort the records by time"
+            )
+        self.times.append(seconds - self._first)
+        self._previous, self._previous_raw = seconds, raw_time
 
 
-def _is_header(record: Any) -> bool:
-    return isinstance(record, dict) and record.get(RECORDING_KEY) == RECORDING_MARK
+class _Cache:
+    """The cues of a file while they fit in the memory budget; ``cues`` None past it."""
 
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.cues: list[Cue] | None = []
+        self._size = 0
 
-def recording_header(url: str) -> dict[str, Any]:
-    return {
-        RECORDING_KEY: RECORDING_MARK,
-        "version": RECORDING_VERSION,
-        "url": url,
-        "started": datetime.now(UTC).isoformat(timespec="milliseconds"),
-    }
+    def add(self, cue: Cue) -> None:
+        if self.cues is None:
+            return
+        self.cues.append(cue)
+        self._size += len(cue.body) + 100  # the Cue, its bytes object, a list slot
+        if self._size > self.budget:
+            self.cues = None

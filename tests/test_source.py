@@ -366,8 +366,10 @@ def test_a_large_array_is_checked_quickly_and_still_says_where_it_is_broken(
     tmp_path: Path,
 ) -> None:
     path = write_json(tmp_path / "big.json", [{"n": n} for n in range(1000)])
-    with mock.patch("sseplay.source._Indexer.run", autospec=True) as run:
-        run.side_effect = lambda indexer: indexer._index_quickly()
+    full_check = mock.patch(
+        "sseplay.source._Indexer._index_fully", side_effect=AssertionError("the full check ran")
+    )
+    with full_check:
         quick = load_event_file("big.json", path, FieldMapping(), memory_budget=100)
     assert not quick.in_memory
     assert quick.count == 1000
@@ -391,3 +393,84 @@ def test_quick_array_index_gives_up_early_on_an_array_laid_out_otherwise() -> No
     assert stream.tell() <= 18 * 1000  # 16 blocks and a little, not the whole file
     assert len(content) > 100_000
     assert _scanned(content, stride=3) is not None  # the full check takes it
+
+
+HEADER = '{"sseplay": "recording", "version": 1}'
+
+
+@pytest.mark.parametrize(
+    ("name", "lines", "mapping", "message"),
+    [
+        (
+            "r.jsonl",
+            [HEADER],
+            FieldMapping(),
+            "r.jsonl: the file holds no records: nothing to replay",
+        ),
+        (
+            "r.json",
+            [f"[{HEADER},", '{"data": "x"}]'],
+            FieldMapping(),
+            "r.json:1: a recording must be JSON Lines",
+        ),
+        (
+            "r.jsonl",
+            [HEADER, '{"data": "x"}'],
+            FieldMapping(event_type="tick"),
+            "r.jsonl:1: this is a recording from 'sseplay tail --record': it replays as "
+            "recorded, so drop --data-field/--event-field/--id-field/--event-type/--time-field",
+        ),
+        (
+            "r.jsonl",
+            [
+                HEADER,
+                '{"data": "x", "id": "a"}',
+                '{"data": "y", "id": "b"}',
+                '{"data": "z", "id": "a"}',
+            ],
+            FieldMapping(),
+            "r.jsonl:4: record 3: duplicate id 'a' (record 1 has it too): ids must be unique "
+            "for resuming to work",
+        ),
+        (
+            "r.jsonl",
+            [HEADER, '{"data": "x", "offset": 2}', '{"data": "y", "offset": 1}'],
+            FieldMapping(),
+            "r.jsonl:3: record 2: the time 1 is earlier than the record before it (2): sort "
+            "the records by time",
+        ),
+        (
+            "t.jsonl",
+            ['{"t": 1}', '{"t": "00:02"}'],
+            FieldMapping(time_field="t"),
+            "t.jsonl:2: record 2: the time '00:02' is a clock, but record 1 has a number: use "
+            "one kind of time throughout",
+        ),
+        (
+            "t.jsonl",
+            ['{"t": 1}', '{"t": "' + "9" * 40 + '"}'],
+            FieldMapping(time_field="t"),
+            "t.jsonl:2: record 2: cannot read the time '99999999999999999999999... (42 "
+            "characters): out of range",
+        ),
+    ],
+)
+def test_every_check_of_the_full_pass_says_where_and_what(
+    tmp_path: Path, name: str, lines: list[str], mapping: FieldMapping, message: str
+) -> None:
+    path = tmp_path / name
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError) as caught:
+        load_event_file(name, path, mapping)
+    assert str(caught.value).startswith(message)
+
+
+def test_a_recording_may_repeat_the_id_of_the_event_before(tmp_path: Path) -> None:
+    """A server that sends no new id keeps the last one (WHATWG 9.2.6): tail records it."""
+    path = tmp_path / "r.jsonl"
+    events = ['{"data": "x", "id": "a"}', '{"data": "y", "id": "a"}', '{"data": "z"}']
+    path.write_text("\n".join([HEADER, *events]) + "\n")
+    file = load_event_file("r.jsonl", path, FieldMapping())
+    assert file.count == 3
+    assert file.id_positions == {"a": 1}
+    assert list(file.times or []) == [0.0, 0.0, 0.0]
