@@ -26,6 +26,8 @@ from tests.conftest import ROOT, ServeProcess, write_json
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 CONFIG = ROOT / "docs" / "deploy" / "haproxy.cfg"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+NGINX_CONFIG = ROOT / "docs" / "deploy" / "nginx.conf"
 INTERVAL = 0.05
 # 100 s of timeline: longer than any start-up on a busy machine; clients join it live and
 # leave after the events they need, whenever the hosts came up.
@@ -50,6 +52,24 @@ class Cluster:
     url: str  # the stream, through HAProxy
     hosts: dict[str, ServeProcess]  # HAProxy's server name -> its sseplay process
     epoch: float
+    nginx_url: str | None  # the stream through nginx, when nginx is installed
+
+
+def wait_for_both(base: str, balancer: subprocess.Popen[bytes], name_of: dict[str, str]) -> None:
+    """Until the balancer answers and has reached both hosts (health checks passed)."""
+    seen: set[str] = set()
+    deadline = time.monotonic() + 10
+    while seen != {"host1", "host2"}:
+        assert time.monotonic() < deadline, f"the balancer did not reach both hosts: {seen}"
+        assert balancer.poll() is None, balancer.communicate()[1].decode()
+        try:
+            answer = httpx.get(base + "/healthz", timeout=2)
+            if answer.status_code == 200:
+                served_by = answer.headers["x-served-by"]
+                seen.add(name_of.get(served_by, served_by))
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -59,41 +79,50 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     epoch = time.time() + 1
     flags = ("--broadcast", "--epoch", f"{epoch:.6f}", "--interval", str(INTERVAL), "-q")
     hosts: dict[str, ServeProcess] = {}
-    haproxy: subprocess.Popen[bytes] | None = None
+    balancers: list[subprocess.Popen[bytes]] = []
     try:
         for name in ("host1", "host2"):
             hosts[name] = ServeProcess(str(events), *flags)
+        addresses = {
+            name: host.url.removesuffix("/events").removeprefix("http://")
+            for name, host in hosts.items()
+        }
+
+        def configured(template: Path, front: int, front_default: int) -> str:
+            config = template.read_text()
+            config = config.replace(f"127.0.0.1:{front_default}", f"127.0.0.1:{front}")
+            config = config.replace("127.0.0.1:8001", addresses["host1"])
+            return config.replace("127.0.0.1:8002", addresses["host2"])
+
         front = free_port()
-        config = CONFIG.read_text()
-        config = config.replace("127.0.0.1:8080", f"127.0.0.1:{front}")
-        for name, port in (("host1", "8001"), ("host2", "8002")):
-            backend = hosts[name].url.removesuffix("/events").removeprefix("http://")
-            config = config.replace(f"127.0.0.1:{port}", backend)
-        (tmp / "haproxy.cfg").write_text(config)
+        (tmp / "haproxy.cfg").write_text(configured(CONFIG, front, 8080))
         haproxy = subprocess.Popen(
             [HAPROXY, "-db", "-f", str(tmp / "haproxy.cfg")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
+        balancers.append(haproxy)
         base = f"http://127.0.0.1:{front}"
-        # Up once HAProxy answers and both hosts passed their health check.
-        seen: set[str] = set()
-        deadline = time.monotonic() + 10
-        while seen != {"host1", "host2"}:
-            assert time.monotonic() < deadline, f"HAProxy did not reach both hosts: {seen}"
-            assert haproxy.poll() is None, haproxy.communicate()[1].decode()
-            try:
-                answer = httpx.get(base + "/healthz", timeout=2)
-                if answer.status_code == 200:
-                    seen.add(answer.headers["x-served-by"])
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        yield Cluster(base + "/events", hosts, epoch)
+        wait_for_both(base, haproxy, {})
+        nginx_url = None
+        if Path(NGINX).exists():
+            nginx_front = free_port()
+            (tmp / "tmp").mkdir()
+            (tmp / "nginx.conf").write_text(configured(NGINX_CONFIG, nginx_front, 8081))
+            nginx = subprocess.Popen(
+                [NGINX, "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-g", "daemon off;"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            balancers.append(nginx)
+            nginx_base = f"http://127.0.0.1:{nginx_front}"
+            wait_for_both(nginx_base, nginx, {a: n for n, a in addresses.items()})
+            nginx_url = nginx_base + "/events"
+        yield Cluster(base + "/events", hosts, epoch, nginx_url)
     finally:
-        if haproxy is not None:
-            haproxy.send_signal(signal.SIGTERM)
-            haproxy.communicate(timeout=10)
+        for balancer in balancers:  # by their PIDs
+            balancer.send_signal(signal.SIGTERM)
+            balancer.communicate(timeout=10)
         for host in hosts.values():
             host.stop()
 
@@ -156,7 +185,7 @@ class RawStream:
         self.events: list[tuple[int, float]] = []
 
     @property
-    def host(self) -> str:
+    def served_by(self) -> str:
         assert self.head is not None
         for line in self.head.split(b"\r\n"):
             name, _, value = line.partition(b":")
@@ -187,7 +216,22 @@ class RawStream:
 
 
 def test_clients_land_on_both_hosts_and_see_each_id_at_the_same_moment(cluster: Cluster) -> None:
-    streams = [RawStream(cluster.url) for _ in range(4)]
+    spread_and_skew(cluster.url, {}, "HAProxy")
+
+
+def test_the_nginx_recipe_does_the_same(cluster: Cluster) -> None:
+    if cluster.nginx_url is None:
+        pytest.skip("nginx is not installed")
+    addresses = {
+        host.url.removesuffix("/events").removeprefix("http://"): name
+        for name, host in cluster.hosts.items()
+    }
+    spread_and_skew(cluster.nginx_url, addresses, "nginx")
+
+
+def spread_and_skew(url: str, name_of: dict[str, str], balancer: str) -> None:
+    """Four clients through the balancer: on both hosts, each id at the same moment."""
+    streams = [RawStream(url) for _ in range(4)]
     try:
         deadline = time.monotonic() + 15
         while any(len(stream.events) < 30 for stream in streams):
@@ -202,7 +246,7 @@ def test_clients_land_on_both_hosts_and_see_each_id_at_the_same_moment(cluster: 
             stream.sock.close()
     by_host: dict[str, list[RawStream]] = {}
     for stream in streams:
-        by_host.setdefault(stream.host, []).append(stream)
+        by_host.setdefault(name_of.get(stream.served_by, stream.served_by), []).append(stream)
         ids = [n for n, _ in stream.events]
         assert ids == list(range(ids[0], ids[0] + len(ids))), ids  # joined live, missed none
     assert set(by_host) == {"host1", "host2"}, by_host.keys()
@@ -217,7 +261,7 @@ def test_clients_land_on_both_hosts_and_see_each_id_at_the_same_moment(cluster: 
     assert len(skew) >= 20  # they joined within half a second of each other
     skew.sort()
     print(
-        f"same id through HAProxy on two hosts: {len(skew)} pairs, median "
+        f"same id through {balancer} on two hosts: {len(skew)} pairs, median "
         f"{skew[len(skew) // 2] * 1000:.1f} ms, largest {skew[-1] * 1000:.1f} ms"
     )
     assert skew[-1] <= ALIGNED_WITHIN, [round(s * 1000, 1) for s in skew]
