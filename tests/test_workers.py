@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,7 +16,7 @@ import httpx
 import pytest
 
 from sseplay.errors import ExitCode
-from tests.conftest import ServeProcess, run_cli, write_json
+from tests.conftest import ROOT, ServeProcess, run_cli, write_json
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="workers are forked")
 
@@ -138,3 +140,24 @@ def test_a_bad_file_or_a_taken_port_is_one_line_from_the_parent(tmp_path: Path) 
     result = run_cli("serve", str(good), "--workers", "-1", "--port", "0")
     assert result.returncode == ExitCode.USAGE
     assert "--workers must be 0 to 1024, not -1" in result.stderr
+
+
+def test_the_systemd_unit_of_docs_deploy_is_valid(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    sseplay_script = shutil.which("sseplay")
+    if analyze is None or sseplay_script is None:
+        pytest.skip("systemd-analyze is not installed")
+    unit = (ROOT / "docs" / "deploy" / "sseplay.service").read_text()
+    assert "/usr/local/bin/sseplay serve" in unit
+    # The same unit, with this machine's sseplay (verify checks that it can be run).
+    (tmp_path / "sseplay.service").write_text(
+        unit.replace("/usr/local/bin/sseplay", sseplay_script)
+    )
+    result = subprocess.run(
+        [analyze, "verify", str(tmp_path / "sseplay.service")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr
