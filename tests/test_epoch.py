@@ -22,7 +22,9 @@ from tests.conftest import make_stream, run_cli, write_json
 INTERVAL = 0.05
 
 
-def timed_ids(url: str, count: int, headers: dict[str, str] | None = None) -> list[tuple[int, float]]:
+def timed_ids(
+    url: str, count: int, headers: dict[str, str] | None = None
+) -> list[tuple[int, float]]:
     """(id, wall-clock arrival) of the first ``count`` events of a stream."""
     got: list[tuple[int, float]] = []
     with httpx.stream("GET", url, headers=headers, timeout=10) as response:
