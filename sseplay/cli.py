@@ -30,6 +30,7 @@ from sseplay.config import (
     check_route,
     route_problem,
 )
+from sseplay.epoch import parse_epoch
 from sseplay.errors import ExitCode, SseplayError, UsageError
 
 if TYPE_CHECKING:
@@ -212,6 +213,14 @@ def serve(
         bool,
         typer.Option("--broadcast", help="One shared timeline from server start for all clients."),
     ] = False,
+    epoch: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TIME",
+            help="When the --broadcast timeline starts (ISO-8601 or Unix seconds): "
+            "hosts with the same file and TIME serve the same stream.",
+        ),
+    ] = None,
     retry: Annotated[
         int | None,
         typer.Option(metavar="MS", help="Send retry: MS, the browser's reconnection delay."),
@@ -224,6 +233,12 @@ def serve(
         "127.0.0.1"
     ),
     port: Annotated[int, typer.Option(metavar="PORT", help="Port; 0 = any free port.")] = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N", help="Serve the port from N processes; 0 = one per CPU. [default: 1]"
+        ),
+    ] = None,
     cors: Annotated[
         list[str] | None,
         typer.Option(metavar="ORIGIN", help="Allowed origin (repeatable). [default: any origin]"),
@@ -264,6 +279,8 @@ def serve(
             cors=tuple(cors) if cors else None,
             send_timeout=send_timeout,
             once=once,
+            epoch=None if epoch is None else parse_epoch(epoch),
+            workers=workers,
         )
         if files.count(STDIN_NAME) > 1:
             raise UsageError("standard input (-) can be read only once")
@@ -306,18 +323,25 @@ def run_serve(
         sys.stderr.write("sseplay: interrupted during the start-up check; nothing was served\n")
         raise SystemExit(int(ExitCode.INTERRUPTED)) from None
 
-    server = Server(streams, config=config)
-
-    def ready() -> None:
-        urls = server.urls
+    def announce(urls: list[str], first_route: str) -> None:
         for url in urls:
             print(url, flush=True)
         write_urls(urls)
-        viewer = urls[0][: -len(server.routes[0].route)] + "/"
+        viewer = urls[0][: -len(first_route)] + "/"
         logging.getLogger("sseplay.server").info("live viewer: %s", viewer)
 
     raise_open_file_limit()
     tune_collector()
+    if config.workers is not None:
+        from sseplay.workers import serve_with_workers
+
+        serve_with_workers(streams, config, announce)
+        return
+    server = Server(streams, config=config)
+
+    def ready() -> None:
+        announce(server.urls, server.routes[0].route)
+
     # uvicorn re-raises the signal that stopped it once it is done; with these
     # handlers in place that is a no-op instead of a KeyboardInterrupt traceback.
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypedDict
 
+from sseplay.epoch import check_epoch, parse_epoch
 from sseplay.errors import UsageError
 from sseplay.model import field_problem
 
@@ -27,6 +29,8 @@ DEFAULT_SEND_TIMEOUT = 10.0
 # count of milliseconds (HTML 8.6 "Timers"), and a longer one fires at once.
 MAX_RETRY_MS = 2**31 - 1
 DEFAULT_ROUTE = "/events"
+# --workers: more processes than this on one port is a typo, not a plan.
+MAX_WORKERS = 1024
 # Routes sseplay answers itself: a stream there would hide them.
 RESERVED_ROUTES = frozenset({"/", "/healthz", "/favicon.ico"})
 # A route is plain path segments: letters, digits and RFC 3986's unreserved marks.
@@ -196,10 +200,30 @@ class ServerConfig:
     cors: tuple[str, ...] | None = None
     send_timeout: float = DEFAULT_SEND_TIMEOUT
     once: bool = False
+    # --epoch: when the broadcast timeline starts, in Unix seconds (an ISO-8601 text or a
+    # timezone-aware datetime is converted); None = when the server starts.
+    epoch: float | None = None
+    # --workers: how many processes serve this port (0 = one per CPU); None = this one
+    # process, without a supervisor. A ``Server`` is always one of them.
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
             raise UsageError("--host must name an address, like 127.0.0.1 or ::1")
+        if self.epoch is not None:
+            if isinstance(self.epoch, str):
+                object.__setattr__(self, "epoch", parse_epoch(self.epoch))
+            elif isinstance(self.epoch, datetime):
+                object.__setattr__(self, "epoch", parse_epoch(self.epoch.isoformat()))
+            else:
+                object.__setattr__(self, "epoch", check_epoch(self.epoch))
+            if not self.broadcast:
+                raise UsageError(
+                    "--epoch sets when a --broadcast timeline starts: add --broadcast "
+                    "(a client's own replay starts when it connects)"
+                )
+        if self.workers is not None:
+            _integer("--workers", self.workers, 0, MAX_WORKERS)
         _integer("--port", self.port, 0, 65535)
         if _finite("--ping", self.ping) != 0:
             _at_least("--ping", self.ping, MIN_PING)

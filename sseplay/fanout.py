@@ -28,6 +28,7 @@ from typing import Any, Protocol, cast
 from sseplay.direct import DirectBody
 from sseplay.model import PING as PING  # re-exported: tests take it from here
 from sseplay.replay import Replay, Start, Unreadable
+from sseplay.schedule import Plan
 
 logger = logging.getLogger("sseplay.fanout")
 
@@ -431,6 +432,21 @@ class Player(Listener):
             self._on_complete()
 
 
+def due_count(plan: Plan, until: float) -> int:
+    """How many events of ``plan`` are due at offset ``until`` (seconds from its start),
+    without walking the rounds of a looped plan one by one."""
+    if until < 0:
+        return 0
+    first = 0
+    if plan.loop and plan.round_length > 0:
+        first = int(until // plan.round_length) * plan.count
+        if first and plan.offset(first) > until:  # the float division landed a round late
+            first -= plan.count
+    elif plan.loop:  # every round takes no time: as far as one batch goes
+        return plan.count
+    return plan.due_stop(first, until, plan.count + 1)
+
+
 class Subscriber(Listener):
     """One connection following a broadcast; ``seen_until`` is the next event it needs."""
 
@@ -468,10 +484,25 @@ class Broadcast:
         self._history: deque[bytes] = deque()
         self.history_bytes = 0
 
-    def begin(self) -> None:
-        """Start the timeline now (the server has started)."""
-        self._origin = self._last_write = self.timer.time()
-        self.timer.at(self._origin, self)
+    def begin(self, origin: float | None = None) -> None:
+        """Start the timeline now (the server has started), or at ``origin`` on the timer's
+        clock (``--epoch``). A future origin waits, with pings meanwhile; a past one starts
+        where the timeline is now, after replaying into the history what a client resuming
+        from another host or worker may still ask for (ids are positions, so it finds them)."""
+        now = self.timer.time()
+        self._origin = now if origin is None else origin
+        self._last_write = now
+        if self._origin < now:
+            due = due_count(self.replay.plan, now - self._origin)
+            self.position = max(0, due - BROADCAST_HISTORY)
+            logger.info(
+                "the broadcast started %.3f s ago (--epoch): %d events are due",
+                now - self._origin,
+                due,
+            )
+        elif self._origin > now:
+            logger.info("the broadcast starts in %.3f s (--epoch)", self._origin - now)
+        self.timer.at(now, self)
 
     def play(self, now: float) -> float | None:
         plan = self.replay.plan

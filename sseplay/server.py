@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -77,6 +79,10 @@ class AppOptions:
     send_timeout: float = DEFAULT_SEND_TIMEOUT
     # Body chunks straight to uvicorn's transport when it allows (see ``direct``).
     direct_writes: bool = True
+    # --epoch: when the broadcast timelines start, in Unix seconds; None = at start-up.
+    epoch: float | None = None
+    # --workers: how many processes serve this port (for /healthz); None = just this one.
+    workers: int | None = None
 
 
 class Hub:
@@ -110,12 +116,17 @@ class Hub:
     def start(self) -> None:
         """Start the broadcasts' timelines: they run from the moment the server is up."""
         if self.options.broadcast:
+            origin = None
+            if self.options.epoch is not None:
+                # The epoch is a wall-clock moment shared by hosts and workers; the timer
+                # runs on the loop's monotonic clock, so it is mapped onto it once, here.
+                origin = self.timer.time() + (self.options.epoch - time.time())
             for stream in self._streams:
                 broadcast = Broadcast(
                     stream.replay, self.timer, self.options.ping, self._broadcast_ended
                 )
                 self.broadcasts[stream.route] = broadcast
-                broadcast.begin()
+                broadcast.begin(origin)
 
     def _broadcast_ended(self) -> None:
         if self.on_complete is not None:
@@ -219,6 +230,9 @@ def create_app(
             {
                 "status": "ok",
                 "connections": len(hub.listeners),
+                # Which process answered, of how many on this port (--workers).
+                "worker": os.getpid(),
+                "workers": options.workers or 1,
                 "streams": [
                     {
                         "route": s.route,
@@ -499,8 +513,10 @@ def streaming_server(app: ASGIApp, hub: Hub, **config: Any) -> StreamingServer:
     return StreamingServer(uvicorn.Config(app, **settings), hub)
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """Bind before serving, so a port in use is our own one-line error, and port 0 is known."""
+def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """Bind before serving, so a port in use is our own one-line error, and port 0 is known.
+    ``reuse_port``: SO_REUSEPORT, so that each --workers process listens on the port with a
+    socket of its own; ``listen=False`` only holds the port (it gets no connections)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as error:
@@ -508,9 +524,12 @@ def bind(host: str, port: int) -> socket.socket:
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind(address)
-        sock.listen(2048)
+        if listen:
+            sock.listen(2048)
     except OSError as error:
         sock.close()
         hint = " (pick another --port, or 0 for any free one)" if port else ""
@@ -656,14 +675,20 @@ class Server:
                 ping=config.ping,
                 cors_origins=config.cors_origins,
                 send_timeout=config.send_timeout,
+                epoch=config.epoch,
+                workers=config.workers,
             ),
             complete,
             over,
         )
-        self._sock = bind(config.host, config.port)
+        self._sock = self._listen()
         self._hub = hub_of(app)
         self._server = streaming_server(app, self._hub)
         return self._server
+
+    def _listen(self) -> socket.socket:
+        """The listening socket (a --workers process gets its own, or the shared one)."""
+        return bind(self.config.host, self.config.port)
 
     def _finish(self) -> None:
         if self._sock is not None:
