@@ -261,6 +261,36 @@ def serve(
             "removed when it stops.",
         ),
     ] = None,
+    certfile: Annotated[
+        str | None, typer.Option(metavar="FILE", help="Serve HTTPS with this PEM certificate.")
+    ] = None,
+    keyfile: Annotated[
+        str | None, typer.Option(metavar="FILE", help="The private key of --certfile (PEM).")
+    ] = None,
+    self_signed: Annotated[
+        bool,
+        typer.Option(
+            "--self-signed", help="Serve HTTPS with a throwaway certificate for localhost."
+        ),
+    ] = False,
+    http2: Annotated[
+        bool,
+        typer.Option("--http2", help="Serve HTTP/2 too, with TLS (uvicorn's, experimental)."),
+    ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SECRET",
+            envvar="SSEPLAY_TOKEN",
+            help="Require it: 'Authorization: Bearer SECRET' or ?token=SECRET.",
+        ),
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NAME", help="Answer requests for this Host too (repeatable; * = any)."
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log everything.")] = False,
 ) -> None:
@@ -279,6 +309,12 @@ def serve(
             cors=tuple(cors) if cors else None,
             send_timeout=send_timeout,
             once=once,
+            certfile=certfile,
+            keyfile=keyfile,
+            self_signed=self_signed,
+            http2=http2,
+            token=token,
+            allowed_hosts=tuple(allowed_host or ()),
             epoch=None if epoch is None else parse_epoch(epoch),
             workers=workers,
         )
@@ -452,6 +488,18 @@ def tail(
     insecure: Annotated[
         bool, typer.Option("--insecure", help="Do not verify TLS certificates.")
     ] = False,
+    cacert: Annotated[
+        str | None,
+        typer.Option(metavar="FILE", help="Trust the CA certificates in this PEM file too."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SECRET",
+            envvar="SSEPLAY_TOKEN",
+            help="Send 'Authorization: Bearer SECRET'.",
+        ),
+    ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No status lines on stderr.")
     ] = False,
@@ -477,6 +525,8 @@ def tail(
             max_retries=max_retries,
             max_event_size=max_event_size,
             verify=not insecure,
+            cacert=cacert,
+            token=token,
         )
         _run_tail(options, _output_format(output, data_only), record, quiet)
     except SseplayError as error:

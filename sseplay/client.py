@@ -162,6 +162,32 @@ def _header_pairs(headers: HeaderInput) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def _authorization(token: str, pairs: tuple[tuple[str, str], ...]) -> tuple[str, str]:
+    if not isinstance(token, str) or not token or not _SENDABLE_VALUE.match(token):
+        raise UsageError("--token must be the server's token, with no spaces or control characters")
+    if any(name.lower() == "authorization" for name, _ in pairs):
+        raise UsageError("use --token or -H 'Authorization: ...', not both")
+    return ("Authorization", f"Bearer {token}")
+
+
+def _trusting(cacert: str) -> ssl.SSLContext:
+    """A TLS context that trusts the system's CAs and those in ``cacert``."""
+    if not isinstance(cacert, str) or not cacert:
+        raise UsageError("--cacert must name a PEM file of CA certificates")
+    context = ssl.create_default_context()
+    try:
+        context.load_verify_locations(cafile=cacert)
+    except FileNotFoundError:
+        raise UsageError(f"--cacert {cacert}: no such file") from None
+    except OSError as error:
+        raise UsageError(f"--cacert {cacert}: cannot read it: {error.strerror}") from None
+    except ssl.SSLError:
+        raise UsageError(
+            f"--cacert {cacert}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)"
+        ) from None
+    return context
+
+
 @dataclass(frozen=True, slots=True)
 class TailOptions:
     """Everything ``sseplay tail`` (and ``tail()`` / ``atail()``) connects and stops by.
@@ -187,7 +213,13 @@ class TailOptions:
     max_retries: int | None = None
     max_event_size: int = DEFAULT_MAX_EVENT_SIZE
     verify: bool = True
+    # A PEM file of CA certificates to trust besides the system's (``--cacert``), e.g. the
+    # one ``sseplay serve --self-signed`` prints.
+    cacert: str | None = None
+    # The server's ``--token``, sent as ``Authorization: Bearer TOKEN`` (RFC 6750 2.1).
+    token: str | None = field(default=None, repr=False)
     pattern: re.Pattern[str] | None = field(init=False, default=None, repr=False, compare=False)
+    tls_context: ssl.SSLContext | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # a frozen dataclass normalises its own fields here
@@ -200,6 +232,8 @@ class TailOptions:
             raise UsageError(f"--method: {self.method!r} is not an HTTP method")
         set_(self, "method", self.method.upper())
         pairs = _header_pairs(self.headers)
+        if self.token is not None:
+            pairs += (_authorization(self.token, pairs),)
         body = self.body.encode() if isinstance(self.body, str) else self.body
         if body is not None and not any(name.lower() == "content-type" for name, _ in pairs):
             pairs += (("Content-Type", self.content_type),)
@@ -222,6 +256,10 @@ class TailOptions:
                 set_(self, "pattern", re.compile(self.until))
             except re.error as error:
                 raise UsageError(f"--until: bad regular expression: {error}") from None
+        if self.cacert is not None:
+            if not self.verify:
+                raise UsageError("use --cacert or --insecure, not both")
+            set_(self, "tls_context", _trusting(self.cacert))
 
     @property
     def header_pairs(self) -> tuple[tuple[str, str], ...]:
@@ -288,7 +326,10 @@ def _describe(error: httpx.HTTPError, url: str) -> str:
     if isinstance(error, httpx.ConnectTimeout):
         return f"could not connect to {url}: timed out"
     if isinstance(cause, ssl.SSLError) or "SSL" in str(error) or "certificate" in str(error):
-        return f"TLS failed for {url}: {error} (--insecure skips certificate checks)"
+        return (
+            f"TLS failed for {url}: {error} "
+            "(--cacert FILE trusts the server's CA, --insecure skips the checks)"
+        )
     if isinstance(error, httpx.ConnectError):
         text = str(error)
         if "Name or service not known" in text or "nodename nor servname" in text:
@@ -299,13 +340,15 @@ def _describe(error: httpx.HTTPError, url: str) -> str:
     return f"{url}: {type(error).__name__}: {error}"
 
 
-def _tls_settings(url: str, verify: bool) -> ssl.SSLContext | bool:
+def _tls_settings(
+    url: str, verify: bool, context: ssl.SSLContext | None = None
+) -> ssl.SSLContext | bool:
     """What httpx checks TLS with. Its default loads the whole CA bundle when the client is
     made (about 20 ms of tail's start-up here). A plain http:// URL never uses TLS: it
     gets an empty context, which would refuse any certificate rather than accept one."""
     if httpx.URL(url).scheme != "https":
         return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    return verify
+    return context if context is not None and verify else verify
 
 
 class _Clients:
@@ -321,7 +364,8 @@ class _Clients:
         if client is None:
             timeout = httpx.Timeout(self._options.connect_timeout, read=None)
             client = httpx.AsyncClient(
-                verify=_tls_settings(str(url), self._options.verify), timeout=timeout
+                verify=_tls_settings(str(url), self._options.verify, self._options.tls_context),
+                timeout=timeout,
             )
             self._clients[url.scheme] = client
         return client

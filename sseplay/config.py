@@ -200,6 +200,16 @@ class ServerConfig:
     cors: tuple[str, ...] | None = None
     send_timeout: float = DEFAULT_SEND_TIMEOUT
     once: bool = False
+    # HTTPS: a certificate and its key (the key may be in certfile), or a throwaway pair.
+    certfile: str | None = None
+    keyfile: str | None = None
+    self_signed: bool = False
+    # HTTP/2 beside HTTP/1.1, chosen by ALPN: needs TLS, browsers speak it only over TLS.
+    http2: bool = False
+    # The secret every request must carry; None = anyone who can connect reads the streams.
+    token: str | None = None
+    # Host names answered besides the loopback ones (DNS rebinding guard); "*" = any.
+    allowed_hosts: tuple[str, ...] = ()
     # --epoch: when the broadcast timeline starts, in Unix seconds (an ISO-8601 text or a
     # timezone-aware datetime is converted); None = when the server starts.
     epoch: float | None = None
@@ -208,6 +218,7 @@ class ServerConfig:
     workers: int | None = None
 
     def __post_init__(self) -> None:
+        _check_tls_and_access(self)
         if not isinstance(self.host, str) or not self.host:
             raise UsageError("--host must name an address, like 127.0.0.1 or ::1")
         if self.epoch is not None:
@@ -243,3 +254,47 @@ class ServerConfig:
     @property
     def cors_origins(self) -> tuple[str, ...]:
         return self.cors if self.cors else ("*",)
+
+
+# RFC 3986 unreserved characters, a subset of RFC 6750's b64token: a token goes as it is
+# into an Authorization header and into ?token= (where a "+" would read as a space).
+_TOKEN = re.compile(r"^[A-Za-z0-9._~-]+$")
+
+
+def _check_tls_and_access(config: ServerConfig) -> None:
+    """The rules of --certfile, --keyfile, --self-signed, --http2, --token, --allowed-host."""
+    for flag, path in (("--certfile", config.certfile), ("--keyfile", config.keyfile)):
+        if path is not None and (not isinstance(path, str) or not path):
+            raise UsageError(f"{flag} must name a PEM file")
+    if config.keyfile is not None and config.certfile is None:
+        raise UsageError("--keyfile needs --certfile: the certificate the key belongs to")
+    if config.self_signed and config.certfile is not None:
+        raise UsageError("use --self-signed or --certfile, not both")
+    if config.workers is not None and (config.certfile is not None or config.self_signed):
+        # Each worker would make its own --self-signed CA, and the supervisor prints http://.
+        raise UsageError(
+            "--workers serves plain HTTP for now: drop --workers, or put a TLS proxy in front"
+        )
+    if config.http2 and config.certfile is None and not config.self_signed:
+        raise UsageError(
+            "--http2 needs TLS (--certfile FILE --keyfile FILE, or --self-signed): "
+            "browsers speak HTTP/2 only over TLS"
+        )
+    if config.token is not None and (
+        not isinstance(config.token, str) or not _TOKEN.match(config.token)
+    ):
+        raise UsageError(
+            "--token may hold only letters, digits and . _ ~ - (it goes in headers and URLs); "
+            "make one with: python -c 'import secrets; print(secrets.token_urlsafe())'"
+        )
+    hosts = config.allowed_hosts
+    hosts = (hosts,) if isinstance(hosts, str) else tuple(hosts)
+    object.__setattr__(config, "allowed_hosts", hosts)
+    for name in hosts:
+        if not isinstance(name, str) or not re.match(
+            r"^(\*|\[[0-9A-Fa-f:.]+\]|[^\s/:\[\]]+)$", name
+        ):
+            raise UsageError(
+                f"--allowed-host {name!r} is not a host name: write it like myapp.test, "
+                "192.168.1.5 or [fd00::1] (no scheme, no port), or * for any"
+            )

@@ -24,6 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from sseplay.access import AccessGuard, AccessRules, is_loopback
 from sseplay.config import (
     DEFAULT_PING,
     DEFAULT_ROUTE,
@@ -36,6 +37,7 @@ from sseplay.errors import CannotServe, UsageError
 from sseplay.fanout import Broadcast, Listener, Outlet, Player, Subscriber, Timer
 from sseplay.replay import UNKNOWN, Replay, Start, decode_id, shown_id
 from sseplay.stream import Stream as PublicStream
+from sseplay.tls import TlsFiles, server_tls
 
 logger = logging.getLogger("sseplay.server")
 
@@ -83,6 +85,8 @@ class AppOptions:
     epoch: float | None = None
     # --workers: how many processes serve this port (for /healthz); None = just this one.
     workers: int | None = None
+    # --token and the Host check (``sseplay.access``); None = every request is answered.
+    access: AccessRules | None = None
 
 
 class Hub:
@@ -211,11 +215,14 @@ def create_app(
 
     app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.hub = hub
+    if options.access is not None:  # added first: inside CORS, so a 401 carries its headers
+        app.add_middleware(AccessGuard, rules=options.access)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(options.cors_origins),
-        # A wildcard origin with credentials is invalid (Fetch, CORS protocol).
-        allow_credentials=False,
+        # Credentials (EventSource withCredentials) only for origins listed by name: with
+        # "*" they are invalid (Fetch, CORS protocol), and Starlette would echo any origin.
+        allow_credentials="*" not in options.cors_origins,
         allow_methods=["GET", "POST"],
         allow_headers=["*"],
     )
@@ -538,10 +545,41 @@ def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True)
     return sock
 
 
-def stream_urls(sock: socket.socket, streams: Sequence[Stream]) -> list[str]:
+def stream_urls(sock: socket.socket, streams: Sequence[Stream], scheme: str = "http") -> list[str]:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
-    return [f"http://{shown}:{port}{s.route}" for s in streams]
+    return [f"{scheme}://{shown}:{port}{s.route}" for s in streams]
+
+
+def http2_settings() -> dict[str, Any]:
+    """uvicorn's HTTP/2 (experimental in 0.54): its zttp protocols, HTTP/1.1 or HTTP/2 by
+    ALPN (RFC 9113 section 3.2). The fast write path then stays off: it is httptools-only."""
+    import inspect
+
+    if "http2" not in inspect.signature(uvicorn.Config).parameters:
+        raise CannotServe(
+            f"--http2 needs uvicorn 0.54 or newer (this is {uvicorn.__version__}): "
+            "pip install 'sseplay[http2]'"
+        )
+    try:
+        import zttp  # noqa: F401
+    except ImportError:
+        raise CannotServe(
+            "--http2 needs the zttp package, uvicorn's HTTP/2: pip install 'sseplay[http2]'"
+        ) from None
+    return {"http": "zttp", "http2": True}
+
+
+def tls_settings(files: TlsFiles | None, http2: bool) -> dict[str, Any]:
+    """The uvicorn settings for HTTPS with ``files`` (none for plain HTTP)."""
+    if files is None:
+        return {}
+    settings: dict[str, Any] = {"ssl_certfile": str(files.certfile)}
+    if files.keyfile is not None:
+        settings["ssl_keyfile"] = str(files.keyfile)
+    if http2:
+        settings.update(http2_settings())
+    return settings
 
 
 def once_wait(streams: Sequence[Stream]) -> float:
@@ -603,6 +641,7 @@ class Server:
         self._thread: threading.Thread | None = None
         self._task: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
+        self._tls: TlsFiles | None = None
 
     # What a running server tells.
 
@@ -611,7 +650,13 @@ class Server:
         """Every stream's URL, in the order the streams were given."""
         if self._sock is None:
             raise RuntimeError("the server is not running: start it first")
-        return stream_urls(self._sock, self.routes)
+        return stream_urls(self._sock, self.routes, "https" if self._tls else "http")
+
+    @property
+    def ca_file(self) -> str | None:
+        """With ``self_signed``: the CA file that a client trusts (``tail --cacert``)."""
+        ca = self._tls.ca_file if self._tls is not None else None
+        return str(ca) if ca is not None else None
 
     @property
     def url(self) -> str:
@@ -668,6 +713,7 @@ class Server:
                 logger.info("--once: the replay is over for its client, stopping")
                 stop()
 
+        access = AccessRules.of(config.host, config.token, config.allowed_hosts)
         app = create_app(
             self.routes,
             AppOptions(
@@ -677,22 +723,51 @@ class Server:
                 send_timeout=config.send_timeout,
                 epoch=config.epoch,
                 workers=config.workers,
+                access=access if access.token or access.allowed_hosts is not None else None,
             ),
             complete,
             over,
         )
-        self._sock = self._listen()
+        tls = server_tls(config.certfile, config.keyfile, config.self_signed, config.host)
+        try:
+            extra = tls_settings(tls, config.http2)
+            self._sock = self._listen()
+        except BaseException:
+            if tls is not None:
+                tls.remove()
+            raise
+        self._tls = tls
+        self._warn_if_exposed()
         self._hub = hub_of(app)
-        self._server = streaming_server(app, self._hub)
+        self._server = streaming_server(app, self._hub, **extra)
         return self._server
 
     def _listen(self) -> socket.socket:
         """The listening socket (a --workers process gets its own, or the shared one)."""
         return bind(self.config.host, self.config.port)
 
+    def _warn_if_exposed(self) -> None:
+        config = self.config
+        if is_loopback(config.host):
+            return
+        if config.token is None:
+            logger.warning(
+                "listening on %s without --token: every stream is readable by anyone who "
+                "can reach this port",
+                config.host,
+            )
+        elif self._tls is None:
+            logger.warning(
+                "listening on %s with --token but without TLS: the token crosses the "
+                "network in clear text (add --certfile/--keyfile or --self-signed)",
+                config.host,
+            )
+
     def _finish(self) -> None:
         if self._sock is not None:
             self._sock.close()
+        if self._tls is not None:
+            self._tls.remove()
         self._server = None
 
     async def serve(
