@@ -177,14 +177,12 @@ def _trusting(cacert: str) -> ssl.SSLContext:
     context = ssl.create_default_context()
     try:
         context.load_verify_locations(cafile=cacert)
-    except FileNotFoundError:
-        raise UsageError(f"--cacert {cacert}: no such file") from None
-    except OSError as error:
-        raise UsageError(f"--cacert {cacert}: cannot read it: {error.strerror}") from None
-    except ssl.SSLError:
+    except ssl.SSLError:  # an OSError too: first
         raise UsageError(
             f"--cacert {cacert}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)"
         ) from None
+    except OSError as error:
+        raise UsageError(f"--cacert {cacert}: cannot read it: {error.strerror}") from None
     return context
 
 
