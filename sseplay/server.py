@@ -43,6 +43,8 @@ logger = logging.getLogger("sseplay.server")
 
 # Ctrl-C and SIGTERM stop the server within a second even with streams open.
 GRACEFUL_SHUTDOWN_SECONDS = 0.5
+# How long a stopping HTTPS server waits for the TLS close of its idle connections.
+TLS_CLOSE_SECONDS = 0.2
 # What uvicorn logs when an application returns with its response unfinished: that
 # is how a client cut off for not reading is dropped (ASGI has no other way).
 _UNFINISHED = "ASGI callable returned without completing response."
@@ -477,7 +479,19 @@ class StreamingServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.hub.close_all()
+        if self.config.is_ssl:
+            asyncio.get_running_loop().call_later(TLS_CLOSE_SECONDS, self._abort_closing)
         await super().shutdown(sockets)
+
+    def _abort_closing(self) -> None:
+        """Drop the TLS connections that are still closing: a TLS close waits for the
+        client's close_notify (RFC 8446 section 6.1), which a browser holding an idle
+        connection may never send; the server would wait out its graceful timeout for
+        them, log an error, and leave their transports to a closed loop."""
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None and transport.is_closing():
+                transport.abort()
 
 
 class _CutOffFilter(logging.Filter):

@@ -36,7 +36,8 @@ class TlsServe:
             bufsize=0,
             cwd=ROOT,
         )
-        assert self.process.stdout is not None and self.process.stderr is not None
+        assert self.process.stdout is not None
+        assert self.process.stderr is not None
         ready, _, _ = select.select([self.process.stdout], [], [], 20)
         assert ready, "sseplay serve printed no URL"
         self.url = self.process.stdout.readline().decode().strip()
@@ -103,9 +104,7 @@ def test_a_key_inside_the_certificate_file_is_enough(pair: TlsFiles, tmp_path: P
         check_pair(pair.certfile, None)
 
 
-def test_self_signed_is_trusted_by_tail_cacert_one_line_without_it_and_insecure_skips_it() -> (
-    None
-):
+def test_self_signed_is_trusted_by_tail_cacert_one_line_without_it_and_insecure_skips_it() -> None:
     with TlsServe(SCORES, "--self-signed", "--interval", "0") as server:
         assert server.ca_file is not None, server.log
         assert Path(server.ca_file).is_file()
@@ -158,7 +157,14 @@ def test_a_mismatched_key_and_certificate_is_one_line_exit_4(
 ) -> None:
     wrong_key = _other_key(tmp_path)
     result = run_cli(
-        "serve", SCORES, "--port", "0", "--certfile", str(pair.certfile), "--keyfile", str(wrong_key)
+        "serve",
+        SCORES,
+        "--port",
+        "0",
+        "--certfile",
+        str(pair.certfile),
+        "--keyfile",
+        str(wrong_key),
     )
     assert result.returncode == 4
     assert result.stdout == ""
