@@ -262,7 +262,7 @@ def test_more_clients_than_a_low_open_file_limit_all_get_their_stream() -> None:
             port = int(url.rsplit(":", 1)[1].split("/")[0])
             for _ in range(soft_limit + 100):
                 client = socket.create_connection(("127.0.0.1", port), timeout=10)
-                client.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+                client.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 clients.append(client)
             for client in clients:
                 received = b""

@@ -87,7 +87,7 @@ def healthz_answers(server: Server) -> bool:
 
 def stream_reader(port: int, path: str = "/events", headers: str = "") -> socket.socket:
     conn = socket.create_connection(("127.0.0.1", port), timeout=5)
-    conn.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
+    conn.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode())
     return conn
 
 
