@@ -165,7 +165,6 @@ def _wait(page: Any, expression: str, seconds: float) -> Any:
     return page.evaluate(expression)
 
 
-
 @pytest.mark.browser
 def test_over_http1_the_seventh_eventsource_cannot_open(page: Any, tmp_path: Path) -> None:
     # Streams that stay open: Chromium holds six connections per origin over HTTP/1.1.
