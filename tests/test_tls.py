@@ -212,6 +212,8 @@ def test_tls_flags_that_do_not_go_together_are_usage_errors(tmp_path: Path) -> N
         ServerConfig(certfile="cert.pem", self_signed=True)
     with pytest.raises(UsageError, match="--http2 needs TLS"):
         ServerConfig(http2=True)
+    with pytest.raises(UsageError, match="--workers serves plain HTTP for now"):
+        ServerConfig(self_signed=True, workers=2)
     result = run_cli("serve", SCORES, "--http2")
     assert result.returncode == 2
     assert len(result.stderr.splitlines()) == 1
