@@ -422,6 +422,58 @@ def tail(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No status lines on stderr.")
     ] = False,
+    expect: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Exit 9 at the first event that differs from FILE (a --record recording, "
+            "or events as --format json prints them); exit 0 once all have come.",
+        ),
+    ] = None,
+    ignore: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="PATH",
+            help="Leave this data path out of --expect, e.g. created or choices.*.delta.id "
+            "(repeatable).",
+        ),
+    ] = None,
+    ignore_id: Annotated[
+        bool, typer.Option("--ignore-id", help="Leave event ids out of --expect.")
+    ] = False,
+    exact: Annotated[
+        bool,
+        typer.Option(
+            "--exact", help="With --expect: an event after the expected ones is a mismatch."
+        ),
+    ] = False,
+    schema: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="[TYPE=]FILE",
+            help="Exit 10 at the first event whose data breaks this JSON Schema "
+            "(TYPE=FILE: for that event type only; repeatable).",
+        ),
+    ] = None,
+    stats: Annotated[
+        bool,
+        typer.Option(
+            "--stats",
+            help="At the end, print one JSON object of figures on stderr (events, bytes, "
+            "reconnects, latencies).",
+        ),
+    ] = False,
+    stats_file: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="Write the --stats object to FILE instead."),
+    ] = None,
+    wait: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Retry a refused (or 502/503/504) first connection for up to this long.",
+        ),
+    ] = None,
 ) -> None:
     """Show an SSE stream as it arrives; exit codes make it an assertion for CI."""
     from sseplay.client import TailOptions
@@ -444,6 +496,13 @@ def tail(
             max_retries=max_retries,
             max_event_size=max_event_size,
             verify=not insecure,
+            expect=expect,
+            ignore=ignore or (),
+            ignore_id=ignore_id,
+            exact=exact,
+            schema=schema or None,
+            stats=stats_file if stats_file is not None else stats,
+            wait=wait,
         )
         _run_tail(options, _output_format(output, data_only), record, quiet)
     except SseplayError as error:
