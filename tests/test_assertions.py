@@ -305,27 +305,75 @@ def test_stats_memory_is_bounded() -> None:
 # Start-up: what a plain tail imports
 
 
-def imported_modules(*args: str) -> set[str]:
-    result = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "sseplay", *args],
+LOADED_AT_EXIT = """
+import atexit, json, runpy, sys
+listing = sys.argv[1]
+def write():
+    loaded = sorted(name for name, module in sys.modules.items() if module is not None)
+    with open(listing, "w") as out:
+        json.dump(loaded, out)
+atexit.register(write)
+sys.argv = ["sseplay", *sys.argv[2:]]
+runpy.run_module("sseplay", run_name="__main__")
+"""
+
+
+def imported_modules(tmp_path: Path, *args: str) -> set[str]:
+    """The modules loaded when ``sseplay ARGS`` exits (ones marked absent do not count)."""
+    listing = tmp_path / "modules.json"
+    subprocess.run(
+        [sys.executable, "-c", LOADED_AT_EXIT, str(listing), *args],
         capture_output=True,
-        text=True,
         timeout=30,
         cwd=ROOT,
     )
-    return {
-        line.split("|")[-1].strip()
-        for line in result.stderr.splitlines()
-        if line.startswith("import time:")
-    }
+    return set(json.loads(listing.read_text()))
 
 
-def test_a_plain_tail_does_not_import_the_assertion_modules(tmp_path: Path) -> None:
+# What tail's start-up used to import without using it: pydantic (Typer's value
+# conversion), httpx's own command line (click, rich, pygments), trio and h2 (httpcore's
+# trio and HTTP/2 support), and the assertion modules and jsonschema.
+NOT_FOR_A_PLAIN_TAIL = (
+    "pydantic",
+    "httpx._main",
+    "click",
+    "rich",
+    "pygments",
+    "trio",
+    "h2",
+    "jsonschema",
+    "sseplay.assertions",
+)
+
+
+def test_a_plain_tail_imports_only_what_its_options_need(tmp_path: Path) -> None:
     schema = tmp_path / "s.json"
     schema.write_text("{}")
-    plain = imported_modules("tail", "http://127.0.0.1:9/", "--count", "1")
-    assert "sseplay.client" in plain
-    assert "jsonschema" not in plain
-    assert "sseplay.assertions" not in plain
-    checked = imported_modules("tail", "http://127.0.0.1:9/", "--schema", str(schema))
+    plain = imported_modules(tmp_path, "tail", "http://127.0.0.1:9/", "--count", "1", "-f", "json")
+    assert {"sseplay.client", "httpx", "httpcore"} <= plain
+    assert [name for name in NOT_FOR_A_PLAIN_TAIL if name in plain] == []
+    helped = imported_modules(tmp_path, "tail", "--help")
+    assert [name for name in NOT_FOR_A_PLAIN_TAIL if name in helped] == []
+    checked = imported_modules(tmp_path, "tail", "http://127.0.0.1:9/", "--schema", str(schema))
     assert {"jsonschema", "sseplay.assertions"} <= checked
+    pretty = imported_modules(tmp_path, "tail", "http://127.0.0.1:9/", "-f", "pretty")
+    assert "rich.console" in pretty  # the pretty format uses rich
+
+
+def test_flag_values_are_still_checked_without_typers_conversion() -> None:
+    for flag, value, message in (
+        ("--count", "abc", "Invalid value for '--count': 'abc' is not a whole number"),
+        ("--count", "1.5", "Invalid value for '--count': '1.5' is not a whole number"),
+        ("--timeout", "soon", "Invalid value for '--timeout': 'soon' is not a number"),
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "sseplay", "tail", "http://127.0.0.1:9/", flag, value],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=ROOT,
+        )
+        assert result.returncode == 2
+        assert result.stderr == (
+            f"sseplay: error: sseplay tail: {message}; see 'sseplay tail --help'\n"
+        )
