@@ -433,9 +433,9 @@ def tail(
     ignore: Annotated[
         list[str] | None,
         typer.Option(
-            metavar="PATH",
-            help="Leave this data path out of --expect, e.g. created or choices.*.delta.id "
-            "(repeatable).",
+            metavar="FIELD",
+            help="Leave this field of the data (a dotted path: created, choices.*.delta.id) "
+            "out of --expect (repeatable).",
         ),
     ] = None,
     ignore_id: Annotated[

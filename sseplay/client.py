@@ -200,11 +200,13 @@ class TailOptions:
     max_event_size: int = DEFAULT_MAX_EVENT_SIZE
     verify: bool = True
     # CI assertions (sseplay.assertions): a golden stream, JSON Schemas, figures, waiting.
-    expect: Any = None  # a file (recording, JSON array or JSON Lines) or a list of events
+    # a file (recording, JSON array or JSON Lines) or a list of events; compared as loaded
+    expect: Any = field(default=None, compare=False)
     ignore: Iterable[str] = ()  # dotted paths in the data left out of --expect
     ignore_id: bool = False
     exact: bool = False  # events after the expected ones are a mismatch
-    schema: Any = None  # a file, TYPE=FILE, a dict, a (type, schema) pair, or a list
+    # a file, TYPE=FILE, a dict, a (type, schema) pair, or a list of them
+    schema: Any = field(default=None, compare=False)
     stats: Any = field(default=False, compare=False)  # True, a file, or a TailStats
     wait: float | None = None  # seconds to retry a refused or 502/503/504 first connection
     pattern: re.Pattern[str] | None = field(init=False, default=None, repr=False, compare=False)
@@ -861,10 +863,15 @@ def atail(url: str | TailOptions, **options: Any) -> AsyncGenerator[Event, None]
     """The events of an SSE stream as they arrive, reconnecting as a browser does.
 
     ``options`` are the fields of ``TailOptions`` (``insecure=True`` is ``verify=False``),
-    checked now (``UsageError``). Ends where ``sseplay tail`` exits 0 (``count`` reached,
-    ``until`` matched, 204, or the end with ``reconnect=False``); raises the
-    ``SseplayError`` subclass whose ``exit_code`` the CLI would exit with. To leave early
-    and close the connection at once, iterate inside ``contextlib.aclosing(...)``.
+    checked now (``UsageError``). The CI checks are options too: ``expect`` (a file or a
+    list of events, with ``ignore``, ``ignore_id``, ``exact``) raises ``Mismatch``,
+    ``schema`` raises ``Invalid``, ``stats`` (True: JSON on stderr; a file; or a
+    ``sseplay.assertions.TailStats`` to read afterwards) reports however the tail ends,
+    and ``wait`` retries a first connection that is refused. Ends where ``sseplay tail``
+    exits 0 (``count`` reached, ``until`` matched, 204, or the end with
+    ``reconnect=False``); raises the ``SseplayError`` subclass whose ``exit_code`` the CLI
+    would exit with. To leave early and close the connection at once, iterate inside
+    ``contextlib.aclosing(...)``.
     """
     return _events(_options(url, options))
 
