@@ -395,24 +395,26 @@ class SchemaSet:
         self._best_match: Callable[..., Any] = jsonschema.exceptions.best_match
 
     def check(self, number: int, event: Event) -> None:
-        """Raise ``Invalid`` if the event's data breaks a schema that applies to it."""
+        """Raise ``Invalid`` if the event's data breaks a schema that applies to it.
+
+        Data that is not JSON is checked as a JSON string, so a schema can allow a
+        sentinel such as ``[DONE]`` (``{"anyOf": [{"const": "[DONE]"}, ...]}``)."""
         applicable = [s for s in self.schemas if s.event_type in (None, event.event)]
         if not applicable:
             return
         data = _as_json(event.data)
-        if data is _ABSENT:
-            raise Invalid(
-                f"{describe_event(number, event)}: the data is not JSON, so "
-                f"{applicable[0].label} cannot apply: {_shown(event.data)}"
-            )
+        text = data is _ABSENT
+        if text:
+            data = event.data
         for schema in applicable:
             error = self._best_match(schema.validator.iter_errors(data))
             if error is not None:
                 where = f"data at {dotted(error.absolute_path)}" if error.absolute_path else "data"
                 rule = "/".join(str(part) for part in error.absolute_schema_path)
+                note = " (the data is not JSON, so it was checked as a string)" if text else ""
                 raise Invalid(
                     f"{describe_event(number, event)}: {where} breaks {schema.label} "
-                    f"(rule {rule}): {visible(error.message)}"
+                    f"(rule {rule}): {visible(error.message)}{note}"
                 )
 
 
