@@ -503,8 +503,61 @@ def tail(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No status lines on stderr.")
     ] = False,
+    expect: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Exit 9 at the first event that differs from FILE (a --record recording, "
+            "or events as --format json prints them); exit 0 once all have come.",
+        ),
+    ] = None,
+    ignore: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="FIELD",
+            help="Leave this field of the data (a dotted path: created, choices.*.delta.id) "
+            "out of --expect (repeatable).",
+        ),
+    ] = None,
+    ignore_id: Annotated[
+        bool, typer.Option("--ignore-id", help="Leave event ids out of --expect.")
+    ] = False,
+    exact: Annotated[
+        bool,
+        typer.Option(
+            "--exact", help="With --expect: an event after the expected ones is a mismatch."
+        ),
+    ] = False,
+    schema: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="[TYPE=]FILE",
+            help="Exit 10 at the first event whose data breaks this JSON Schema "
+            "(TYPE=FILE: for that event type only; repeatable).",
+        ),
+    ] = None,
+    stats: Annotated[
+        bool,
+        typer.Option(
+            "--stats",
+            help="At the end, print one JSON object of figures on stderr (events, bytes, "
+            "reconnects, latencies).",
+        ),
+    ] = False,
+    stats_file: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="Write the --stats object to FILE instead."),
+    ] = None,
+    wait: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Retry a refused (or 502/503/504) first connection for up to this long.",
+        ),
+    ] = None,
 ) -> None:
     """Show an SSE stream as it arrives; exit codes make it an assertion for CI."""
+    _skip_imports_tail_never_uses()
     from sseplay.client import TailOptions
 
     try:
@@ -527,10 +580,116 @@ def tail(
             verify=not insecure,
             cacert=cacert,
             token=token,
+            expect=expect,
+            ignore=ignore or (),
+            ignore_id=ignore_id,
+            exact=exact,
+            schema=schema or None,
+            stats=stats_file if stats_file is not None else stats,
+            wait=wait,
         )
         _run_tail(options, _output_format(output, data_only), record, quiet)
     except SseplayError as error:
         fail(error)
+
+
+# Modules that the libraries under tail import for features tail never uses: httpx imports
+# its own command line (click, rich.console, rich.progress, pygments: ~0.2 s here), httpcore
+# imports trio when it is installed, to support trio event loops (~0.3 s), and h2 when it is
+# installed, for HTTP/2 (~0.1 s), which tail does not ask for (HTTP/1.1, as EventSource
+# streams are usually served). The tail command runs on asyncio and has its own command
+# line, so in its process these are marked as absent; the libraries catch the ImportError
+# (httpx/__init__.py, httpcore/_synchronization.py, httpcore/_async/__init__.py). Only the
+# CLI does this: a program that imports sseplay as a library keeps them.
+_NEVER_USED_BY_TAIL = ("httpx._main", "trio", "h2")
+
+
+def _skip_imports_tail_never_uses() -> None:
+    for name in _NEVER_USED_BY_TAIL:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+
+
+def _plain_conversions() -> None:
+    """Typer 0.2x converts each flag's value through a pydantic TypeAdapter, and importing
+    pydantic for that is ~0.25 s of every command's start-up here. The flags of sseplay
+    take plain str, int, float and Path values (and lists of them), converted here as
+    click would; any other type, any constraint (min, max, a parser...) and any Typer
+    without this hook go Typer's own way."""
+    try:
+        from typer import _coercion, _param_types
+        from typer.core import _TyperParameter
+    except ImportError:
+        return
+    if not all(
+        hasattr(owner, name)
+        for owner, name in (
+            (_TyperParameter, "get_runtime_param"),
+            (_coercion, "RuntimeParam"),
+            (_param_types, "coerce_cli_path"),
+        )
+    ):
+        return
+    nouns = {int: "a whole number", float: "a number", bool: "true or false"}
+    truth = {"1": True, "true": True, "t": True, "yes": True, "y": True, "on": True}
+    truth |= {"0": False, "false": False, "f": False, "no": False, "n": False, "off": False}
+
+    def to_bool(value: Any, info: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        try:
+            return truth[str(value).strip().lower()]
+        except KeyError:
+            raise ValueError(value) from None
+
+    converters: dict[Any, Any] = {
+        bool: to_bool,
+        str: lambda value, info: value,
+        int: lambda value, info: int(value),
+        float: lambda value, info: float(value),
+        Path: lambda value, info: _param_types.coerce_cli_path(value, info, path_type=Path),
+    }
+
+    class PlainRuntimeParam(_coercion.RuntimeParam):
+        def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
+            kind = self.annotation
+            if getattr(kind, "__origin__", None) is list:
+                (kind,) = kind.__args__
+            convert = converters[kind]
+            try:
+                if isinstance(value, list | tuple):
+                    return [convert(item, self.parameter_info) for item in value]
+                return convert(value, self.parameter_info)
+            except ValueError:
+                raise typer.BadParameter(
+                    f"{value!r} is not {nouns.get(kind, 'valid')}", ctx=ctx, param=param
+                ) from None
+
+    def plain(annotation: Any, info: Any) -> bool:
+        if getattr(annotation, "__origin__", None) is list:
+            (annotation,) = annotation.__args__
+        constrained = (
+            info.parser is not None
+            or getattr(info, "click_type", None) is not None
+            or info.min is not None
+            or info.max is not None
+            or getattr(info, "exists", False)
+            or getattr(info, "resolve_path", False)
+            or getattr(info, "allow_dash", False)
+            or getattr(info, "path_type", None) is not None
+        )
+        return annotation in converters and not constrained
+
+    typer_way = _TyperParameter.get_runtime_param
+
+    def get_runtime_param(self: Any) -> Any:
+        if self._runtime_param is None:
+            descriptor = self.type_descriptor
+            annotation, info = descriptor.annotation, descriptor.parameter_info
+            if descriptor.file_annotation is None and plain(annotation, info):
+                self._runtime_param = PlainRuntimeParam(info, annotation)
+        return typer_way(self)
+
+    _TyperParameter.get_runtime_param = get_runtime_param  # type: ignore[method-assign]
 
 
 def _silence_stdout() -> None:
@@ -634,6 +793,7 @@ _ClickUsageError: type[Exception] = typer.BadParameter.__mro__[1]
 
 def main(args: Sequence[str] | None = None) -> None:
     """Entry point of the ``sseplay`` script."""
+    _plain_conversions()
     command = _plain_arguments(typer.main.get_command(app))
     try:
         # Not standalone: click would print its errors on three lines and exit itself.

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import random
 import re
 import ssl
@@ -31,13 +32,14 @@ from collections.abc import (
     Mapping,
 )
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 from httpx._decoders import SUPPORTED_DECODERS
 
 from sseplay.errors import (
     AssertionFailed,
+    ExitCode,
     GaveUp,
     IdleTimedOut,
     SseplayError,
@@ -47,6 +49,9 @@ from sseplay.errors import (
 )
 from sseplay.model import Event, field_problem, visible
 from sseplay.parser import DEFAULT_MAX_EVENT_SIZE, EventStreamParser, EventTooLarge
+
+if TYPE_CHECKING:  # sseplay.assertions is imported only when its options are used
+    from sseplay.assertions import Expectation, ExpectedStream, SchemaSet, TailStats
 
 logger = logging.getLogger("sseplay.client")
 
@@ -63,6 +68,13 @@ BODY_PREVIEW_BYTES = 200
 # Fetch 4.4 "HTTP-redirect fetch": a request's redirect count past 20 is a network error.
 MAX_REDIRECTS = 20
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# What a proxy in front of a server that is not up yet answers (RFC 9110 15.6.3-15.6.5):
+# --wait retries them on the first connection, as it retries a refused one.
+NOT_UP_YET_STATUSES = frozenset({502, 503, 504})
+# --wait: the first retry comes after this long, doubling up to the ceiling, so a server
+# that comes up is found within half a second without a busy loop.
+WAIT_FIRST_DELAY = 0.05
+WAIT_MAX_DELAY = 0.5
 # Headers about a request body, dropped with the body when a redirect turns it into
 # a GET (Fetch 4.4 step 12, "request-body-header name").
 _BODY_HEADERS = frozenset(
@@ -216,8 +228,20 @@ class TailOptions:
     cacert: str | None = None
     # The server's ``--token``, sent as ``Authorization: Bearer TOKEN`` (RFC 6750 2.1).
     token: str | None = field(default=None, repr=False)
-    pattern: re.Pattern[str] | None = field(init=False, default=None, repr=False, compare=False)
     tls_context: ssl.SSLContext | None = field(init=False, default=None, repr=False, compare=False)
+    # CI assertions (sseplay.assertions): a golden stream, JSON Schemas, figures, waiting.
+    # a file (recording, JSON array or JSON Lines) or a list of events; compared as loaded
+    expect: Any = field(default=None, compare=False)
+    ignore: Iterable[str] = ()  # dotted paths in the data left out of --expect
+    ignore_id: bool = False
+    exact: bool = False  # events after the expected ones are a mismatch
+    # a file, TYPE=FILE, a dict, a (type, schema) pair, or a list of them
+    schema: Any = field(default=None, compare=False)
+    stats: Any = field(default=False, compare=False)  # True, a file, or a TailStats
+    wait: float | None = None  # seconds to retry a refused or 502/503/504 first connection
+    pattern: re.Pattern[str] | None = field(init=False, default=None, repr=False, compare=False)
+    expected: ExpectedStream | None = field(init=False, default=None, repr=False)
+    schemas: SchemaSet | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # a frozen dataclass normalises its own fields here
@@ -258,6 +282,39 @@ class TailOptions:
             if not self.verify:
                 raise UsageError("use --cacert or --insecure, not both")
             set_(self, "tls_context", _trusting(self.cacert))
+        _finite_seconds("--wait", self.wait)
+        self._check_assertions(set_)
+
+    def _check_assertions(self, set_: Callable[[object, str, Any], None]) -> None:
+        ignore = (self.ignore,) if isinstance(self.ignore, str) else tuple(self.ignore)
+        set_(self, "ignore", ignore)
+        if self.expect is None:
+            for flag, value in (("--ignore", ignore), ("--ignore-id", self.ignore_id)):
+                if value:
+                    raise UsageError(f"{flag} works with --expect FILE, which is not given")
+            if self.exact:
+                raise UsageError("--exact works with --expect FILE, which is not given")
+        else:
+            from sseplay.assertions import ExpectedStream
+
+            expected = ExpectedStream.build(
+                self.expect, ignore, bool(self.ignore_id), bool(self.exact), self.types
+            )
+            set_(self, "expected", expected)
+        if self.schema is not None:
+            from sseplay.assertions import SchemaSet, schema_items
+
+            set_(self, "schemas", SchemaSet(schema_items(self.schema)))
+        if not isinstance(self.stats, bool | str | os.PathLike):
+            from sseplay.assertions import TailStats
+
+            if not isinstance(self.stats, TailStats):
+                raise UsageError(f"stats must be True, a file or a TailStats, not {self.stats!r}")
+
+    @property
+    def types(self) -> frozenset[str]:
+        assert isinstance(self.event_types, frozenset)
+        return self.event_types
 
     @property
     def header_pairs(self) -> tuple[tuple[str, str], ...]:
@@ -405,18 +462,29 @@ class _Clock:
 
 
 class _Selection:
-    """--event, --count and --until: which events are shown, and when the tail is done."""
+    """--event, --count and --until: which events are shown, and when the tail is done;
+    --expect and --schema check each shown event."""
 
     def __init__(self, options: TailOptions, hooks: Hooks) -> None:
-        self.types = options.event_types
+        self.types = options.types
         self.count = options.count
         self.pattern = options.pattern
         self.until = options.until
         self.hooks = hooks
         self.shown = 0
+        self.schemas = options.schemas
+        self.expectation: Expectation | None = None
+        if options.expected is not None:
+            from sseplay.assertions import Expectation
+
+            self.expectation = Expectation(options.expected)
+        # A failed check, raised once the events before it (and the one that failed) have
+        # been shown, so that a CI log shows the event the error names.
+        self.failure: SseplayError | None = None
 
     def take(self, events: list[Event], stream_retry: int | None) -> tuple[list[Event], bool]:
-        """The events to show, and whether the tail is done after them."""
+        """The events to show, and whether the tail is done after them (then ``failure``
+        may say why it failed)."""
         batch: list[Event] = []
         for event in events:
             self.hooks.every_event(event, stream_retry)
@@ -424,15 +492,36 @@ class _Selection:
                 continue
             batch.append(event)
             self.shown += 1
-            if self.pattern is not None and self.pattern.search(event.data):
-                return batch, True
-            if self.count is not None and self.shown >= self.count:
+            try:
+                if self.schemas is not None:
+                    self.schemas.check(self.shown, event)
+                if self.expectation is not None and self.expectation.check(event):
+                    return batch, True
+                if self.pattern is not None and self.pattern.search(event.data):
+                    self._stopping(f"--until {self.until!r} matched")
+                    return batch, True
+                if self.count is not None and self.shown >= self.count:
+                    self._stopping(f"--count {self.count} was reached")
+                    return batch, True
+            except SseplayError as error:
+                self.failure = error
                 return batch, True
         return batch, False
 
+    def _stopping(self, why: str) -> None:
+        if self.expectation is not None:
+            self.expectation.finish(f"the tail stopped ({why})")
+
+    @property
+    def silence_is_success(self) -> bool:
+        """--exact after every expected event: an --idle-timeout means no extra event came."""
+        return self.expectation is not None and self.expectation.complete
+
     def ended(self, reason: str) -> None:
-        """The stream is over: fine, unless --count or --until still wait."""
+        """The stream is over: fine, unless --expect, --count or --until still wait."""
         self.hooks.status(reason)
+        if self.expectation is not None:
+            self.expectation.finish("the stream ended")
         if self.count is None and self.pattern is None:
             return
         wanted = (
@@ -529,6 +618,10 @@ async def _open(
         url = target
 
 
+class _NotUpYet(StreamError):
+    """A 502, 503 or 504 on the first connection: --wait retries it."""
+
+
 async def _check_response(response: httpx.Response, options: TailOptions, clock: _Clock) -> None:
     url = redact_url(response.url)
     if response.status_code == 204:
@@ -556,7 +649,10 @@ async def _check_response(response: httpx.Response, options: TailOptions, clock:
         problem = f"{url} answered {response.status_code} {visible(response.reason_phrase)}"
     else:
         problem = f"{url} is not an event stream (Content-Type: {visible(content_type) or 'none'})"
-    raise StreamError(f"{problem}; the body starts: {text!r}" if text else problem)
+    message = f"{problem}; the body starts: {text!r}" if text else problem
+    if response.status_code in NOT_UP_YET_STATUSES:
+        raise _NotUpYet(message)
+    raise StreamError(message)
 
 
 async def _preview(response: httpx.Response, options: TailOptions, clock: _Clock) -> bytes:
@@ -597,6 +693,88 @@ async def _chunks(
         yield chunk
 
 
+def _worth_waiting(error: Exception) -> bool:
+    """--wait retries a first connection that was refused (or timed out) and a proxy's
+    502/503/504: what a server that is still starting gives. A TLS failure or a host
+    that does not resolve will not get better by waiting a few seconds more."""
+    if isinstance(error, _NotUpYet):
+        return True
+    if isinstance(error, httpx.ConnectTimeout):
+        return True
+    if not isinstance(error, httpx.ConnectError):
+        return False
+    cause = error.__cause__ or error.__context__
+    return not isinstance(cause, ssl.SSLError) and "SSL" not in str(error)
+
+
+class _Waiting:
+    """--wait S: how long the first connection may still be retried."""
+
+    def __init__(self, seconds: float | None, hooks: Hooks) -> None:
+        self.seconds = seconds
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+        self.hooks = hooks
+        self.attempts = 0
+
+    def delay(self, error: Exception, described: str) -> float | None:
+        """Seconds to wait before retrying, or None when the failure is final."""
+        if self.deadline is None or not _worth_waiting(error):
+            return None
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        self.attempts += 1
+        if self.attempts == 1:
+            self.hooks.status(f"{described}; retrying for up to {self.seconds:g} s (--wait)")
+        return min(WAIT_FIRST_DELAY * 2.0 ** (self.attempts - 1), WAIT_MAX_DELAY, remaining)
+
+    def final(self, described: str) -> StreamError:
+        if self.attempts and self.seconds is not None:
+            described += f" (still, after --wait {self.seconds:g} s)"
+        return StreamError(described)
+
+
+def _stats_of(options: TailOptions) -> tuple[TailStats | None, bool, str | None]:
+    """(the TailStats to fill, whether to write its report, and where: None = stderr)."""
+    wanted = options.stats
+    if wanted is False:
+        return None, False, None
+    from sseplay.assertions import TailStats
+
+    if isinstance(wanted, TailStats):
+        return wanted, False, None
+    return TailStats(), True, None if wanted is True else os.fspath(wanted)
+
+
+def _exit_code(error: BaseException) -> int:
+    if isinstance(error, SseplayError):
+        return int(error.exit_code)
+    if isinstance(error, asyncio.CancelledError | KeyboardInterrupt):
+        return int(ExitCode.INTERRUPTED)
+    if isinstance(error, GeneratorExit):  # the caller stopped reading: not a failure
+        return int(ExitCode.OK)
+    return int(ExitCode.ERROR)
+
+
+def _report_stats(
+    stats: TailStats | None, write: bool, destination: str | None, shown: int, exit_code: int
+) -> None:
+    if stats is None:
+        return
+    stats.shown = shown
+    stats.finish(exit_code)
+    if not write:
+        return
+    from sseplay.assertions import write_stats
+
+    try:
+        write_stats(stats.report(), destination)
+    except SseplayError as error:
+        if exit_code == ExitCode.OK:
+            raise
+        logger.warning("%s", error)  # the error already on its way says more
+
+
 async def follow(
     options: TailOptions, hooks: Hooks | None = None
 ) -> AsyncGenerator[list[Event], None]:
@@ -604,8 +782,12 @@ async def follow(
     brought none to show), reconnecting as ``EventSource`` does.
 
     Ends where ``sseplay tail`` exits 0; raises the SseplayError it would exit with.
+    With ``options.stats``, the figures are reported however it ends.
     """
     hooks = hooks or Hooks()
+    stats, write_report, destination = _stats_of(options)
+    if stats is not None:
+        stats.start()
     selection = _Selection(options, hooks)
     clock = _Clock(options.timeout, lambda: selection.shown)
     parser = EventStreamParser(options.max_event_size)
@@ -614,7 +796,9 @@ async def follow(
     failures = 0  # connections in a row that failed or brought nothing, for the back-off
     reconnections = 0  # in all, for --max-retries
     connected_once = False
+    waiting = _Waiting(options.wait, hooks)
     clients = _Clients(options)
+    exit_code = int(ExitCode.OK)
     try:
         while True:
             failure: str | None = None
@@ -625,21 +809,34 @@ async def follow(
                 try:
                     await _check_response(response, options, clock)
                     connected_once = True
+                    if stats is not None:
+                        stats.connected()
                     hooks.status(f"connected to {shown_url}")
                     parser.reset()
                     async for chunk in _chunks(response, options, clock):
                         hooks.raw(chunk)
                         events = parser.feed(chunk)
+                        if stats is not None:
+                            stats.received(len(chunk), len(events))
                         delivered = delivered or bool(events)
                         batch, done = selection.take(events, parser.retry)
                         yield batch
+                        if selection.failure is not None:
+                            raise selection.failure
                         if done:
                             return
                     selection.take(parser.close(), parser.retry)
+                    if selection.failure is not None:
+                        raise selection.failure
                 finally:
                     await response.aclose()
             except _Ended as ended:
                 selection.ended(ended.reason)
+                return
+            except IdleTimedOut:
+                if not selection.silence_is_success:
+                    raise
+                selection.ended("no event after the expected ones within --idle-timeout")
                 return
             except EventTooLarge as error:
                 raise StreamError(f"{error}: raise --max-event-size if that is expected") from None
@@ -647,11 +844,18 @@ async def follow(
                 # Bytes that the advertised coding cannot decode: the same bytes would come
                 # again on every reconnection, so this is the end.
                 raise StreamError(f"{shown_url}: the body cannot be decoded: {error}") from None
-            except (httpx.HTTPError, _NoResponse) as error:
-                described = (
-                    str(error) if isinstance(error, _NoResponse) else _describe(error, shown_url)
-                )
+            except (httpx.HTTPError, _NoResponse, _NotUpYet) as error:
+                if isinstance(error, httpx.HTTPError):
+                    described = _describe(error, shown_url)
+                else:
+                    described = str(error)
                 if not connected_once:
+                    delay = waiting.delay(error, described)
+                    if delay is None:
+                        raise waiting.final(described) from None
+                    await clock.bound(asyncio.sleep(delay))
+                    continue
+                if isinstance(error, _NotUpYet):
                     raise StreamError(described) from None
                 failure = described
             if not options.reconnect:
@@ -666,12 +870,18 @@ async def follow(
                     f"gave up after {options.max_retries} reconnection attempts"
                     + (f": {failure}" if failure else "")
                 )
+            if stats is not None:
+                stats.reconnecting()
             retry_ms = parser.retry if parser.retry is not None else DEFAULT_RETRY_MS
             delay = _backoff(retry_ms / 1000, max(failures, 1))
             hooks.status(f"{failure or 'the stream ended'}; reconnecting in {delay:.2f} s")
             await clock.bound(asyncio.sleep(delay))
+    except BaseException as error:
+        exit_code = _exit_code(error)
+        raise
     finally:
         await clients.aclose()
+        _report_stats(stats, write_report, destination, selection.shown, exit_code)
 
 
 # ---------------------------------------------------------------------------
@@ -695,10 +905,15 @@ def atail(url: str | TailOptions, **options: Any) -> AsyncGenerator[Event, None]
     """The events of an SSE stream as they arrive, reconnecting as a browser does.
 
     ``options`` are the fields of ``TailOptions`` (``insecure=True`` is ``verify=False``),
-    checked now (``UsageError``). Ends where ``sseplay tail`` exits 0 (``count`` reached,
-    ``until`` matched, 204, or the end with ``reconnect=False``); raises the
-    ``SseplayError`` subclass whose ``exit_code`` the CLI would exit with. To leave early
-    and close the connection at once, iterate inside ``contextlib.aclosing(...)``.
+    checked now (``UsageError``). The CI checks are options too: ``expect`` (a file or a
+    list of events, with ``ignore``, ``ignore_id``, ``exact``) raises ``Mismatch``,
+    ``schema`` raises ``Invalid``, ``stats`` (True: JSON on stderr; a file; or a
+    ``sseplay.assertions.TailStats`` to read afterwards) reports however the tail ends,
+    and ``wait`` retries a first connection that is refused. Ends where ``sseplay tail``
+    exits 0 (``count`` reached, ``until`` matched, 204, or the end with
+    ``reconnect=False``); raises the ``SseplayError`` subclass whose ``exit_code`` the CLI
+    would exit with. To leave early and close the connection at once, iterate inside
+    ``contextlib.aclosing(...)``.
     """
     return _events(_options(url, options))
 

@@ -19,7 +19,8 @@ class ExitCode(IntEnum):
     IDLE_TIMED_OUT = 6  # tail --idle-timeout fired first
     GAVE_UP = 7  # tail used up --max-retries reconnecting
     ASSERTION_FAILED = 8  # the stream ended before --count / --until were met
-    # 9 and 10 are kept for tail --expect and --schema (MISMATCH, INVALID).
+    MISMATCH = 9  # tail --expect: the stream differs from the expected one
+    INVALID = 10  # tail --schema: an event's data breaks its JSON Schema
     OUTPUT_FAILED = 11  # tail could not write stdout or its --record file (disk full, ...)
     INTERRUPTED = 130  # Ctrl-C during tail (128 + SIGINT, as shells report it)
 
@@ -72,6 +73,19 @@ class GaveUp(SseplayError):
 
 class AssertionFailed(SseplayError):
     exit_code = ExitCode.ASSERTION_FAILED
+
+
+class Mismatch(SseplayError):
+    """``tail --expect``: the first event that differs from the expected stream, an
+    expected event that never came, or (with ``--exact``) one event too many."""
+
+    exit_code = ExitCode.MISMATCH
+
+
+class Invalid(SseplayError):
+    """``tail --schema``: the first event whose data breaks its JSON Schema."""
+
+    exit_code = ExitCode.INVALID
 
 
 class OutputFailed(SseplayError):
