@@ -22,11 +22,7 @@ from typing import Any, TypeAlias
 
 from sseplay.errors import ExitCode, InputError, Invalid, Mismatch, OutputFailed, UsageError
 from sseplay.model import DEFAULT_EVENT_TYPE, Event, visible
-
-# What a recording's first line says (sseplay tail --record). The lead points this at
-# sseplay.recording once the recording format moves there.
-_RECORDING_KEY = "sseplay"
-_RECORDING_MARK = "recording"
+from sseplay.recording import is_header
 
 SHOWN_CHARACTERS = 80  # of a value in a report, so that one line stays readable
 WILDCARD = "*"
@@ -58,10 +54,6 @@ def _event_of(item: Any) -> Event:
     return Event(data, event_type, event_id)
 
 
-def _is_recording_header(item: Any) -> bool:
-    return isinstance(item, Mapping) and item.get(_RECORDING_KEY) == _RECORDING_MARK
-
-
 def read_expected(path: str | os.PathLike[str]) -> tuple[Event, ...]:
     """The events of an ``--expect`` file: a recording (``tail --record``), a JSON array
     or JSON Lines of events as ``tail --format json`` prints them."""
@@ -87,7 +79,7 @@ def read_expected(path: str | os.PathLike[str]) -> tuple[Event, ...]:
                 items.append((f"{where}: line {number}", json.loads(line)))
             except ValueError as error:
                 raise InputError(f"{where}: line {number}", f"invalid JSON: {error}") from None
-    if items and _is_recording_header(items[0][1]):
+    if items and is_header(items[0][1]):
         items = items[1:]
     events = []
     for at, item in items:
