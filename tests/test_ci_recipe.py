@@ -40,7 +40,7 @@ def test_the_workflow_runs_the_scripts_commands() -> None:
 
 
 def test_the_readme_background_snippet_runs_in_a_real_shell(tmp_path: Path) -> None:
-    (snippet,) = re.findall(r"```sh\n(.*?)```", README, re.S)
+    (snippet,) = [b for b in re.findall(r"```sh\n(.*?)```", README, re.S) if "--url-file" in b]
     url_file = tmp_path / "url"
     snippet = snippet.replace("/tmp/sseplay-url", str(url_file))
     result = subprocess.run(
