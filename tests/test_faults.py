@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import socket
@@ -175,7 +176,9 @@ def test_refuse_closes_before_any_response(live: Callable[..., LiveServer], five
     server = serve(live, five, "refuse:conn=1")
     assert raw_get(server.port) == (b"", "eof")
     head, body, _, complete = dechunk(raw_get(server.port)[0])
-    assert head.startswith(b"HTTP/1.1 200 OK") and body == EVERY_EVENT and complete
+    assert head.startswith(b"HTTP/1.1 200 OK")
+    assert body == EVERY_EVENT
+    assert complete
 
 
 def test_hang_sends_nothing_or_only_the_headers(
@@ -185,10 +188,12 @@ def test_hang_sends_nothing_or_only_the_headers(
     assert raw_get(server.port, timeout=0.4) == (b"", "quiet")
     got, how = raw_get(server.port, timeout=0.4)
     assert how == "quiet"
-    assert got.startswith(b"HTTP/1.1 200 OK\r\n") and got.endswith(b"\r\n\r\n")
+    assert got.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert got.endswith(b"\r\n\r\n")
     assert b"text/event-stream" in got
-    head, body, _, complete = dechunk(raw_get(server.port)[0])
-    assert body == EVERY_EVENT and complete
+    _head, body, _, complete = dechunk(raw_get(server.port)[0])
+    assert body == EVERY_EVENT
+    assert complete
 
 
 def test_times_limits_firings_in_all(live: Callable[..., LiveServer], five: Path) -> None:
@@ -222,7 +227,8 @@ def test_drop_ends_the_response_cleanly_after_event_n_with_a_retry(
     assert complete
     # The next connection is not chosen, and resumes where the client left.
     _, body, _, complete = dechunk(raw_get(server.port, headers=b"Last-Event-ID: 2\r\n")[0])
-    assert body == event(3) + event(4) + event(5) and complete
+    assert body == event(3) + event(4) + event(5)
+    assert complete
 
 
 def test_reset_sends_event_n_then_a_tcp_reset(live: Callable[..., LiveServer], five: Path) -> None:
@@ -230,7 +236,8 @@ def test_reset_sends_event_n_then_a_tcp_reset(live: Callable[..., LiveServer], f
     got, how = raw_get(server.port)
     assert how == "reset"
     _, body, _, complete = dechunk(got)
-    assert body == event(1) and not complete
+    assert body == event(1)
+    assert not complete
 
 
 def test_cut_sends_part_of_the_next_event_then_closes(
@@ -239,10 +246,12 @@ def test_cut_sends_part_of_the_next_event_then_closes(
     server = serve(live, five, "cut:after=1,bytes=9,conn=1", "cut:after=0,conn=2")
     got, how = raw_get(server.port)
     _, body, _, complete = dechunk(got)
-    assert how == "eof" and not complete
+    assert how == "eof"
+    assert not complete
     assert body == event(1) + event(2)[:9]
     _, body, _, complete = dechunk(raw_get(server.port)[0])
-    assert body == event(1)[: len(event(1)) // 2] and not complete
+    assert body == event(1)[: len(event(1)) // 2]
+    assert not complete
 
 
 def test_stall_keeps_pinging_then_goes_on(live: Callable[..., LiveServer], five: Path) -> None:
@@ -250,8 +259,10 @@ def test_stall_keeps_pinging_then_goes_on(live: Callable[..., LiveServer], five:
     started = time.monotonic()
     _, body, _, complete = dechunk(raw_get(server.port)[0])
     assert time.monotonic() - started >= 0.35
-    assert body.startswith(event(1) + b": ping\n\n") and body.endswith(EVERY_EVENT[len(event(1)) :])
-    assert body.replace(b": ping\n\n", b"") == EVERY_EVENT and complete
+    assert body.startswith(event(1) + b": ping\n\n")
+    assert body.endswith(EVERY_EVENT[len(event(1)) :])
+    assert body.replace(b": ping\n\n", b"") == EVERY_EVENT
+    assert complete
 
 
 def test_stall_forever_without_pings_sends_nothing_more(
@@ -279,7 +290,7 @@ def test_delay_adds_ms_before_each_event_after_n(
     server = serve(live, five, "delay:after=2,ms=120")
     got = arrivals(server.url + "/events")
     assert [n for _, n in got] == ["1", "2", "3", "4", "5"]
-    gaps = [b[0] - a[0] for a, b in zip(got, got[1:], strict=False)]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(got)]
     assert gaps[0] < 0.1  # events 1 and 2 keep their interval of 0
     assert all(gap >= 0.11 for gap in gaps[1:]), gaps
 
@@ -292,7 +303,8 @@ def test_slice_writes_the_stream_in_pieces_of_size_bytes(
     server = serve(live, path, "slice:size=3")
     _, body, chunks, complete = dechunk(raw_get(server.port)[0])
     expected = "id: 1\ndata: ca\u00e9\u20ac\n\nid: 2\ndata: one\ndata: two\n\n".encode()
-    assert body == expected and complete
+    assert body == expected
+    assert complete
     assert max(map(len, chunks)) == 3
     # Both characters (c3 a9, e2 82 ac) are split between writes.
     assert chunks[4:7] == [b"ca\xc3", b"\xa9\xe2\x82", b"\xac\n\n"]
@@ -327,12 +339,15 @@ def test_faults_work_on_the_asgi_path_and_in_broadcast(
 ) -> None:
     asgi = serve(live, five, "drop:after=2", "slice:size=4", direct_writes=False)
     _, body, chunks, complete = dechunk(raw_get(asgi.port)[0])
-    assert body == event(1) + event(2) and complete and max(map(len, chunks)) == 4
+    assert body == event(1) + event(2)
+    assert complete
+    assert max(map(len, chunks)) == 4
     # Broadcast: a timeline from server start; a client resuming at event 1 catches up
     # from the history. Events are counted as the stream has them (a duplicate is not one).
     shared = serve(live, five, "drop:after=2", "duplicate:at=1", interval=0.2, broadcast=True)
     _, body, _, complete = dechunk(raw_get(shared.port, headers=b"Last-Event-ID: 1\r\n")[0])
-    assert body == event(2) + event(2) + event(3) and complete
+    assert body == event(2) + event(2) + event(3)
+    assert complete
 
 
 def test_each_firing_is_logged_and_counted(
@@ -364,7 +379,8 @@ def test_a_request_names_its_faults_only_with_fault_header(
     _, body, _, complete = dechunk(
         raw_get(on.port, headers=b"Sseplay-Fault: skip:at=1; drop:after=2\r\n")[0]
     )
-    assert body == event(2) and complete
+    assert body == event(2)
+    assert complete
     bad = httpx.get(on.url + "/events", headers={"Sseplay-Fault": "explode"}, timeout=5)
     assert bad.status_code == 400
     assert "unknown kind 'explode'" in bad.text
@@ -379,7 +395,7 @@ def test_a_request_names_its_faults_only_with_fault_header(
 def test_tail_gets_every_event_once_across_the_reconnect(five: Path, fault: str) -> None:
     with ServeProcess(str(five), "--interval", "0", "--retry", "50", "--fault", fault) as server:
         result = run_cli("tail", server.url, "--format", "json", "--timeout", "15")
-        code, _, err = server.stop()
+        _code, _, err = server.stop()
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert [e["id"] for e in events] == ["1", "2", "3", "4", "5"]
