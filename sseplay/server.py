@@ -679,6 +679,26 @@ def once_wait(streams: Sequence[Stream]) -> float:
     return min(reconnect + ONCE_MARGIN, ONCE_LONGEST_WAIT)
 
 
+def _warn_of_faults_that_cannot_fire(faults: Sequence[FaultSpec], routes: Sequence[Stream]) -> None:
+    """A fault at an event no stream reaches would pass a test that meant to see it fire."""
+    if any(stream.replay.plan.loop for stream in routes):
+        return
+    longest = max(stream.replay.plan.total for stream in routes)
+    for spec in faults:
+        if spec.kind in ("duplicate", "skip", "malformed"):
+            needs = spec.at
+        elif spec.kind == "cut":
+            needs = spec.after + 1
+        elif spec.before_stream or spec.kind in ("delay", "slice"):
+            continue
+        else:
+            needs = spec.after
+        if needs > longest:
+            logger.warning(
+                "--fault %r can never fire: no stream has more than %d events", spec.text, longest
+            )
+
+
 class Server:
     """Serves streams over HTTP: ``with Server(...)`` in a background thread, ``async with``
     on the running event loop, or ``run()`` in the foreground until stopped.
@@ -731,6 +751,7 @@ class Server:
                 raise UsageError("--once waits for the end of the replay, and --loop never ends")
             routes.append(Stream(path, stream.label, stream.replay))
         self.routes: tuple[Stream, ...] = tuple(routes)
+        _warn_of_faults_that_cannot_fire(config.faults, self.routes)
         self._sock: socket.socket | None = None
         self._server: StreamingServer | None = None
         self._hub: Hub | None = None

@@ -437,3 +437,17 @@ def test_a_fault_on_one_connection_delays_nobody_else(tmp_path: Path) -> None:
     assert 1 not in results  # stalled after its first event until the server stopped
     assert [n for _, n in results[2]] == [n for _, n in results[3]] == [n for _, n in healthy]
     assert results[3][-1][0] - healthy[-1][0] > 1.0  # 9 x 200 ms later, less their head start
+
+
+def test_a_fault_no_stream_reaches_is_said_at_start_up(
+    five: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    stream = PublicStream.from_file(five, interval=0)
+    with caplog.at_level(logging.WARNING, logger="sseplay.server"):
+        Server(stream, faults=["cut:after=5", "drop:after=5", "skip:at=6"])
+    assert [record.getMessage() for record in caplog.records] == [
+        "--fault 'cut:after=5' can never fire: no stream has more than 5 events",
+        "--fault 'skip:at=6' can never fire: no stream has more than 5 events",
+    ]
+    with pytest.raises(UsageError, match="--fault 'drop:at=1': drop takes no at="):
+        Server(stream, faults=["drop:at=1"])
