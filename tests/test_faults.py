@@ -432,7 +432,7 @@ def test_a_fault_on_one_connection_delays_nobody_else(tmp_path: Path) -> None:
     start = healthy[0][0]
     drift = [abs(at - start - k * 0.05) for k, (at, _) in enumerate(healthy)]
     # Well under the 200 ms a leaked delay would add (a busy 2-core machine has jitter).
-    assert max(drift) < 0.1, drift
+    assert max(drift) < 0.15, drift
     assert health["faults"] == {"delay": 1, "slice": 1, "stall": 1}
     assert 1 not in results  # stalled after its first event until the server stopped
     assert [n for _, n in results[2]] == [n for _, n in results[3]] == [n for _, n in healthy]
