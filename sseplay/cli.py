@@ -32,6 +32,7 @@ from sseplay.config import (
 )
 from sseplay.epoch import parse_epoch
 from sseplay.errors import ExitCode, SseplayError, UsageError
+from sseplay.faults import parse_faults
 
 if TYPE_CHECKING:
     from sseplay.client import TailOptions
@@ -291,6 +292,29 @@ def serve(
             metavar="NAME", help="Answer requests for this Host too (repeatable; * = any)."
         ),
     ] = None,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="SPEC",
+            help="Make streams fail at exact events (repeatable): KIND[:KEY=VALUE,...], like "
+            "drop:after=5,conn=1. Kinds: status, refuse, hang, drop, reset, cut, stall, delay, "
+            "slice, duplicate, skip, malformed; selectors: conn=, times=, p=.",
+            show_default=False,
+        ),
+    ] = None,
+    fault_header: Annotated[
+        bool,
+        typer.Option(
+            "--fault-header",
+            help="Let a request name its own faults (Sseplay-Fault: SPEC, or ?fault=SPEC).",
+        ),
+    ] = False,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N", help="Seed of the p= draws of --fault. [default: a new one, logged]"
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log everything.")] = False,
 ) -> None:
@@ -317,6 +341,9 @@ def serve(
             allowed_hosts=tuple(allowed_host or ()),
             epoch=None if epoch is None else parse_epoch(epoch),
             workers=workers,
+            faults=parse_faults(fault or ()),
+            fault_header=fault_header,
+            seed=seed,
         )
         if files.count(STDIN_NAME) > 1:
             raise UsageError("standard input (-) can be read only once")

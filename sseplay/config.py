@@ -15,6 +15,7 @@ from typing import Any, TypedDict
 
 from sseplay.epoch import check_epoch, parse_epoch
 from sseplay.errors import UsageError
+from sseplay.faults import FaultSpec, parse_faults
 from sseplay.model import field_problem
 
 DEFAULT_INTERVAL = 1.0
@@ -217,7 +218,20 @@ class ServerConfig:
     # process, without a supervisor. A ``Server`` is always one of them.
     workers: int | None = None
 
+    # --fault (texts are parsed here, so a bad one is a UsageError at start-up), whether
+    # a request may name its own (--fault-header), and the seed of p= (None: drawn once).
+    faults: tuple[FaultSpec, ...] = ()
+    fault_header: bool = False
+    seed: int | None = None
+
     def __post_init__(self) -> None:
+        if isinstance(self.faults, str | FaultSpec):
+            object.__setattr__(self, "faults", (self.faults,))
+        object.__setattr__(self, "faults", parse_faults(self.faults))
+        if not isinstance(self.fault_header, bool):
+            raise UsageError(f"--fault-header must be true or false, not {self.fault_header!r}")
+        if self.seed is not None:
+            _integer("--seed", self.seed, 0, 2**63 - 1)
         _check_tls_and_access(self)
         if not isinstance(self.host, str) or not self.host:
             raise UsageError("--host must name an address, like 127.0.0.1 or ::1")

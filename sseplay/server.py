@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from importlib import resources
 from typing import Any
 from urllib.parse import unquote_to_bytes
@@ -34,7 +36,24 @@ from sseplay.config import (
 )
 from sseplay.direct import DirectBody
 from sseplay.errors import CannotServe, UsageError
-from sseplay.fanout import Broadcast, Listener, Outlet, Player, Subscriber, Timer
+from sseplay.fanout import (
+    Broadcast,
+    FaultyOutlet,
+    Listener,
+    Outlet,
+    Player,
+    Subscriber,
+    Timer,
+)
+from sseplay.faults import (
+    Chosen,
+    FaultCounters,
+    FaultSpec,
+    choose,
+    draw,
+    parse_faults,
+    parse_request_faults,
+)
 from sseplay.replay import UNKNOWN, Replay, Start, decode_id, shown_id
 from sseplay.stream import Stream as PublicStream
 from sseplay.tls import TlsFiles, server_tls
@@ -89,6 +108,10 @@ class AppOptions:
     workers: int | None = None
     # --token and the Host check (``sseplay.access``); None = every request is answered.
     access: AccessRules | None = None
+    # --fault, --fault-header and the seed of their p= draws (see ``sseplay.faults``).
+    faults: tuple[FaultSpec, ...] = ()
+    fault_header: bool = False
+    seed: int = 0
 
 
 class Hub:
@@ -112,6 +135,16 @@ class Hub:
         self._timer: Timer | None = None
         self._streams = streams
         self.broadcasts: dict[str, Broadcast] = {}
+        # Faults are looked at per connection only when there are any to look at.
+        self.faulty = bool(options.faults) or options.fault_header
+        self.fault_counters = FaultCounters()
+
+    def fire(self, chosen: Chosen, route: str, number: int, where: str) -> bool:
+        """Count and log one firing of a fault; False once its ``times=`` are used up."""
+        if not self.fault_counters.fire(chosen):
+            return False
+        logger.info("fault %s fired on %s connection %d %s", chosen.spec.kind, route, number, where)
+        return True
 
     @property
     def timer(self) -> Timer:
@@ -242,6 +275,7 @@ def create_app(
                 # Which process answered, of how many on this port (--workers).
                 "worker": os.getpid(),
                 "workers": options.workers or 1,
+                "faults": dict(sorted(hub.fault_counters.by_kind.items())),
                 "streams": [
                     {
                         "route": s.route,
@@ -292,6 +326,12 @@ class _StreamEndpoint:
         else:
             start = replay.start_after(last_event_id)
             shown = shown_id(last_event_id or "")
+        number, during = 0, None
+        if hub.faulty:
+            picked = await self._pick_faults(scope, receive, send, raw_id)
+            if picked is None:  # answered instead of the stream
+                return
+            number, during = picked
         broadcast = hub.broadcasts.get(route)
         # 204 tells a browser to stop reconnecting (WHATWG 9.2.3): the replay is over.
         if replay.is_over(start.n) or (broadcast is not None and broadcast.ended):
@@ -312,7 +352,10 @@ class _StreamEndpoint:
         task = asyncio.current_task()
         assert task is not None
         direct = DirectBody.of(scope, receive, fast=hub.options.direct_writes)
-        outlet = Outlet(send, hub.options.send_timeout, self._cut_off, direct, task)
+        if during:
+            outlet: Outlet = self._faulty_outlet(send, receive, direct, task, number, during)
+        else:
+            outlet = Outlet(send, hub.options.send_timeout, self._cut_off, direct, task)
         if not start.known:
             logger.warning(
                 "%s connected to %s with an unknown Last-Event-ID %s: replaying from the start",
@@ -343,6 +386,8 @@ class _StreamEndpoint:
                 how = "got the whole replay"
             elif hub.stopping:
                 how = "the server stopped"
+            elif isinstance(outlet, FaultyOutlet) and outlet.fault_end:
+                how = f"ended by {outlet.fault_end}"
             elif outlet.cut_off:
                 how = f"cut off: it read nothing for {hub.options.send_timeout:g} s"
             elif outlet.failure:
@@ -358,6 +403,108 @@ class _StreamEndpoint:
                 listener.sent,
                 how,
             )
+
+    # Faults (see ``sseplay.faults``); only a server with faults configured comes here.
+
+    async def _pick_faults(
+        self, scope: Scope, receive: Receive, send: Send, raw_id: bytes | None
+    ) -> tuple[int, list[Chosen]] | None:
+        """This connection's number and the faults that act on its stream; None when a
+        fault (or a bad fault in the request) answered instead of the stream."""
+        hub, route = self.hub, self.stream.route
+        options = hub.options
+        number = hub.fault_counters.next_connection(route)
+        resuming = bool(raw_id)
+        chosen = choose(options.faults, options.seed, route, number, resuming)
+        if options.fault_header:
+            named = (
+                _header(scope, b"sseplay-fault"),
+                _query_parameter(scope["query_string"], b"fault"),
+            )
+            for raw in named:
+                if not raw:
+                    continue
+                try:
+                    specs = parse_request_faults(raw.decode("utf-8"))
+                except (UsageError, UnicodeDecodeError) as error:
+                    problem = str(error) if isinstance(error, UsageError) else "not UTF-8"
+                    logger.warning("%s named a bad fault: %s", _client(scope), problem)
+                    body = f"sseplay: bad Sseplay-Fault or ?fault=: {problem}\n"
+                    await Response(body, 400, media_type="text/plain")(scope, receive, send)
+                    return None
+                chosen += choose(specs, options.seed, route, number, resuming, scope="request")
+        for fault in chosen:
+            spec = fault.spec
+            if not spec.before_stream:
+                continue
+            where = f"before the stream ({spec.code})" if spec.kind == "status" else spec.where
+            if hub.fire(fault, route, number, where):
+                await self._answer_instead(spec, scope, receive, send)
+                return None
+        return number, [fault for fault in chosen if not fault.spec.before_stream]
+
+    async def _answer_instead(
+        self, spec: FaultSpec, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """``status``, ``refuse`` or ``hang``: what the client gets instead of the stream."""
+        if spec.kind == "status":
+            headers = {}
+            if spec.retry_after is not None:  # RFC 9110 section 10.2.3
+                headers["Retry-After"] = str(spec.retry_after)
+            if spec.code == 204:
+                body = ""
+            elif spec.body is not None:
+                body = spec.body
+            else:
+                body = f"{spec.code} {HTTPStatus(spec.code).phrase}\n"
+            response = Response(body, spec.code, headers, media_type="text/plain")
+            await response(scope, receive, send)
+            return
+        if spec.kind == "refuse":
+            transport = _transport(receive)
+            if transport is None:  # not uvicorn's httptools: it answers 500 for us
+                return
+            transport.close()
+        elif spec.headers:  # hang:headers=yes
+            await send({"type": "http.response.start", "status": 200, "headers": self.hub.headers})
+        # Until the client goes; then uvicorn knows the connection is lost and adds nothing.
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    def _faulty_outlet(
+        self,
+        send: Send,
+        receive: Receive,
+        direct: DirectBody | None,
+        task: asyncio.Task[None],
+        number: int,
+        during: list[Chosen],
+    ) -> FaultyOutlet:
+        hub, route = self.hub, self.stream.route
+        seed = hub.options.seed
+        return FaultyOutlet(
+            send,
+            hub.options.send_timeout,
+            self._cut_off,
+            direct,
+            task,
+            chosen=during,
+            fire=lambda fault, where: hub.fire(fault, route, number, where),
+            transport=_transport(receive),
+            ping=hub.options.ping,
+            jitter=lambda n: draw(seed, "jitter", route, number, n),
+        )
+
+
+def _transport(receive: Receive) -> asyncio.Transport | None:
+    """The connection's transport, found the way ``DirectBody.of`` finds uvicorn's request
+    cycle; None under another server."""
+    cycle: Any = getattr(receive, "__self__", None)
+    transport = getattr(cycle, "transport", None)
+    if transport is None or not callable(getattr(transport, "is_closing", None)):
+        return None
+    result: asyncio.Transport = transport
+    return result
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -603,6 +750,26 @@ def once_wait(streams: Sequence[Stream]) -> float:
     return min(reconnect + ONCE_MARGIN, ONCE_LONGEST_WAIT)
 
 
+def _warn_of_faults_that_cannot_fire(faults: Sequence[FaultSpec], routes: Sequence[Stream]) -> None:
+    """A fault at an event no stream reaches would pass a test that meant to see it fire."""
+    if any(stream.replay.plan.loop for stream in routes):
+        return
+    longest = max(stream.replay.plan.total for stream in routes)
+    for spec in faults:
+        if spec.kind in ("duplicate", "skip", "malformed"):
+            needs = spec.at
+        elif spec.kind == "cut":
+            needs = spec.after + 1
+        elif spec.before_stream or spec.kind in ("delay", "slice"):
+            continue
+        else:
+            needs = spec.after
+        if needs > longest:
+            logger.warning(
+                "--fault %r can never fire: no stream has more than %d events", spec.text, longest
+            )
+
+
 class Server:
     """Serves streams over HTTP: ``with Server(...)`` in a background thread, ``async with``
     on the running event loop, or ``run()`` in the foreground until stopped.
@@ -623,6 +790,9 @@ class Server:
         cors: Sequence[str] | None = None,
         send_timeout: float = DEFAULT_SEND_TIMEOUT,
         once: bool = False,
+        faults: Sequence[str | FaultSpec] = (),
+        fault_header: bool = False,
+        seed: int | None = None,
         config: ServerConfig | None = None,
     ) -> None:
         if config is None:
@@ -634,6 +804,9 @@ class Server:
                 cors=tuple(cors) if cors is not None else None,
                 send_timeout=send_timeout,
                 once=once,
+                faults=parse_faults([faults] if isinstance(faults, str) else faults),
+                fault_header=fault_header,
+                seed=seed,
             )
         self.config = config
         if isinstance(streams, PublicStream):
@@ -649,6 +822,7 @@ class Server:
                 raise UsageError("--once waits for the end of the replay, and --loop never ends")
             routes.append(Stream(path, stream.label, stream.replay))
         self.routes: tuple[Stream, ...] = tuple(routes)
+        _warn_of_faults_that_cannot_fire(config.faults, self.routes)
         self._sock: socket.socket | None = None
         self._server: StreamingServer | None = None
         self._hub: Hub | None = None
@@ -728,6 +902,11 @@ class Server:
                 stop()
 
         access = AccessRules.of(config.host, config.token, config.allowed_hosts)
+        seed = config.seed
+        if seed is None:
+            seed = random.randrange(1 << 32)
+            if any(spec.p is not None for spec in config.faults) or config.fault_header:
+                logger.info("faults with p= drawn with --seed %d (give it to repeat them)", seed)
         app = create_app(
             self.routes,
             AppOptions(
@@ -738,6 +917,9 @@ class Server:
                 epoch=config.epoch,
                 workers=config.workers,
                 access=access if access.token or access.allowed_hosts is not None else None,
+                faults=config.faults,
+                fault_header=config.fault_header,
+                seed=seed,
             ),
             complete,
             over,
