@@ -758,7 +758,23 @@ def _run_tail(options: TailOptions, chosen: str, record: Path | None, quiet: boo
         else Hooks(show_raw, on_status)
     )
 
+    interrupted = False
+
+    def interrupt(task: asyncio.Task[None]) -> None:
+        """Ctrl-C: cancel the tail, and again every 50 ms until it is gone, because a
+        cancellation that meets an I/O wait ending at the same moment can be lost on the
+        way up (asyncio.timeout and wait_for in 3.11, anyio's scopes in httpcore)."""
+        nonlocal interrupted
+        interrupted = True
+        if not task.done():
+            task.cancel()
+            asyncio.get_running_loop().call_later(0.05, interrupt, task)
+
     async def run() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals here
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupt, task)
         async with contextlib.aclosing(follow(options, hooks)) as batches:
             async for batch in batches:
                 if batch:
@@ -772,7 +788,13 @@ def _run_tail(options: TailOptions, chosen: str, record: Path | None, quiet: boo
             recorder.flush()
 
     try:
-        asyncio.run(run())
+        try:
+            asyncio.run(run())
+        except asyncio.CancelledError:
+            if not interrupted:
+                raise
+        if interrupted:
+            raise KeyboardInterrupt
     except BrokenPipeError:
         # The reader has all it wanted (`sseplay tail URL | head -3`): a success.
         _silence_stdout()

@@ -51,7 +51,6 @@ from sseplay.faults import (
     FaultSpec,
     choose,
     draw,
-    parse_faults,
     parse_request_faults,
 )
 from sseplay.replay import UNKNOWN, Replay, Start, decode_id, shown_id
@@ -783,31 +782,20 @@ class Server:
         self,
         streams: PublicStream | Mapping[str, PublicStream],
         *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        broadcast: bool = False,
-        ping: float = DEFAULT_PING,
-        cors: Sequence[str] | None = None,
-        send_timeout: float = DEFAULT_SEND_TIMEOUT,
-        once: bool = False,
-        faults: Sequence[str | FaultSpec] = (),
-        fault_header: bool = False,
-        seed: int | None = None,
         config: ServerConfig | None = None,
+        **settings: Any,
     ) -> None:
+        """``settings`` are the fields of ``ServerConfig`` (``host``, ``port=0``,
+        ``broadcast``, ``ping``, ``cors``, ``send_timeout``, ``once``, ``faults``,
+        ``certfile``, ``token``, ``epoch``...), checked as it checks them; or pass a
+        ready ``config``."""
         if config is None:
-            config = ServerConfig(
-                host=host,
-                port=port,
-                broadcast=broadcast,
-                ping=ping,
-                cors=tuple(cors) if cors is not None else None,
-                send_timeout=send_timeout,
-                once=once,
-                faults=parse_faults([faults] if isinstance(faults, str) else faults),
-                fault_header=fault_header,
-                seed=seed,
-            )
+            try:
+                config = ServerConfig(**settings)
+            except TypeError as error:  # a keyword ServerConfig does not have
+                raise TypeError(f"Server: {error}") from None
+        elif settings:
+            raise TypeError("give Server either config= or its settings, not both")
         self.config = config
         if isinstance(streams, PublicStream):
             streams = {DEFAULT_ROUTE: streams}
