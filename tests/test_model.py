@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sse_starlette.event import ServerSentEvent
+from sse_starlette import ServerSentEvent
 
 from sseplay.fanout import PING as FANOUT_PING
 from sseplay.model import (
