@@ -96,6 +96,28 @@ def test_broadcast_shares_one_timeline_between_streams_of_one_http2_connection()
         assert got[0][-1] == got[1][-1] == "id: 3"
 
 
+def test_faults_behave_the_same_over_http2() -> None:
+    """The ASGI path carries HTTP/2 streams: a fault there is the same as over HTTP/1.1."""
+    stream = Stream.from_file(SCORES, interval=0)
+    faults = ["status:code=503,retry_after=5,conn=1", "drop:after=2,retry=50,conn=2"]
+    with (
+        h2_server(stream, faults=faults) as server,
+        httpx.Client(http2=True, verify=trusting(server), timeout=10) as client,
+    ):
+        first = client.get(server.url)
+        assert first.http_version == "HTTP/2"
+        assert (first.status_code, first.headers["retry-after"]) == (503, "5")
+        dropped = client.get(server.url)
+        assert dropped.http_version == "HTTP/2"
+        ids = [line for line in dropped.text.splitlines() if line.startswith("id: ")]
+        assert ids == ["id: 1", "id: 2"]
+        assert "retry: 50" in dropped.text
+        resumed = client.get(server.url, headers={"Last-Event-ID": "2"})
+        assert [line for line in resumed.text.splitlines() if line.startswith("id: ")] == ["id: 3"]
+        health = client.get(server.url.replace("/events", "/healthz")).json()
+        assert health["faults"] == {"drop": 1, "status": 1}
+
+
 def test_token_and_host_checks_hold_over_http2() -> None:
     stream = Stream.from_file(SCORES, interval=0)
     with (
