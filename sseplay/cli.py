@@ -7,6 +7,7 @@ stack (FastAPI, uvicorn, sse-starlette), so those imports live inside ``serve``.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import signal
@@ -642,10 +643,11 @@ def _plain_conversions() -> None:
     take plain str, int, float and Path values (and lists of them), converted here as
     click would; any other type, any constraint (min, max, a parser...) and any Typer
     without this hook go Typer's own way."""
-    try:
-        from typer import _coercion, _param_types
-        from typer.core import _TyperParameter
-    except ImportError:
+    try:  # private modules of Typer 0.29 (older ones have none of this)
+        _coercion: Any = importlib.import_module("typer._coercion")
+        _param_types: Any = importlib.import_module("typer._param_types")
+        _TyperParameter: Any = importlib.import_module("typer.core")._TyperParameter
+    except (ImportError, AttributeError):
         return
     if not all(
         hasattr(owner, name)
@@ -676,7 +678,7 @@ def _plain_conversions() -> None:
         Path: lambda value, info: _param_types.coerce_cli_path(value, info, path_type=Path),
     }
 
-    class PlainRuntimeParam(_coercion.RuntimeParam):
+    class PlainRuntimeParam(_coercion.RuntimeParam):  # type: ignore[misc]  # Any: private
         def _coerce_value(self, value: Any, param: Any, ctx: Any) -> Any:
             kind = self.annotation
             if getattr(kind, "__origin__", None) is list:
@@ -716,7 +718,7 @@ def _plain_conversions() -> None:
                 self._runtime_param = PlainRuntimeParam(info, annotation)
         return typer_way(self)
 
-    _TyperParameter.get_runtime_param = get_runtime_param  # type: ignore[method-assign]
+    _TyperParameter.get_runtime_param = get_runtime_param
 
 
 def _silence_stdout() -> None:

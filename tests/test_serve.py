@@ -7,6 +7,7 @@ import contextlib
 import gc
 import itertools
 import json
+import os
 import socket
 import subprocess
 import time
@@ -114,9 +115,11 @@ def test_post_opens_a_stream_and_healthz_answers(live: Any) -> None:
     assert data_of(events)[-1] == "[DONE]"
     assert len(events) == 11
     health = httpx.get(server.url + "/healthz").json()
-    assert health == {
+    assert health["worker"] == os.getpid()  # this process serves alone
+    assert {key: health[key] for key in ("status", "connections", "workers", "streams")} == {
         "status": "ok",
         "connections": 0,
+        "workers": 1,
         "streams": [
             {
                 "route": "/v1/chat/completions",

@@ -49,7 +49,7 @@ def alive(pid: int) -> bool:
 
 def open_streams(url: str, count: int) -> list[socket.socket]:
     address = httpx.URL(url)
-    request = f"GET {address.path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    request = f"GET {address.path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
     streams = []
     for _ in range(count):
         sock = socket.create_connection((address.host, address.port or 80), timeout=5)
