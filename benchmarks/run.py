@@ -193,7 +193,7 @@ def throughput(work: Path, kinds: list[str], events: int = 100_000) -> dict[str,
             port = int(url.split(":")[2].split("/")[0])
             with socket.create_connection(("127.0.0.1", port)) as conn:
                 started = time.perf_counter()
-                conn.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+                conn.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 seen, tail = 0, b""
                 conn.settimeout(60)
                 while seen < events:
@@ -231,7 +231,7 @@ def idle_memory(work: Path, kinds: list[str], clients: int = 1000) -> dict[str, 
             conns = []
             for _ in range(clients):
                 conn = socket.create_connection(("127.0.0.1", port))
-                conn.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+                conn.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 conns.append(conn)
             deadline = time.monotonic() + 30
             pending = list(conns)
@@ -344,7 +344,7 @@ def first_event(port: int, deadline: float, headers: str = "") -> None:
                 raise
             time.sleep(0.002)
     with conn:
-        conn.sendall(f"GET /events HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
+        conn.sendall(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode())
         received = b""
         while b"data:" not in received:
             chunk = conn.recv(65536)
@@ -449,7 +449,7 @@ def abuse(work: Path, seconds: float, quick: bool) -> dict[str, float]:
             conn = socket.socket()
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             conn.connect(("127.0.0.1", port))
-            conn.sendall(b"GET /burst HTTP/1.1\r\nHost: x\r\n\r\n")  # and never read
+            conn.sendall(b"GET /burst HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # and never read
             frozen.append(conn)
         result = load(url, clients, seconds, INTERVAL)
         still_open = health(port)["connections"]
@@ -496,7 +496,7 @@ def abuse(work: Path, seconds: float, quick: bool) -> dict[str, float]:
 
 def health(port: int) -> dict[str, Any]:
     with socket.create_connection(("127.0.0.1", port)) as conn:
-        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         response = b""
         while chunk := conn.recv(65536):
             response += chunk
@@ -508,7 +508,7 @@ def churn(port: int, cycles: int, concurrency: int = 50) -> None:
 
     async def one() -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        writer.write(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         received = b""
         while b"data:" not in received:
             chunk = await reader.read(65536)
@@ -597,7 +597,7 @@ def first_body_byte(port: int, deadline: float, path: str = "/events") -> tuple[
             time.sleep(0.002)
     with conn:
         conn.settimeout(max(0.1, deadline - time.monotonic()))
-        conn.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        conn.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         received, head_at = b"", 0.0
         while True:
             chunk = conn.recv(65536)
@@ -901,7 +901,7 @@ def read_streams(
         end = time.monotonic() + seconds
         with socket.create_connection(("127.0.0.1", port)) as conn:
             conn.settimeout(5)
-            conn.sendall(f"GET {route} HTTP/1.1\r\nHost: x\r\n{header}\r\n".encode())
+            conn.sendall(f"GET {route} HTTP/1.1\r\nHost: 127.0.0.1\r\n{header}\r\n".encode())
             while time.monotonic() < end:
                 try:
                     chunk = conn.recv(1 << 20)
@@ -1012,7 +1012,7 @@ def memory_bounds(work: Path, quick: bool) -> dict[str, Any]:
     frozen_count = 50
     with serving([str(disk), "--interval", "0", "--send-timeout", "60"]) as (port, pid):
         ready = vm_kib(pid, "VmHWM") / 1024  # after the start-up check
-        frozen = hold_sockets(port, frozen_count, b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n", 4096)
+        frozen = hold_sockets(port, frozen_count, b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 4096)
         time.sleep(5)
         record(
             f"{frozen_count} frozen readers",
@@ -1050,7 +1050,7 @@ def memory_bounds(work: Path, quick: bool) -> dict[str, Any]:
     idle_count = 2000 if quick else 5000
     with serving([str(tiny), "--interval", "3600"]) as (port, pid):
         ready = vm_kib(pid, "VmHWM") / 1024  # after the start-up check
-        idle = hold_sockets(port, idle_count, b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+        idle = hold_sockets(port, idle_count, b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         time.sleep(3)
         record(
             f"{idle_count} idle clients",
@@ -1064,7 +1064,7 @@ def memory_bounds(work: Path, quick: bool) -> dict[str, Any]:
         for conn in idle:
             conn.close()
     heads_count = 500
-    head = b"GET /events HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * (15 << 10)  # never ended
+    head = b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * (15 << 10)  # never ended
     with serving([str(tiny), "--interval", "3600"]) as (port, pid):
         ready = vm_kib(pid, "VmHWM") / 1024  # after the start-up check
         pending = hold_sockets(port, heads_count, head)
