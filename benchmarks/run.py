@@ -1012,7 +1012,9 @@ def memory_bounds(work: Path, quick: bool) -> dict[str, Any]:
     frozen_count = 50
     with serving([str(disk), "--interval", "0", "--send-timeout", "60"]) as (port, pid):
         ready = vm_kib(pid, "VmHWM") / 1024  # after the start-up check
-        frozen = hold_sockets(port, frozen_count, b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 4096)
+        frozen = hold_sockets(
+            port, frozen_count, b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 4096
+        )
         time.sleep(5)
         record(
             f"{frozen_count} frozen readers",

@@ -842,10 +842,32 @@ def _plain_arguments(command: Any) -> Any:
 _ClickUsageError: type[Exception] = typer.BadParameter.__mro__[1]
 
 
+def _only_the_command_asked_for(args: Sequence[str] | None) -> typer.Typer:
+    """The app with only the command that runs: Typer reads the signature of every command
+    it builds (about 20 ms each here, of every launch), and a run needs one. ``sseplay``,
+    ``--help`` and ``--version`` get the whole app."""
+    words = list(sys.argv[1:] if args is None else args)
+    if not words or words[0].startswith("-"):
+        return app
+    chosen = [c for c in app.registered_commands if c.callback and c.callback.__name__ == words[0]]
+    if not chosen:
+        return app  # a typo: click says so, with the commands it knows
+    only = typer.Typer(
+        add_completion=False,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+    only.registered_callback = app.registered_callback
+    only.info = app.info
+    only.registered_commands = chosen
+    return only
+
+
 def main(args: Sequence[str] | None = None) -> None:
     """Entry point of the ``sseplay`` script."""
     _plain_conversions()
-    command = _plain_arguments(typer.main.get_command(app))
+    command = _plain_arguments(typer.main.get_command(_only_the_command_asked_for(args)))
     try:
         # Not standalone: click would print its errors on three lines and exit itself.
         code = command.main(args, prog_name="sseplay", standalone_mode=False)
