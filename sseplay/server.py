@@ -948,10 +948,14 @@ class Server:
             )
 
     def _finish(self) -> None:
+        # Forgotten, not only closed: a stopped server's urls, repr and ca_file say it is
+        # not running rather than read a closed socket or name a removed CA file.
         if self._sock is not None:
             self._sock.close()
+            self._sock = None
         if self._tls is not None:
             self._tls.remove()
+            self._tls = None
         self._server = None
 
     async def serve(
@@ -983,6 +987,8 @@ class Server:
         """Serve in a background thread; returns once the server accepts connections."""
         server = self._prepare()
         ready = threading.Event()
+        # A failed earlier start must not fail this one (and wait forever for its thread).
+        self._failure = None
 
         def run() -> None:
             try:
