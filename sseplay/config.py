@@ -232,6 +232,13 @@ class ServerConfig:
             raise UsageError(f"--fault-header must be true or false, not {self.fault_header!r}")
         if self.seed is not None:
             _integer("--seed", self.seed, 0, 2**63 - 1)
+        if self.workers is not None and (self.faults or self.fault_header):
+            # Each worker would number its own connections and count its own times=, so
+            # conn=1 and times=1 would fire once per worker, not once in all.
+            raise UsageError(
+                "--fault and --fault-header count connections in one process: drop --workers "
+                "to inject faults"
+            )
         _check_tls_and_access(self)
         if not isinstance(self.host, str) or not self.host:
             raise UsageError("--host must name an address, like 127.0.0.1 or ::1")

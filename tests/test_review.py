@@ -1,0 +1,96 @@
+"""Where features merged on the same day meet: the Server API's life cycle, faults with
+--workers, and the CLI's usage lines. Real servers on 127.0.0.1 port 0."""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import threading
+
+import httpx
+import pytest
+
+import sseplay.server as server_module
+from sseplay import Server, Stream
+from sseplay.config import ServerConfig
+from sseplay.errors import UsageError
+from tests.conftest import run_cli
+
+
+def _stream() -> Stream:
+    return Stream.from_records([{"n": 1}, {"n": 2}], interval=0)
+
+
+def test_a_stopped_server_says_it_is_not_running_and_names_no_removed_ca_file() -> None:
+    server = Server(_stream(), self_signed=True)
+    with server:
+        ca_file = server.ca_file
+        assert ca_file is not None
+        assert os.path.exists(ca_file)
+        trust = ssl.create_default_context(cafile=ca_file)
+        response = httpx.get(server.url, verify=trust, timeout=10)
+        assert response.status_code == 200
+    # Before: repr() and urls read the closed socket (OSError: Bad file descriptor), and
+    # ca_file still named the CA file removed with the server.
+    assert "not running" in repr(server)
+    with pytest.raises(RuntimeError, match="not running"):
+        server.urls  # noqa: B018
+    assert server.ca_file is None
+    assert not os.path.exists(ca_file)
+
+
+def test_a_server_starts_after_a_start_that_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_startup = server_module.StreamingServer.startup
+    calls: list[int] = []
+
+    async def fails_once(
+        self: server_module.StreamingServer, sockets: list[socket.socket] | None = None
+    ) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("the first start-up fails")
+        await real_startup(self, sockets)
+
+    monkeypatch.setattr(server_module.StreamingServer, "startup", fails_once)
+    server = Server(_stream())
+    with pytest.raises(server_module.CannotServe, match="the first start-up fails"):
+        server.start()
+    # Before: the first failure stayed recorded, so the second start, which worked, was
+    # reported as failed after joining its thread: a wait for ever on a running server.
+    started: list[Server] = []
+    starting = threading.Thread(target=lambda: started.append(server.start()), daemon=True)
+    starting.start()
+    starting.join(10)
+    try:
+        assert started, "the second start did not return"
+        assert httpx.get(server.url, timeout=10).status_code == 200
+    finally:
+        server.stop()
+    starting.join(10)
+    assert not starting.is_alive()
+
+
+def test_faults_with_workers_are_refused_in_one_line() -> None:
+    # Before: each worker numbered its own connections, so times=1 (documented as "at
+    # most K times in all") fired once per worker, and conn=1 too.
+    with pytest.raises(UsageError, match="--workers"):
+        ServerConfig(workers=2, faults="status:code=503,times=1")
+    with pytest.raises(UsageError, match="--workers"):
+        ServerConfig(workers=2, fault_header=True)
+    result = run_cli(
+        "serve",
+        "samples/llm.jsonl",
+        "--port",
+        "0",
+        "--workers",
+        "2",
+        "--fault",
+        "status:code=503,times=1",
+        timeout=15,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("sseplay: error: --fault"), result.stderr
