@@ -866,9 +866,11 @@ def _only_the_command_asked_for(args: Sequence[str] | None) -> typer.Typer:
 
 def main(args: Sequence[str] | None = None) -> None:
     """Entry point of the ``sseplay`` script."""
-    _plain_conversions()
-    command = _plain_arguments(typer.main.get_command(_only_the_command_asked_for(args)))
     try:
+        # Inside the try: building the command takes tens of ms, and a Ctrl-C then is an
+        # interrupt like any other, not a traceback.
+        _plain_conversions()
+        command = _plain_arguments(typer.main.get_command(_only_the_command_asked_for(args)))
         # Not standalone: click would print its errors on three lines and exit itself.
         code = command.main(args, prog_name="sseplay", standalone_mode=False)
     except _ClickUsageError as error:
@@ -879,7 +881,7 @@ def main(args: Sequence[str] | None = None) -> None:
         raise SystemExit(int(ExitCode.USAGE)) from None
     except SseplayError as error:  # raised outside a command body, e.g. by a callback
         fail(error)
-    except typer.Abort:  # Ctrl-C that click caught first
+    except (typer.Abort, KeyboardInterrupt):  # Ctrl-C, caught by click first or not
         sys.stderr.write("sseplay: interrupted\n")
         raise SystemExit(int(ExitCode.INTERRUPTED)) from None
     except BrokenPipeError:

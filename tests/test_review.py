@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 
 import httpx
@@ -15,7 +17,7 @@ import sseplay.server as server_module
 from sseplay import Server, Stream
 from sseplay.config import ServerConfig
 from sseplay.errors import UsageError
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
 
 def _stream() -> Stream:
@@ -94,3 +96,29 @@ def test_faults_with_workers_are_refused_in_one_line() -> None:
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("sseplay: error: --fault"), result.stderr
+
+
+# Ctrl-C while main() builds the command (tens of ms at every launch): a real SIGINT.
+_INTERRUPTED_WHILE_BUILDING = """
+import os, signal, sys, typer.main
+from sseplay.cli import main
+build = typer.main.get_command
+def interrupted_while_building(app):
+    os.kill(os.getpid(), signal.SIGINT)
+    return build(app)
+typer.main.get_command = interrupted_while_building
+main(sys.argv[1:])
+"""
+
+
+def test_ctrl_c_while_the_command_is_built_is_one_line_and_exit_130() -> None:
+    # Before: a KeyboardInterrupt traceback, exit -2 (killed by SIGINT).
+    result = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_WHILE_BUILDING, "tail", "http://127.0.0.1:9/"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        cwd=ROOT,
+    )
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip().splitlines() == ["sseplay: interrupted"]
