@@ -810,6 +810,9 @@ class Server:
                 raise UsageError("--once waits for the end of the replay, and --loop never ends")
             routes.append(Stream(path, stream.label, stream.replay))
         self.routes: tuple[Stream, ...] = tuple(routes)
+        # Held for as long as the server: a stream's temporary copy (records, .gz, a pipe)
+        # is removed when the stream goes, and a replay too big to cache reads it back.
+        self._streams = tuple(streams.values())
         _warn_of_faults_that_cannot_fire(config.faults, self.routes)
         self._sock: socket.socket | None = None
         self._server: StreamingServer | None = None

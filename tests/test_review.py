@@ -3,20 +3,25 @@
 
 from __future__ import annotations
 
+import functools
+import gc
 import os
 import socket
 import ssl
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 import sseplay.server as server_module
+import sseplay.stream as stream_module
 from sseplay import Server, Stream
 from sseplay.config import ServerConfig
 from sseplay.errors import UsageError
+from sseplay.source import load_event_file
 from tests.conftest import ROOT, run_cli
 
 
@@ -122,3 +127,22 @@ def test_ctrl_c_while_the_command_is_built_is_one_line_and_exit_130() -> None:
     )
     assert result.returncode == 130, result.stderr
     assert result.stderr.strip().splitlines() == ["sseplay: interrupted"]
+
+
+def test_a_server_keeps_the_copy_its_stream_reads_back(
+    monkeypatch: pytest.MonkeyPatch, sse_server: Callable[..., Server]
+) -> None:
+    # Events beyond the memory budget are read back from the stream's temporary copy
+    # (64 MiB by default; none here, so that a few records are enough).
+    monkeypatch.setattr(
+        stream_module, "load_event_file", functools.partial(load_event_file, memory_budget=0)
+    )
+    # The fixture, like Server(Stream.from_records(...)), keeps no Stream of its own.
+    server = sse_server([{"n": n} for n in range(5)], interval=0)
+    assert not server.routes[0].replay.file.in_memory
+    gc.collect()
+    # Before: the Stream was dropped at once, its copy removed with it, and the stream
+    # ended before its first event ("<records> cannot be read any more").
+    response = httpx.get(server.url, timeout=10)
+    assert response.status_code == 200
+    assert response.text.count("data: ") == 5
