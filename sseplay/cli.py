@@ -886,5 +886,7 @@ def main(args: Sequence[str] | None = None) -> None:
         raise SystemExit(int(ExitCode.INTERRUPTED)) from None
     except BrokenPipeError:
         sys.exit(int(ExitCode.OK))
+    if code == ExitCode.INTERRUPTED:  # Typer turns a Ctrl-C in a command into Exit(130)
+        sys.stderr.write("sseplay: interrupted\n")
     if isinstance(code, int) and code:
         raise SystemExit(code)

@@ -146,3 +146,29 @@ def test_a_server_keeps_the_copy_its_stream_reads_back(
     response = httpx.get(server.url, timeout=10)
     assert response.status_code == 200
     assert response.text.count("data: ") == 5
+
+
+# Ctrl-C inside the tail command before its own handler is in place (it imports httpx).
+_INTERRUPTED_BEFORE_THE_TAIL = """
+import os, signal, sys
+import sseplay.cli as cli
+run_tail = cli._run_tail
+def interrupted_first(*args):
+    os.kill(os.getpid(), signal.SIGINT)
+    return run_tail(*args)
+cli._run_tail = interrupted_first
+cli.main(sys.argv[1:])
+"""
+
+
+def test_ctrl_c_before_the_tail_runs_says_interrupted() -> None:
+    # Before: exit 130 with nothing at all on stderr (Typer's Exit(130), returned as a code).
+    result = subprocess.run(
+        [sys.executable, "-c", _INTERRUPTED_BEFORE_THE_TAIL, "tail", "http://127.0.0.1:9/"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        cwd=ROOT,
+    )
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip().splitlines() == ["sseplay: interrupted"]
