@@ -811,10 +811,12 @@ def _run_tail(options: TailOptions, chosen: str, record: Path | None, quiet: boo
             recorder.close()
 
 
-def _usage_line(error: Any) -> str:
+def _usage_line(error: Any, command_path: str = "sseplay") -> str:
     """One line for a mistake on the command line, where click would print three: what is
-    wrong, the suggestion if there is one, and where to read more."""
-    command = error.ctx.command_path if error.ctx is not None else "sseplay"
+    wrong, the suggestion if there is one, and where to read more. ``command_path`` names
+    the command when click's parser gives no context (an option without its value, a flag
+    given one), so that the line points at that command's help."""
+    command = error.ctx.command_path if error.ctx is not None else command_path
     possibilities = sorted(getattr(error, "possibilities", None) or ())
     message = error.message if possibilities else error.format_message()
     message = " ".join(message.split()).rstrip(".")
@@ -866,18 +868,23 @@ def _only_the_command_asked_for(args: Sequence[str] | None) -> typer.Typer:
 
 def main(args: Sequence[str] | None = None) -> None:
     """Entry point of the ``sseplay`` script."""
+    command_path = "sseplay"
     try:
         # Inside the try: building the command takes tens of ms, and a Ctrl-C then is an
         # interrupt like any other, not a traceback.
         _plain_conversions()
-        command = _plain_arguments(typer.main.get_command(_only_the_command_asked_for(args)))
+        asked = _only_the_command_asked_for(args)
+        callback = asked.registered_commands[0].callback if asked is not app else None
+        if callback is not None:  # one command, named as its function is
+            command_path = f"sseplay {callback.__name__}"
+        command = _plain_arguments(typer.main.get_command(asked))
         # Not standalone: click would print its errors on three lines and exit itself.
         code = command.main(args, prog_name="sseplay", standalone_mode=False)
     except _ClickUsageError as error:
         if type(error).__name__ == "NoArgsIsHelpError":  # bare ``sseplay``: the help
             error.show()  # type: ignore[attr-defined]
         else:
-            sys.stderr.write(f"sseplay: error: {_usage_line(error)}\n")
+            sys.stderr.write(f"sseplay: error: {_usage_line(error, command_path)}\n")
         raise SystemExit(int(ExitCode.USAGE)) from None
     except SseplayError as error:  # raised outside a command body, e.g. by a callback
         fail(error)

@@ -172,3 +172,24 @@ def test_ctrl_c_before_the_tail_runs_says_interrupted() -> None:
     )
     assert result.returncode == 130, result.stderr
     assert result.stderr.strip().splitlines() == ["sseplay: interrupted"]
+
+
+@pytest.mark.parametrize(
+    ("args", "command"),
+    [
+        (("serve", "samples/llm.jsonl", "--broadcast=yes"), "sseplay serve"),
+        (("serve", "samples/llm.jsonl", "--port"), "sseplay serve"),
+        (("tail", "http://127.0.0.1:9/", "--expect"), "sseplay tail"),
+    ],
+)
+def test_a_flag_without_its_value_or_given_one_points_at_its_command(
+    args: tuple[str, ...], command: str
+) -> None:
+    # Before: "sseplay: Option '--expect' requires an argument; see 'sseplay --help'", a
+    # help page that does not list the option (click's parser gives these no context).
+    result = run_cli(*args, timeout=15)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"sseplay: error: {command}: Option "), result.stderr
+    assert lines[0].endswith(f"see '{command} --help'"), result.stderr
