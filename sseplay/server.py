@@ -806,6 +806,8 @@ class Server:
             if not isinstance(stream, PublicStream):
                 raise UsageError(f"{route}: expected a Stream, not {type(stream).__name__}")
             path = check_route("/" + route.strip("/"))
+            if any(known.route == path for known in routes):  # "feed" and "/feed/" too
+                raise UsageError(f"two streams would be served at {path}: give each its route")
             if config.once and stream.replay.plan.loop and not config.broadcast:
                 raise UsageError("--once waits for the end of the replay, and --loop never ends")
             routes.append(Stream(path, stream.label, stream.replay))

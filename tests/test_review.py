@@ -193,3 +193,12 @@ def test_a_flag_without_its_value_or_given_one_points_at_its_command(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"sseplay: error: {command}: Option "), result.stderr
     assert lines[0].endswith(f"see '{command} --help'"), result.stderr
+
+
+def test_two_streams_at_one_route_are_refused() -> None:
+    # Before: both were listed (urls, /healthz), and the second was never served.
+    first, second = _stream(), _stream()
+    with pytest.raises(UsageError, match="two streams would be served at /feed"):
+        Server({"feed": first, "/feed/": second})
+    with Server({"feed": first, "other": second}) as server:
+        assert httpx.get(server.url_for("other"), timeout=10).text.count("data: ") == 2
