@@ -801,7 +801,7 @@ class Server:
             streams = {DEFAULT_ROUTE: streams}
         if not streams:
             raise UsageError("a server needs at least one stream")
-        routes = []
+        routes: list[Stream] = []
         for route, stream in streams.items():
             if not isinstance(stream, PublicStream):
                 raise UsageError(f"{route}: expected a Stream, not {type(stream).__name__}")
@@ -961,6 +961,10 @@ class Server:
         if self._tls is not None:
             self._tls.remove()
             self._tls = None
+        if self._hub is not None:
+            # FastAPI keeps the endpoints of recent apps (a bounded lru_cache), and through
+            # this hub's callbacks it would keep this server and its streams' temporary copies.
+            self._hub.on_complete = self._hub.on_over = None
         self._server = None
 
     async def serve(
