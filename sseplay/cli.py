@@ -360,9 +360,11 @@ def run_serve(
     routes: dict[str, str], options: StreamOptions, config: ServerConfig, write_urls: Any
 ) -> None:
     """Check every file, then serve them until Ctrl-C, SIGTERM or ``--once``."""
-    from sseplay.process import raise_open_file_limit, tune_collector
+    from sseplay.process import collector_paused, raise_open_file_limit, tune_collector
     from sseplay.progress import StartupProgress
-    from sseplay.server import Server
+
+    with collector_paused():
+        from sseplay.server import Server
     from sseplay.source import load_event_file
     from sseplay.spool import Spools
     from sseplay.stream import Stream
