@@ -49,6 +49,9 @@ STDIN_LABEL = "<stdin>"
 POLL_SECONDS = 0.02
 # The most bytes one look reads: more are read at once, without waiting for the next look.
 READ_BYTES = 1 << 20
+# The last bytes read are read again with the next ones: when they differ, the file was
+# truncated and written again past where it was read (which its size alone cannot tell).
+SEEN_BYTES = 64
 # Reading back from the end of a file for its last line end, this much at a time.
 _TAIL_BYTES = 64 << 10
 
@@ -362,6 +365,7 @@ class Follower:
         self.skipped = 0
         self._fd: int | None = None
         self._offset = source.offset
+        self._seen: bytes | None = None  # the file's SEEN_BYTES before ``_offset``
         self._missing = False
 
     async def run(self) -> None:
@@ -408,11 +412,19 @@ class Follower:
                 return _Look()
         status = os.fstat(self._fd)
         if status.st_size < self._offset:
-            self._offset = 0
+            self._offset, self._seen = 0, b""
             return _Look(reset=f"was truncated (to {status.st_size:,} bytes)")
-        data = os.pread(self._fd, READ_BYTES, self._offset)
+        keep = min(self._offset, SEEN_BYTES)
+        data = os.pread(self._fd, READ_BYTES + keep, self._offset - keep)
+        seen, data = data[:keep], data[keep:]
+        if self._seen is None:  # the first look: what was read at start-up
+            self._seen = seen
+        if seen != self._seen:
+            self._offset, self._seen = 0, b""
+            return _Look(reset="was truncated and written again")
         if data:
             self._offset += len(data)
+            self._seen = (self._seen + data)[-SEEN_BYTES:]
             self._note_back()
             return _Look(data)
         # At the end of the open file: is the path another file now (rotation)?
@@ -425,7 +437,7 @@ class Follower:
             return _Look()
         if (current.st_dev, current.st_ino) != (status.st_dev, status.st_ino):
             self._close()
-            self._offset = 0
+            self._offset, self._seen = 0, b""
             self._note_back()
             return _Look(reset="was replaced by another file")
         self._note_back()

@@ -269,7 +269,10 @@ class Hub:
             return UNKNOWN if unknown else FROM_THE_START
         # No existing records to replay (none at start-up, or the file was truncated or
         # replaced since): the live part from its start, as far as the history reaches.
-        first = feed.position if broadcast is not None else follower.reset_at or feed.first
+        if self.options.broadcast:
+            first = feed.position  # a broadcast is joined live
+        else:
+            first = feed.first if follower.reset_at is None else follower.reset_at
         if first < feed.oldest:
             logger.warning(
                 "%s: a new client starts at event %d: the %d before are no longer kept",
