@@ -40,7 +40,7 @@ from sseplay.live import Feed, LiveEvent
 from sseplay.model import with_id
 from sseplay.records import MAX_RECORD_BYTES, UTF8_BOM, is_gzip, loads, open_binary, sniff_layout
 from sseplay.replay import Replay, Unreadable, positive_integer
-from sseplay.source import EventFile, RecordMapper, load_event_file
+from sseplay.source import DEFAULT_MEMORY_BUDGET, EventFile, RecordMapper, load_event_file
 
 logger = logging.getLogger("sseplay.follow")
 
@@ -236,6 +236,7 @@ def prepare_file(
     *,
     from_end: bool = False,
     retry: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> tuple[EventFile | None, FollowInput]:
     """Check the existing records of a file to follow (its complete lines now): the file
     to replay (None when it has no record yet) and where following it starts."""
@@ -274,7 +275,7 @@ def prepare_file(
         return None, FollowInput(
             label, path, end, 0, _count_lines(path, end), mapping, from_end, retry
         )
-    event_file = load_event_file(label, path, mapping, prefix=end)
+    event_file = load_event_file(label, path, mapping, memory_budget, prefix=end)
     if not event_file.positional_ids:
         raise InputError(
             label,

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from sseplay.config import FieldMapping
-from sseplay.follow import Line, LineSplitter, RecordChecker, TooLong
+from sseplay.config import FieldMapping, StreamOptions, Timing
+from sseplay.follow import Line, LineSplitter, RecordChecker, TooLong, prepare_file
 from sseplay.server import Server
 from sseplay.stream import Stream
 from tests.conftest import ROOT, ServeProcess, run_cli, sseplay, write_json, write_lines
@@ -479,3 +479,21 @@ def test_a_followed_stream_from_the_api_serves_appended_records(
         client.wait_for(1)
         append(path, {"n": 2})
         assert client.wait_for(2) == [1, 2]
+
+
+def test_existing_records_read_back_from_disk_go_on_while_the_file_grows(
+    tmp_path: Path, readers: list[Reader]
+) -> None:
+    # Too large for the (tiny) memory budget: pages are read back from disk while the file
+    # grows, which a plain replay takes for a changed file and ends its streams.
+    path = write_lines(tmp_path / "log.jsonl", [{"n": n, "pad": "x" * 100} for n in range(1, 601)])
+    options = StreamOptions(timing=Timing(interval=0.001), follow=True)
+    event_file, source = prepare_file(path.name, path, options.mapping, memory_budget=1)
+    assert event_file is not None
+    assert not event_file.in_memory
+    with Server(Stream(event_file, options, follow=source)) as server:
+        client = connect(readers, server.url)
+        client.wait_for(1)
+        append(path, {"n": 601})
+        assert client.wait_for(601) == list(range(1, 602))
+        assert not client.ended.is_set()
