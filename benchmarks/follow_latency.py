@@ -91,7 +91,7 @@ async def measure(
     opened = []
     for index in range(clients):
         transport, protocol = await loop.create_connection(
-            lambda index=index: Client(request, arrivals[index]),  # type: ignore[misc]
+            lambda index=index: Client(request, arrivals[index]),
             parts.hostname,
             parts.port,
         )
