@@ -269,6 +269,7 @@ def test_truncation_and_replacement_are_read_from_their_start_with_ids_rising(
         late = connect(readers, server.url)
         assert late.wait_for(3) == [4, 5, 6]
         returned = server.stop()
+    assert returned[0] == 0  # stopped with live clients connected, cleanly
     assert "was truncated" in returned[2]
     assert "was replaced by another file" in returned[2]
 
