@@ -17,9 +17,11 @@ next id (n0 + 1, n0 + 2...), as soon as its line end is read:
 Timing flags (--interval, --time-field's times, --speed, --max-gap) shape the replay of
 the existing records only: a live record is sent when it is read. A file is looked at
 every ``POLL_SECONDS`` (the target is a record at its clients within 100 ms of its line
-end). The pure part (``LineSplitter``, ``RecordChecker``) does no I/O; file reads go to a
-worker thread and a pipe is read when the event loop says it is readable, so nothing
-blocks the loop. Memory is bounded: a line is held only up to ``MAX_RECORD_BYTES``.
+end). The pure part (``LineSplitter``, ``RecordChecker``) does no I/O; file reads and
+the checking of what they read go to a worker thread, a pipe is read when the event loop
+says it is readable (and checked in a worker thread too), and events are published in
+batches of ``PUBLISH_BATCH``, so nothing holds the loop: a pipe that always has more to
+read included. Memory is bounded: a line is held only up to ``MAX_RECORD_BYTES``.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import contextlib
 import logging
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +50,12 @@ STDIN_LABEL = "<stdin>"
 # How often a followed file is looked at for appended bytes.
 POLL_SECONDS = 0.02
 # The most bytes one look reads: more are read at once, without waiting for the next look.
-READ_BYTES = 1 << 20
+# Their records are checked in a worker thread, so a look is also the most work that a
+# stop waits for (a thread cannot be cancelled): small enough to take a fraction of a second.
+READ_BYTES = 256 << 10
+# The most events one ``publish`` takes: a look at small records holds tens of thousands,
+# and the event loop gets a turn between batches (other requests never wait for a look).
+PUBLISH_BATCH = 1000
 # The last bytes read are read again with the next ones: when they differ, the file was
 # truncated and written again past where it was read (which its size alone cannot tell).
 SEEN_BYTES = 64
@@ -349,6 +356,7 @@ class PositionalFeed(Feed):
 class _Look:
     data: bytes = b""
     reset: str | None = None  # why the file is read again from its start
+    events: list[LiveEvent] = field(default_factory=list)  # the records ``data`` completes
 
 
 class Follower:
@@ -375,7 +383,7 @@ class Follower:
         try:
             if self.source.path is None:
                 await self._read_stream(self.source.stdin_fd)
-                self._take(b"", last=True)
+                await self._publish(await asyncio.to_thread(self._check, b"", True))
                 logger.info("%s closed: the stream ends", self.source.label)
             else:
                 await self._follow_file(self.source.path)
@@ -396,13 +404,20 @@ class Follower:
 
     async def _follow_file(self, path: Path) -> None:
         while True:
-            look = await asyncio.to_thread(self._look, path)
+            look = await asyncio.to_thread(self._look_and_check, path)
             if look.reset is not None:
                 self._reset(look.reset)
-            if look.data:
-                self._take(look.data)
+            await self._publish(look.events)
             if len(look.data) < READ_BYTES:
                 await asyncio.sleep(POLL_SECONDS)
+
+    def _look_and_check(self, path: Path) -> _Look:
+        """One look (in a worker thread) and the records it completes, checked there too:
+        checking is the costly part, and the event loop must not wait for it."""
+        look = self._look(path)
+        if look.data:
+            look.events = self._check(look.data)
+        return look
 
     def _look(self, path: Path) -> _Look:
         """One look at the file (in a worker thread): what was appended, or a reset."""
@@ -483,17 +498,19 @@ class Follower:
                 continue
             if not data:
                 return
-            self._take(data)
+            # Checked in a worker thread; awaiting it also gives the event loop its turn,
+            # which a pipe that always has more to read would otherwise never give.
+            await self._publish(await asyncio.to_thread(self._check, data))
 
     # -- both --
 
-    def _take(self, data: bytes, last: bool = False) -> None:
-        """Check the lines ``data`` completes and publish their records in one batch."""
+    def _check(self, data: bytes, last: bool = False) -> list[LiveEvent]:
+        """The records of the lines ``data`` completes, checked, with their ids (in a
+        worker thread: only this follower publishes, so the feed's position holds still)."""
         lines = self.splitter.feed(data)
         if last:
             lines += self.splitter.finish()
         events: list[LiveEvent] = []
-        label = self.source.label
         for line in lines:
             if isinstance(line, TooLong):
                 self._skip(line.number, f"a record longer than {MAX_RECORD_BYTES >> 20} MiB")
@@ -502,9 +519,18 @@ class Follower:
                 events.append(self.checker.event(line.data, self.feed.position + len(events) + 1))
             except ValueError as error:
                 self._skip(line.number, str(error))
+        return events
+
+    async def _publish(self, events: list[LiveEvent]) -> None:
+        """Publish ``events`` in batches, the event loop running between them."""
+        for start in range(0, len(events), PUBLISH_BATCH):
+            if start:
+                await asyncio.sleep(0)
+            self.feed.publish(events[start : start + PUBLISH_BATCH])
         if events:
-            self.feed.publish(events)
-            logger.debug("%s: %d new events, up to id %s", label, len(events), events[-1][0])
+            logger.debug(
+                "%s: %d new events, up to id %s", self.source.label, len(events), events[-1][0]
+            )
 
     def _skip(self, line: int, problem: str) -> None:
         self.skipped += 1

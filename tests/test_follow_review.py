@@ -1,0 +1,108 @@
+"""Adversarial review of ``--follow``: hostile writers, pipes and life cycles against real
+``sseplay serve`` processes and real sockets."""
+
+from __future__ import annotations
+
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import ROOT, ServeProcess, sseplay, write_lines
+from tests.test_follow import WAIT, Reader
+
+# A producer that writes small JSON Lines records as fast as the pipe takes them, forever.
+_FLOOD = (
+    "import sys\n"
+    "chunk = b'{\"n\": 1}\\n' * 20000\n"
+    "try:\n"
+    "    while True:\n"
+    "        sys.stdout.buffer.write(chunk)\n"
+    "except (BrokenPipeError, OSError):\n"
+    "    pass\n"
+)
+
+
+def _health_latency(base: str) -> tuple[float, dict[str, object]]:
+    started = time.monotonic()
+    answer = httpx.get(base + "/healthz", timeout=WAIT).json()
+    return time.monotonic() - started, answer
+
+
+def test_stdin_faster_than_the_server_never_starves_its_event_loop() -> None:
+    # ``producer | sseplay serve - --follow``: with input always there to read, the reader
+    # never gave the event loop a turn: no URL printed, /healthz unanswered, SIGTERM ignored.
+    producer = subprocess.Popen([sys.executable, "-c", _FLOOD], stdout=subprocess.PIPE)
+    assert producer.stdout is not None
+    served = subprocess.Popen(
+        sseplay("serve", "--port", "0", "-", "--follow", "-q"),
+        stdin=producer.stdout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    producer.stdout.close()
+    try:
+        assert served.stdout is not None
+        ready, _, _ = select.select([served.stdout], [], [], WAIT)
+        assert ready, "the server never printed its URL: its event loop is starved"
+        url = served.stdout.readline().decode().strip()
+        base = url.rsplit("/", 1)[0]
+        latencies = []
+        for _ in range(10):
+            latency, health = _health_latency(base)
+            latencies.append(latency)
+            time.sleep(0.02)
+        assert max(latencies) < 0.5, latencies
+        streams = health["streams"]
+        assert isinstance(streams, list)
+        assert streams[0]["events"] > 0
+        stopping = time.monotonic()
+        served.send_signal(signal.SIGTERM)
+        _, err = served.communicate(timeout=WAIT)
+        assert time.monotonic() - stopping < 1.5
+        assert served.returncode == 0, err.decode()
+        assert b"Traceback" not in err
+    finally:
+        for process in (served, producer):
+            if process.poll() is None:
+                process.kill()
+            process.wait(WAIT)
+        for pipe in (served.stdout, served.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def test_a_big_append_is_read_without_stalling_other_requests(tmp_path: Path) -> None:
+    # Checking an append's records ran on the event loop, a whole 1 MiB read at a time:
+    # every other request waited for it (seconds for small records).
+    path = write_lines(tmp_path / "log.jsonl", [{"n": 0}])
+    with ServeProcess(str(path), "--follow", "--interval", "0", "-q") as server:
+        base = server.url.rsplit("/", 1)[0]
+        client = Reader(server.url)
+        try:
+            deadline = time.monotonic() + WAIT
+            while not client.events and time.monotonic() < deadline:
+                time.sleep(0.005)
+            with path.open("ab") as file:
+                file.write(b'{"n": 1}\n' * 400_000)  # 3.6 MB of small records
+            latencies = []
+            watch_until = time.monotonic() + 1.5
+            while time.monotonic() < watch_until:
+                latency, _ = _health_latency(base)
+                latencies.append(latency)
+                time.sleep(0.01)
+            client_events = len(client.events)
+            # Generous for a shared 2-core machine; before the fix each look took seconds.
+            assert max(latencies) < 0.3, f"max {max(latencies):.3f} s"
+            assert client_events > 1  # the records were being read meanwhile
+            stopping = time.monotonic()
+            code, _, err = server.stop()
+            assert time.monotonic() - stopping < 1.5
+            assert code == 0, err
+        finally:
+            client.close()
