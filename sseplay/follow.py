@@ -194,6 +194,11 @@ class FollowInput:
     from_end: bool = False
     retry: int | None = None
     stdin_fd: int = 0
+    # The file that was checked, (st_dev, st_ino), and its SEEN_BYTES before ``offset``:
+    # a file replaced or rewritten between the check and the follower's first look is
+    # then read from its start, not from the old file's offset.
+    identity: tuple[int, int] | None = None
+    seen: bytes | None = None
 
 
 def complete_lines_end(path: Path) -> int:
@@ -209,6 +214,14 @@ def complete_lines_end(path: Path) -> int:
                 return start + found + 1
             end = start
     return 0
+
+
+def _identity_and_seen(path: Path, end: int) -> tuple[tuple[int, int], bytes]:
+    """The file's (st_dev, st_ino) and its last SEEN_BYTES before ``end``."""
+    with path.open("rb", buffering=0) as file:
+        status = os.fstat(file.fileno())
+        keep = min(end, SEEN_BYTES)
+        return (status.st_dev, status.st_ino), os.pread(file.fileno(), keep, end - keep)
 
 
 def _count_lines(path: Path, stop: int) -> int:
@@ -267,6 +280,7 @@ def prepare_file(
                 label, "a gzip file cannot be followed: --follow needs plain JSON Lines"
             )
         end = complete_lines_end(path)
+        identity, seen = _identity_and_seen(path, end)
         with open_binary(path, False) as stream:
             layout = sniff_layout(stream)
         blank = _blank(path, end)
@@ -279,8 +293,9 @@ def prepare_file(
             "so that records can be appended",
         )
     if blank:
+        lines = _count_lines(path, end)
         return None, FollowInput(
-            label, path, end, 0, _count_lines(path, end), mapping, from_end, retry
+            label, path, end, 0, lines, mapping, from_end, retry, identity=identity, seen=seen
         )
     event_file = load_event_file(label, path, mapping, memory_budget, prefix=end)
     if not event_file.positional_ids:
@@ -291,7 +306,16 @@ def prepare_file(
         )
     lines = _count_lines(path, end)
     return event_file, FollowInput(
-        label, path, end, event_file.count, lines, mapping, from_end, retry
+        label,
+        path,
+        end,
+        event_file.count,
+        lines,
+        mapping,
+        from_end,
+        retry,
+        identity=identity,
+        seen=seen,
     )
 
 
@@ -374,7 +398,8 @@ class Follower:
         self.skipped = 0
         self._fd: int | None = None
         self._offset = source.offset
-        self._seen: bytes | None = None  # the file's SEEN_BYTES before ``_offset``
+        self._seen = source.seen  # the file's SEEN_BYTES before ``_offset``
+        self._checked = source.identity  # the file checked at start-up, until first opened
         self._missing = False
 
     async def run(self) -> None:
@@ -427,6 +452,10 @@ class Follower:
             except FileNotFoundError:
                 return _Look()
         status = os.fstat(self._fd)
+        checked, self._checked = self._checked, None
+        if checked is not None and checked != (status.st_dev, status.st_ino):
+            self._offset, self._seen = 0, b""
+            return _Look(reset="was replaced by another file")
         if status.st_size < self._offset:
             self._offset, self._seen = 0, b""
             return _Look(reset=f"was truncated (to {status.st_size:,} bytes)")

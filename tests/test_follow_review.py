@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import select
 import signal
 import subprocess
@@ -11,7 +12,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
+from sseplay.config import StreamOptions, Timing
+from sseplay.follow import prepare_file
+from sseplay.server import Server
+from sseplay.stream import Stream
 from tests.conftest import ROOT, ServeProcess, sseplay, write_lines
 from tests.test_follow import WAIT, Reader
 
@@ -104,5 +110,30 @@ def test_a_big_append_is_read_without_stalling_other_requests(tmp_path: Path) ->
             code, _, err = server.stop()
             assert time.monotonic() - stopping < 1.5
             assert code == 0, err
+        finally:
+            client.close()
+
+
+@pytest.mark.parametrize("how", ["replaced", "rewritten"])
+def test_a_file_changed_between_the_check_and_the_first_look_is_read_from_its_start(
+    tmp_path: Path, how: str
+) -> None:
+    # The follower opened the path at its first look and read on from the offset the
+    # start-up check found in the old file: the new file's first records were lost and a
+    # torn line logged as invalid (log rotation during a long start-up check, or a Server
+    # started again later from the same Stream).
+    path = write_lines(tmp_path / "log.jsonl", [{"old": n} for n in range(1, 4)])
+    options = StreamOptions(timing=Timing(interval=0), follow=True)
+    event_file, source = prepare_file(path.name, path, options.mapping)
+    new = [{"new": n, "pad": "x" * 20} for n in range(1, 6)]
+    if how == "replaced":
+        os.replace(write_lines(tmp_path / "log.jsonl.new", new), path)
+    else:
+        write_lines(path, new)  # truncated and written again, longer than before
+    with Server(Stream(event_file, options, follow=source)) as server:
+        client = Reader(server.url, last_event_id="3")
+        try:
+            assert client.wait_for(5) == [4, 5, 6, 7, 8]
+            assert [record["new"] for record in client.data()] == [1, 2, 3, 4, 5]
         finally:
             client.close()
