@@ -517,19 +517,28 @@ class Follower:
 
     async def _read_stream(self, fd: int) -> None:
         loop = asyncio.get_running_loop()
+        # O_NONBLOCK belongs to the open file, shared with every process that has it (the
+        # shell's terminal, a program embedding the Server): it is put back on the way out.
+        blocking = None
         with contextlib.suppress(OSError):
+            blocking = os.get_blocking(fd)
             os.set_blocking(fd, False)
-        while True:
-            try:
-                data = os.read(fd, READ_BYTES)
-            except BlockingIOError:
-                await _readable(loop, fd)
-                continue
-            if not data:
-                return
-            # Checked in a worker thread; awaiting it also gives the event loop its turn,
-            # which a pipe that always has more to read would otherwise never give.
-            await self._publish(await asyncio.to_thread(self._check, data))
+        try:
+            while True:
+                try:
+                    data = os.read(fd, READ_BYTES)
+                except BlockingIOError:
+                    await _readable(loop, fd)
+                    continue
+                if not data:
+                    return
+                # Checked in a worker thread; awaiting it also gives the event loop its
+                # turn, which a pipe that always has more to read would otherwise never give.
+                await self._publish(await asyncio.to_thread(self._check, data))
+        finally:
+            if blocking:
+                with contextlib.suppress(OSError):
+                    os.set_blocking(fd, True)
 
     # -- both --
 

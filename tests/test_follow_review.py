@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from sseplay.config import StreamOptions, Timing
-from sseplay.follow import prepare_file
+from sseplay.follow import prepare_file, prepare_stdin
 from sseplay.server import Server
 from sseplay.stream import Stream
 from tests.conftest import ROOT, ServeProcess, sseplay, write_lines
@@ -137,3 +137,29 @@ def test_a_file_changed_between_the_check_and_the_first_look_is_read_from_its_st
             assert [record["new"] for record in client.data()] == [1, 2, 3, 4, 5]
         finally:
             client.close()
+
+
+@pytest.mark.parametrize("how", ["the input closes", "the server stops"])
+def test_followed_standard_input_is_left_blocking_as_it_was_found(how: str) -> None:
+    # O_NONBLOCK is a flag of the open file, shared with the shell's terminal or the
+    # program that embeds the Server: it stayed set, and their next read failed (EAGAIN).
+    read_end, write_end = os.pipe()
+    try:
+        options = StreamOptions(follow=True)
+        stream = Stream(None, options, follow=prepare_stdin(options.mapping, fd=read_end))
+        with Server(stream) as server:
+            client = Reader(server.url)
+            try:
+                os.write(write_end, b'{"n": 1}\n')
+                assert client.wait_for(1) == [1]
+                if how == "the input closes":
+                    os.close(write_end)
+                    write_end = -1
+                    assert client.ended.wait(WAIT)
+            finally:
+                client.close()
+        assert os.get_blocking(read_end)
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
