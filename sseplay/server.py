@@ -996,6 +996,13 @@ class Server:
             replay = stream.replay
             if config.once and replay is not None and replay.plan.loop and not config.broadcast:
                 raise UsageError("--once waits for the end of the replay, and --loop never ends")
+            if config.once and stream.follow is not None and stream.follow.path is not None:
+                # Only standard input ends (when it closes): the server would never stop.
+                raise UsageError(
+                    f"--once waits for the end of the stream, and a followed file never ends "
+                    f"({stream.follow.label}): drop --once, or follow standard input "
+                    "(sseplay serve - --follow --once stops once it closes)"
+                )
             routes.append(Stream(path, stream.label, replay, stream.follow))
         self.routes: tuple[Stream, ...] = tuple(routes)
         # Held for as long as the server: a stream's temporary copy (records, .gz, a pipe)

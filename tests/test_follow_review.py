@@ -18,7 +18,7 @@ from sseplay.config import StreamOptions, Timing
 from sseplay.follow import prepare_file, prepare_stdin
 from sseplay.server import Server
 from sseplay.stream import Stream
-from tests.conftest import ROOT, ServeProcess, sseplay, write_lines
+from tests.conftest import ROOT, ServeProcess, run_cli, sseplay, write_lines
 from tests.test_follow import WAIT, Reader
 
 # A producer that writes small JSON Lines records as fast as the pipe takes them, forever.
@@ -163,3 +163,14 @@ def test_followed_standard_input_is_left_blocking_as_it_was_found(how: str) -> N
         os.close(read_end)
         if write_end >= 0:
             os.close(write_end)
+
+
+def test_once_with_a_followed_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    # A followed file never ends, so --once never stopped the server (a CI job hung);
+    # standard input ends when it closes, and --once stops after it as it should.
+    path = write_lines(tmp_path / "log.jsonl", [{"n": 1}])
+    result = run_cli("serve", str(path), "--follow", "--once", "--port", "0", timeout=WAIT)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("sseplay: error: --once waits for the end of the stream")
+    assert "log.jsonl" in result.stderr
