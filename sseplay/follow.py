@@ -447,9 +447,8 @@ class Follower:
     def _look(self, path: Path) -> _Look:
         """One look at the file (in a worker thread): what was appended, or a reset."""
         if self._fd is None:
-            try:
-                self._fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
+            self._fd = self._open(path)
+            if self._fd is None:
                 return _Look()
         status = os.fstat(self._fd)
         checked, self._checked = self._checked, None
@@ -487,6 +486,29 @@ class Follower:
             return _Look(reset="was replaced by another file")
         self._note_back()
         return _Look()
+
+    def _open(self, path: Path) -> int | None:
+        """The path opened for reading, or None (said once) while it is not a regular file
+        that can be read: like ``tail -F``, it is waited for, and the route's streams go on.
+        O_NONBLOCK: opening a FIFO put in its place must not wait for a writer (a worker
+        thread stuck there would hold the server's exit forever)."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            self._wait_for_it(f"cannot be opened ({error.strerror})")
+            return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            self._wait_for_it("is not a regular file")
+            return None
+        return fd
+
+    def _wait_for_it(self, why: str) -> None:
+        if not self._missing:
+            self._missing = True
+            logger.warning("%s %s: waiting for a file to read", self.source.label, why)
 
     def _note_back(self) -> None:
         if self._missing:

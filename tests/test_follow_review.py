@@ -174,3 +174,38 @@ def test_once_with_a_followed_file_is_refused_in_one_line(tmp_path: Path) -> Non
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("sseplay: error: --once waits for the end of the stream")
     assert "log.jsonl" in result.stderr
+
+
+@pytest.mark.parametrize("stand_in", ["directory", "fifo"])
+def test_something_other_than_a_file_at_the_path_is_waited_out(
+    tmp_path: Path, stand_in: str
+) -> None:
+    # A directory at the followed path ended every stream for good (IsADirectoryError:
+    # clients then got 204 and stopped reconnecting); a FIFO there blocked the follower's
+    # worker thread in open() forever, and SIGTERM no longer stopped the server.
+    path = write_lines(tmp_path / "log.jsonl", [{"n": 1}])
+    with ServeProcess(str(path), "--follow", "--interval", "0") as server:
+        client = Reader(server.url)
+        try:
+            assert client.wait_for(1) == [1]
+            path.rename(tmp_path / "log.jsonl.1")
+            if stand_in == "directory":
+                path.mkdir()
+            else:
+                os.mkfifo(path)
+            time.sleep(0.2)  # several looks at the path
+            assert not client.ended.is_set()
+            if stand_in == "directory":
+                path.rmdir()
+            else:
+                path.unlink()
+            write_lines(path, [{"n": 2}])
+            assert client.wait_for(2) == [1, 2]
+            assert not client.ended.is_set()
+            stopping = time.monotonic()
+            code, _, err = server.stop()
+        finally:
+            client.close()
+    assert time.monotonic() - stopping < 1.5
+    assert code == 0
+    assert "is not a regular file: waiting for a file to read" in err
