@@ -81,6 +81,10 @@ logger = logging.getLogger("sseplay.live")
 # as a broadcast's history.
 FEED_HISTORY = 10_000
 FEED_HISTORY_BYTES = 16 << 20
+# A subscriber that catches up from the history is written this much at a time (or one
+# event, when it is bigger), and the next only while its connection is not held up:
+# what a slow client costs is bounded by this, not by the history.
+CATCH_UP_BYTES = 256 << 10
 
 # One published event: its id (as the client will send it back in Last-Event-ID) and its
 # bytes on the wire, ``id:`` line and blank line included.
@@ -287,28 +291,44 @@ class Feed:
 
     def _catch_up(self, subscriber: LiveSubscriber) -> None:
         """Write what ``subscriber`` has not been sent that the history still holds (and
-        the end of the response once the feed has ended)."""
+        the end of the response once the feed has ended), ``CATCH_UP_BYTES`` at a time
+        for as long as its connection takes them: the rest waits until it has drained.
+        Written at once, each slow client's backlog (up to the whole history) sat in its
+        connection's buffer, and memory grew with the number of slow clients."""
         outlet = subscriber.outlet
-        if not subscriber.admitted or subscriber.closed or outlet.blocked or outlet.completed:
-            return
-        chunk = b""
-        missed = self.position - subscriber.seen_until
-        if missed > 0:
-            notice = b""
-            if subscriber.seen_until < self.oldest:
-                # It fell behind further than the history reaches while its writes were
-                # held up: said in the stream, never silently skipped.
-                notice = self._missed(subscriber.seen_until, "while this client read slowly")
-            skip = max(0, len(self._history) - missed)
-            backlog = [wire for _, wire in itertools.islice(self._history, skip, None)]
-            subscriber.sent += len(backlog)
-            subscriber.seen_until = self.position
-            chunk = notice + b"".join(backlog)
-        if self.ended:
-            subscriber.complete = True
-            outlet.write(chunk, more_body=False)
-        elif chunk:
-            outlet.write(chunk)
+        while True:
+            if subscriber.closed or outlet.blocked or outlet.completed:
+                return
+            if not subscriber.admitted:
+                return
+            chunk = b""
+            if subscriber.seen_until < self.position:
+                notice = b""
+                if subscriber.seen_until < self.oldest:
+                    # It fell behind further than the history reaches while its writes
+                    # were held up: said in the stream, never silently skipped.
+                    notice = self._missed(subscriber.seen_until, "while this client read slowly")
+                    subscriber.seen_until = self.oldest
+                backlog: list[bytes] = []
+                size = 0
+                skip = subscriber.seen_until - self.oldest
+                for _, wire in itertools.islice(self._history, skip, None):
+                    if backlog and size + len(wire) > CATCH_UP_BYTES:
+                        break
+                    backlog.append(wire)
+                    size += len(wire)
+                subscriber.sent += len(backlog)
+                subscriber.seen_until += len(backlog)
+                chunk = notice + b"".join(backlog)
+            caught_up = subscriber.seen_until >= self.position
+            if caught_up and self.ended:
+                subscriber.complete = True
+                outlet.write(chunk, more_body=False)
+                return
+            if chunk:
+                outlet.write(chunk)
+            if caught_up:
+                return
 
     def _missed(self, wanted: int, when: str) -> bytes:
         """The comment (and log warning) for a client that needs events the history no

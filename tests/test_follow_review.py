@@ -3,22 +3,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from sseplay.config import StreamOptions, Timing
+from sseplay.fanout import Timer
 from sseplay.follow import prepare_file, prepare_stdin
+from sseplay.live import CATCH_UP_BYTES, Feed
+from sseplay.model import with_id
 from sseplay.server import Server
 from sseplay.stream import Stream
 from tests.conftest import ROOT, ServeProcess, run_cli, sseplay, write_lines
+from tests.test_fanout import FakeClock, FakeOutlet
 from tests.test_follow import WAIT, Reader
 
 # A producer that writes small JSON Lines records as fast as the pipe takes them, forever.
@@ -209,3 +217,115 @@ def test_something_other_than_a_file_at_the_path_is_waited_out(
     assert time.monotonic() - stopping < 1.5
     assert code == 0
     assert "is not a regular file: waiting for a file to read" in err
+
+
+class _SlowOutlet(FakeOutlet):
+    """A connection whose buffer is full after every write, until it is drained."""
+
+    def write(self, chunk: bytes, more_body: bool = True) -> bool:
+        super().write(chunk, more_body)
+        self.blocked = True
+        return False
+
+    def drain(self) -> None:
+        self.blocked = False
+        self.on_drained()
+
+
+def test_a_slow_subscriber_catches_up_in_bounded_writes() -> None:
+    # The whole backlog went out in one write, up to the history's 16 MiB per slow client,
+    # all of it held in that connection's buffer: memory grew with the slow clients.
+    clock = FakeClock()
+    feed = Feed(Timer(clock), 0)
+    feed.start()
+    slow = _SlowOutlet(clock)
+    feed.admit(feed.subscribe(slow, None), b"")  # type: ignore[arg-type]
+    slow.blocked = True
+    events = [(str(n), with_id(n, b"data: " + b"x" * 10_000 + b"\n\n")) for n in range(1, 801)]
+    for start in range(0, len(events), 100):
+        feed.publish(events[start : start + 100])  # 8 MB while it reads nothing
+    for _ in range(len(events)):
+        if slow.completed or feed.position == sum(len(ids) for ids in slow.ids()):
+            break
+        slow.drain()
+    assert max(len(chunk) for _, chunk, _ in slow.writes) <= CATCH_UP_BYTES + 10_100
+    assert [n for write in slow.ids() for n in write] == list(range(1, 801))
+    slow.drain()
+    feed.publish([(str(801), with_id(801, b"data: live\n\n"))])  # then live, as ever
+    assert slow.ids()[-1] == [801]
+
+
+def test_clients_reading_slowly_from_a_fast_pipe_keep_memory_bounded() -> None:
+    # Each slow client was written the feed's whole history (up to 16 MiB) whenever it
+    # drained: 16 trickling readers took the server from ~75 MB to ~350 MB.
+    flood = (
+        "import sys\n"
+        "chunk = (b'{\"pad\": \"' + b'x' * 2000 + b'\"}\\n') * 500\n"
+        "try:\n"
+        "    while True:\n"
+        "        sys.stdout.buffer.write(chunk)\n"
+        "except OSError:\n"
+        "    pass\n"
+    )
+    producer = subprocess.Popen([sys.executable, "-c", flood], stdout=subprocess.PIPE)
+    assert producer.stdout is not None
+    served = subprocess.Popen(
+        sseplay("serve", "--port", "0", "-", "--follow", "-q", "--send-timeout", "30"),
+        stdin=producer.stdout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    producer.stdout.close()
+    stop = threading.Event()
+    sockets: list[socket.socket] = []
+
+    def trickle(sock: socket.socket) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                sock.recv(4096)
+            time.sleep(0.02)
+
+    readers = []
+    try:
+        assert served.stdout is not None
+        assert select.select([served.stdout], [], [], WAIT)[0]
+        parts = urlsplit(served.stdout.readline().decode().strip())
+        baseline = _rss_kib(served.pid)
+        for _ in range(16):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(0.5)
+            sock.connect((parts.hostname, parts.port))
+            request = f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n"
+            sock.sendall(request.encode())
+            sockets.append(sock)
+            readers.append(threading.Thread(target=trickle, args=(sock,), daemon=True))
+        for reader in readers:
+            reader.start()
+        peak = baseline
+        watch_until = time.monotonic() + 5
+        while time.monotonic() < watch_until:
+            time.sleep(0.1)
+            peak = max(peak, _rss_kib(served.pid))
+        assert peak - baseline < 100 << 10, f"{baseline} KiB -> {peak} KiB"
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join(WAIT)
+        for sock in sockets:
+            sock.close()
+        for process in (served, producer):
+            if process.poll() is None:
+                process.kill()
+            process.wait(WAIT)
+        for pipe in (served.stdout, served.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
