@@ -479,6 +479,9 @@ class Follower:
                 self._missing = True
                 logger.warning("%s is gone: waiting for it to come back", self.source.label)
             return _Look()
+        except OSError as error:  # a parent directory replaced, or no longer searchable
+            self._wait_for_it(f"cannot be looked up ({error.strerror})")
+            return _Look()
         if (current.st_dev, current.st_ino) != (status.st_dev, status.st_ino):
             self._close()
             self._offset, self._seen = 0, b""

@@ -329,3 +329,29 @@ def _rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError("no VmRSS")
+
+
+def test_a_path_that_cannot_be_looked_up_for_a_while_is_waited_out(tmp_path: Path) -> None:
+    # Only "no such file" was waited out: any other error looking up the path (here its
+    # directory replaced by a file: ENOTDIR; or a directory no longer searchable: EACCES)
+    # ended every stream of the route for good, and clients were then told 204.
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    path = write_lines(folder / "log.jsonl", [{"n": 1}])
+    with ServeProcess(str(path), "--follow", "--interval", "0") as server:
+        client = Reader(server.url)
+        try:
+            assert client.wait_for(1) == [1]
+            folder.rename(tmp_path / "logs.1")
+            folder.write_text("not a directory")
+            time.sleep(0.2)  # several looks at the path
+            assert not client.ended.is_set()
+            folder.unlink()
+            folder.mkdir()
+            write_lines(path, [{"n": 2}])
+            assert client.wait_for(2) == [1, 2]
+            code, _, err = server.stop()
+        finally:
+            client.close()
+    assert code == 0
+    assert "cannot be looked up (Not a directory): waiting for a file to read" in err
