@@ -355,3 +355,17 @@ def test_a_path_that_cannot_be_looked_up_for_a_while_is_waited_out(tmp_path: Pat
             client.close()
     assert code == 0
     assert "cannot be looked up (Not a directory): waiting for a file to read" in err
+
+
+def test_complete_lines_that_are_one_json_array_are_refused_whatever_follows(
+    tmp_path: Path,
+) -> None:
+    # The layout was sniffed in the whole file (JSON Lines, with the unfinished line) but
+    # the check read the complete lines only (a JSON array): its elements were served as
+    # events 1 and 2, where a restart once the line is complete serves [1, 2] as event 1.
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b'[1, 2]\n{"n"')
+    result = run_cli("serve", str(path), "--follow", "--port", "0", timeout=WAIT)
+    assert result.returncode == 3
+    assert result.stderr.count("\n") == 1
+    assert "--follow needs JSON Lines" in result.stderr
