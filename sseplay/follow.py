@@ -287,10 +287,13 @@ def prepare_file(
             )
         end = complete_lines_end(path)
         identity, seen = _identity_and_seen(path, end)
-        # Sniffed in the part that is checked, as the check sniffs it: the whole file
-        # could say JSON Lines where the complete lines alone are one JSON array.
-        with open_prefix(path, False, end) as stream:
+        with open_prefix(path, False, None) as stream:
             layout = sniff_layout(stream)
+        if layout != "array" and end:
+            # And in the part that is checked, as the check sniffs it: the whole file can
+            # say JSON Lines where the complete lines alone are one JSON array.
+            with open_prefix(path, False, end) as stream:
+                layout = sniff_layout(stream)
         blank = _blank(path, end)
     except OSError as error:
         raise InputError(label, f"cannot be read: {error.strerror or error}") from None
