@@ -17,11 +17,11 @@ next id (n0 + 1, n0 + 2...), as soon as its line end is read:
 Timing flags (--interval, --time-field's times, --speed, --max-gap) shape the replay of
 the existing records only: a live record is sent when it is read. A file is looked at
 every ``POLL_SECONDS`` (the target is a record at its clients within 100 ms of its line
-end). The pure part (``LineSplitter``, ``RecordChecker``) does no I/O; file reads and
-the checking of what they read go to a worker thread, a pipe is read when the event loop
-says it is readable (and checked in a worker thread too), and events are published in
-batches of ``PUBLISH_BATCH``, so nothing holds the loop: a pipe that always has more to
-read included. Memory is bounded: a line is held only up to ``MAX_RECORD_BYTES``.
+end). The pure part (``LineSplitter``, ``RecordChecker``) does no I/O; file reads go to
+a worker thread, a pipe is read when the event loop says it is readable, and what is read
+is checked ``TAKE_BYTES`` at a time with the loop running in between, so nothing holds
+it (a pipe that always has more to read included). Memory is bounded: a line is held
+only up to ``MAX_RECORD_BYTES``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import contextlib
 import logging
 import os
 import stat
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +56,15 @@ STDIN_LABEL = "<stdin>"
 # How often a followed file is looked at for appended bytes.
 POLL_SECONDS = 0.02
 # The most bytes one look reads: more are read at once, without waiting for the next look.
-# Their records are checked in a worker thread, so a look is also the most work that a
-# stop waits for (a thread cannot be cancelled): small enough to take a fraction of a second.
 READ_BYTES = 256 << 10
-# The most events one ``publish`` takes: a look at small records holds tens of thousands,
-# and the event loop gets a turn between batches (other requests never wait for a look).
-PUBLISH_BATCH = 1000
+# What is read is cut into lines and checked this many bytes at a time, the event loop
+# running everything else in between: a few milliseconds of work, even for the smallest
+# records (in a worker thread instead, the loop's thread waited for the GIL at each of
+# its system calls, up to 5 ms each: a request took 100 ms during a big append).
+TAKE_BYTES = 4 << 10
+# Events checked are published once they reach this many bytes, or at the end of a read:
+# one write to each client for many small records.
+PUBLISH_BYTES = 64 << 10
 # The last bytes read are read again with the next ones: when they differ, the file was
 # truncated and written again past where it was read (which its size alone cannot tell).
 SEEN_BYTES = 64
@@ -391,7 +394,6 @@ class PositionalFeed(Feed):
 class _Look:
     data: bytes = b""
     reset: str | None = None  # why the file is read again from its start
-    events: list[LiveEvent] = field(default_factory=list)  # the records ``data`` completes
 
 
 class Follower:
@@ -419,7 +421,7 @@ class Follower:
         try:
             if self.source.path is None:
                 await self._read_stream(self.source.stdin_fd)
-                await self._publish(await asyncio.to_thread(self._check, b"", True))
+                await self._take(b"", last=True)
                 logger.info("%s closed: the stream ends", self.source.label)
             else:
                 await self._follow_file(self.source.path)
@@ -440,20 +442,13 @@ class Follower:
 
     async def _follow_file(self, path: Path) -> None:
         while True:
-            look = await asyncio.to_thread(self._look_and_check, path)
+            look = await asyncio.to_thread(self._look, path)
             if look.reset is not None:
                 self._reset(look.reset)
-            await self._publish(look.events)
+            if look.data:
+                await self._take(look.data)
             if len(look.data) < READ_BYTES:
                 await asyncio.sleep(POLL_SECONDS)
-
-    def _look_and_check(self, path: Path) -> _Look:
-        """One look (in a worker thread) and the records it completes, checked there too:
-        checking is the costly part, and the event loop must not wait for it."""
-        look = self._look(path)
-        if look.data:
-            look.events = self._check(look.data)
-        return look
 
     def _look(self, path: Path) -> _Look:
         """One look at the file (in a worker thread): what was appended, or a reset."""
@@ -568,9 +563,9 @@ class Follower:
                     continue
                 if not data:
                     return
-                # Checked in a worker thread; awaiting it also gives the event loop its
-                # turn, which a pipe that always has more to read would otherwise never give.
-                await self._publish(await asyncio.to_thread(self._check, data))
+                # In slices, between which the event loop runs: a pipe that always has
+                # more to read would otherwise never give it a turn.
+                await self._take(data)
         finally:
             if blocking:
                 with contextlib.suppress(OSError):
@@ -578,30 +573,41 @@ class Follower:
 
     # -- both --
 
-    def _check(self, data: bytes, last: bool = False) -> list[LiveEvent]:
-        """The records of the lines ``data`` completes, checked, with their ids (in a
-        worker thread: only this follower publishes, so the feed's position holds still)."""
-        lines = self.splitter.feed(data)
-        if last:
-            lines += self.splitter.finish()
+    async def _take(self, data: bytes, last: bool = False) -> None:
+        """Check the lines ``data`` completes and publish their records, ``TAKE_BYTES`` at
+        a time with the event loop running in between (``last``: the input is over)."""
+        pending: list[LiveEvent] = []
+        pending_bytes = 0
+        for start in range(0, len(data) or 1, TAKE_BYTES):
+            if start:
+                await asyncio.sleep(0)
+            lines = self.splitter.feed(data[start : start + TAKE_BYTES])
+            if last and start + TAKE_BYTES >= len(data):
+                lines += self.splitter.finish()
+            for event in self._check(lines, self.feed.position + len(pending) + 1):
+                pending.append(event)
+                pending_bytes += len(event[1])
+            if pending_bytes >= PUBLISH_BYTES:
+                self._publish(pending)
+                pending, pending_bytes = [], 0
+        self._publish(pending)
+
+    def _check(self, lines: list[Line | TooLong], first_id: int) -> list[LiveEvent]:
+        """The records of ``lines``, checked, with their ids from ``first_id`` on."""
         events: list[LiveEvent] = []
         for line in lines:
             if isinstance(line, TooLong):
                 self._skip(line.number, f"a record longer than {MAX_RECORD_BYTES >> 20} MiB")
                 continue
             try:
-                events.append(self.checker.event(line.data, self.feed.position + len(events) + 1))
+                events.append(self.checker.event(line.data, first_id + len(events)))
             except ValueError as error:
                 self._skip(line.number, str(error))
         return events
 
-    async def _publish(self, events: list[LiveEvent]) -> None:
-        """Publish ``events`` in batches, the event loop running between them."""
-        for start in range(0, len(events), PUBLISH_BATCH):
-            if start:
-                await asyncio.sleep(0)
-            self.feed.publish(events[start : start + PUBLISH_BATCH])
+    def _publish(self, events: list[LiveEvent]) -> None:
         if events:
+            self.feed.publish(events)
             logger.debug(
                 "%s: %d new events, up to id %s", self.source.label, len(events), events[-1][0]
             )

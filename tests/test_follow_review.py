@@ -41,10 +41,17 @@ _FLOOD = (
 )
 
 
-def _health_latency(base: str) -> tuple[float, dict[str, object]]:
+def _health_latency(
+    base: str, client: httpx.Client | None = None
+) -> tuple[float, dict[str, object]]:
+    """How long /healthz takes to answer (with a client made once: making one takes
+    tens of milliseconds of its own), and its answer."""
     started = time.monotonic()
-    answer = httpx.get(base + "/healthz", timeout=WAIT).json()
+    answer = (client or _HEALTH_CLIENT).get(base + "/healthz", timeout=WAIT).json()
     return time.monotonic() - started, answer
+
+
+_HEALTH_CLIENT = httpx.Client()
 
 
 def test_stdin_faster_than_the_server_never_starves_its_event_loop() -> None:
@@ -97,11 +104,22 @@ def test_a_big_append_is_read_without_stalling_other_requests(tmp_path: Path) ->
     path = write_lines(tmp_path / "log.jsonl", [{"n": 0}])
     with ServeProcess(str(path), "--follow", "--interval", "0", "-q") as server:
         base = server.url.rsplit("/", 1)[0]
-        client = Reader(server.url)
+        # A live client that reads everything without parsing it (a parsing reader in
+        # this process would hold its GIL and slow the test's own requests down).
+        parts = urlsplit(server.url)
+        client = socket.create_connection((parts.hostname, parts.port), timeout=WAIT)
+        client.sendall(f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
+        received = [0]
+        done = threading.Event()
+
+        def drain() -> None:
+            with contextlib.suppress(OSError):
+                while not done.is_set() and (data := client.recv(1 << 16)):
+                    received[0] += len(data)
+
+        reader = threading.Thread(target=drain, daemon=True)
+        reader.start()
         try:
-            deadline = time.monotonic() + WAIT
-            while not client.events and time.monotonic() < deadline:
-                time.sleep(0.005)
             with path.open("ab") as file:
                 file.write(b'{"n": 1}\n' * 400_000)  # 3.6 MB of small records
             latencies = []
@@ -110,16 +128,18 @@ def test_a_big_append_is_read_without_stalling_other_requests(tmp_path: Path) ->
                 latency, _ = _health_latency(base)
                 latencies.append(latency)
                 time.sleep(0.01)
-            client_events = len(client.events)
-            # Generous for a shared 2-core machine; before the fix each look took seconds.
-            assert max(latencies) < 0.3, f"max {max(latencies):.3f} s"
-            assert client_events > 1  # the records were being read meanwhile
+            # The target is 50 ms (measured: 10 to 30 ms); a shared 2-core machine is given
+            # room. Before the fix each look held every request for seconds.
+            assert max(latencies) < 0.2, f"max {max(latencies):.3f} s"
+            assert received[0] > 1 << 20  # the records were being read and sent meanwhile
             stopping = time.monotonic()
             code, _, err = server.stop()
             assert time.monotonic() - stopping < 1.5
             assert code == 0, err
         finally:
+            done.set()
             client.close()
+            reader.join(WAIT)
 
 
 @pytest.mark.parametrize("how", ["replaced", "rewritten"])
