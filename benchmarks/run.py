@@ -18,7 +18,7 @@ import json
 import os
 import platform
 import re
-import select
+import selectors
 import shutil
 import signal
 import socket
@@ -219,8 +219,14 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def idle_memory(work: Path, kinds: list[str], clients: int = 1000) -> dict[str, float]:
-    """Target 4: resident memory per idle held connection (KiB)."""
+def idle_memory(
+    work: Path, kinds: list[str], clients: int = 5000, hold: float = 10
+) -> dict[str, float]:
+    """Target 4: resident memory per idle held connection (KiB): ``clients`` connections,
+    each reads its first event (the naive app sleeps a whole interval before its first,
+    so there the response head), then nothing is sent for ``hold`` seconds; the growth
+    of VmRSS over the server at rest, per connection."""
+
     data = write_records(work / "idle.jsonl", 10, 200)
     out = {}
     for kind in kinds:
@@ -228,24 +234,37 @@ def idle_memory(work: Path, kinds: list[str], clients: int = 1000) -> dict[str, 
             port = int(url.split(":")[2].split("/")[0])
             time.sleep(0.5)
             before = rss_kib(pid)
-            conns = []
-            for _ in range(clients):
-                conn = socket.create_connection(("127.0.0.1", port))
-                conn.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-                conns.append(conn)
-            deadline = time.monotonic() + 30
-            pending = list(conns)
-            while pending and time.monotonic() < deadline:  # until every client has its first event
-                ready, _, _ = select.select(pending, [], [], 1)
-                for conn in ready:
-                    conn.recv(65536)
-                    pending.remove(conn)
-            time.sleep(1)
+            conns = hold_sockets(port, clients, b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            wanted = b"\r\n\r\n" if kind == "naive" else b"data:"
+            received = dict.fromkeys(conns, b"")
+            with selectors.DefaultSelector() as selector:  # select() stops at fd 1024
+                for conn in conns:
+                    selector.register(conn, selectors.EVENT_READ)
+                deadline = time.monotonic() + 60
+                pending = len(conns)
+                while pending and time.monotonic() < deadline:
+                    for key, _ in selector.select(1):
+                        conn = key.fileobj
+                        assert isinstance(conn, socket.socket)
+                        received[conn] += conn.recv(65536)
+                        if wanted in received[conn]:
+                            selector.unregister(conn)
+                            pending -= 1
+            time.sleep(hold)
             after = rss_kib(pid)
             for conn in conns:
                 conn.close()
-        out[kind] = (after - before) / clients
-        print(f"  idle    {kind:8} {(after - before) / clients:.1f} KiB per connection", flush=True)
+        per = (after - before) / clients
+        out[kind] = per
+        out[f"{kind}_rss_kib"] = after
+        out["clients"], out["hold_seconds"] = clients, hold
+        out[f"{kind}_without_first_event"] = pending
+        print(
+            f"  idle    {kind:8} {per:.1f} KiB per connection ({clients} connections,"
+            f" {hold:g} s idle; RSS {before / 1024:.1f} -> {after / 1024:.1f} MiB;"
+            f" {pending} never got their first event)",
+            flush=True,
+        )
     return out
 
 
@@ -1096,6 +1115,7 @@ def machine() -> str:
     )
 
 
+SERVERS = ("sseplay", "naive", "node")
 TARGETS = {
     "fanout": "fan-out, per-client replay (targets 1 and 5)",
     "broadcast": "fan-out, --broadcast (target 2)",
@@ -1111,17 +1131,19 @@ TARGETS = {
 }
 
 
-def run_targets(chosen: list[str], quick: bool, work: Path) -> dict[str, Any]:
+def run_targets(
+    chosen: list[str], quick: bool, work: Path, kinds: list[str] | None = None
+) -> dict[str, Any]:
     # Past the 5,000 of the targets, so that two servers that both hold 5,000 are told apart.
     ladder = [500, 1000, 2000] if quick else [1000, 2000, 3000, 4000, 5000, 6000, 7000]
     seconds = 5 if quick else 10
     rounds = 5 if quick else 10
-    kinds = ["sseplay", "naive", "node"]
+    kinds = kinds or list(SERVERS)
     runners: dict[str, Callable[[], Any]] = {
         "fanout": lambda: fanout(work, ladder, seconds, kinds),
         "broadcast": lambda: fanout(work, ladder, seconds, ["sseplay"], ("--broadcast",)),
         "burst": lambda: throughput(work, kinds),
-        "idle": lambda: idle_memory(work, kinds),
+        "idle": lambda: idle_memory(work, kinds, 2000 if quick else 5000),
         "startup": startup,
         "launch": lambda: first_byte(work, rounds),
         "large": lambda: large_files(work, quick),
@@ -1137,6 +1159,11 @@ def run_targets(chosen: list[str], quick: bool, work: Path) -> dict[str, Any]:
     return results
 
 
+def cell_of(figures: dict[str, Any], kind: str, form: str = "{:.1f}") -> str:
+    """A figure of one server, or "n/a" when that server was not run (``--servers``)."""
+    return form.format(figures[kind]) if kind in figures else "n/a"
+
+
 def table_rows(r: dict[str, Any]) -> list[tuple[Any, ...]]:
     """One row per figure of the targets that ran: (target, goal, sseplay, naive, node)."""
     rows: list[tuple[Any, ...]] = []
@@ -1146,9 +1173,7 @@ def table_rows(r: dict[str, Any]) -> list[tuple[Any, ...]]:
             (
                 "1 fan-out clients held (>=99 %, p99 <= 50 ms)",
                 "5,000 and >= node",
-                held(per_client["sseplay"]),
-                held(per_client["naive"]),
-                held(per_client["node"]),
+                *(held(per_client[kind]) if kind in per_client else "n/a" for kind in SERVERS),
             )
         )
     if "broadcast" in r:
@@ -1159,24 +1184,23 @@ def table_rows(r: dict[str, Any]) -> list[tuple[Any, ...]]:
             (
                 "3 events/s, one connection, interval 0",
                 "1,000,000",
-                f"{burst['sseplay']:,.0f}",
-                f"{burst['naive']:,.0f}",
-                f"{burst['node']:,.0f}",
+                *(cell_of(burst, kind, "{:,.0f}") for kind in SERVERS),
             )
         )
     if "idle" in r:
         idle = r["idle"]
         rows.append(
             (
-                "4 KiB per idle connection",
-                "<= 16",
-                f"{idle['sseplay']:.1f}",
-                f"{idle['naive']:.1f}",
-                f"{idle['node']:.1f}",
+                f"4 KiB per idle connection ({idle.get('clients', 1000):,} connections,"
+                f" first event, then {idle.get('hold_seconds', 1):g} s idle)",
+                "<= 16 and <= node",
+                cell_of(idle, "sseplay"),
+                cell_of(idle, "naive"),
+                cell_of(idle, "node"),
             )
         )
     if "fanout" in r:
-        at_1000 = next((x for x in r["fanout"]["sseplay"] if x["clients"] == 1000), None)
+        at_1000 = next((x for x in r["fanout"].get("sseplay", []) if x["clients"] == 1000), None)
         rows.append(
             (
                 "5 drift p99 at 1,000 clients (ms)",
@@ -1327,17 +1351,28 @@ def main() -> None:
         metavar="TARGET[,TARGET...]",
         help="run only these targets: " + ", ".join(TARGETS),
     )
+    parser.add_argument(
+        "--servers",
+        metavar="SERVER[,SERVER...]",
+        help="the servers of the comparing targets (fanout, burst, idle): "
+        + ", ".join(SERVERS)
+        + " (default: all)",
+    )
     args = parser.parse_args()
+    kinds = [k.strip() for k in args.servers.split(",")] if args.servers else list(SERVERS)
+    if any(k not in SERVERS for k in kinds):
+        parser.error(f"--servers: choose from {', '.join(SERVERS)}")
     chosen = list(TARGETS) if not args.only else [t.strip() for t in args.only.split(",")]
     unknown = [t for t in chosen if t not in TARGETS]
     if unknown:
         parser.error(f"unknown target {', '.join(unknown)}: choose from {', '.join(TARGETS)}")
     command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
     command += f" --only {','.join(chosen)}" if args.only else ""
+    command += f" --servers {','.join(kinds)}" if args.servers else ""
     # Generated files live here (gitignored); the large ones are removed after their target.
     WORK.mkdir(exist_ok=True)
     cache_bytecode()
-    results = run_targets(chosen, args.quick, WORK)
+    results = run_targets(chosen, args.quick, WORK, kinds)
 
     table = ["| target | goal | sseplay | naive / plain / floor | node |"]
     table += ["| --- | --- | --- | --- | --- |"]
