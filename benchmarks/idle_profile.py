@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import selectors
 import socket
 import subprocess
@@ -101,7 +100,8 @@ def main() -> None:
     child = subprocess.Popen(
         command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=HERE.parent
     )
-    assert child.stdin is not None and child.stdout is not None
+    assert child.stdin is not None
+    assert child.stdout is not None
     try:
         url = child.stdout.readline().strip()
         port = int(url.split(":")[2].split("/")[0])
@@ -109,7 +109,8 @@ def main() -> None:
         def snapshot(name: str) -> tuple[tracemalloc.Snapshot, int]:
             time.sleep(args.settle)
             path = str(WORK / f"idle-{name}.snapshot")
-            assert child.stdin is not None and child.stdout is not None
+            assert child.stdin is not None
+            assert child.stdout is not None
             child.stdin.write(path + "\n")
             child.stdin.flush()
             child.stdout.readline()

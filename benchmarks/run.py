@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import codecs
+import contextlib
 import json
 import os
 import platform
@@ -123,7 +124,15 @@ def server(
             process.wait()
 
 
-def load(url: str, clients: int, seconds: float, interval: float) -> dict[str, float]:
+def load(
+    url: str,
+    clients: int,
+    seconds: float,
+    interval: float,
+    on_mark: Callable[[str], None] | None = None,
+) -> dict[str, float]:
+    """Run the load client; ``on_mark`` is called with "connected" once every client has
+    connected and with "measured" at the end of the window, before they hang up."""
     command = [
         PYTHON,
         str(HERE / "loadclient.py"),
@@ -137,14 +146,24 @@ def load(url: str, clients: int, seconds: float, interval: float) -> dict[str, f
         "--ramp",
         "2",
     ]
-    output = subprocess.run(
-        pinned(CLIENT_CORE, command),
-        capture_output=True,
-        text=True,
-        timeout=seconds + 120,
-        check=True,
-    ).stdout
-    return json.loads(output)  # type: ignore[no-any-return]
+    process = subprocess.Popen(
+        pinned(CLIENT_CORE, command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    watchdog = threading.Timer(seconds + 120, process.kill)
+    watchdog.start()
+    try:
+        assert process.stdout is not None
+        last = ""
+        for line in process.stdout:
+            last = line.strip()
+            if on_mark is not None and last in ("connected", "measured"):
+                on_mark(last)
+        _, errors = process.communicate()
+    finally:
+        watchdog.cancel()
+    if process.returncode:
+        raise RuntimeError(f"the load client failed ({process.returncode}): {errors[-2000:]}")
+    return json.loads(last)  # type: ignore[no-any-return]
 
 
 def write_records(path: Path, count: int, size: int) -> Path:
@@ -177,6 +196,134 @@ def fanout(
             if result["delivery"] < 0.9:
                 break  # far past its limit: larger counts only take longer to fail
     return out
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (a --workers parent and its workers)."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        for task in Path(f"/proc/{tree[index]}/task").iterdir():
+            with contextlib.suppress(OSError):
+                tree.extend(int(child) for child in (task / "children").read_text().split())
+        index += 1
+    return tree
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (/proc/PID/stat, fields 14 and 15)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (after pid and comm)
+    return total / ticks
+
+
+def per_worker(port: int, workers: int, tries: int = 200) -> dict[str, int]:
+    """Each worker's count of open streams, from its own /healthz: the kernel hands each
+    new connection to one worker (SO_REUSEPORT), so ask until every worker has answered."""
+    counts: dict[str, int] = {}
+    for _ in range(tries):
+        answer = health(port)
+        counts[str(answer["worker"])] = int(answer["connections"])
+        if len(counts) >= workers:
+            break
+    return counts
+
+
+def workers_fanout(
+    work: Path, ladder: list[int], seconds: float, counts: tuple[int, ...] = (1, 2)
+) -> dict[str, Any]:
+    """Issue 14 item 4: the fan-out of ``fanout`` with --workers 1 and --workers 2, in the
+    same run. Every server process is pinned to the server core, so the two set-ups get
+    the same CPU (the load client needs the other core of this 2-core machine): clients
+    held cannot grow with workers here. What can be compared honestly: server CPU per
+    delivered event (user + system time of the parent and all its workers, from /proc,
+    over the steady window: from every client connected to just before they hang up,
+    divided by the events the clients received in it) and how evenly the kernel spreads
+    connections (each worker's /healthz count, halfway through the window)."""
+    data = write_records(work / "fanout.jsonl", int((seconds + 30) / INTERVAL), 200)
+    out: dict[str, Any] = {}
+    for count in counts:
+        runs: list[dict[str, Any]] = []
+        out[str(count)] = runs
+        for clients in ladder:
+            with server("sseplay", data, INTERVAL, ("--workers", str(count))) as (url, pid):
+                port = int(url.split(":")[2].split("/")[0])
+                pids = process_tree(pid)
+                if len(pids) < count + 1 or len(per_worker(port, count)) < count:
+                    raise RuntimeError(f"--workers {count}: not every worker answers")
+                spread_: dict[str, int] = {}
+                # Halfway through the measured window: every client has connected (2 s ramp).
+                probe = threading.Timer(
+                    2.5 + seconds / 2,
+                    lambda found=spread_, at=port, n=count: found.update(per_worker(at, n)),
+                )
+                probe.start()
+                marks: dict[str, float] = {}
+
+                def mark(
+                    name: str, pids: list[int] = pids, marks: dict[str, float] = marks
+                ) -> None:
+                    marks[name] = cpu_seconds(pids)
+
+                result: dict[str, Any] = dict(load(url, clients, seconds, INTERVAL, mark))
+                probe.join()
+            # Steady state only: from every client connected to just before they hang up.
+            used = marks["measured"] - marks["connected"]
+            events = result["window_events"]
+            result["server_cpu_seconds"] = round(used, 3)
+            result["cpu_us_per_event"] = round(used / events * 1e6, 2) if events else None
+            result["per_worker_connections"] = spread_
+            even = clients / count
+            result["spread_worst_percent"] = (
+                round(max(abs(n - even) / even * 100 for n in spread_.values()), 1)
+                if len(spread_) == count
+                else None
+            )
+            runs.append(result)
+            print(
+                f"  workers {count} {clients:5} clients: delivery {result['delivery']:.3f}"
+                f" drift p99 {result['drift_p99_ms']} ms; server CPU {used:.2f} s for"
+                f" {events:,} events = {result['cpu_us_per_event']} us/event; per worker"
+                f" {sorted(spread_.values())} (worst {result['spread_worst_percent']} % off"
+                f" an even share); client cpu {result['client_cpu']}",
+                flush=True,
+            )
+            if result["delivery"] < 0.9:
+                break
+    out["summary"] = workers_summary(out)
+    return out
+
+
+def workers_summary(r: dict[str, Any], spread_at: int = 2000) -> dict[str, Any]:
+    """The figures of issue 14 item 4 from ``workers_fanout``'s runs."""
+    one, two = r["1"], r["2"]
+    both_held = [
+        a["clients"]
+        for a in one
+        for b in two
+        if a["clients"] == b["clients"] and held([a]) and held([b])
+    ]
+    at = max(both_held, default=None)
+
+    def cpu_at(runs: list[dict[str, Any]], clients: int | None) -> float | None:
+        return next((x["cpu_us_per_event"] for x in runs if x["clients"] == clients), None)
+
+    cpu_one, cpu_two = cpu_at(one, at), cpu_at(two, at)
+    spread_run = next((x for x in two if x["clients"] == spread_at), None)
+    return {
+        "held_1": held(one),
+        "held_2": held(two),
+        "compared_at_clients": at,
+        "cpu_us_per_event_1": cpu_one,
+        "cpu_us_per_event_2": cpu_two,
+        "cpu_ratio_2_over_1": round(cpu_two / cpu_one, 3) if cpu_one and cpu_two else None,
+        "spread_clients": spread_at,
+        "spread_per_worker": spread_run["per_worker_connections"] if spread_run else None,
+        "spread_worst_percent": spread_run["spread_worst_percent"] if spread_run else None,
+    }
 
 
 def held(results: list[dict[str, float]], p99_limit: float = 50) -> int:
@@ -1118,6 +1265,7 @@ def machine() -> str:
 SERVERS = ("sseplay", "naive", "node")
 TARGETS = {
     "fanout": "fan-out, per-client replay (targets 1 and 5)",
+    "workers": "fan-out with --workers 1 and --workers 2: CPU per event, spread (issue 14 item 4)",
     "broadcast": "fan-out, --broadcast (target 2)",
     "burst": "burst at interval 0 (target 3)",
     "idle": "idle memory (target 4)",
@@ -1141,6 +1289,7 @@ def run_targets(
     kinds = kinds or list(SERVERS)
     runners: dict[str, Callable[[], Any]] = {
         "fanout": lambda: fanout(work, ladder, seconds, kinds),
+        "workers": lambda: workers_fanout(work, ladder, seconds),
         "broadcast": lambda: fanout(work, ladder, seconds, ["sseplay"], ("--broadcast",)),
         "burst": lambda: throughput(work, kinds),
         "idle": lambda: idle_memory(work, kinds, 2000 if quick else 5000),
@@ -1174,6 +1323,39 @@ def table_rows(r: dict[str, Any]) -> list[tuple[Any, ...]]:
                 "1 fan-out clients held (>=99 %, p99 <= 50 ms)",
                 "5,000 and >= node",
                 *(held(per_client[kind]) if kind in per_client else "n/a" for kind in SERVERS),
+            )
+        )
+    if "workers" in r:
+        w = r["workers"]["summary"]
+        rows.append(
+            (
+                "issue 14.4 fan-out clients held, --workers 1 / --workers 2"
+                " (all server processes on one core)",
+                "2 workers >= 1 worker",
+                f"{w['held_1']:,} / {w['held_2']:,}",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"issue 14.4 server CPU per delivered event, us, at {w['compared_at_clients']}"
+                " clients: 1 worker / 2 workers (ratio)",
+                "ratio <= 1.10",
+                f"{w['cpu_us_per_event_1']} / {w['cpu_us_per_event_2']}"
+                f" ({w['cpu_ratio_2_over_1']})",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"issue 14.4 {w['spread_clients']:,} connections over 2 workers: per worker,"
+                " worst off an even share",
+                "each within 15 %",
+                f"{sorted((w['spread_per_worker'] or {}).values())}, {w['spread_worst_percent']} %",
+                "",
+                "",
             )
         )
     if "broadcast" in r:

@@ -17,6 +17,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+import httptools
 import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -532,13 +533,22 @@ def _client(scope: Scope) -> str:
     return f"{host}:{port}"
 
 
+def _request_parser(protocol: HttpToolsProtocol) -> httptools.HttpRequestParser:
+    """A request parser made as uvicorn makes each connection's (``HttpToolsProtocol``)."""
+    parser = httptools.HttpRequestParser(protocol)
+    with contextlib.suppress(AttributeError):  # httptools < 0.6.3, as uvicorn allows
+        parser.set_dangerous_leniencies(lenient_data_after_close=True)
+    return parser
+
+
 class _HeadCount:
     """How much of a request head has arrived (see ``HeadLimitedHttpToolsProtocol``)."""
 
-    __slots__ = ("in_head", "refused", "seen", "tail")
+    __slots__ = ("in_head", "in_message", "refused", "seen", "tail")
 
     def __init__(self) -> None:
         self.in_head = True  # the next bytes belong to a request line or headers
+        self.in_message = False  # the parser has begun a request it has not finished
         self.seen = 0
         self.tail = b""  # the last bytes of the head so far: its end may straddle reads
         self.refused = False
@@ -560,7 +570,10 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
     that every connection carries a full dict of its own (1.3 KiB more each, measured
     with benchmarks/idle_profile.py). uvicorn's flow control, its request's event and
     its queue of pipelined requests become the slotted, deque-free equivalents of
-    ``sseplay.direct`` (2.2 KiB less each)."""
+    ``sseplay.direct`` (2.2 KiB less each). And while a keep-alive connection has no
+    request in the parser (a held stream's request ended with its head), the parser is
+    let go (0.9 KiB) and a new one made when bytes come: httptools starts each request
+    of a keep-alive connection from the same state as a new parser's."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -585,7 +598,24 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
                     return
             head.seen += len(data)
             head.tail = data[-3:]
+        if self.parser is None:
+            self.parser = _request_parser(self)
         super().data_received(data)
+        cycle = self.cycle
+        if (
+            not head.in_message
+            and cycle is not None
+            and cycle.keep_alive
+            and not cycle.more_body
+            and not self.transport.is_closing()
+        ):
+            # Between requests of a keep-alive connection (after "Connection: close"
+            # httptools would treat later bytes differently, so that parser stays).
+            self.parser = None  # type: ignore[assignment]
+
+    def on_message_begin(self) -> None:
+        self._head.in_message = True
+        super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         self._head.in_head = False
@@ -598,6 +628,7 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         head = self._head
+        head.in_message = False
         head.in_head = True
         head.seen = 0
         head.tail = b""
