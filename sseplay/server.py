@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import random
@@ -352,6 +353,9 @@ class _StreamEndpoint:
         task = asyncio.current_task()
         assert task is not None
         direct = DirectBody.of(scope, receive, fast=hub.options.direct_writes)
+        # A stream on the fast path of our own protocol is handed over to the connection
+        # (``HeadLimitedHttpToolsProtocol.hold``) and its request ends; see ``_Held``.
+        holder = _holder(receive) if direct is not None and direct.fast and not during else None
         if during:
             outlet: Outlet = self._faulty_outlet(send, receive, direct, task, number, during)
         else:
@@ -370,6 +374,11 @@ class _StreamEndpoint:
         else:
             logger.info("%s connected to %s", _client(scope), route)
         listener = hub.open(self.stream, outlet, start, replay.preamble(start, shown))
+        if holder is not None and not (outlet.closed or outlet.completed):
+            held = _Held(self, scope, listener, getattr(receive, "__self__", None))
+            if holder.hold(held):
+                outlet.hand_over()
+                return
         try:
             # The request's own task waits here: a disconnect, or the end of the
             # response written by the timer, wakes it (uvicorn answers http.disconnect).
@@ -381,28 +390,33 @@ class _StreamEndpoint:
                 raise
             task.uncancel()
         finally:
-            hub.close(self.stream, listener)
-            if listener.complete:
-                how = "got the whole replay"
-            elif hub.stopping:
-                how = "the server stopped"
-            elif isinstance(outlet, FaultyOutlet) and outlet.fault_end:
-                how = f"ended by {outlet.fault_end}"
-            elif outlet.cut_off:
-                how = f"cut off: it read nothing for {hub.options.send_timeout:g} s"
-            elif outlet.failure:
-                how = f"ended: {outlet.failure}"
-            elif replay.failed:
-                how = "its file cannot be read any more"
-            else:
-                how = "disconnected"
-            logger.info(
-                "%s left %s after %d events (%s)",
-                _client(scope),
-                self.stream.route,
-                listener.sent,
-                how,
-            )
+            self.left(scope, listener)
+
+    def left(self, scope: Scope, listener: Listener) -> None:
+        """The stream has ended, however it did: let go of it, and say so."""
+        hub, outlet = self.hub, listener.outlet
+        hub.close(self.stream, listener)
+        if listener.complete:
+            how = "got the whole replay"
+        elif hub.stopping:
+            how = "the server stopped"
+        elif isinstance(outlet, FaultyOutlet) and outlet.fault_end:
+            how = f"ended by {outlet.fault_end}"
+        elif outlet.cut_off:
+            how = f"cut off: it read nothing for {hub.options.send_timeout:g} s"
+        elif outlet.failure:
+            how = f"ended: {outlet.failure}"
+        elif self.stream.replay.failed:
+            how = "its file cannot be read any more"
+        else:
+            how = "disconnected"
+        logger.info(
+            "%s left %s after %d events (%s)",
+            _client(scope),
+            self.stream.route,
+            listener.sent,
+            how,
+        )
 
     # Faults (see ``sseplay.faults``); only a server with faults configured comes here.
 
@@ -533,6 +547,55 @@ def _client(scope: Scope) -> str:
     return f"{host}:{port}"
 
 
+class _Held:
+    """A stream handed over to its connection: what ends it needs.
+
+    A held stream used to keep its request's task waiting for the disconnect, and with
+    it the coroutine frame of every layer the request went through (uvicorn's
+    ``run_asgi``, FastAPI, Starlette's middleware and router, the endpoint) and
+    their wrappers of ``send``: 7 KiB per idle connection, more than all the rest
+    (measured with benchmarks/idle_profile.py). Once the response has started on the
+    fast path (``sseplay.direct``) nothing of that is used any more: the timer writes
+    to the transport, and the connection tells its end (``connection_lost``, or the
+    last chunk sent). So the endpoint returns, and the connection calls ``finish``."""
+
+    __slots__ = ("cycle", "endpoint", "listener", "scope")
+
+    def __init__(self, endpoint: _StreamEndpoint, scope: Scope, listener: Listener, cycle: Any):
+        self.endpoint = endpoint
+        self.scope = scope
+        self.listener = listener
+        self.cycle = cycle
+
+    def finish(self) -> None:
+        # uvicorn breaks this reference cycle (request -> connection -> request) when
+        # the request's task ends; a held stream's has ended long before.
+        self.cycle.on_response = _nothing
+        try:
+            self.endpoint.left(self.scope, self.listener)
+        except Exception:  # the connection's own bookkeeping must go on
+            logger.exception("ending a stream failed")
+
+
+def _nothing() -> None:
+    pass
+
+
+# Holding a stream replaces uvicorn's request runner (``_start_asgi_task``): only where
+# this uvicorn has it, and the stream stays with its task otherwise.
+_CAN_HOLD = callable(vars(HttpToolsProtocol).get("_start_asgi_task"))
+
+
+def _holder(receive: Receive) -> HeadLimitedHttpToolsProtocol | None:
+    """The connection a stream can be handed over to (ours, on uvicorn's httptools), or
+    None. Found through ``receive``, the way ``DirectBody.of`` finds the request."""
+    cycle: Any = getattr(receive, "__self__", None)
+    protocol = getattr(getattr(cycle, "on_response", None), "__self__", None)
+    if _CAN_HOLD and isinstance(protocol, HeadLimitedHttpToolsProtocol):
+        return protocol
+    return None
+
+
 def _request_parser(protocol: HttpToolsProtocol) -> httptools.HttpRequestParser:
     """A request parser made as uvicorn makes each connection's (``HttpToolsProtocol``)."""
     parser = httptools.HttpRequestParser(protocol)
@@ -544,9 +607,10 @@ def _request_parser(protocol: HttpToolsProtocol) -> httptools.HttpRequestParser:
 class _HeadCount:
     """How much of a request head has arrived (see ``HeadLimitedHttpToolsProtocol``)."""
 
-    __slots__ = ("in_head", "in_message", "refused", "seen", "tail")
+    __slots__ = ("held", "in_head", "in_message", "refused", "seen", "tail")
 
     def __init__(self) -> None:
+        self.held: _Held | None = None  # the stream handed over to this connection
         self.in_head = True  # the next bytes belong to a request line or headers
         self.in_message = False  # the parser has begun a request it has not finished
         self.seen = 0
@@ -625,6 +689,83 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         if cycle is not before and type(cycle.message_event) is asyncio.Event:
             # A new request, whose task has not run yet: nothing waits on its event.
             cycle.message_event = LeanEvent(cycle.message_event.is_set())  # type: ignore[assignment]
+
+    def hold(self, held: _Held) -> bool:
+        """Take over a stream whose response has started, so that its endpoint can
+        return (see ``_Held``); False when this connection cannot tell its end alone:
+        its request is not all read, or another one waits behind it."""
+        cycle = held.cycle
+        if (
+            cycle is not self.cycle
+            or cycle.more_body
+            or cycle.body
+            or cycle.disconnected
+            or cycle.response_complete
+            or self.pipeline
+            or self.flow.read_paused
+            or self.transport.is_closing()
+            or self._head.held is not None
+        ):
+            return False
+        self._head.held = held
+        return True
+
+    def _end_held(self) -> None:
+        held, self._head.held = self._head.held, None
+        if held is not None:
+            # Soon, not now: the last chunk of a response is sent from inside the
+            # player's write, which has yet to note that its client got it all (the
+            # request's task, too, heard of the end only at its next step).
+            self.loop.call_soon(held.finish)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._end_held()
+
+    def on_response_complete(self) -> None:
+        # Only the held stream's response can complete while it is held.
+        self._end_held()
+        super().on_response_complete()
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        # uvicorn's, running ``_run_asgi``.
+        run = self._run_asgi(cycle, app)
+        if getattr(self.config, "reset_contextvars", False):
+            task = self.loop.create_task(run, context=contextvars.Context())
+        else:
+            task = self.loop.create_task(run)
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    async def _run_asgi(self, cycle: Any, app: Any) -> None:
+        """uvicorn's ``RequestResponseCycle.run_asgi`` (0.54), except for a stream handed
+        over to this connection: its response goes on when the application returns."""
+        try:
+            result = await app(cycle.scope, cycle.receive, cycle.send)
+        except BaseException as exc:
+            cycle.logger.error("Exception in ASGI application\n", exc_info=exc)
+            if not cycle.response_started:
+                await cycle.send_500_response()
+            else:
+                cycle.transport.close()
+        else:
+            held = self._head.held
+            if held is not None and held.cycle is cycle:
+                return  # on_response stays: the end of the response ends the stream
+            if result is not None:
+                msg = "ASGI callable should return None, but returned '%s'."
+                cycle.logger.error(msg, result)
+                cycle.transport.close()
+            elif not cycle.response_started and not cycle.disconnected:
+                cycle.logger.error("ASGI callable returned without starting response.")
+                await cycle.send_500_response()
+            elif not cycle.response_complete and not cycle.disconnected:
+                cycle.logger.error(_UNFINISHED)
+                cycle.transport.close()
+        finally:
+            held = self._head.held
+            if held is None or held.cycle is not cycle:
+                cycle.on_response = _nothing
 
     def on_message_complete(self) -> None:
         head = self._head
