@@ -220,6 +220,21 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / ticks
 
 
+def context_switches(pids: list[int]) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of these processes so far: a server that
+    sleeps between timer ticks switches voluntarily once per wake-up; an involuntary
+    switch is a process that the scheduler put aside for another (the same core)."""
+    voluntary = involuntary = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    voluntary += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    involuntary += int(line.split()[1])
+    return voluntary, involuntary
+
+
 def per_worker(port: int, workers: int, tries: int = 200) -> dict[str, int]:
     """Each worker's count of open streams, from its own /healthz: the kernel hands each
     new connection to one worker (SO_REUSEPORT), so ask until every worker has answered."""
@@ -232,8 +247,63 @@ def per_worker(port: int, workers: int, tries: int = 200) -> dict[str, int]:
     return counts
 
 
+def workers_run(data: Path, count: int, clients: int, seconds: float) -> dict[str, Any]:
+    """One fan-out run of `sseplay serve --workers COUNT`, sampled over the steady window."""
+    with server("sseplay", data, INTERVAL, ("--workers", str(count))) as (url, pid):
+        port = int(url.split(":")[2].split("/")[0])
+        pids = process_tree(pid)
+        if len(pids) < count + 1 or len(per_worker(port, count)) < count:
+            raise RuntimeError(f"--workers {count}: not every worker answers")
+        spread_: dict[str, int] = {}
+        cpu: dict[str, float] = {}
+        probes: list[threading.Timer] = []
+
+        switches: dict[str, tuple[int, int]] = {}
+
+        def mark(name: str) -> None:
+            cpu[name] = cpu_seconds(pids)
+            switches[name] = context_switches(pids)
+            if name == "connected":  # every client is in: count them halfway through
+                probe = threading.Timer(
+                    seconds / 2, lambda: spread_.update(per_worker(port, count))
+                )
+                probe.start()
+                probes.append(probe)
+
+        result: dict[str, Any] = dict(load(url, clients, seconds, INTERVAL, mark))
+        for probe in probes:
+            probe.join()
+    used = cpu["measured"] - cpu["connected"]
+    events = result["window_events"]
+    result["workers"] = count
+    result["server_cpu_seconds"] = round(used, 3)
+    result["server_cpu_share"] = round(used / result["window_seconds"], 3)
+    result["cpu_us_per_event"] = round(used / events * 1e6, 2) if events else None
+    window = result["window_seconds"]
+    result["wakeups_per_s"] = round((switches["measured"][0] - switches["connected"][0]) / window)
+    result["preempted_per_s"] = round((switches["measured"][1] - switches["connected"][1]) / window)
+    result["per_worker_connections"] = spread_
+    even = clients / count
+    # An overloaded server answers /healthz late, after the clients have gone: no figure.
+    counted = len(spread_) == count and sum(spread_.values()) >= 0.95 * clients
+    result["spread_worst_percent"] = (
+        round(max(abs(n - even) / even * 100 for n in spread_.values()), 1) if counted else None
+    )
+    print(
+        f"  workers {count} {clients:5} clients: delivery {result['delivery']:.3f}"
+        f" drift p99 {result['drift_p99_ms']} ms; server CPU {used:.2f} s"
+        f" ({result['server_cpu_share']:.0%} of a core) for {events:,} events ="
+        f" {result['cpu_us_per_event']} us/event ({result['wakeups_per_s']} wake-ups/s,"
+        f" {result['preempted_per_s']} preempted/s); per worker {sorted(spread_.values())}"
+        f" (worst {result['spread_worst_percent']} % off an even share);"
+        f" client cpu {result['client_cpu']}",
+        flush=True,
+    )
+    return result
+
+
 def workers_fanout(
-    work: Path, ladder: list[int], seconds: float, counts: tuple[int, ...] = (1, 2)
+    work: Path, ladder: list[int], seconds: float, repeats: int = 2
 ) -> dict[str, Any]:
     """Issue 14 item 4: the fan-out of ``fanout`` with --workers 1 and --workers 2, in the
     same run. Every server process is pinned to the server core, so the two set-ups get
@@ -242,87 +312,75 @@ def workers_fanout(
     delivered event (user + system time of the parent and all its workers, from /proc,
     over the steady window: from every client connected to just before they hang up,
     divided by the events the clients received in it) and how evenly the kernel spreads
-    connections (each worker's /healthz count, halfway through the window)."""
+    connections (each worker's /healthz count, halfway through the window).
+
+    The two set-ups run in interleaved pairs (1 then 2 workers at each count, ``repeats``
+    times), so that a neighbour's load on this shared machine falls on both alike."""
     data = write_records(work / "fanout.jsonl", int((seconds + 30) / INTERVAL), 200)
-    out: dict[str, Any] = {}
-    for count in counts:
-        runs: list[dict[str, Any]] = []
-        out[str(count)] = runs
-        for clients in ladder:
-            with server("sseplay", data, INTERVAL, ("--workers", str(count))) as (url, pid):
-                port = int(url.split(":")[2].split("/")[0])
-                pids = process_tree(pid)
-                if len(pids) < count + 1 or len(per_worker(port, count)) < count:
-                    raise RuntimeError(f"--workers {count}: not every worker answers")
-                spread_: dict[str, int] = {}
-                # Halfway through the measured window: every client has connected (2 s ramp).
-                probe = threading.Timer(
-                    2.5 + seconds / 2,
-                    lambda found=spread_, at=port, n=count: found.update(per_worker(at, n)),
-                )
-                probe.start()
-                marks: dict[str, float] = {}
-
-                def mark(
-                    name: str, pids: list[int] = pids, marks: dict[str, float] = marks
-                ) -> None:
-                    marks[name] = cpu_seconds(pids)
-
-                result: dict[str, Any] = dict(load(url, clients, seconds, INTERVAL, mark))
-                probe.join()
-            # Steady state only: from every client connected to just before they hang up.
-            used = marks["measured"] - marks["connected"]
-            events = result["window_events"]
-            result["server_cpu_seconds"] = round(used, 3)
-            result["cpu_us_per_event"] = round(used / events * 1e6, 2) if events else None
-            result["per_worker_connections"] = spread_
-            even = clients / count
-            result["spread_worst_percent"] = (
-                round(max(abs(n - even) / even * 100 for n in spread_.values()), 1)
-                if len(spread_) == count
-                else None
-            )
-            runs.append(result)
-            print(
-                f"  workers {count} {clients:5} clients: delivery {result['delivery']:.3f}"
-                f" drift p99 {result['drift_p99_ms']} ms; server CPU {used:.2f} s for"
-                f" {events:,} events = {result['cpu_us_per_event']} us/event; per worker"
-                f" {sorted(spread_.values())} (worst {result['spread_worst_percent']} % off"
-                f" an even share); client cpu {result['client_cpu']}",
-                flush=True,
-            )
-            if result["delivery"] < 0.9:
-                break
-    out["summary"] = workers_summary(out)
-    return out
+    runs: list[dict[str, Any]] = []
+    for clients in ladder:
+        pair = [
+            workers_run(data, count, clients, seconds) for _ in range(repeats) for count in (1, 2)
+        ]
+        runs.extend(pair)
+        if all(run["delivery"] < 0.9 for run in pair):
+            break  # far past the limit of both
+    return {"runs": runs, "summary": workers_summary(runs)}
 
 
-def workers_summary(r: dict[str, Any], spread_at: int = 2000) -> dict[str, Any]:
-    """The figures of issue 14 item 4 from ``workers_fanout``'s runs."""
-    one, two = r["1"], r["2"]
-    both_held = [
-        a["clients"]
-        for a in one
-        for b in two
-        if a["clients"] == b["clients"] and held([a]) and held([b])
+def kept_up(run: dict[str, Any]) -> bool:
+    """The server delivered what was due (drift aside: on this shared machine a neighbour's
+    load delays a server that has CPU to spare, and CPU per event is what is compared)."""
+    return run["delivery"] >= 0.99
+
+
+def workers_summary(runs: list[dict[str, Any]], spread_at: int = 2000) -> dict[str, Any]:
+    """The figures of issue 14 item 4 from ``workers_fanout``'s runs: per client count where
+    both set-ups kept up, the median CPU per event of each; and pooled over those counts
+    (all their CPU seconds over all their events)."""
+    by_count: dict[int, dict[int, list[dict[str, Any]]]] = {}
+    for run in runs:
+        by_count.setdefault(run["clients"], {}).setdefault(run["workers"], []).append(run)
+    compared = []
+    pooled = {1: [0.0, 0], 2: [0.0, 0]}
+    for clients, sides in sorted(by_count.items()):
+        ok = {w: [r for r in sides.get(w, []) if kept_up(r)] for w in (1, 2)}
+        if not ok[1] or not ok[2]:
+            continue
+        one = statistics.median(r["cpu_us_per_event"] for r in ok[1])
+        two = statistics.median(r["cpu_us_per_event"] for r in ok[2])
+        compared.append(
+            {"clients": clients, "us_1": one, "us_2": two, "ratio": round(two / one, 3)}
+        )
+        for w in (1, 2):
+            pooled[w][0] += sum(r["server_cpu_seconds"] for r in ok[w])
+            pooled[w][1] += sum(r["window_events"] for r in ok[w])
+    pooled_us = {w: pooled[w][0] / pooled[w][1] * 1e6 if pooled[w][1] else None for w in (1, 2)}
+    spreads = [
+        r
+        for r in runs
+        if r["workers"] == 2 and r["clients"] == spread_at and r["spread_worst_percent"] is not None
     ]
-    at = max(both_held, default=None)
-
-    def cpu_at(runs: list[dict[str, Any]], clients: int | None) -> float | None:
-        return next((x["cpu_us_per_event"] for x in runs if x["clients"] == clients), None)
-
-    cpu_one, cpu_two = cpu_at(one, at), cpu_at(two, at)
-    spread_run = next((x for x in two if x["clients"] == spread_at), None)
+    worst = max(spreads, key=lambda r: r["spread_worst_percent"], default=None)
     return {
-        "held_1": held(one),
-        "held_2": held(two),
-        "compared_at_clients": at,
-        "cpu_us_per_event_1": cpu_one,
-        "cpu_us_per_event_2": cpu_two,
-        "cpu_ratio_2_over_1": round(cpu_two / cpu_one, 3) if cpu_one and cpu_two else None,
+        "held_1": held([r for r in runs if r["workers"] == 1]),
+        "held_2": held([r for r in runs if r["workers"] == 2]),
+        "kept_up_1": max(
+            (r["clients"] for r in runs if r["workers"] == 1 and kept_up(r)), default=0
+        ),
+        "kept_up_2": max(
+            (r["clients"] for r in runs if r["workers"] == 2 and kept_up(r)), default=0
+        ),
+        "compared": compared,
+        "pooled_us_1": round(pooled_us[1], 2) if pooled_us[1] else None,
+        "pooled_us_2": round(pooled_us[2], 2) if pooled_us[2] else None,
+        "pooled_ratio": (
+            round(pooled_us[2] / pooled_us[1], 3) if pooled_us[1] and pooled_us[2] else None
+        ),
         "spread_clients": spread_at,
-        "spread_per_worker": spread_run["per_worker_connections"] if spread_run else None,
-        "spread_worst_percent": spread_run["spread_worst_percent"] if spread_run else None,
+        "spread_runs": len(spreads),
+        "spread_per_worker": worst["per_worker_connections"] if worst else None,
+        "spread_worst_percent": worst["spread_worst_percent"] if worst else None,
     }
 
 
@@ -1289,7 +1347,7 @@ def run_targets(
     kinds = kinds or list(SERVERS)
     runners: dict[str, Callable[[], Any]] = {
         "fanout": lambda: fanout(work, ladder, seconds, kinds),
-        "workers": lambda: workers_fanout(work, ladder, seconds),
+        "workers": lambda: workers_fanout(work, ladder[:4], seconds, 2 if quick else 3),
         "broadcast": lambda: fanout(work, ladder, seconds, ["sseplay"], ("--broadcast",)),
         "burst": lambda: throughput(work, kinds),
         "idle": lambda: idle_memory(work, kinds, 2000 if quick else 5000),
@@ -1329,21 +1387,30 @@ def table_rows(r: dict[str, Any]) -> list[tuple[Any, ...]]:
         w = r["workers"]["summary"]
         rows.append(
             (
-                "issue 14.4 fan-out clients held, --workers 1 / --workers 2"
-                " (all server processes on one core)",
+                "issue 14.4 fan-out, --workers 1 / --workers 2 (all server processes on one"
+                " core): clients held (>= 99 %, p99 <= 50 ms); kept up (>= 99 %)",
                 "2 workers >= 1 worker",
-                f"{w['held_1']:,} / {w['held_2']:,}",
+                f"{w['held_1']:,} / {w['held_2']:,}; {w['kept_up_1']:,} / {w['kept_up_2']:,}",
                 "",
                 "",
             )
         )
+        rows.extend(
+            (
+                f"issue 14.4 server CPU per delivered event, us, at {c['clients']:,} clients:"
+                " 1 worker / 2 workers (ratio)",
+                "ratio <= 1.10",
+                f"{c['us_1']} / {c['us_2']} ({c['ratio']})",
+                "",
+                "",
+            )
+            for c in w["compared"]
+        )
         rows.append(
             (
-                f"issue 14.4 server CPU per delivered event, us, at {w['compared_at_clients']}"
-                " clients: 1 worker / 2 workers (ratio)",
+                "issue 14.4 server CPU per delivered event, us, pooled over those counts",
                 "ratio <= 1.10",
-                f"{w['cpu_us_per_event_1']} / {w['cpu_us_per_event_2']}"
-                f" ({w['cpu_ratio_2_over_1']})",
+                f"{w['pooled_us_1']} / {w['pooled_us_2']} ({w['pooled_ratio']})",
                 "",
                 "",
             )
@@ -1540,6 +1607,9 @@ def main() -> None:
         + ", ".join(SERVERS)
         + " (default: all)",
     )
+    parser.add_argument(
+        "--note", help="a line for the results file: what else ran on the machine, what code"
+    )
     args = parser.parse_args()
     kinds = [k.strip() for k in args.servers.split(",")] if args.servers else list(SERVERS)
     if any(k not in SERVERS for k in kinds):
@@ -1571,6 +1641,7 @@ def main() -> None:
             "",
             f"Command: `{command}`",
             "",
+            *([f"Note: {args.note}", ""] if args.note else []),
             *table,
             "",
             "## Raw results",
