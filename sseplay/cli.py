@@ -621,6 +621,125 @@ def tail(
         fail(error)
 
 
+@app.command(short_help="Play an event file into a Redis stream (XADD).")
+def publish(
+    file: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE",
+            help="Event file (JSON array or JSON Lines, .gz too; - for stdin).",
+            show_default=False,
+        ),
+    ],
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            metavar="URL",
+            help="The Redis stream: redis://HOST:PORT/DB?stream=KEY (rediss:// for TLS).",
+            show_default=False,
+        ),
+    ],
+    maxlen: Annotated[
+        int | None,
+        typer.Option(metavar="N", help="Trim the stream to about N entries (XADD MAXLEN ~ N)."),
+    ] = None,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Seconds between events; 0 = all at once. [default: 1]",
+        ),
+    ] = None,
+    time_field: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FIELD",
+            help="Field with each record's time: seconds, 00:05, 01:02:03 or ISO-8601.",
+        ),
+    ] = None,
+    speed: Annotated[
+        float, typer.Option(metavar="FACTOR", help="Play this many times faster.")
+    ] = 1.0,
+    max_gap: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS", help="Cap every pause at this many seconds (after --speed)."
+        ),
+    ] = None,
+    loop: Annotated[bool, typer.Option("--loop", help="Play forever; ids stay unique.")] = False,
+    data_field: Annotated[
+        str | None,
+        typer.Option(metavar="FIELD", help="Field (dotted path) sent as the data."),
+    ] = None,
+    event_field: Annotated[
+        str | None, typer.Option(metavar="FIELD", help="Field with the event type.")
+    ] = None,
+    event_type: Annotated[
+        str | None, typer.Option(metavar="TYPE", help="One event type for all.")
+    ] = None,
+    id_field: Annotated[
+        str | None,
+        typer.Option(metavar="FIELD", help="Field with the id. [default: position 1, 2, 3...]"),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log everything.")] = False,
+) -> None:
+    """Play an event file on its schedule into a Redis stream, for `serve redis://...`."""
+    try:
+        from sseplay.publish import PublishOptions
+        from sseplay.redis_source import RedisTarget
+
+        options = StreamOptions(
+            FieldMapping(data_field, event_field, id_field, event_type, time_field),
+            Timing(interval=interval, speed=speed, max_gap=max_gap, loop=loop),
+        )
+        publish_options = PublishOptions(RedisTarget.parse(to, "--to"), maxlen)
+        _setup_logging(quiet, verbose)
+        run_publish(file, options, publish_options)
+    except SseplayError as error:
+        fail(error)
+
+
+def run_publish(file: str, options: StreamOptions, publish_options: Any) -> None:
+    """Check the file, connect, then play it into the stream until its end (or Ctrl-C)."""
+    import asyncio
+
+    from sseplay.publish import Publisher
+    from sseplay.redis_source import redis_asyncio
+    from sseplay.source import load_event_file
+    from sseplay.spool import Spools
+
+    redis_asyncio()  # a missing package is said before the file is read
+    label = "<stdin>" if file == STDIN_NAME else file
+    with Spools() as spools:
+        try:
+            with _sigterm_interrupts():
+                location = spools.prepare(file, label)
+                event_file = load_event_file(label, location, options.mapping)
+        except KeyboardInterrupt:
+            sys.stderr.write("sseplay: interrupted during the start-up check; nothing was sent\n")
+            raise SystemExit(int(ExitCode.INTERRUPTED)) from None
+        publisher = Publisher(event_file, options, publish_options)
+        log = logging.getLogger("sseplay.publish")
+
+        async def run() -> int:
+            await publisher.connect()
+            log.info("publishing %s to %s", label, publish_options.target.shown)
+            try:
+                return await publisher.run()
+            finally:
+                await publisher.close()
+
+        try:
+            with _sigterm_interrupts():
+                sent = asyncio.run(run())
+        except KeyboardInterrupt:
+            log.info("stopped after %d events", publisher.published)
+            raise SystemExit(int(ExitCode.INTERRUPTED)) from None
+        log.info("published %d events to %s", sent, publish_options.target.shown)
+
+
 # Modules that the libraries under tail import for features tail never uses: httpx imports
 # its own command line (click, rich.console, rich.progress, pygments: ~0.2 s here), httpcore
 # imports trio when it is installed, to support trio event loops (~0.3 s), and h2 when it is
