@@ -371,10 +371,13 @@ class StreamReader:
                 start = f"({page[-1].id}"
 
     async def trimmed(self, after: str) -> Trimmed | None:
-        """Whether entries after ``after`` were trimmed away before a client that read up
-        to ``after`` could read them: ``after`` is older than the stream's first entry, and
-        (Redis 7's ``max-deleted-entry-id``) an entry newer than ``after`` was removed, so
-        that a client whose id merely precedes the stream misses nothing."""
+        """Whether entries after ``after`` may have been trimmed away before a client that
+        read up to ``after`` could read them: ``after`` is older than the stream's first
+        entry and the stream has lost entries (``entries-added`` beyond its length, Redis
+        7). A client whose id merely precedes a stream that never lost an entry misses
+        nothing. Redis keeps no record of what XTRIM removed (its ``max-deleted-entry-id``
+        counts XDEL only), so a client at the very last entry trimmed is told too: better
+        a resync too many than a silent gap."""
         wanted = parse_entry_id(after)
         assert wanted is not None
         try:
@@ -388,11 +391,13 @@ class StreamReader:
         oldest_id = parse_entry_id(oldest) if oldest else None
         if oldest_id is not None and wanted >= oldest_id:
             return None
-        deleted = info.get("max-deleted-entry-id")
-        max_deleted = parse_entry_id(_text(deleted)) if deleted is not None else None
-        if max_deleted is None:  # Redis 6: no record of removals; older than the first is
-            return Trimmed(oldest) if oldest_id is not None else None
-        return Trimmed(oldest) if wanted < max_deleted else None
+        added = info.get("entries-added")
+        if added is not None and int(added) <= int(info.get("length", 0)):
+            return None  # nothing was ever removed
+        if oldest_id is None:  # all removed: anything generated after ``after`` is gone
+            newest = parse_entry_id(_text(info.get("last-generated-id") or b"0-0"))
+            return Trimmed(None) if newest is not None and wanted < newest else None
+        return Trimmed(oldest)
 
     async def close(self) -> None:
         client, self._client = self._client, None
