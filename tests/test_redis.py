@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ from sseplay.redis_source import (
     RedisTarget,
     RedisUnavailable,
     StreamReader,
+    Trimmed,
     parse_entry_id,
 )
 from tests.conftest import ROOT, run_cli, write_lines
@@ -213,7 +215,7 @@ def test_publish_keeps_the_schedule(server: RedisServer, key: str, tmp_path: Pat
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started >= 0.2
     stamps = [millis(entry_id) for entry_id in ids(client(server).xrange(key))]
-    gaps = [later - earlier for earlier, later in zip(stamps, stamps[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(stamps)]
     assert len(gaps) == 4
     assert all(35 <= gap <= 150 for gap in gaps), gaps
     # Deadlines are absolute: the whole play takes 200 ms, not 4 gaps plus their delays.
@@ -304,7 +306,8 @@ def test_the_reader_tells_a_trimmed_id_from_one_merely_old(server: RedisServer, 
             await reader.close()
 
     trimmed_first, oldest, newer, ancient = asyncio.run(scenario())
-    assert trimmed_first is not None and trimmed_first.oldest == "17-0"  # type: ignore[attr-defined]
+    assert isinstance(trimmed_first, Trimmed)
+    assert trimmed_first.oldest == "17-0"
     assert oldest is None
     assert newer is None
     assert ancient is not None
