@@ -84,6 +84,13 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
+def _is_url(argument: str) -> bool:
+    """``scheme://...``: a source that is not a file (redis://), unless a file has that name."""
+    from sseplay.redis_source import is_url
+
+    return is_url(argument) and not _names_a_file(argument)
+
+
 def _names_a_file(argument: str) -> bool:
     """Whether ``argument`` is an existing path (a file may have ``=`` in its name); a path
     that cannot even be looked at (no search permission, a name too long) is not one."""
@@ -99,13 +106,16 @@ def routes_of(files: Sequence[str], default_route: str) -> dict[str, str]:
     routes: dict[str, str] = {}
     for index, argument in enumerate(files):
         name, equals, path = argument.partition("=")
-        if equals and not _names_a_file(argument) and (route := "/" + name.strip("/")):
+        url = _is_url(argument)  # redis://...?stream=KEY has an = of its own
+        if equals and not url and not _names_a_file(argument) and (route := "/" + name.strip("/")):
             if problem := route_problem(route):
                 raise UsageError(f"{argument}: {problem}")
         elif len(files) == 1:
             route, path = default_route, argument
         else:
             stem = "stdin" if argument == STDIN_NAME else Path(argument).name.split(".")[0]
+            if url:  # a Redis stream: its key names the route
+                stem = argument.rpartition("stream=")[2].split("&")[0]
             route, path = "/" + (stem or f"stream{index + 1}"), argument
             if problem := route_problem(route):
                 raise UsageError(
@@ -349,11 +359,44 @@ def serve(
         if files.count(STDIN_NAME) > 1:
             raise UsageError("standard input (-) can be read only once")
         routes = routes_of(files, check_route("/" + route.strip("/")))
+        _check_urls(routes, config)
         _setup_logging(quiet, verbose)
         with _url_file(url_file) as write_urls:
             run_serve(routes, options, config, write_urls)
     except SseplayError as error:
         fail(error)
+
+
+def _check_urls(routes: dict[str, str], config: ServerConfig) -> None:
+    """Every ``scheme://`` source is a valid redis:// URL (one usage line otherwise)."""
+    from sseplay.redis_source import RedisTarget
+
+    urls = [path for path in routes.values() if _is_url(path)]
+    for url in urls:
+        RedisTarget.parse(url)
+    if urls and config.workers is not None:
+        raise UsageError("--workers does not serve redis:// streams yet: drop --workers")
+
+
+def _redis_streams(routes: dict[str, str], options: StreamOptions) -> dict[str, Any]:
+    """The redis:// sources, connected once (exit 4 when Redis cannot be reached)."""
+    import asyncio
+
+    from sseplay.redis_feed import RedisStream
+    from sseplay.redis_source import redis_asyncio
+
+    sources = {route: path for route, path in routes.items() if _is_url(path)}
+    if not sources:
+        return {}
+    redis_asyncio()  # a missing package is one line that says how to install it
+    streams = {route: RedisStream(url, retry=options.retry) for route, url in sources.items()}
+
+    async def check() -> None:
+        for stream in streams.values():
+            await stream.check()
+
+    asyncio.run(check())
+    return streams
 
 
 def run_serve(
@@ -367,13 +410,15 @@ def run_serve(
     from sseplay.spool import Spools
     from sseplay.stream import Stream
 
-    streams: dict[str, Stream] = {}
+    streams: dict[str, Any] = _redis_streams(routes, options)
     # Standard input, pipes, devices and .gz files are served from a copy in a temporary
     # directory, removed on every way out: when ``spools`` goes (after serving, or at exit).
     spools = Spools()
     try:
         with _sigterm_interrupts(), StartupProgress() as progress:
             for route, file in routes.items():
+                if route in streams:  # a redis:// stream, already connected
+                    continue
                 label = "<stdin>" if file == STDIN_NAME else file
                 location = spools.prepare(file, label, progress.reporter(f"reading {label}"))
                 event_file = load_event_file(
@@ -394,6 +439,7 @@ def run_serve(
         viewer = urls[0][: -len(first_route)] + "/"
         logging.getLogger("sseplay.server").info("live viewer: %s", viewer)
 
+    streams = {route: streams[route] for route in routes}  # in the order given
     raise_open_file_limit()
     tune_collector()
     if config.workers is not None:
@@ -404,7 +450,7 @@ def run_serve(
     server = Server(streams, config=config)
 
     def ready() -> None:
-        announce(server.urls, server.routes[0].route)
+        announce(server.urls, server.all_routes[0].route)
 
     # uvicorn re-raises the signal that stopped it once it is done; with these
     # handlers in place that is a no-op instead of a KeyboardInterrupt traceback.

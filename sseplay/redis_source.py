@@ -148,7 +148,7 @@ class RedisTarget:
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
-        return module.Redis(
+        client: redis.asyncio.Redis = module.Redis(
             host=self.host,
             port=self.port,
             db=self.db,
@@ -162,6 +162,7 @@ class RedisTarget:
             # The loop retries itself, with back-off, from the last id it read.
             retry=Retry(NoBackoff(), 0),
         )
+        return client
 
 
 def _hide_password(text: str) -> str:
@@ -251,7 +252,7 @@ class Backoff:
     longest: float = 5.0
 
     def delay(self, attempt: int) -> float:
-        return min(self.longest, self.first * 2 ** min(attempt, 30))
+        return min(self.longest, self.first * 2.0 ** min(attempt, 30))
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,10 +296,15 @@ class StreamReader:
             self._client = self.target.client(self.block + SOCKET_MARGIN)
         return self._client
 
+    async def newest(self) -> tuple[int, int] | None:
+        """The id of the stream's newest entry now; None when it has none."""
+        newest: Any = await self.client.xrevrange(self.target.stream, "+", "-", count=1)
+        return parse_entry_id(_text(newest[0][0])) if newest else None
+
     async def open(self) -> None:
         """Connect, and start at the live edge (the stream's last entry, if any)."""
         try:
-            newest = await self.client.xrevrange(self.target.stream, "+", "-", count=1)
+            newest: Any = await self.client.xrevrange(self.target.stream, "+", "-", count=1)
         except connection_errors() as error:
             await self.close()
             raise unavailable(self.target, error) from None
@@ -308,7 +314,7 @@ class StreamReader:
         if newest:
             self.last_id = _text(newest[0][0])
         self.connected = True
-        logger.info("reading %s live after entry %s", self.target.shown, self.last_id)
+        logger.debug("connected to %s; its newest entry is %s", self.target.shown, self.last_id)
 
     async def run(self) -> None:
         """Read new entries until cancelled; never raises for a lost Redis."""
@@ -317,7 +323,7 @@ class StreamReader:
         errors = connection_errors()
         while True:
             try:
-                reply = await self.client.xread(
+                reply: Any = await self.client.xread(
                     {key: self.last_id}, count=BATCH_ENTRIES, block=int(self.block * 1000)
                 )
             except errors as error:
@@ -354,21 +360,25 @@ class StreamReader:
                 self.last_id = entries[-1].id
                 self.on_entries(entries)
 
-    async def backfill(self, after: str, until: str) -> list[Entry]:
+    async def backfill(self, after: str, until: str, *, pages: int | None = None) -> list[Entry]:
         """The entries after ``after`` (exclusive) up to ``until`` (inclusive), oldest
-        first, read in pages of ``BATCH_ENTRIES``. Raises the client's connection errors."""
+        first, read in pages of ``BATCH_ENTRIES`` (at most ``pages`` of them). Raises the
+        client's connection errors."""
         out: list[Entry] = []
         start = f"({after}"
+        read = 0
         async with self._backfills:
-            while True:
-                raw = await self.client.xrange(
+            while pages is None or read < pages:
+                raw: Any = await self.client.xrange(
                     self.target.stream, start, until, count=BATCH_ENTRIES
                 )
+                read += 1
                 page = _entries(raw)
                 out.extend(page)
                 if len(page) < BATCH_ENTRIES:
-                    return out
+                    break
                 start = f"({page[-1].id}"
+        return out
 
     async def trimmed(self, after: str) -> Trimmed | None:
         """Whether entries after ``after`` may have been trimmed away before a client that
@@ -381,7 +391,7 @@ class StreamReader:
         wanted = parse_entry_id(after)
         assert wanted is not None
         try:
-            info = await self.client.xinfo_stream(self.target.stream)
+            info: Any = await self.client.xinfo_stream(self.target.stream)
         except connection_errors():
             raise
         except Exception:  # no such key: nothing was ever there to miss
