@@ -9,13 +9,17 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from sseplay.errors import UsageError
+from sseplay.model import Event
+from sseplay.parser import EventStreamParser
 from sseplay.redis_source import (
     Backoff,
     Entry,
@@ -25,7 +29,7 @@ from sseplay.redis_source import (
     Trimmed,
     parse_entry_id,
 )
-from tests.conftest import ROOT, run_cli, write_lines
+from tests.conftest import ROOT, ServeProcess, run_cli, write_lines
 from tests.redis_server import REDIS_SERVER, RedisServer, free_port
 
 redis = pytest.importorskip("redis")
@@ -367,3 +371,235 @@ def test_the_reader_reconnects_after_a_restart_and_loses_nothing(tmp_path: Path)
         got, reader = asyncio.run(scenario())
         assert [entry.id for entry in got] == ids(redis_client.xrange("events"))
         assert reader.reconnects == 1
+
+
+# sseplay serve redis://
+
+
+class Client:
+    """One SSE connection read in a thread: its events and its raw text."""
+
+    def __init__(self, url: str, last_event_id: str | None = None) -> None:
+        self.url = url
+        self.headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+        self.events: list[Event] = []
+        self.raw = b""
+        self.status = 0
+        self.ended = False
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+
+    def _read(self) -> None:
+        parser = EventStreamParser()
+        with (
+            httpx.Client(timeout=httpx.Timeout(10, read=20)) as http,
+            http.stream("GET", self.url, headers=self.headers) as response,
+        ):
+            self.status = response.status_code
+            self._connected.set()
+            for chunk in response.iter_raw():
+                self.raw += chunk
+                self.events.extend(parser.feed(chunk))
+                if self._stop.is_set():
+                    return
+        self.ended = True
+
+    def __enter__(self) -> Client:
+        self.thread.start()
+        assert self._connected.wait(10), "the stream did not answer"
+        return self
+
+    def wait_for(self, count: int, seconds: float = 10) -> list[Event]:
+        deadline = time.monotonic() + seconds
+        while len(self.events) < count:
+            assert time.monotonic() < deadline, f"{len(self.events)} of {count} events came"
+            assert self.thread.is_alive() or len(self.events) >= count, "the stream ended"
+            time.sleep(0.005)
+        return self.events[:count]
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self.thread.join(25)
+
+
+def serve_redis(*sources: str, extra: tuple[str, ...] = ()) -> ServeProcess:
+    return ServeProcess(*sources, "--ping", "0.2", *extra)
+
+
+def settled(process: ServeProcess) -> None:
+    """The server's XREAD loop is reading (its /healthz says it is connected)."""
+    base = process.url.rsplit("/", 1)[0]
+    deadline = time.monotonic() + 10
+    while not all(s.get("connected") for s in httpx.get(base + "/healthz").json()["streams"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def publish(redis_client: redis.Redis, key: str, texts: list[str]) -> list[str]:
+    return [redis_client.xadd(key, {"type": "tick", "data": text}).decode() for text in texts]
+
+
+def test_two_servers_on_one_stream_give_the_same_events_with_the_same_ids(
+    server: RedisServer, key: str
+) -> None:
+    redis_client = client(server)
+    with serve_redis(server.url(key)) as one, serve_redis(server.url(key)) as two:
+        settled(one)
+        settled(two)
+        with Client(one.url) as first, Client(one.url) as second, Client(two.url) as third:
+            time.sleep(0.1)  # all three are at the live edge
+            added = publish(redis_client, key, [f"event {n}" for n in range(20)])
+            seen = [c.wait_for(20) for c in (first, second, third)]
+    assert seen[0] == seen[1] == seen[2]
+    assert [event.id for event in seen[0]] == added
+    assert [(event.type, event.data) for event in seen[0]] == [
+        ("tick", f"event {n}") for n in range(20)
+    ]
+
+
+def test_a_client_moved_to_another_server_resumes_exactly(server: RedisServer, key: str) -> None:
+    redis_client = client(server)
+    with serve_redis(server.url(key)) as one, serve_redis(server.url(key)) as two:
+        settled(one)
+        settled(two)
+        with Client(one.url) as before:
+            time.sleep(0.1)
+            added = publish(redis_client, key, [f"event {n}" for n in range(10)])
+            got = before.wait_for(4)
+        # Gone after event 4; 6 more were added while it moved; then it lands on the other.
+        added += publish(redis_client, key, [f"event {n}" for n in range(10, 16)])
+        with Client(two.url, last_event_id=got[-1].id) as after:
+            rest = after.wait_for(12)
+            added += publish(redis_client, key, [f"event {n}" for n in range(16, 20)])
+            rest = after.wait_for(16)
+    assert [event.id for event in got + rest] == added
+    assert [event.data for event in got + rest] == [f"event {n}" for n in range(20)]
+    assert not after.raw.startswith(b":")  # no comment: nothing was missed
+
+
+def test_a_resume_lands_between_the_backfill_and_the_live_edge_without_a_gap(
+    server: RedisServer, key: str
+) -> None:
+    # Entries go in while clients resume: each must get every entry once, in order.
+    redis_client = client(server)
+    added = publish(redis_client, key, ["start"])
+    stop = threading.Event()
+
+    def produce() -> None:
+        n = 0
+        while not stop.is_set():
+            added.append(redis_client.xadd(key, {"data": f"live {n}"}).decode())
+            n += 1
+            time.sleep(0.001)
+
+    with serve_redis(server.url(key)) as process:
+        settled(process)
+        producer = threading.Thread(target=produce)
+        producer.start()
+        try:
+            clients = [Client(process.url, last_event_id=added[0]) for _ in range(5)]
+            for resuming in clients:
+                resuming.__enter__()
+                time.sleep(0.02)
+            time.sleep(0.1)
+        finally:
+            stop.set()
+            producer.join(5)
+        for resuming in clients:
+            resuming.wait_for(len(added) - 1)
+            resuming.__exit__()
+    for resuming in clients:
+        assert [event.id for event in resuming.events] == added[1:]
+
+
+def test_a_redis_restart_mid_stream_loses_nothing(tmp_path: Path) -> None:
+    with RedisServer(tmp_path / "aof", aof=True) as restarting:
+        redis_client = client(restarting)
+        url = restarting.url("events")
+        with serve_redis(url) as process:
+            settled(process)
+            with Client(process.url) as watching:
+                time.sleep(0.1)
+                added = publish(redis_client, "events", [f"event {n}" for n in range(5)])
+                watching.wait_for(5)
+                restarting.stop()
+                time.sleep(0.5)  # pings go on meanwhile
+                restarting.start()
+                added += publish(redis_client, "events", [f"event {n}" for n in range(5, 10)])
+                got = watching.wait_for(10, seconds=20)
+                assert watching.thread.is_alive()  # the client kept its connection
+            _, _, log = process.stop()
+    assert [event.id for event in got] == added
+    assert "lost Redis at" in log
+    assert "is back after" in log
+    pings = watching.raw.count(b": ping\n")
+    assert pings >= 1
+
+
+def test_a_trimmed_last_event_id_gets_a_resync_event_then_the_oldest_entry(
+    server: RedisServer, key: str
+) -> None:
+    redis_client = client(server)
+    added = publish(redis_client, key, [f"event {n}" for n in range(10)])
+    redis_client.xtrim(key, maxlen=4, approximate=False)
+    with serve_redis(server.url(key)) as process:
+        settled(process)
+        with Client(process.url, last_event_id=added[2]) as resuming:
+            events = resuming.wait_for(5)
+    assert events[0].type == "sseplay.resync"
+    # No id of its own: a client that drops right after it still sends its old id, and is
+    # told again.
+    assert events[0].id is None
+    assert json.loads(events[0].data) == {
+        "reason": "trimmed",
+        "last_event_id": added[2],
+        "oldest": added[6],
+    }
+    assert [event.id for event in events[1:]] == added[6:]
+    comment = resuming.raw.split(b"\n\n")[0].decode()
+    assert comment == (
+        f": Last-Event-ID '{added[2]}' was trimmed from the Redis stream: entries after it are "
+        f"gone; from the oldest entry left, {added[6]}"
+    )
+
+
+def test_odd_last_event_ids_are_told_and_served_live(server: RedisServer, key: str) -> None:
+    redis_client = client(server)
+    publish(redis_client, key, ["old"])
+    with serve_redis(server.url(key)) as process:
+        settled(process)
+        with (
+            Client(process.url, "not-an-id") as unknown,
+            Client(process.url, "99999999999999-0") as future,
+        ):
+            time.sleep(0.1)
+            added = publish(redis_client, key, ["new"])
+            assert [event.id for event in unknown.wait_for(1)] == added
+            assert [event.id for event in future.wait_for(1)] == added
+    assert unknown.raw.startswith(b": unknown Last-Event-ID 'not-an-id': not an entry id")
+    assert future.raw.startswith(b": Last-Event-ID '99999999999999-0' is newer than")
+
+
+def test_serve_with_redis_down_at_start_is_one_line_and_exit_4() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0?stream=a"
+    result = run_cli("serve", "--port", "0", url)
+    assert result.returncode == 4, result.stderr
+    assert result.stderr == (
+        f"sseplay: error: cannot connect to Redis at {url}: Error 111 connecting to "
+        f"127.0.0.1:{url.split(':')[2].split('/')[0]}. Connect call failed "
+        f"('127.0.0.1', {url.split(':')[2].split('/')[0]}). (is redis-server running there?)\n"
+    )
+
+
+def test_a_file_and_a_redis_stream_are_served_side_by_side(
+    server: RedisServer, key: str, tmp_path: Path
+) -> None:
+    events = write_lines(tmp_path / "ticks.jsonl", [{"n": 1}, {"n": 2}])
+    with ServeProcess(str(events), f"feed={server.url(key)}", "--interval", "0") as process:
+        assert [url.rsplit("/", 1)[1] for url in process.urls] == ["ticks", "feed"]
+        health = httpx.get(process.url.rsplit("/", 1)[0] + "/healthz").json()
+        assert [s["route"] for s in health["streams"]] == ["/ticks", "/feed"]
+        assert health["streams"][1]["file"] == server.url(key)
+        replay = httpx.get(process.urls[0], timeout=10)
+        assert replay.text.count("data: ") == 2
