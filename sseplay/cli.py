@@ -221,6 +221,21 @@ def serve(
         str | None,
         typer.Option(metavar="FIELD", help="Field with the id. [default: position 1, 2, 3...]"),
     ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="Then serve every record appended to the file (or arriving on - stdin) as "
+            "it is written, to every client; JSON Lines only.",
+        ),
+    ] = False,
+    from_end: Annotated[
+        bool,
+        typer.Option(
+            "--from-end",
+            help="With --follow: clients without Last-Event-ID start at the live edge.",
+        ),
+    ] = False,
     broadcast: Annotated[
         bool,
         typer.Option("--broadcast", help="One shared timeline from server start for all clients."),
@@ -335,7 +350,11 @@ def serve(
             FieldMapping(data_field, event_field, id_field, event_type, time_field),
             Timing(interval=interval, speed=speed, max_gap=max_gap, loop=loop),
             retry,
+            follow,
+            from_end,
         )
+        if follow and workers is not None:
+            raise UsageError("--follow reads its input in one process: drop --workers")
         config = ServerConfig(
             host=host,
             port=port,
@@ -420,6 +439,9 @@ def run_serve(
                 if route in streams:  # a redis:// stream, already connected
                     continue
                 label = "<stdin>" if file == STDIN_NAME else file
+                if options.follow:
+                    streams[route] = Stream.followed(file, label, options)
+                    continue
                 location = spools.prepare(file, label, progress.reporter(f"reading {label}"))
                 event_file = load_event_file(
                     label,

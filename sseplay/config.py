@@ -152,10 +152,32 @@ class StreamOptions:
     mapping: FieldMapping = field(default_factory=FieldMapping)
     timing: Timing = field(default_factory=Timing)
     retry: int | None = None
+    # --follow: serve the records appended to the file (or arriving on a pipe) as they
+    # come; --from-end: a client without Last-Event-ID starts at the live edge.
+    follow: bool = False
+    from_end: bool = False
 
     def __post_init__(self) -> None:
         if self.retry is not None:
             _integer("--retry", self.retry, 0, MAX_RETRY_MS)
+        for flag, value in (("--follow", self.follow), ("--from-end", self.from_end)):
+            if not isinstance(value, bool):
+                raise UsageError(f"{flag} must be true or false, not {value!r}")
+        if self.from_end and not self.follow:
+            raise UsageError(
+                "--from-end starts clients at the live edge of a followed file: add --follow"
+            )
+        if self.follow and self.timing.loop:
+            raise UsageError(
+                "--follow and --loop cannot go together: a followed file has no end to start "
+                "over from (drop --loop)"
+            )
+        if self.follow and self.mapping.id_field is not None:
+            # Ids must be positions: a client resumes by them, even at a restarted server.
+            raise UsageError(
+                "--follow numbers events by their position in the file, so that clients "
+                "resume across restarts: drop --id-field"
+            )
 
     @classmethod
     def of(cls, **options: Any) -> StreamOptions:
@@ -166,7 +188,13 @@ class StreamOptions:
             raise TypeError(f"unknown stream option {unknown[0]!r}; the options are: {known}")
         mapping = {name: options[name] for name in MAPPING_KEYWORDS if name in options}
         timing = {name: options[name] for name in TIMING_KEYWORDS if name in options}
-        return cls(FieldMapping(**mapping), Timing(**timing), options.get("retry"))
+        return cls(
+            FieldMapping(**mapping),
+            Timing(**timing),
+            options.get("retry"),
+            options.get("follow", False),
+            options.get("from_end", False),
+        )
 
 
 class StreamKeywords(TypedDict, total=False):
@@ -183,6 +211,8 @@ class StreamKeywords(TypedDict, total=False):
     event_type: str | None
     id_field: str | None
     retry: int | None
+    follow: bool
+    from_end: bool
 
 
 MAPPING_KEYWORDS = ("data_field", "event_field", "id_field", "event_type", "time_field")

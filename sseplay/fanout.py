@@ -324,6 +324,7 @@ class Player(Listener):
         "_fetching",
         "_last_write",
         "_on_complete",
+        "hand_over",
         "n",
         "origin",
         "ping",
@@ -352,6 +353,9 @@ class Player(Listener):
         self._last_write = now
         self._on_complete = on_complete
         self._fetching: asyncio.Task[None] | None = None
+        # --follow: at the end of the replay the connection is not ended but handed over
+        # (to the route's live feed), which then writes to its outlet.
+        self.hand_over: Callable[[Player], None] | None = None
         outlet.on_drained = self._drained
 
     def begin(self, preamble: bytes) -> None:
@@ -401,9 +405,12 @@ class Player(Listener):
         else:
             self._due = self.origin + plan.offset(stop)
         last = self.replay.is_over(stop)
-        if self._write(now, prefix + chunk if prefix else chunk, not last) and not last:
+        ends = last and self.hand_over is None
+        if self._write(now, prefix + chunk if prefix else chunk, not ends) and not last:
             return self._next_wake()
-        if last and not self.outlet.blocked:
+        if last and self.hand_over is not None:
+            self.hand_over(self)
+        elif last and not self.outlet.blocked:
             self._finished()
         return None
 
@@ -428,6 +435,8 @@ class Player(Listener):
             self.timer.at(self.timer.time(), self)
 
     def _drained(self) -> None:
+        if self.hand_over is not None and self.replay.is_over(self.n):
+            return  # handed over: the feed looks after the outlet now
         if self.outlet.completed:
             self._finished()
         else:
@@ -481,6 +490,9 @@ class Broadcast:
         self.ended = False
         self.closed = False
         self._on_end = on_end
+        # --follow: at the end of the timeline its subscribers are not ended but handed
+        # over (to the route's live feed) with the history, for those that lag behind.
+        self.hand_over: Callable[[Broadcast, list[Subscriber]], None] | None = None
         self._origin = 0.0
         self._last_write = 0.0
         self._fetching: asyncio.Task[None] | None = None
@@ -527,10 +539,18 @@ class Broadcast:
             else:  # the history keeps single events, for any resume point
                 for n in range(first, stop):
                     self._remember(self.replay.chunk(n, n + 1)[0])
-            self.ended = self.replay.is_over(stop)
+            over = self.replay.is_over(stop)
+            self.ended = over and self.hand_over is None
             self._last_write = now
             for subscriber in list(self._subscribers):
                 self._deliver(subscriber, first, chunk)
+            if over and self.hand_over is not None:
+                self.ended = self.closed = True
+                subscribers = list(self._subscribers)
+                self._subscribers.clear()
+                logger.info("the broadcast has played the existing records: live from here")
+                self.hand_over(self, subscribers)
+                return None
             if self.ended:
                 self.closed = True
                 logger.info("the broadcast has played to its end")
@@ -544,6 +564,10 @@ class Broadcast:
                     subscriber.outlet.write(PING)
         due = self._origin + plan.offset(self.position)
         return min(due, self._last_write + self.ping) if self.ping else due
+
+    def history(self) -> list[bytes]:
+        """The events kept, oldest first: the positions up to ``position``."""
+        return list(self._history)
 
     def _remember(self, event: bytes) -> None:
         """Keep an event for resuming clients, within the history's count and bytes."""

@@ -53,9 +53,19 @@ from sseplay.faults import (
     draw,
     parse_request_faults,
 )
-from sseplay.model import encode_retry
+from sseplay.follow import Follower, FollowInput, GrowingReplay, new_feed
+from sseplay.live import Feed, LiveSubscriber, Resume
+from sseplay.model import encode_comment, encode_retry
 from sseplay.redis_feed import RedisFeed, RedisStream
-from sseplay.replay import UNKNOWN, Replay, Start, decode_id, shown_id
+from sseplay.replay import (
+    FROM_THE_START,
+    UNKNOWN,
+    Replay,
+    Start,
+    decode_id,
+    positive_integer,
+    shown_id,
+)
 from sseplay.stream import Stream as PublicStream
 from sseplay.tls import TlsFiles, server_tls
 
@@ -92,7 +102,10 @@ FAVICON = (
 class Stream:
     route: str
     label: str
-    replay: Replay
+    # The records to replay; None for a followed input with none at start-up.
+    replay: Replay | None
+    # --follow: what is read for live events after the replay (``sseplay.follow``).
+    follow: FollowInput | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +160,12 @@ class Hub:
         self.broadcasts: dict[str, Broadcast] = {}
         # Redis routes: each one's reader and feed, started and stopped with the app.
         self.redis_feeds: dict[str, RedisFeed] = {}
+        # --follow: each followed route's live feed, and the follower that feeds it.
+        self.feeds: dict[str, Feed] = {}
+        self.followers: dict[str, Follower] = {}
+        self._following: list[asyncio.Task[None]] = []
+        # Connections handed over from their replay to a feed: the old listener -> the new.
+        self._moved: dict[Listener, Listener] = {}
         # Faults are looked at per connection only when there are any to look at.
         self.faulty = bool(options.faults) or options.fault_header
         self.fault_counters = FaultCounters()
@@ -165,7 +184,19 @@ class Hub:
         return self._timer
 
     def start(self) -> None:
-        """Start the broadcasts' timelines: they run from the moment the server is up."""
+        """Start the broadcasts' timelines (they run from the moment the server is up) and
+        the followers of followed inputs."""
+        loop = asyncio.get_running_loop()
+        for stream in self._streams:
+            if stream.follow is None:
+                continue
+            feed = new_feed(stream.follow, self.timer, self.options.ping, self._broadcast_ended)
+            replay = stream.replay if isinstance(stream.replay, GrowingReplay) else None
+            follower = Follower(stream.follow, feed, replay)
+            self.feeds[stream.route] = feed
+            self.followers[stream.route] = follower
+            feed.start()
+            self._following.append(loop.create_task(follower.run()))
         if self.options.broadcast:
             origin = None
             if self.options.epoch is not None:
@@ -173,19 +204,41 @@ class Hub:
                 # runs on the loop's monotonic clock, so it is mapped onto it once, here.
                 origin = self.timer.time() + (self.options.epoch - time.time())
             for stream in self._streams:
+                if stream.replay is None:
+                    continue
                 broadcast = Broadcast(
                     stream.replay, self.timer, self.options.ping, self._broadcast_ended
                 )
+                if stream.follow is not None:
+                    broadcast.hand_over = self._broadcast_handed_over
                 self.broadcasts[stream.route] = broadcast
                 broadcast.begin(origin)
+
+    async def stop_following(self) -> None:
+        """Stop the followers (the server is stopping)."""
+        tasks, self._following = self._following, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def _broadcast_ended(self) -> None:
         if self.on_complete is not None:
             self.on_complete()
 
-    def open(self, stream: Stream, outlet: Outlet, start: Start, preamble: bytes) -> Listener:
+    def open(
+        self, stream: Stream, outlet: Outlet, start: Start | Resume, preamble: bytes
+    ) -> Listener:
         """Start a connection's stream; it is listed before its first write, so that a
-        shutdown at any moment ends it."""
+        shutdown at any moment ends it. A ``Resume`` starts it in the route's live feed."""
+        if isinstance(start, Resume):
+            feed = self.feeds[stream.route]
+            live = feed.subscribe(outlet, start)
+            self.listeners.add(live)
+            feed.admit(live, preamble)
+            return live
+        assert stream.replay is not None
         broadcast = self.broadcasts.get(stream.route)
         if broadcast is not None:
             # A first connection joins live; a resuming one catches up from the history.
@@ -196,16 +249,101 @@ class Hub:
             return subscriber
         ping = self.options.ping
         player = Player(outlet, stream.replay, self.timer, start, ping, self.on_complete)
+        if stream.follow is not None:
+            player.hand_over = self._player_handed_over
         self.listeners.add(player)
         player.begin(preamble)
         return player
 
-    def close(self, stream: Stream, listener: Listener) -> None:
+    def live_start(self, stream: Stream, last_event_id: str | None, known: bool) -> Start | Resume:
+        """Where a connection to a followed route starts: a ``Start`` in the replay of the
+        existing records (it goes on into the feed at their end), or a ``Resume`` in the
+        feed. ``known`` is False for a Last-Event-ID that is not UTF-8."""
+        route = stream.route
+        feed, follower = self.feeds[route], self.followers[route]
+        source = follower.source
+        broadcast = self.broadcasts.get(route)
+        replaying = (
+            stream.replay is not None
+            and follower.reset_at is None
+            and (broadcast is None or not broadcast.closed)
+        )
+        if last_event_id and known:
+            number = positive_integer(last_event_id)
+            if number is not None and number <= feed.position:
+                if number < source.count and replaying:
+                    return Start(number)
+                return feed.resume(last_event_id)
+        unknown = bool(last_event_id) or not known
+        if source.from_end:
+            return Resume(feed.position, self._unknown(unknown, last_event_id, "the live edge"))
+        if replaying:
+            return UNKNOWN if unknown else FROM_THE_START
+        # No existing records to replay (none at start-up, or the file was truncated or
+        # replaced since): the live part from its start, as far as the history reaches.
+        if self.options.broadcast:
+            first = feed.position  # a broadcast is joined live
+        else:
+            first = feed.first if follower.reset_at is None else follower.reset_at
+        if first < feed.oldest:
+            logger.warning(
+                "%s: a new client starts at event %d: the %d before are no longer kept",
+                route,
+                feed.oldest + 1,
+                feed.oldest - first,
+            )
+        notice = self._unknown(unknown, last_event_id, "the start")
+        return Resume(max(first, feed.oldest), notice)
+
+    @staticmethod
+    def _unknown(unknown: bool, last_event_id: str | None, where: str) -> bytes:
+        if not unknown:
+            return b""
+        return encode_comment(
+            f"unknown Last-Event-ID {shown_id(last_event_id or '')}: from {where}"
+        )
+
+    def _player_handed_over(self, player: Player) -> None:
+        """A connection's replay of the existing records is over: it goes on in the feed."""
+        for stream in self._streams:
+            if stream.replay is player.replay:
+                feed = self.feeds[stream.route]
+                subscriber = feed.subscribe(player.outlet, Resume(player.n))
+                self._move(player, subscriber)
+                feed.admit(subscriber)
+                return
+
+    def _broadcast_handed_over(self, broadcast: Broadcast, subscribers: list[Subscriber]) -> None:
+        """The broadcast has played the existing records: its subscribers go on in the feed,
+        which takes its history so that those that lag behind catch up (ids = positions)."""
+        route = next(r for r, known in self.broadcasts.items() if known is broadcast)
+        feed = self.feeds[route]
+        history = broadcast.history()
+        oldest = broadcast.position - len(history)
+        feed.adopt([(str(oldest + i + 1), wire) for i, wire in enumerate(history)])
+        for old in subscribers:
+            new = feed.subscribe(old.outlet, Resume(old.seen_until))
+            self._move(old, new)
+            feed.admit(new)
+
+    def _move(self, old: Listener, new: Listener) -> None:
+        new.sent = old.sent
+        self.listeners.discard(old)
+        self.listeners.add(new)
+        self._moved[old] = new
+
+    def close(self, stream: Stream, listener: Listener) -> Listener:
+        """The connection has ended; the listener that had it last (after a hand-over)."""
+        listener = self._moved.pop(listener, listener)
         listener.outlet.close()
         self.listeners.discard(listener)
+        feed = self.feeds.get(stream.route)
+        if feed is not None and isinstance(listener, LiveSubscriber):
+            feed.unsubscribe(listener)
         broadcast = self.broadcasts.get(stream.route)
         if broadcast is not None and isinstance(listener, Subscriber):
             broadcast.unsubscribe(listener)
+        return listener
 
     def cut_off_stream(self, outlet: Outlet) -> None:
         """A client took nothing for the send timeout: end its request (ASGI has no other
@@ -219,6 +357,8 @@ class Hub:
         self.stopping = True
         for broadcast in self.broadcasts.values():
             broadcast.closed = True
+        for feed in self.feeds.values():
+            feed.closed = True
         for listener in list(self.listeners):
             outlet = listener.outlet
             if outlet.blocked:
@@ -269,6 +409,7 @@ def create_app(
         finally:
             for redis_feed in hub.redis_feeds.values():
                 await redis_feed.stop()
+            await hub.stop_following()
 
     app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.hub = hub
@@ -301,15 +442,7 @@ def create_app(
                 "worker": os.getpid(),
                 "workers": options.workers or 1,
                 "faults": dict(sorted(hub.fault_counters.by_kind.items())),
-                "streams": [
-                    {
-                        "route": s.route,
-                        "file": s.label,
-                        "events": s.replay.file.count,
-                        "types": sorted(s.replay.file.event_types),
-                    }
-                    for s in streams
-                ]
+                "streams": [_stream_health(s, hub) for s in streams]
                 + [
                     {
                         "route": r.route,
@@ -338,6 +471,19 @@ def create_app(
     return app
 
 
+def _stream_health(stream: Stream, hub: Hub) -> dict[str, Any]:
+    replay, feed = stream.replay, hub.feeds.get(stream.route)
+    health: dict[str, Any] = {
+        "route": stream.route,
+        "file": stream.label,
+        "events": replay.file.count if replay is not None else 0,
+        "types": sorted(replay.file.event_types) if replay is not None else [],
+    }
+    if feed is not None:  # --follow: the events so far, and whether the input is over
+        health.update(events=feed.position, live=not feed.ended)
+    return health
+
+
 class _StreamEndpoint:
     """A stream route as a plain ASGI endpoint: sse-starlette's headers, worked out once
     per app, and a body written by the hub's shared timer instead of a task group of
@@ -358,20 +504,26 @@ class _StreamEndpoint:
         if raw_id is None:
             raw_id = _query_parameter(scope["query_string"], b"lastEventId")
         last_event_id = None if raw_id is None else decode_id(raw_id)
+        start: Start | Resume
+        feed = hub.feeds.get(route)
         if raw_id and last_event_id is None:  # not UTF-8: no event has that id
-            start, shown = UNKNOWN, shown_id(raw_id)
+            shown = shown_id(raw_id)
+            start = UNKNOWN if feed is None else hub.live_start(self.stream, None, known=False)
         else:
-            start = replay.start_after(last_event_id)
             shown = shown_id(last_event_id or "")
+            if feed is not None:
+                start = hub.live_start(self.stream, last_event_id, known=True)
+            else:
+                assert replay is not None
+                start = replay.start_after(last_event_id)
         number, during = 0, None
         if hub.faulty:
             picked = await self._pick_faults(scope, receive, send, raw_id)
             if picked is None:  # answered instead of the stream
                 return
             number, during = picked
-        broadcast = hub.broadcasts.get(route)
         # 204 tells a browser to stop reconnecting (WHATWG 9.2.3): the replay is over.
-        if replay.is_over(start.n) or (broadcast is not None and broadcast.ended):
+        if _over(self.stream, hub, start):
             await Response(status_code=204)(scope, receive, send)
             logger.info(
                 "%s asked %s for more after its end (Last-Event-ID %s): 204 No Content",
@@ -393,7 +545,13 @@ class _StreamEndpoint:
             outlet: Outlet = self._faulty_outlet(send, receive, direct, task, number, during)
         else:
             outlet = Outlet(send, hub.options.send_timeout, self._cut_off, direct, task)
-        if not start.known:
+        if isinstance(start, Resume):
+            preamble = start.notice
+            if self.stream.follow is not None and self.stream.follow.retry is not None:
+                preamble = encode_retry(self.stream.follow.retry) + preamble
+            how = f"at live event {start.position + 1}" if raw_id else "live"
+            logger.info("%s connected to %s (%s)", _client(scope), route, how)
+        elif not start.known:
             logger.warning(
                 "%s connected to %s with an unknown Last-Event-ID %s: replaying from the start",
                 _client(scope),
@@ -406,7 +564,10 @@ class _StreamEndpoint:
             )
         else:
             logger.info("%s connected to %s", _client(scope), route)
-        listener = hub.open(self.stream, outlet, start, replay.preamble(start, shown))
+        if not isinstance(start, Resume):
+            assert replay is not None
+            preamble = replay.preamble(start, shown)
+        listener = hub.open(self.stream, outlet, start, preamble)
         try:
             # The request's own task waits here: a disconnect, or the end of the
             # response written by the timer, wakes it (uvicorn answers http.disconnect).
@@ -418,7 +579,7 @@ class _StreamEndpoint:
                 raise
             task.uncancel()
         finally:
-            hub.close(self.stream, listener)
+            listener = hub.close(self.stream, listener)
             if listener.complete:
                 how = "got the whole replay"
             elif hub.stopping:
@@ -429,7 +590,7 @@ class _StreamEndpoint:
                 how = f"cut off: it read nothing for {hub.options.send_timeout:g} s"
             elif outlet.failure:
                 how = f"ended: {outlet.failure}"
-            elif replay.failed:
+            elif replay is not None and replay.failed:
                 how = "its file cannot be read any more"
             else:
                 how = "disconnected"
@@ -531,6 +692,19 @@ class _StreamEndpoint:
             ping=hub.options.ping,
             jitter=lambda n: draw(seed, "jitter", route, number, n),
         )
+
+
+def _over(stream: Stream, hub: Hub, start: Start | Resume) -> bool:
+    """Whether a connection starting at ``start`` has nothing more to get: the stream is
+    over for it (answered 204)."""
+    if isinstance(start, Resume):
+        feed = hub.feeds[stream.route]
+        return feed.ended and start.position >= feed.position
+    if stream.follow is not None:
+        return False  # its replay goes on into the feed
+    assert stream.replay is not None
+    broadcast = hub.broadcasts.get(stream.route)
+    return stream.replay.is_over(start.n) or (broadcast is not None and broadcast.ended)
 
 
 class _RedisEndpoint:
@@ -861,16 +1035,18 @@ def tls_settings(files: TlsFiles | None, http2: bool) -> dict[str, Any]:
 
 def once_wait(streams: Sequence[Stream]) -> float:
     """How long ``--once`` waits for the client's reconnect (see ONCE_DEFAULT_RECONNECT)."""
-    retries = [s.replay.retry / 1000 for s in streams if s.replay.retry is not None]
+    retries = [s.replay.retry / 1000 for s in streams if s.replay and s.replay.retry is not None]
     reconnect = max(retries) if retries else ONCE_DEFAULT_RECONNECT
     return min(reconnect + ONCE_MARGIN, ONCE_LONGEST_WAIT)
 
 
 def _warn_of_faults_that_cannot_fire(faults: Sequence[FaultSpec], routes: Sequence[Stream]) -> None:
     """A fault at an event no stream reaches would pass a test that meant to see it fire."""
-    if not routes or any(stream.replay.plan.loop for stream in routes):
+    if not routes or any(stream.replay is None or stream.replay.plan.loop for stream in routes):
         return
-    longest = max(stream.replay.plan.total for stream in routes)
+    if any(stream.follow is not None for stream in routes):
+        return  # a followed stream has more events to come
+    longest = max(stream.replay.plan.total for stream in routes if stream.replay is not None)
     for spec in faults:
         if spec.kind in ("duplicate", "skip", "malformed"):
             needs = spec.at
@@ -944,9 +1120,10 @@ class Server:
                 continue
             if not isinstance(stream, PublicStream):
                 raise UsageError(f"{route}: expected a Stream, not {type(stream).__name__}")
-            if config.once and stream.replay.plan.loop and not config.broadcast:
+            replay = stream.replay
+            if config.once and replay is not None and replay.plan.loop and not config.broadcast:
                 raise UsageError("--once waits for the end of the replay, and --loop never ends")
-            routes.append(Stream(path, stream.label, stream.replay))
+            routes.append(Stream(path, stream.label, replay, stream.follow))
             every.append(routes[-1])
         self.routes: tuple[Stream, ...] = tuple(routes)
         self.live_routes = tuple(r for r in every if isinstance(r, LiveRoute))

@@ -9,6 +9,7 @@ small enough, the events themselves.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import math
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import orjson
 
@@ -29,6 +30,7 @@ from sseplay.model import DEFAULT_EVENT_TYPE, check_field, encode_body, event_ty
 from sseplay.model import Cue as Cue  # re-exported: replay takes it
 from sseplay.recording import is_header, recorded_cue
 from sseplay.records import (
+    CHUNK_SIZE,
     MAX_RECORD_BYTES,
     TOO_DEEP,
     ArrayScanner,
@@ -290,6 +292,45 @@ class EventFile:
                 index += 1
 
 
+class _Prefix(io.RawIOBase):
+    """The first ``limit`` bytes of a file, as if the file ended there."""
+
+    def __init__(self, raw: io.FileIO, limit: int) -> None:
+        super().__init__()
+        self._raw = raw
+        self._limit = limit
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._limit - self._raw.tell()
+        if left <= 0:
+            return 0
+        with memoryview(buffer) as view:
+            return self._raw.readinto(view[:left]) or 0
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+def open_prefix(path: Path, compressed: bool, prefix: int | None) -> IO[bytes]:
+    """The file's bytes, or only its first ``prefix`` bytes (a plain file only)."""
+    if prefix is None or compressed:
+        return open_binary(path, compressed)
+    return cast(IO[bytes], io.BufferedReader(_Prefix(io.FileIO(path, "rb"), prefix), CHUNK_SIZE))
+
+
 # How the start-up check reports its progress: (bytes read so far, bytes in all), counted
 # in bytes of the file on disk. Called about once per MiB read.
 ProgressCallback = Callable[[int, int], None]
@@ -303,16 +344,19 @@ def load_event_file(
     *,
     max_record_bytes: int = MAX_RECORD_BYTES,
     on_progress: ProgressCallback | None = None,
+    prefix: int | None = None,
 ) -> EventFile:
     """Check every record of a file and index it for serving; raise InputError on anything bad.
 
     ``path`` must be a regular file: a pipe or a device is read once only, so it is spooled
-    first (``sseplay.spool``). No record may be longer than ``max_record_bytes``."""
+    first (``sseplay.spool``). No record may be longer than ``max_record_bytes``.
+    ``prefix``: read only the file's first bytes, up to there (a file that is still being
+    written, followed from there on: ``sseplay.follow``); the file must not be gzip."""
     _require_regular_file(label, path)
-    compressed, layout = _sniff(label, path)
-    on_read = None if on_progress is None else _reporter(path, on_progress)
+    compressed, layout = _sniff(label, path, prefix)
+    on_read = None if on_progress is None or prefix is not None else _reporter(path, on_progress)
     indexer = _Indexer(
-        label, path, compressed, layout, mapping, memory_budget, max_record_bytes, on_read
+        label, path, compressed, layout, mapping, memory_budget, max_record_bytes, on_read, prefix
     )
     try:
         return indexer.run()
@@ -343,11 +387,11 @@ def _require_regular_file(label: str, path: Path) -> None:
         )
 
 
-def _sniff(label: str, path: Path) -> tuple[bool, Layout]:
+def _sniff(label: str, path: Path, prefix: int | None = None) -> tuple[bool, Layout]:
     """(whether the file is gzip, its layout); InputError for an empty or unreadable file."""
     try:
         compressed = is_gzip(path)
-        with open_binary(path, compressed) as stream:
+        with open_prefix(path, compressed, prefix) as stream:
             layout = sniff_layout(stream)
     except (FileNotFoundError, PermissionError) as error:
         raise _unreadable(label, error) from None
@@ -392,6 +436,7 @@ class _Indexer:
     memory_budget: int
     max_record: int = MAX_RECORD_BYTES
     on_read: Callable[[int], None] | None = None
+    prefix: int | None = None
 
     def run(self) -> EventFile:
         found = None
@@ -421,6 +466,8 @@ class _Indexer:
         )
 
     def _open(self) -> IO[bytes]:
+        if self.prefix is not None:
+            return open_prefix(self.path, self.compressed, self.prefix)
         return open_binary(self.path, self.compressed, self.on_read)
 
     # ---- errors, with where they are ----

@@ -10,14 +10,16 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Unpack
 
 from sseplay.config import StreamKeywords, StreamOptions
-from sseplay.errors import InputError
+from sseplay.errors import InputError, UsageError
+from sseplay.follow import FollowInput, GrowingReplay, prepare_file, prepare_stdin
 from sseplay.replay import Replay
 from sseplay.schedule import Plan
 from sseplay.source import EventFile, load_event_file
-from sseplay.spool import Spools
+from sseplay.spool import STDIN_NAME, Spools
 
 RECORDS_LABEL = "<records>"
 
@@ -26,34 +28,71 @@ class Stream:
     """A replay of one event file: what a route of a ``Server`` plays to its clients."""
 
     def __init__(
-        self, event_file: EventFile, options: StreamOptions, spools: Spools | None = None
+        self,
+        event_file: EventFile | None,
+        options: StreamOptions,
+        spools: Spools | None = None,
+        follow: FollowInput | None = None,
     ) -> None:
         self.options = options
         # Temporary copies the stream is served from, removed when the stream goes.
         self._spools = spools
-        self.replay = Replay(
-            event_file, Plan(event_file.count, event_file.times, options.timing), options.retry
-        )
+        # --follow: what is read for live events after the existing records (if any).
+        self.follow = follow
+        self.replay: Replay | None = None
+        if event_file is not None:
+            kind = Replay if follow is None else GrowingReplay
+            plan = Plan(event_file.count, event_file.times, options.timing)
+            self.replay = kind(event_file, plan, options.retry)
+        elif follow is None:
+            raise ValueError("a stream needs an event file, or an input to follow")
 
     @property
     def label(self) -> str:
         """Where the events come from, as errors and ``/healthz`` name it."""
+        if self.replay is None:
+            assert self.follow is not None
+            return self.follow.label
         return self.replay.file.label
 
     @property
     def count(self) -> int:
-        """How many events one round of the replay has."""
-        return self.replay.file.count
+        """How many events one round of the replay has (with ``follow``: at start-up)."""
+        return 0 if self.replay is None else self.replay.file.count
 
     def __repr__(self) -> str:
-        return f"<Stream {self.label} ({self.count} events)>"
+        live = ", followed" if self.follow is not None else ""
+        return f"<Stream {self.label} ({self.count} events{live})>"
+
+    @classmethod
+    def followed(cls, argument: str, label: str, options: StreamOptions) -> Stream:
+        """``--follow``: the file's complete lines now, then every record appended later;
+        ``-``: standard input, every record as it arrives (see ``sseplay.follow``)."""
+        if argument == STDIN_NAME:
+            return cls(
+                None,
+                options,
+                follow=prepare_stdin(
+                    options.mapping, from_end=options.from_end, retry=options.retry
+                ),
+            )
+        event_file, source = prepare_file(
+            label, Path(argument), options.mapping, from_end=options.from_end, retry=options.retry
+        )
+        return cls(event_file, options, follow=source)
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], **options: Unpack[StreamKeywords]) -> Stream:
         """A stream of the records in a JSON array or JSON Lines file (``.gz`` too), or of
         a recording made by ``sseplay tail --record``. A pipe is read to its end and a
-        ``.gz`` file decompressed once, into a temporary copy removed with the stream."""
+        ``.gz`` file decompressed once, into a temporary copy removed with the stream.
+
+        ``follow=True`` serves the file's records, then every record appended to it later,
+        as it is written (``-``: standard input, as it arrives); ``from_end=True`` starts
+        clients without a Last-Event-ID at the live edge."""
         stream_options = StreamOptions.of(**options)
+        if stream_options.follow:
+            return cls.followed(str(path), str(path), stream_options)
         spools = Spools()
         try:
             location = spools.prepare(str(path), str(path))
@@ -68,6 +107,8 @@ class Stream:
         """A stream of Python values, each one record as if read from a JSON file (dicts,
         lists, strings, numbers...: anything JSON can hold)."""
         stream_options = StreamOptions.of(**options)
+        if stream_options.follow:
+            raise UsageError("follow= follows a file or standard input: use Stream.from_file")
         # The records are written out as JSON Lines and checked like a file: the same
         # rules, the same errors, and memory bounded the same way however many there are.
         spools = Spools()

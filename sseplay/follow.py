@@ -1,0 +1,531 @@
+"""``--follow``: the records appended to a file, or arriving on a pipe, served as they come.
+
+At start-up the file's complete lines are its existing records, checked and served as
+any file is (ids 1 to n0, their positions). From there a ``Follower`` reads what is
+appended, like ``tail -F``, and publishes each record to the route's ``Feed`` with the
+next id (n0 + 1, n0 + 2...), as soon as its line end is read:
+
+- only complete lines are records: a partial last line waits for its line end;
+- each is checked with the same field mapping as the existing records; a bad one is one
+  log line ``FILE:LINE: what`` and is skipped (it takes no id; everyone else goes on);
+- a file that shrinks below what was read (truncated) or is replaced by another (a new
+  file renamed over it, log rotation) is read again from its start; ids keep rising,
+  never going back, so that a client's Last-Event-ID stays meaningful;
+- standard input (``-``) is read as it arrives, without a copy: every record is live,
+  and when the input closes the feed ends (clients get the end, then 204).
+
+Timing flags (--interval, --time-field's times, --speed, --max-gap) shape the replay of
+the existing records only: a live record is sent when it is read. A file is looked at
+every ``POLL_SECONDS`` (the target is a record at its clients within 100 ms of its line
+end). The pure part (``LineSplitter``, ``RecordChecker``) does no I/O; file reads go to a
+worker thread and a pipe is read when the event loop says it is readable, so nothing
+blocks the loop. Memory is bounded: a line is held only up to ``MAX_RECORD_BYTES``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sseplay.config import FieldMapping
+from sseplay.errors import InputError
+from sseplay.fanout import Timer
+from sseplay.live import Feed, LiveEvent
+from sseplay.model import with_id
+from sseplay.records import MAX_RECORD_BYTES, UTF8_BOM, is_gzip, loads, open_binary, sniff_layout
+from sseplay.replay import Replay, Unreadable, positive_integer
+from sseplay.source import DEFAULT_MEMORY_BUDGET, EventFile, RecordMapper, load_event_file
+
+logger = logging.getLogger("sseplay.follow")
+
+STDIN_LABEL = "<stdin>"
+# How often a followed file is looked at for appended bytes.
+POLL_SECONDS = 0.02
+# The most bytes one look reads: more are read at once, without waiting for the next look.
+READ_BYTES = 1 << 20
+# The last bytes read are read again with the next ones: when they differ, the file was
+# truncated and written again past where it was read (which its size alone cannot tell).
+SEEN_BYTES = 64
+# Reading back from the end of a file for its last line end, this much at a time.
+_TAIL_BYTES = 64 << 10
+
+
+# ---- the pure core: bytes in, checked events out ----
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One complete line: its 1-based number in the file and its bytes (without LF)."""
+
+    number: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TooLong:
+    """A line longer than the record limit, dropped as it came in."""
+
+    number: int
+
+
+class LineSplitter:
+    """Cuts bytes into complete lines as they arrive, in any pieces.
+
+    Only LF ends a line (JSON forbids raw line breaks in strings; a CR before the LF is
+    JSON whitespace). The unfinished last line is kept until its LF comes, but never more
+    than ``max_record`` bytes of it: a longer line is dropped as it arrives (reported
+    once, as ``TooLong``) and what follows its LF is read on."""
+
+    def __init__(self, max_record: int = MAX_RECORD_BYTES, first_line: int = 1) -> None:
+        self.max_record = max_record
+        self.line = first_line  # the number of the line being read
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._dropping = False
+
+    @property
+    def pending_bytes(self) -> int:
+        return self._pending_bytes
+
+    def reset(self, first_line: int = 1) -> None:
+        """Start over (the file was truncated or replaced): the partial line is gone."""
+        self.line = first_line
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._dropping = False
+
+    def feed(self, data: bytes) -> list[Line | TooLong]:
+        """The lines ``data`` completes, in order (blank lines are counted, not given)."""
+        out: list[Line | TooLong] = []
+        start = 0
+        while True:
+            end = data.find(b"\n", start)
+            if end < 0:
+                self._keep(data[start:], out)
+                return out
+            if self._dropping:
+                self._dropping = False
+            elif self._pending_bytes + end - start > self.max_record:
+                out.append(TooLong(self.line))
+            else:
+                piece = data[start:end]
+                if self._pending:
+                    self._pending.append(piece)
+                    piece = b"".join(self._pending)
+                if piece.strip():
+                    out.append(Line(self.line, piece))
+            self._pending.clear()
+            self._pending_bytes = 0
+            self.line += 1
+            start = end + 1
+
+    def finish(self) -> list[Line | TooLong]:
+        """The input is over: its last line, even without a line end (as a file's is)."""
+        if self._dropping or not self._pending:
+            return []
+        piece = b"".join(self._pending)
+        self.reset(self.line + 1)
+        return [Line(self.line - 1, piece)] if piece.strip() else []
+
+    def _keep(self, rest: bytes, out: list[Line | TooLong]) -> None:
+        if not rest or self._dropping:
+            return
+        if self._pending_bytes + len(rest) > self.max_record:
+            out.append(TooLong(self.line))
+            self._pending.clear()
+            self._pending_bytes = 0
+            self._dropping = True
+            return
+        self._pending.append(rest)
+        self._pending_bytes += len(rest)
+
+
+class RecordChecker:
+    """Turns one line into an event's wire bytes with its positional id, or says what is
+    wrong with it (ValueError): the same decoding and field mapping as the start-up check."""
+
+    def __init__(self, mapping: FieldMapping) -> None:
+        self.mapper = RecordMapper(mapping, recording=False)
+
+    def event(self, data: bytes, number: int) -> LiveEvent:
+        """Event number ``number`` (its id) from a line's bytes."""
+        if data.startswith(UTF8_BOM):
+            data = data[len(UTF8_BOM) :]
+        try:
+            record = loads(data)
+        except ValueError as error:
+            message = getattr(error, "msg", None) or str(error)
+            raise ValueError(
+                f"invalid JSON ({message}): each line must be one JSON value"
+            ) from None
+        # The time field, if any, must be there, but live records are sent when they are
+        # read: timing flags shape the replay of the existing records only.
+        cue, _ = self.mapper.cue(record)
+        return str(number), with_id(number, cue.body)
+
+
+# ---- start-up: what is followed, and from where ----
+
+
+@dataclass(frozen=True, slots=True)
+class FollowInput:
+    """What a followed route reads: a file from ``offset`` (where its complete lines
+    ended at start-up, after ``count`` records on ``lines`` lines), or standard input."""
+
+    label: str
+    path: Path | None  # None: standard input
+    offset: int
+    count: int
+    lines: int
+    mapping: FieldMapping
+    from_end: bool = False
+    retry: int | None = None
+    stdin_fd: int = 0
+
+
+def complete_lines_end(path: Path) -> int:
+    """The byte offset just after the file's last line end (0 when it has none)."""
+    with path.open("rb", buffering=0) as file:
+        end = os.fstat(file.fileno()).st_size
+        while end > 0:
+            start = max(0, end - _TAIL_BYTES)
+            file.seek(start)
+            block = file.read(end - start)
+            found = block.rfind(b"\n")
+            if found >= 0:
+                return start + found + 1
+            end = start
+    return 0
+
+
+def _count_lines(path: Path, stop: int) -> int:
+    count = 0
+    with path.open("rb", buffering=0) as file:
+        while stop > 0:
+            block = file.read(min(READ_BYTES, stop))
+            if not block:
+                break
+            count += block.count(b"\n")
+            stop -= len(block)
+    return count
+
+
+def _blank(path: Path, stop: int) -> bool:
+    """Whether the first ``stop`` bytes are only whitespace (a file with no record yet)."""
+    with path.open("rb", buffering=0) as file:
+        while stop > 0:
+            block = file.read(min(READ_BYTES, stop))
+            if not block:
+                return True
+            if block.removeprefix(UTF8_BOM).strip():
+                return False
+            stop -= len(block)
+    return True
+
+
+def prepare_file(
+    label: str,
+    path: Path,
+    mapping: FieldMapping,
+    *,
+    from_end: bool = False,
+    retry: int | None = None,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
+) -> tuple[EventFile | None, FollowInput]:
+    """Check the existing records of a file to follow (its complete lines now): the file
+    to replay (None when it has no record yet) and where following it starts."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise InputError(
+            label, "no such file: check the path (--follow needs the file to exist)"
+        ) from None
+    except OSError as error:
+        raise InputError(label, f"cannot be read: {error.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise InputError(
+            label,
+            "--follow reads a regular file, or standard input: give - and pipe it in "
+            "(sseplay serve - --follow < PIPE)",
+        )
+    try:
+        if is_gzip(path):
+            raise InputError(
+                label, "a gzip file cannot be followed: --follow needs plain JSON Lines"
+            )
+        end = complete_lines_end(path)
+        with open_binary(path, False) as stream:
+            layout = sniff_layout(stream)
+        blank = _blank(path, end)
+    except OSError as error:
+        raise InputError(label, f"cannot be read: {error.strerror or error}") from None
+    if layout == "array":
+        raise InputError(
+            label,
+            "this is a JSON array: --follow needs JSON Lines (one record per line), "
+            "so that records can be appended",
+        )
+    if blank:
+        return None, FollowInput(
+            label, path, end, 0, _count_lines(path, end), mapping, from_end, retry
+        )
+    event_file = load_event_file(label, path, mapping, memory_budget, prefix=end)
+    if not event_file.positional_ids:
+        raise InputError(
+            label,
+            "this is a recording from 'sseplay tail --record', which keeps its own ids: "
+            "--follow numbers events by position (serve the recording without --follow)",
+        )
+    lines = _count_lines(path, end)
+    return event_file, FollowInput(
+        label, path, end, event_file.count, lines, mapping, from_end, retry
+    )
+
+
+def prepare_stdin(
+    mapping: FieldMapping, *, from_end: bool = False, retry: int | None = None, fd: int = 0
+) -> FollowInput:
+    """Standard input, read as it arrives: every record is live."""
+    return FollowInput(STDIN_LABEL, None, 0, 0, 0, mapping, from_end, retry, fd)
+
+
+class GrowingReplay(Replay):
+    """The replay of a followed file's existing records, read back from disk: the file
+    grows while they are served, which is no change to them (a plain ``Replay`` would end
+    its streams at the first page read after an append). A file replaced or truncated
+    ends them, as ever, once the follower has seen it (``retire``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._retired: str | None = None
+
+    def retire(self, reason: str) -> None:
+        self._retired = reason
+
+    def _read_page(self, start: int, stop: int) -> list[Any]:
+        checked = self._identity
+        for attempt in range(3):
+            if self._retired is not None or checked is None:
+                break
+            try:
+                now = os.stat(self.file.path)
+            except OSError:
+                break
+            if (now.st_dev, now.st_ino) != checked[:2] or now.st_size < checked[2]:
+                break  # replaced or truncated: the plain check says so
+            # Only grown: compare the next reads with the file as it is now.
+            self._identity = (now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns)
+            try:
+                return super()._read_page(start, stop)
+            except Unreadable:
+                if attempt == 2:
+                    raise
+                # Appended to between the looks before and after the read: look again.
+        if self._retired is not None:
+            raise Unreadable(f"{self.file.label} {self._retired}: the replay ends here")
+        return super()._read_page(start, stop)
+
+
+# ---- the I/O edge: reading, and publishing to the feed ----
+
+
+class PositionalFeed(Feed):
+    """A feed whose ids are positions in the file: id k is the event at position k - 1."""
+
+    def position_of(self, event_id: str) -> int | None:
+        number = positive_integer(event_id)
+        if number is None or number > self.position:
+            return None
+        return number - 1
+
+
+@dataclass(slots=True)
+class _Look:
+    data: bytes = b""
+    reset: str | None = None  # why the file is read again from its start
+
+
+class Follower:
+    """Reads a followed input and publishes its records to ``feed``; run as a task."""
+
+    def __init__(self, source: FollowInput, feed: Feed, replay: GrowingReplay | None) -> None:
+        self.source = source
+        self.feed = feed
+        self.replay = replay
+        self.checker = RecordChecker(source.mapping)
+        self.splitter = LineSplitter(first_line=source.lines + 1)
+        # The feed position where the content after the last truncation or replacement
+        # starts (None: the existing records are still the file's).
+        self.reset_at: int | None = None
+        self.skipped = 0
+        self._fd: int | None = None
+        self._offset = source.offset
+        self._seen: bytes | None = None  # the file's SEEN_BYTES before ``_offset``
+        self._missing = False
+
+    async def run(self) -> None:
+        """Follow until cancelled (a file) or until the input closes (standard input). A
+        failure is logged and ends the route's streams; it never stops the server."""
+        try:
+            if self.source.path is None:
+                await self._read_stream(self.source.stdin_fd)
+                self._take(b"", last=True)
+                logger.info("%s closed: the stream ends", self.source.label)
+            else:
+                await self._follow_file(self.source.path)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            logger.error(
+                "%s cannot be followed any more (%s: %s): its streams end",
+                self.source.label,
+                type(error).__name__,
+                error,
+            )
+        finally:
+            self._close()
+        self.feed.end()
+
+    # -- a file --
+
+    async def _follow_file(self, path: Path) -> None:
+        while True:
+            look = await asyncio.to_thread(self._look, path)
+            if look.reset is not None:
+                self._reset(look.reset)
+            if look.data:
+                self._take(look.data)
+            if len(look.data) < READ_BYTES:
+                await asyncio.sleep(POLL_SECONDS)
+
+    def _look(self, path: Path) -> _Look:
+        """One look at the file (in a worker thread): what was appended, or a reset."""
+        if self._fd is None:
+            try:
+                self._fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                return _Look()
+        status = os.fstat(self._fd)
+        if status.st_size < self._offset:
+            self._offset, self._seen = 0, b""
+            return _Look(reset=f"was truncated (to {status.st_size:,} bytes)")
+        keep = min(self._offset, SEEN_BYTES)
+        data = os.pread(self._fd, READ_BYTES + keep, self._offset - keep)
+        seen, data = data[:keep], data[keep:]
+        if self._seen is None:  # the first look: what was read at start-up
+            self._seen = seen
+        if seen != self._seen:
+            self._offset, self._seen = 0, b""
+            return _Look(reset="was truncated and written again")
+        if data:
+            self._offset += len(data)
+            self._seen = (self._seen + data)[-SEEN_BYTES:]
+            self._note_back()
+            return _Look(data)
+        # At the end of the open file: is the path another file now (rotation)?
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            if not self._missing:
+                self._missing = True
+                logger.warning("%s is gone: waiting for it to come back", self.source.label)
+            return _Look()
+        if (current.st_dev, current.st_ino) != (status.st_dev, status.st_ino):
+            self._close()
+            self._offset, self._seen = 0, b""
+            self._note_back()
+            return _Look(reset="was replaced by another file")
+        self._note_back()
+        return _Look()
+
+    def _note_back(self) -> None:
+        if self._missing:
+            self._missing = False
+            logger.info("%s is back", self.source.label)
+
+    def _close(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _reset(self, how: str) -> None:
+        partial = self.splitter.pending_bytes
+        self.splitter.reset()
+        self.reset_at = self.feed.position
+        if self.replay is not None:
+            self.replay.retire(how)
+        logger.warning(
+            "%s %s: following it from its start; ids go on from %d%s",
+            self.source.label,
+            how,
+            self.feed.position + 1,
+            f" (an unfinished last line of {partial:,} bytes was dropped)" if partial else "",
+        )
+
+    # -- a pipe --
+
+    async def _read_stream(self, fd: int) -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(OSError):
+            os.set_blocking(fd, False)
+        while True:
+            try:
+                data = os.read(fd, READ_BYTES)
+            except BlockingIOError:
+                await _readable(loop, fd)
+                continue
+            if not data:
+                return
+            self._take(data)
+
+    # -- both --
+
+    def _take(self, data: bytes, last: bool = False) -> None:
+        """Check the lines ``data`` completes and publish their records in one batch."""
+        lines = self.splitter.feed(data)
+        if last:
+            lines += self.splitter.finish()
+        events: list[LiveEvent] = []
+        label = self.source.label
+        for line in lines:
+            if isinstance(line, TooLong):
+                self._skip(line.number, f"a record longer than {MAX_RECORD_BYTES >> 20} MiB")
+                continue
+            try:
+                events.append(self.checker.event(line.data, self.feed.position + len(events) + 1))
+            except ValueError as error:
+                self._skip(line.number, str(error))
+        if events:
+            self.feed.publish(events)
+            logger.debug("%s: %d new events, up to id %s", label, len(events), events[-1][0])
+
+    def _skip(self, line: int, problem: str) -> None:
+        self.skipped += 1
+        logger.warning("%s:%d: %s: the record is skipped", self.source.label, line, problem)
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    """Wait until ``fd`` (a pipe, a socket, a terminal) has something to read, or its end."""
+    ready = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
+def new_feed(source: FollowInput, timer: Timer, ping: float, on_end: Any = None) -> PositionalFeed:
+    """The feed of a followed route: its first live event is the one after the existing ones."""
+    return PositionalFeed(timer, ping, first=source.count, on_end=on_end)
