@@ -736,6 +736,14 @@ def publish(
         ),
     ] = None,
     loop: Annotated[bool, typer.Option("--loop", help="Play forever; ids stay unique.")] = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="Then publish every record appended to FILE (or arriving on -) as it is "
+            "written; timing flags apply to the existing records only.",
+        ),
+    ] = False,
     data_field: Annotated[
         str | None,
         typer.Option(metavar="FIELD", help="Field (dotted path) sent as the data."),
@@ -761,6 +769,7 @@ def publish(
         options = StreamOptions(
             FieldMapping(data_field, event_field, id_field, event_type, time_field),
             Timing(interval=interval, speed=speed, max_gap=max_gap, loop=loop),
+            follow=follow,
         )
         publish_options = PublishOptions(RedisTarget.parse(to, "--to"), maxlen)
         _setup_logging(quiet, verbose)
@@ -773,6 +782,7 @@ def run_publish(file: str, options: StreamOptions, publish_options: Any) -> None
     """Check the file, connect, then play it into the stream until its end (or Ctrl-C)."""
     import asyncio
 
+    from sseplay.follow import prepare_file, prepare_stdin
     from sseplay.publish import Publisher
     from sseplay.redis_source import redis_asyncio
     from sseplay.source import load_event_file
@@ -783,8 +793,14 @@ def run_publish(file: str, options: StreamOptions, publish_options: Any) -> None
     with Spools() as spools:
         try:
             with _sigterm_interrupts():
-                location = spools.prepare(file, label)
-                event_file = load_event_file(label, location, options.mapping)
+                follow_input = None
+                if options.follow and file == STDIN_NAME:
+                    event_file, follow_input = None, prepare_stdin(options.mapping)
+                elif options.follow:
+                    event_file, follow_input = prepare_file(label, Path(file), options.mapping)
+                else:
+                    location = spools.prepare(file, label)
+                    event_file = load_event_file(label, location, options.mapping)
         except KeyboardInterrupt:
             sys.stderr.write("sseplay: interrupted during the start-up check; nothing was sent\n")
             raise SystemExit(int(ExitCode.INTERRUPTED)) from None
@@ -795,7 +811,7 @@ def run_publish(file: str, options: StreamOptions, publish_options: Any) -> None
             await publisher.connect()
             log.info("publishing %s to %s", label, publish_options.target.shown)
             try:
-                return await publisher.run()
+                return await publisher.run(follow_input)
             finally:
                 await publisher.close()
 

@@ -21,19 +21,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
 from sseplay.config import StreamOptions
-from sseplay.errors import UsageError
+from sseplay.errors import StreamError, UsageError
+from sseplay.fanout import Timer
+from sseplay.live import Feed, LiveEvent
 from sseplay.model import DEFAULT_EVENT_TYPE, Cue
 from sseplay.redis_source import Backoff, RedisTarget, connection_errors, unavailable
 from sseplay.replay import ROUND_SEPARATOR
 from sseplay.schedule import DEFAULT_BATCH_LIMIT, Plan
 from sseplay.source import EventFile
+
+if TYPE_CHECKING:
+    from sseplay.follow import FollowInput
 
 logger = logging.getLogger("sseplay.publish")
 
@@ -61,12 +66,13 @@ class PublishOptions:
             )
 
 
-def entry_fields(cue: Cue, event_id: str | None) -> dict[str, str]:
+def entry_fields(body: bytes, event_id: str | None) -> dict[str, str]:
     """The fields of one entry: ``type``, ``id`` (when the event has one) and ``data``,
-    read back from the cue's wire lines (``encode_body``/``encode_without_id``)."""
+    read back from an event's wire lines (``encode_body``/``encode_without_id``; an
+    ``id:`` line in front is skipped: the id is given)."""
     event_type = DEFAULT_EVENT_TYPE
     data: list[str] = []
-    for line in cue.body.decode().split("\n"):
+    for line in body.decode().split("\n"):
         if line.startswith("data: "):
             data.append(line[6:])
         elif line.startswith("event: "):
@@ -94,15 +100,16 @@ class Publisher:
 
     def __init__(
         self,
-        file: EventFile,
+        file: EventFile | None,
         stream_options: StreamOptions,
         options: PublishOptions,
         *,
         backoff: Backoff | None = None,
         on_published: Callable[[int], None] | None = None,
     ) -> None:
+        # None: no existing records (a followed file with none yet, or standard input).
         self.file = file
-        self.plan = Plan(file.count, file.times, stream_options.timing)
+        self.timing = stream_options.timing
         self.options = options
         self.backoff = backoff or Backoff()
         self.on_published = on_published
@@ -115,50 +122,76 @@ class Publisher:
         self._client = target.client(socket_timeout=10.0)
         try:
             await self._client.ping()
-        except connection_errors() as error:
-            await self.close()
-            raise unavailable(target, error) from None
-        except Exception as error:  # AUTH refused, no such database...
+        except Exception as error:  # refused, AUTH refused, no such database...
             await self.close()
             raise unavailable(target, error) from None
 
-    async def run(self) -> int:
+    async def run(self, follow: FollowInput | None = None) -> int:
+        """Play the file on its plan; then, with ``follow``, every record appended to it
+        (or arriving on standard input) as it is read, until the input closes."""
         if self._client is None:
             await self.connect()
+        if self.file is not None:
+            await self._play(self.file)
+        if follow is not None:
+            await self._follow(follow)
+        return self.published
+
+    async def _play(self, file: EventFile) -> None:
+        plan = Plan(file.count, file.times, self.timing)
         loop = asyncio.get_running_loop()
         origin = loop.time()
         n = 0
-        plan = self.plan
         while n < plan.total:
             delay = origin + plan.offset(n) - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             stop = plan.due_stop(n, loop.time() - origin, min(PUBLISH_BATCH, DEFAULT_BATCH_LIMIT))
             stop = max(stop, n + 1)
-            cues = await self._cues(n, stop)
+            cues = await self._cues(file, n, stop)
             await self._add(
                 [
-                    entry_fields(cue, event_id_of(self.file, n + i, cue))
+                    entry_fields(cue.body, event_id_of(file, n + i, cue))
                     for i, cue in enumerate(cues)
                 ]
             )
             n += len(cues)
-            self.published = n
-            if self.on_published is not None:
-                self.on_published(n)
-        return n
+            self._count(len(cues))
 
-    async def _cues(self, first: int, stop: int) -> list[Cue]:
+    def _count(self, added: int) -> None:
+        self.published += added
+        if self.on_published is not None:
+            self.on_published(self.published)
+
+    async def _follow(self, source: FollowInput) -> None:
+        """The ``Follower`` of ``serve --follow`` reads the input from where its existing
+        records end and publishes to a feed; here that feed is a queue of XADDs."""
+        from sseplay.follow import Follower
+
+        loop = asyncio.get_running_loop()
+        sink = _XaddQueue(Timer(loop), first=source.count)
+        follower = loop.create_task(Follower(source, sink, None).run())
+        logger.info("following %s: each record is published as it is read", source.label)
+        try:
+            while (batch := await sink.batches.get()) is not None:
+                await self._add([entry_fields(wire, event_id) for event_id, wire in batch])
+                self._count(len(batch))
+        finally:
+            follower.cancel()
+            await asyncio.wait((follower,))
+
+    async def _cues(self, file: EventFile, first: int, stop: int) -> list[Cue]:
         """Events ``first`` to ``stop`` (one round at most); read in a thread from disk."""
-        count = self.file.count
-        index = first % count
-        end = min(index + (stop - first), count)
-        if self.file.in_memory:
-            return self.file.cues(index, end)
-        cues: list[Cue] = await anyio.to_thread.run_sync(self.file.cues, index, end)
+        index = first % file.count
+        end = min(index + (stop - first), file.count)
+        if file.in_memory:
+            return file.cues(index, end)
+        cues: list[Cue] = await anyio.to_thread.run_sync(file.cues, index, end)
         return cues
 
     async def _add(self, entries: list[dict[str, str]]) -> None:
+        from redis.exceptions import RedisError
+
         target = self.options.target
         attempt = 0
         lost = False
@@ -180,6 +213,11 @@ class Publisher:
                 await asyncio.sleep(self.backoff.delay(attempt))
                 attempt += 1
                 continue
+            except RedisError as error:  # an answer instead of the entries: WRONGTYPE, OOM...
+                raise StreamError(
+                    f"Redis at {target.shown} refused the entries after {self.published} "
+                    f"events: {error}"
+                ) from None
             if lost:
                 logger.warning("Redis at %s is back: publishing on", target.shown)
             return
@@ -188,3 +226,25 @@ class Publisher:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
+
+
+class _XaddQueue(Feed):
+    """The feed a ``Follower`` publishes to, for ``publish --follow``: its batches wait
+    here for their XADDs (the positions count on, as the follower's ids expect); ``None``
+    says the input closed. No history, no subscribers."""
+
+    def __init__(self, timer: Timer, first: int) -> None:
+        super().__init__(timer, 0, first=first)
+        self.batches: asyncio.Queue[list[LiveEvent] | None] = asyncio.Queue()
+
+    def publish(self, events: Sequence[LiveEvent]) -> None:
+        if not events or self.ended:
+            return
+        self.position += len(events)
+        self.last_id = events[-1][0]
+        self.batches.put_nowait(list(events))
+
+    def end(self) -> None:
+        if not self.ended:
+            self.ended = self.closed = True
+            self.batches.put_nowait(None)

@@ -235,6 +235,86 @@ def test_publish_to_a_redis_that_is_down_is_one_line_and_exit_4(tmp_path: Path) 
     assert result.stderr.startswith(f"sseplay: error: cannot connect to Redis at {url}: ")
 
 
+def _wait_for_length(redis_client: redis.Redis, key: str, length: int) -> None:
+    deadline = time.monotonic() + 10
+    while redis_client.xlen(key) < length:
+        assert time.monotonic() < deadline, f"{redis_client.xlen(key)} of {length} entries"
+        time.sleep(0.01)
+
+
+def test_publish_follow_publishes_each_appended_record_as_it_is_written(
+    server: RedisServer, key: str, tmp_path: Path
+) -> None:
+    events = write_lines(tmp_path / "growing.jsonl", [{"n": 1}, {"n": 2}])
+    redis_client = client(server)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sseplay", "publish", str(events), "--to", server.url(key),
+         "--interval", "0", "--follow"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        _wait_for_length(redis_client, key, 2)
+        with events.open("a") as growing:
+            growing.write('{"n": 3}\n{"n": ')  # a partial line waits for its line end
+            growing.flush()
+            _wait_for_length(redis_client, key, 3)
+            time.sleep(0.1)
+            assert redis_client.xlen(key) == 3
+            written = time.monotonic()
+            growing.write("4}\n")
+            growing.flush()
+            _wait_for_length(redis_client, key, 4)
+            assert time.monotonic() - written < 1
+    finally:
+        process.terminate()
+        _, err = process.communicate(timeout=10)
+    entries = client(server).xrange(key)
+    assert [fields[b"id"] for _, fields in entries] == [b"1", b"2", b"3", b"4"]
+    assert [fields[b"data"] for _, fields in entries] == [
+        b'{"n":1}',
+        b'{"n":2}',
+        b'{"n":3}',
+        b'{"n":4}',
+    ]
+    assert b"Traceback" not in err
+
+
+def test_publish_follow_on_standard_input_ends_when_the_input_closes(
+    server: RedisServer, key: str
+) -> None:
+    redis_client = client(server)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sseplay", "publish", "-", "--to", server.url(key), "--follow",
+         "--event-field", "kind"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    assert process.stdin is not None
+    try:
+        process.stdin.write(b'{"kind": "a"}\n')
+        process.stdin.flush()
+        _wait_for_length(redis_client, key, 1)  # sent as it arrives, not at the end
+        # The last line, then the end of the input: the command ends.
+        _, err = process.communicate(b'{"kind": "b"}\n', timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert b"published 2 events" in err
+    assert [fields[b"type"] for _, fields in redis_client.xrange(key)] == [b"a", b"b"]
+
+
+def test_publish_follow_refuses_loop_and_id_field(tmp_path: Path) -> None:
+    events = write_lines(tmp_path / "events.jsonl", [{"n": 1}])
+    for flag in (["--loop"], ["--id-field", "n"]):
+        result = run_cli(
+            "publish", str(events), "--to", "redis://127.0.0.1:1/0?stream=a", "--follow", *flag
+        )
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1
+        assert flag[0] in result.stderr
+
+
 # The reader: XREAD BLOCK, XRANGE backfill, trimmed ids, reconnecting.
 
 
