@@ -175,8 +175,9 @@ def serve(
         list[str],
         typer.Argument(
             metavar="FILE...",  # any number of them
-            help="Event files (JSON array or JSON Lines, .gz too; - for stdin). "
-            "ROUTE=FILE serves FILE at /ROUTE.",
+            help="Event files (JSON array or JSON Lines, .gz too; - for stdin), or Redis "
+            "streams served live: redis://HOST:PORT/DB?stream=KEY. ROUTE=FILE serves FILE "
+            "at /ROUTE.",
             show_default=False,
         ),
     ],

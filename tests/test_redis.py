@@ -683,3 +683,21 @@ def test_a_file_and_a_redis_stream_are_served_side_by_side(
         assert health["streams"][1]["file"] == server.url(key)
         replay = httpx.get(process.urls[0], timeout=10)
         assert replay.text.count("data: ") == 2
+
+
+def test_a_backfill_longer_than_a_page_comes_whole_and_in_order(
+    server: RedisServer, key: str
+) -> None:
+    redis_client = client(server)
+    pipe = redis_client.pipeline(transaction=False)
+    for n in range(2500):  # two and a half pages of XRANGE (BATCH_ENTRIES)
+        pipe.xadd(key, {"data": f"old {n}"})
+    added = [entry_id.decode() for entry_id in pipe.execute()]
+    with serve_redis(server.url(key)) as process:
+        settled(process)
+        with Client(process.url, last_event_id=added[0]) as resuming:
+            resuming.wait_for(2499)
+            added += publish(redis_client, key, ["live"])
+            events = resuming.wait_for(2500)
+    assert [event.id for event in events] == added[1:]
+    assert events[-1].data == "live"
