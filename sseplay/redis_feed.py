@@ -129,6 +129,9 @@ class RedisFeed:
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self._moved = asyncio.Event()
+        # The id of the last entry the feed has (the live edge at start-up before any):
+        # backfills end here, where the feed's own events begin.
+        self.edge = "0-0"
 
     @property
     def feed(self) -> Feed:
@@ -156,6 +159,7 @@ class RedisFeed:
                     logger.warning("%s: retrying", error)
                 await asyncio.sleep(self.reader.backoff.delay(attempt))
                 attempt += 1
+        self.edge = self.reader.last_id
         self._ready.set()
         logger.info("reading %s live after entry %s", self.target.shown, self.reader.last_id)
         try:
@@ -167,6 +171,7 @@ class RedisFeed:
 
     def _publish(self, entries: list[Entry]) -> None:
         self.feed.publish([(entry.id, entry.wire) for entry in entries])
+        self.edge = entries[-1].id
         moved, self._moved = self._moved, asyncio.Event()
         moved.set()
 
@@ -183,7 +188,7 @@ class RedisFeed:
         """Wait until this server has read up to ``wanted``; False after CATCH_UP_WAIT."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CATCH_UP_WAIT
-        while (parse_entry_id(self.reader.last_id) or (0, 0)) < wanted:
+        while (parse_entry_id(self.edge) or (0, 0)) < wanted:
             left = deadline - loop.time()
             if left <= 0:
                 return False
@@ -216,7 +221,7 @@ class RedisFeed:
             # Registered at the live edge first: what is published while the page is read
             # waits in the feed's history, and the page ends where the feed's events begin.
             subscriber = feed.subscribe(outlet, Resume(feed.position))
-            edge = self.reader.last_id
+            edge = self.edge
             try:
                 page = await self.reader.backfill(after, edge, pages=1)
             except BaseException:

@@ -18,8 +18,10 @@ import httpx
 import pytest
 
 from sseplay.errors import UsageError
+from sseplay.fanout import Outlet, Timer
 from sseplay.model import Event
 from sseplay.parser import EventStreamParser
+from sseplay.redis_feed import RedisFeed, RedisStream
 from sseplay.redis_source import (
     Backoff,
     Entry,
@@ -701,3 +703,45 @@ def test_a_backfill_longer_than_a_page_comes_whole_and_in_order(
             events = resuming.wait_for(2500)
     assert [event.id for event in events] == added[1:]
     assert events[-1].data == "live"
+
+
+def test_a_client_ahead_of_a_lagging_server_gets_nothing_twice(
+    server: RedisServer, key: str
+) -> None:
+    # A client moves from a server that has read further than this one: this one must
+    # not send it the entries up to its Last-Event-ID again once it reads them.
+    redis_client = client(server)
+    publish(redis_client, key, ["before"])
+
+    async def scenario() -> tuple[bytes, list[str]]:
+        loop = asyncio.get_running_loop()
+        redis_feed = RedisFeed(RedisStream(server.url(key), block=0.2))
+        # This server hands what it reads to its feed 0.3 s late.
+        redis_feed.reader.on_entries = lambda entries: loop.call_later(
+            0.3, redis_feed._publish, entries
+        )
+        redis_feed.start(Timer(loop), ping=0)
+        chunks: list[bytes] = []
+
+        async def send(message: dict[str, object]) -> None:
+            chunks.append(message["body"])  # type: ignore[arg-type]
+
+        try:
+            await redis_feed._ready.wait()
+            added = publish(redis_client, key, ["one", "two", "three"])
+            outlet = Outlet(send, 10, lambda outlet: None)
+            subscriber = await redis_feed.join(outlet, added[1], b"")
+            assert subscriber is not None
+            added += publish(redis_client, key, ["four"])
+            deadline = loop.time() + 5
+            while b"four" not in b"".join(chunks):
+                assert loop.time() < deadline
+                await asyncio.sleep(0.01)
+            outlet.close()
+        finally:
+            await redis_feed.stop()
+        return b"".join(chunks), added
+
+    received, added = asyncio.run(scenario())
+    parsed = EventStreamParser().feed(received)
+    assert [event.id for event in parsed] == added[2:]
