@@ -47,8 +47,19 @@ published meanwhile are held for it, in the history), the backfill is read up to
 and no duplicate between the two. Between ``subscribe`` and ``admit`` nothing is
 written to the subscriber.
 
+``admit``'s ``backlog`` is written as it is: its events are the source's to count in
+``subscriber.sent`` (the log line when the connection ends says how many it got).
+
 Subscribers are ``fanout.Listener``s, so the server's list of connections, ``/healthz``,
 shutdown and the send-timeout cut-off treat them like any other stream.
+
+Serving a feed (``sseplay.server``): a route's feed is ``Hub.feeds[route]``, made and
+``start``ed in ``Hub.start`` (the producer is a task started there and cancelled in
+``Hub.stop_following``). The endpoint asks ``Hub.live_start``, which for a feed that is
+not a followed file is ``feed.resume(Last-Event-ID)``; a ``Resume`` whose position is at
+or past the end of an ended feed is answered 204 (WHATWG HTML 9.2.3), any other opens
+the stream with ``Hub.open(stream, outlet, resume, preamble)`` (subscribe, then admit,
+with the ``notice`` after the ``retry:`` preamble).
 """
 
 from __future__ import annotations

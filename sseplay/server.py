@@ -256,11 +256,17 @@ class Hub:
         return player
 
     def live_start(self, stream: Stream, last_event_id: str | None, known: bool) -> Start | Resume:
-        """Where a connection to a followed route starts: a ``Start`` in the replay of the
-        existing records (it goes on into the feed at their end), or a ``Resume`` in the
-        feed. ``known`` is False for a Last-Event-ID that is not UTF-8."""
+        """Where a connection to a route with a live feed (``self.feeds``) starts: for a
+        followed file, a ``Start`` in the replay of its existing records (it goes on into
+        the feed at their end) or a ``Resume`` in the feed; for any other feed, where its
+        ``resume`` says. ``known`` is False for a Last-Event-ID that is not UTF-8."""
         route = stream.route
-        feed, follower = self.feeds[route], self.followers[route]
+        feed, follower = self.feeds[route], self.followers.get(route)
+        if follower is None:  # a feed of another source: its own resume rules
+            resume = feed.resume(last_event_id if known else None)
+            if known:
+                return resume
+            return Resume(resume.position, self._unknown(True, last_event_id, "the live edge"))
         source = follower.source
         broadcast = self.broadcasts.get(route)
         replaying = (

@@ -11,15 +11,17 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 from sseplay.config import StreamKeywords, StreamOptions
 from sseplay.errors import InputError, UsageError
-from sseplay.follow import FollowInput, GrowingReplay, prepare_file, prepare_stdin
 from sseplay.replay import Replay
 from sseplay.schedule import Plan
 from sseplay.source import EventFile, load_event_file
 from sseplay.spool import STDIN_NAME, Spools
+
+if TYPE_CHECKING:  # the follower is imported when used: it needs the server's fan-out
+    from sseplay.follow import FollowInput
 
 RECORDS_LABEL = "<records>"
 
@@ -41,6 +43,8 @@ class Stream:
         self.follow = follow
         self.replay: Replay | None = None
         if event_file is not None:
+            from sseplay.follow import GrowingReplay
+
             kind = Replay if follow is None else GrowingReplay
             plan = Plan(event_file.count, event_file.times, options.timing)
             self.replay = kind(event_file, plan, options.retry)
@@ -68,6 +72,8 @@ class Stream:
     def followed(cls, argument: str, label: str, options: StreamOptions) -> Stream:
         """``--follow``: the file's complete lines now, then every record appended later;
         ``-``: standard input, every record as it arrives (see ``sseplay.follow``)."""
+        from sseplay.follow import prepare_file, prepare_stdin
+
         if argument == STDIN_NAME:
             return cls(
                 None,

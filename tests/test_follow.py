@@ -269,6 +269,7 @@ def test_truncation_and_replacement_are_read_from_their_start_with_ids_rising(
         late = connect(readers, server.url)
         assert late.wait_for(3) == [4, 5, 6]
         returned = server.stop()
+    assert returned[0] == 0  # stopped with live clients connected, cleanly
     assert "was truncated" in returned[2]
     assert "was replaced by another file" in returned[2]
 
@@ -348,6 +349,47 @@ def test_broadcast_hands_its_subscribers_over_to_the_live_records(
         assert resumed.wait_for(3) == [10, 11, 12]
 
 
+def test_a_client_that_stops_reading_never_holds_the_others_and_is_cut_off(
+    tmp_path: Path, readers: list[Reader]
+) -> None:
+    path = write_lines(tmp_path / "log.jsonl", [{"n": 1}])
+    with follow(path, "--send-timeout", "0.5") as server:
+        parts = urlsplit(server.url)
+        frozen = socket.socket()
+        frozen.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect
+        frozen.settimeout(WAIT)
+        frozen.connect((parts.hostname, parts.port))
+        frozen.sendall(f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
+        reader = connect(readers, server.url)
+        reader.wait_for(1)
+        connected(server, 2)
+        pad = "x" * 50_000
+        started = time.monotonic()
+        for n in range(2, 302):  # 15 MB: far more than the socket buffers hold
+            append(path, {"n": n, "pad": pad})
+        assert reader.wait_for(301) == list(range(1, 302))
+        assert time.monotonic() - started < 3.0
+        connected_now = _connections(server)
+        deadline = time.monotonic() + WAIT
+        while connected_now > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            connected_now = _connections(server)
+        frozen.close()
+        assert connected_now == 1  # the frozen one was cut off after --send-timeout
+        append(path, {"n": 302})
+        assert reader.wait_for(302)[-1] == 302
+        _, _, err = server.stop()
+    assert "cut off: it read nothing for 0.5 s" in err
+
+
+def _connections(process: ServeProcess) -> int:
+    import httpx
+
+    health = process.url.rsplit("/", 1)[0] + "/healthz"
+    count: int = httpx.get(health, timeout=WAIT).json()["connections"]
+    return count
+
+
 # ---- standard input ----
 
 
@@ -414,6 +456,11 @@ def test_stdin_records_go_out_as_they_arrive_and_closing_it_ends_the_stream(
         again = connect(readers, served.url, last_event_id="3")
         assert again.ended.wait(WAIT)
         assert again.status == 204
+        import httpx
+
+        health = httpx.get(served.url.rsplit("/", 1)[0] + "/healthz", timeout=WAIT).json()
+        assert health["streams"][0]["events"] == 3
+        assert health["streams"][0]["live"] is False
         err = served.stop()
     assert "<stdin> closed" in err
 
