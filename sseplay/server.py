@@ -58,6 +58,7 @@ from sseplay.faults import (
 from sseplay.follow import Follower, FollowInput, GrowingReplay, new_feed
 from sseplay.live import Feed, LiveSubscriber, Resume
 from sseplay.model import encode_comment, encode_retry
+from sseplay.redis_feed import RedisFeed, RedisStream
 from sseplay.replay import (
     FROM_THE_START,
     UNKNOWN,
@@ -110,6 +111,15 @@ class Stream:
 
 
 @dataclass(frozen=True, slots=True)
+class LiveRoute:
+    """A route served live from a Redis stream (``sseplay.redis_feed``)."""
+
+    route: str
+    label: str
+    source: RedisStream
+
+
+@dataclass(frozen=True, slots=True)
 class AppOptions:
     broadcast: bool = False
     ping: float = DEFAULT_PING
@@ -150,6 +160,8 @@ class Hub:
         self._timer: Timer | None = None
         self._streams = streams
         self.broadcasts: dict[str, Broadcast] = {}
+        # Redis routes: each one's reader and feed, started and stopped with the app.
+        self.redis_feeds: dict[str, RedisFeed] = {}
         # --follow: each followed route's live feed, and the follower that feeds it.
         self.feeds: dict[str, Feed] = {}
         self.followers: dict[str, Follower] = {}
@@ -384,6 +396,7 @@ def create_app(
     options: AppOptions,
     on_complete: Callable[[], None] | None = None,
     on_over: Callable[[], None] | None = None,
+    live: Sequence[LiveRoute] = (),
 ) -> FastAPI:
     """The whole server. ``on_complete`` runs when a client has received a whole replay
     (or, in broadcast mode, when the shared timeline has played to its end); ``on_over``
@@ -391,12 +404,19 @@ def create_app(
     holds its open streams: ``StreamingServer`` ends them when it stops."""
     hub = Hub(streams, options, on_complete, on_over)
 
+    for live_route in live:
+        hub.redis_feeds[live_route.route] = RedisFeed(live_route.source)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub.start()
+        for redis_feed in hub.redis_feeds.values():
+            redis_feed.start(hub.timer, options.ping)
         try:
             yield
         finally:
+            for redis_feed in hub.redis_feeds.values():
+                await redis_feed.stop()
             await hub.stop_following()
 
     app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
@@ -416,6 +436,9 @@ def create_app(
     for stream in streams:
         endpoint = _StreamEndpoint(stream, hub)
         app.router.routes.append(Route(stream.route, endpoint, methods=["GET", "POST"]))
+    for live_route in live:
+        redis_endpoint = _RedisEndpoint(live_route, hub.redis_feeds[live_route.route], hub)
+        app.router.routes.append(Route(live_route.route, redis_endpoint, methods=["GET", "POST"]))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -427,7 +450,19 @@ def create_app(
                 "worker": os.getpid(),
                 "workers": options.workers or 1,
                 "faults": dict(sorted(hub.fault_counters.by_kind.items())),
-                "streams": [_stream_health(s, hub) for s in streams],
+                "streams": [_stream_health(s, hub) for s in streams]
+                + [
+                    {
+                        "route": r.route,
+                        "file": r.label,
+                        # Published since the server started; a live stream has no end.
+                        "events": hub.redis_feeds[r.route].published,
+                        "types": [],
+                        "live": True,
+                        "connected": hub.redis_feeds[r.route].reader.connected,
+                    }
+                    for r in live
+                ],
             }
         )
 
@@ -692,6 +727,83 @@ def _over(stream: Stream, hub: Hub, start: Start | Resume) -> bool:
     assert stream.replay is not None
     broadcast = hub.broadcasts.get(stream.route)
     return stream.replay.is_over(start.n) or (broadcast is not None and broadcast.ended)
+
+
+class _RedisEndpoint:
+    """A Redis stream's route: each connection joins the route's ``RedisFeed`` (with a
+    backfill when it resumes) and is then written to by the feed, as a broadcast's are."""
+
+    def __init__(self, live: LiveRoute, redis_feed: RedisFeed, hub: Hub) -> None:
+        self.live = live
+        self.redis_feed = redis_feed
+        self.hub = hub
+        self._cut_off = hub.cut_off_stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hub, route = self.hub, self.live.route
+        raw_id = _header(scope, b"last-event-id")
+        if raw_id is None:  # WHATWG 9.2.4; the query parameter stands in on a first connection
+            raw_id = _query_parameter(scope["query_string"], b"lastEventId")
+        last_event_id = None if raw_id is None else decode_id(raw_id)
+        if raw_id and last_event_id is None:
+            last_event_id = shown_id(raw_id)  # not UTF-8: no entry has that id
+        await send({"type": "http.response.start", "status": 200, "headers": hub.headers})
+        if scope["method"] == "HEAD":
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        direct = DirectBody.of(scope, receive, fast=hub.options.direct_writes)
+        outlet = Outlet(send, hub.options.send_timeout, self._cut_off, direct, task)
+        retry = self.live.source.retry
+        preamble = encode_retry(retry) if retry is not None else b""
+        if last_event_id:
+            logger.info(
+                "%s connected to %s (resuming after %s)",
+                _client(scope),
+                route,
+                shown_id(last_event_id),
+            )
+        else:
+            logger.info("%s connected to %s", _client(scope), route)
+        listener: Listener | None = None
+        how = "disconnected"
+        try:
+            try:
+                listener = await self.redis_feed.join(outlet, last_event_id, preamble)
+            except Exception as error:  # Redis lost during the backfill: the client retries
+                how = f"ended: Redis could not be read for its backfill ({error})"
+                outlet.write(b"", more_body=False)
+                return
+            if listener is None:
+                return
+            hub.listeners.add(listener)
+            if hub.stopping:
+                outlet.write(b"", more_body=False)
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        except asyncio.CancelledError:
+            if not (outlet.cut_off or outlet.failure):
+                raise
+            task.uncancel()
+        finally:
+            outlet.close()
+            if listener is not None:
+                hub.listeners.discard(listener)
+                self.redis_feed.feed.unsubscribe(listener)  # type: ignore[arg-type]
+            if hub.stopping:
+                how = "the server stopped"
+            elif outlet.cut_off:
+                how = f"cut off: it read nothing for {hub.options.send_timeout:g} s"
+            elif outlet.failure:
+                how = f"ended: {outlet.failure}"
+            logger.info(
+                "%s left %s after %d events (%s)",
+                _client(scope),
+                route,
+                listener.sent if listener is not None else 0,
+                how,
+            )
 
 
 def _transport(receive: Receive) -> asyncio.Transport | None:
@@ -1091,7 +1203,9 @@ def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True)
     return sock
 
 
-def stream_urls(sock: socket.socket, streams: Sequence[Stream], scheme: str = "http") -> list[str]:
+def stream_urls(
+    sock: socket.socket, streams: Sequence[Stream | LiveRoute], scheme: str = "http"
+) -> list[str]:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     return [f"{scheme}://{shown}:{port}{s.route}" for s in streams]
@@ -1137,7 +1251,7 @@ def once_wait(streams: Sequence[Stream]) -> float:
 
 def _warn_of_faults_that_cannot_fire(faults: Sequence[FaultSpec], routes: Sequence[Stream]) -> None:
     """A fault at an event no stream reaches would pass a test that meant to see it fire."""
-    if any(stream.replay is None or stream.replay.plan.loop for stream in routes):
+    if not routes or any(stream.replay is None or stream.replay.plan.loop for stream in routes):
         return
     if any(stream.follow is not None for stream in routes):
         return  # a followed stream has more events to come
@@ -1157,6 +1271,19 @@ def _warn_of_faults_that_cannot_fire(faults: Sequence[FaultSpec], routes: Sequen
             )
 
 
+def _check_redis_route(config: ServerConfig) -> None:
+    """What a Redis route cannot be served with (the flags act on replayed files)."""
+    if config.faults or config.fault_header:
+        raise UsageError(
+            "--fault and --fault-header act on replayed files, not on redis:// streams: "
+            "serve the Redis stream from a server of its own"
+        )
+    if config.workers is not None:
+        raise UsageError("--workers does not serve redis:// streams yet: drop --workers")
+    if config.once:
+        raise UsageError("--once waits for the end of a replay, and a redis:// stream never ends")
+
+
 class Server:
     """Serves streams over HTTP: ``with Server(...)`` in a background thread, ``async with``
     on the running event loop, or ``run()`` in the foreground until stopped.
@@ -1168,7 +1295,7 @@ class Server:
 
     def __init__(
         self,
-        streams: PublicStream | Mapping[str, PublicStream],
+        streams: PublicStream | RedisStream | Mapping[str, PublicStream | RedisStream],
         *,
         config: ServerConfig | None = None,
         **settings: Any,
@@ -1185,22 +1312,31 @@ class Server:
         elif settings:
             raise TypeError("give Server either config= or its settings, not both")
         self.config = config
-        if isinstance(streams, PublicStream):
+        if isinstance(streams, PublicStream | RedisStream):
             streams = {DEFAULT_ROUTE: streams}
         if not streams:
             raise UsageError("a server needs at least one stream")
         routes: list[Stream] = []
+        # In the order given: ``urls`` lists them so.
+        every: list[Stream | LiveRoute] = []
         for route, stream in streams.items():
+            path = check_route("/" + route.strip("/"))
+            if any(known.route == path for known in every):  # "feed" and "/feed/" too
+                raise UsageError(f"two streams would be served at {path}: give each its route")
+            if isinstance(stream, RedisStream):
+                _check_redis_route(config)
+                every.append(LiveRoute(path, stream.label, stream))
+                continue
             if not isinstance(stream, PublicStream):
                 raise UsageError(f"{route}: expected a Stream, not {type(stream).__name__}")
-            path = check_route("/" + route.strip("/"))
-            if any(known.route == path for known in routes):  # "feed" and "/feed/" too
-                raise UsageError(f"two streams would be served at {path}: give each its route")
             replay = stream.replay
             if config.once and replay is not None and replay.plan.loop and not config.broadcast:
                 raise UsageError("--once waits for the end of the replay, and --loop never ends")
             routes.append(Stream(path, stream.label, replay, stream.follow))
+            every.append(routes[-1])
         self.routes: tuple[Stream, ...] = tuple(routes)
+        self.live_routes = tuple(r for r in every if isinstance(r, LiveRoute))
+        self.all_routes = tuple(every)
         # Held for as long as the server: a stream's temporary copy (records, .gz, a pipe)
         # is removed when the stream goes, and a replay too big to cache reads it back.
         self._streams = tuple(streams.values())
@@ -1220,7 +1356,7 @@ class Server:
         """Every stream's URL, in the order the streams were given."""
         if self._sock is None:
             raise RuntimeError("the server is not running: start it first")
-        return stream_urls(self._sock, self.routes, "https" if self._tls else "http")
+        return stream_urls(self._sock, self.all_routes, "https" if self._tls else "http")
 
     @property
     def ca_file(self) -> str | None:
@@ -1231,14 +1367,16 @@ class Server:
     @property
     def url(self) -> str:
         """The URL of ``/events``, or of the only stream."""
-        return self.url_for(DEFAULT_ROUTE if len(self.routes) > 1 else self.routes[0].route)
+        only = self.all_routes[0].route
+        return self.url_for(DEFAULT_ROUTE if len(self.all_routes) > 1 else only)
 
     def url_for(self, route: str) -> str:
         wanted = "/" + route.strip("/")
-        for stream, url in zip(self.routes, self.urls, strict=True):
+        for stream, url in zip(self.all_routes, self.urls, strict=True):
             if stream.route == wanted:
                 return url
-        raise KeyError(f"no stream at {wanted}; the routes are {[s.route for s in self.routes]}")
+        known = [s.route for s in self.all_routes]
+        raise KeyError(f"no stream at {wanted}; the routes are {known}")
 
     @property
     def connections(self) -> int:
@@ -1247,7 +1385,7 @@ class Server:
 
     def __repr__(self) -> str:
         where = self.urls[0] if self._sock is not None else "not running"
-        return f"<Server {where} ({len(self.routes)} streams)>"
+        return f"<Server {where} ({len(self.all_routes)} streams)>"
 
     # Running it.
 
@@ -1305,6 +1443,7 @@ class Server:
             ),
             complete,
             over,
+            live=self.live_routes,
         )
         tls = server_tls(config.certfile, config.keyfile, config.self_signed, config.host)
         try:
