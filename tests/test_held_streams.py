@@ -143,3 +143,44 @@ def test_a_held_stream_whose_client_hangs_up_is_forgotten_and_logged(
     _wait_for(lambda: not server.hub.listeners)
     _wait_for(lambda: caplog.text.count("left /events after 1 events (disconnected)") == 3)
     assert "Traceback" not in caplog.text
+
+
+def test_lean_event_and_pipeline_behave_as_the_asyncio_event_and_deque_they_replace() -> None:
+    """uvicorn waits on, sets and clears its request's event, and queues pipelined requests
+    with appendleft/pop: the slotted stand-ins (``sseplay.direct``) do the same."""
+    from collections import deque
+
+    from sseplay.direct import LeanEvent, LeanPipeline
+
+    async def scenario(event: Any) -> list[str]:
+        seen: list[str] = []
+
+        async def waiter(name: str) -> None:
+            await event.wait()
+            seen.append(name)
+
+        first = asyncio.ensure_future(waiter("a"))
+        second = asyncio.ensure_future(waiter("b"))
+        cancelled = asyncio.ensure_future(waiter("never"))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.sleep(0)
+        seen.append(f"set before: {event.is_set()}")
+        event.set()
+        await asyncio.gather(first, second)
+        event.clear()
+        late = asyncio.ensure_future(waiter("c"))
+        await asyncio.sleep(0.01)
+        seen.append(f"c waits: {not late.done()}")
+        event.set()
+        await late
+        assert await event.wait() is True
+        return seen
+
+    assert asyncio.run(scenario(LeanEvent())) == asyncio.run(scenario(asyncio.Event()))
+    queue, lean = deque([1]), LeanPipeline([1])
+    for item in (2, 3):
+        queue.appendleft(item)
+        lean.appendleft(item)
+    assert [queue.pop() for _ in range(3)] == [lean.pop() for _ in range(3)] == [1, 2, 3]
+    assert not lean
