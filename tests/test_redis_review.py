@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_cli
 from tests.redis_server import REDIS_SERVER, RedisServer
 
 redis = pytest.importorskip("redis")
@@ -55,3 +55,35 @@ def test_redis_stream_is_exported_without_loading_redis_or_the_server() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["[]", "redis://127.0.0.1:1/0?stream=feed False"]
+
+
+# Flags that shape a file's replay, on redis:// routes.
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        ["--interval", "0"],
+        ["--speed", "2"],
+        ["--time-field", "t"],
+        ["--data-field", "d"],
+        ["--event-type", "tick"],
+        ["--broadcast"],
+        ["--follow"],
+    ],
+)
+def test_a_file_flag_with_only_redis_sources_is_one_usage_line(flag: list[str]) -> None:
+    # Refused before Redis is even asked (nothing listens on port 1): a flag that would
+    # silently do nothing is a usage error, exit 2, not a server that ignores it.
+    result = run_cli("serve", "--port", "0", "redis://127.0.0.1:1/0?stream=a", *flag)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"sseplay: error: {flag[0]} applies to files only: a redis:// stream sends each entry "
+        f"as it is read, with its own type and id; drop {flag[0]}\n"
+    )
+
+
+def test_the_serve_help_says_the_file_flags_apply_to_files_only() -> None:
+    result = run_cli("serve", "--help")
+    assert result.returncode == 0
+    assert "flags apply to files only" in " ".join(result.stdout.replace("│", " ").split())
