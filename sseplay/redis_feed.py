@@ -12,7 +12,7 @@ then the live ones, with no gap and no duplicate between the two: the connection
 registered with the feed at its live edge *before* the last page of the backfill is read
 (events published meanwhile wait in the feed's history), and that page ends at the id of
 the last entry the feed has published (``live.py``, "Resuming"). Pages before the last
-are written as the client takes them (``_drained``), so a long backfill never sits in
+are written as the client takes them (``drained``), so a long backfill never sits in
 memory. A client whose L this server has not read yet (it comes from a server that reads
 ahead of this one) waits until this one has, so that it gets nothing twice.
 
@@ -107,8 +107,9 @@ def resync_notice(last_event_id: str, trimmed: Trimmed) -> bytes:
     return comment + encode_body(data, RESYNC_EVENT)
 
 
-async def _drained(outlet: Outlet) -> None:
-    """Wait until the client has taken what was written to it (or is gone)."""
+async def drained(outlet: Outlet) -> None:
+    """Wait until the client has taken what was written to it (or is gone: a client that
+    takes nothing is cut off by its outlet after the send timeout)."""
     while outlet.blocked and not outlet.closed:
         await asyncio.sleep(DRAIN_POLL)
 
@@ -215,7 +216,7 @@ class RedisFeed:
             return subscriber
         sent = 0
         while True:
-            await _drained(outlet)
+            await drained(outlet)
             if outlet.closed:
                 return None
             # Registered at the live edge first: what is published while the page is read

@@ -56,7 +56,7 @@ from sseplay.faults import (
 from sseplay.follow import Follower, FollowInput, GrowingReplay, new_feed
 from sseplay.live import Feed, LiveSubscriber, Resume
 from sseplay.model import encode_comment, encode_retry
-from sseplay.redis_feed import RedisFeed, RedisStream
+from sseplay.redis_feed import RedisFeed, RedisStream, drained
 from sseplay.replay import (
     FROM_THE_START,
     UNKNOWN,
@@ -757,7 +757,11 @@ class _RedisEndpoint:
                 listener = await self.redis_feed.join(outlet, last_event_id, preamble)
             except Exception as error:  # Redis lost during the backfill: the client retries
                 how = f"ended: Redis could not be read for its backfill ({error})"
+                # The end goes out after the pages the client has not taken yet: closing
+                # the outlet before would cancel it, and the client would see a broken
+                # body (an incomplete chunked read) instead of an end to reconnect after.
                 outlet.write(b"", more_body=False)
+                await drained(outlet)
                 return
             if listener is None:
                 return

@@ -10,11 +10,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 
+from sseplay.model import Event
+from sseplay.parser import EventStreamParser
 from tests.conftest import ROOT, run_cli
 from tests.redis_server import REDIS_SERVER, RedisServer
+from tests.test_redis import Client, publish, serve_redis, settled
 
 redis = pytest.importorskip("redis")
 
@@ -87,3 +92,63 @@ def test_the_serve_help_says_the_file_flags_apply_to_files_only() -> None:
     result = run_cli("serve", "--help")
     assert result.returncode == 0
     assert "flags apply to files only" in " ".join(result.stdout.replace("│", " ").split())
+
+
+# Redis lost while a client is backfilled.
+
+
+def _fill(redis_client: redis.Redis, key: str, count: int, size: int) -> list[str]:
+    """``count`` entries of ``size`` bytes of data each; their ids."""
+    added: list[str] = []
+    for start in range(0, count, 500):
+        pipe = redis_client.pipeline(transaction=False)
+        for n in range(start, min(count, start + 500)):
+            pipe.xadd(key, {"type": "old", "data": f"{n:06d}" + "x" * (size - 6)})
+        added += [entry_id.decode() for entry_id in pipe.execute()]
+    return added
+
+
+def test_redis_killed_mid_backfill_ends_the_response_and_the_client_resumes_exactly(
+    tmp_path: Path,
+) -> None:
+    # AOF with fsync always: the entries survive the kill, so the resume can be exact.
+    restarting = RedisServer(tmp_path / "aof", aof=True).start()
+    try:
+        redis_client = redis.Redis(port=restarting.port)
+        # 2.5 pages of XRANGE of 10 kB entries: the client's buffers cannot hold them all.
+        added = _fill(redis_client, "events", 2500, 10_000)
+        with serve_redis(restarting.url("events")) as process:
+            settled(process)
+            first: list[Event] = []
+            parser = EventStreamParser()
+            with (
+                httpx.Client(timeout=httpx.Timeout(10, read=20)) as http,
+                http.stream("GET", process.url, headers={"Last-Event-ID": added[0]}) as response,
+            ):
+                chunks = response.iter_raw()
+                while len(first) < 10:
+                    first += parser.feed(next(chunks))
+                time.sleep(0.5)  # the server is held by this client's full buffers
+                assert restarting.process is not None
+                restarting.process.kill()  # by its PID, mid-backfill
+                restarting.process.wait(10)
+                restarting.process = None
+                # The rest that was written, then the end of the body (chunked coding's
+                # last chunk, RFC 9112 7.1), not a connection closed mid-body.
+                for chunk in chunks:
+                    first += parser.feed(chunk)
+            assert 10 <= len(first) < len(added) - 1, len(first)
+            restarting.start()
+            # The client reconnects with the last id it got: the rest, then the live edge.
+            with Client(process.url, last_event_id=first[-1].id) as resumed:
+                rest = resumed.wait_for(len(added) - 1 - len(first), seconds=20)
+                added += publish(redis_client, "events", ["live"])
+                rest = resumed.wait_for(len(added) - 1 - len(first), seconds=20)
+            _, _, log = process.stop()
+    finally:
+        restarting.stop()
+    assert [event.id for event in first + rest] == added[1:]
+    assert rest[-1].data == "live"
+    assert "ended: Redis could not be read for its backfill" in log
+    assert "Traceback" not in log
+    assert "without completing response" not in log
