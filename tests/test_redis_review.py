@@ -5,7 +5,9 @@ a test stops or kills its Redis."""
 
 from __future__ import annotations
 
+import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -152,3 +154,70 @@ def test_redis_killed_mid_backfill_ends_the_response_and_the_client_resumes_exac
     assert "ended: Redis could not be read for its backfill" in log
     assert "Traceback" not in log
     assert "without completing response" not in log
+
+
+# publish --follow while Redis is away: bounded in bytes, and the input is held.
+
+
+def test_publish_follow_holds_its_input_while_redis_is_away_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    restarting = RedisServer(tmp_path / "aof", aof=True).start()
+    record = (json.dumps({"pad": "p" * 4000}) + "\n").encode()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sseplay", "publish", "-", "--to", restarting.url("events"),
+         "--follow"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    assert process.stdin is not None
+    redis_client = redis.Redis(port=restarting.port)
+    try:
+        process.stdin.write(record)
+        process.stdin.flush()
+        deadline = time.monotonic() + 10
+        while redis_client.xlen("events") < 1:
+            assert time.monotonic() < deadline, "the first record never reached Redis"
+            time.sleep(0.01)
+        restarting.stop()
+        # Write as fast as the pipe takes it until it takes nothing for a second (the
+        # command stopped reading), or 64 MiB went in (it never did).
+        fd = process.stdin.fileno()
+        os.set_blocking(fd, False)
+        written = 0
+        pending = b""
+        while written < 64 << 20:
+            if not pending:
+                pending = record
+            try:
+                sent = os.write(fd, pending)
+            except BlockingIOError:
+                if not select.select([], [fd], [], 1.0)[1]:
+                    break
+                continue
+            written += sent
+            pending = pending[sent:]
+        # 16 MiB wait for Redis, one read of 1 MiB past it, and the pipe's own buffer.
+        assert written < 20 << 20, f"{written:,} bytes went in while Redis was away"
+        restarting.start()
+        os.set_blocking(fd, True)
+        os.write(fd, pending)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        restarting.stop()
+    records = 1 + (written + len(pending)) // len(record)
+    log = err.decode()
+    assert process.returncode == 0, log
+    assert "reading it is paused until Redis takes them" in log
+    assert "Redis took what waited: reading <stdin> on" in log
+    assert f"published {records} events" in log
+    restarting.start()
+    try:
+        entries = redis.Redis(port=restarting.port).xrange("events")
+    finally:
+        restarting.stop()
+    assert [fields[b"id"] for _, fields in entries] == [
+        str(n).encode() for n in range(1, records + 1)
+    ]
