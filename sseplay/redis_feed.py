@@ -217,7 +217,7 @@ class RedisFeed:
         sent = 0
         while True:
             await drained(outlet)
-            if outlet.closed:
+            if outlet.closed or outlet.completed:  # gone, or ended (the server stops)
                 return None
             # Registered at the live edge first: what is published while the page is read
             # waits in the feed's history, and the page ends where the feed's events begin.

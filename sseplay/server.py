@@ -367,7 +367,18 @@ class Hub:
             feed.closed = True
         for listener in list(self.listeners):
             outlet = listener.outlet
-            if outlet.blocked:
+            if isinstance(listener, JoiningListener):
+                # Mid-backfill: its request may wait on Redis (a page, a lost server) and
+                # its transport may hold a page the client has not taken, so an end
+                # written now could not go out. It is dropped and its request ended
+                # (it resumes at the next server); left alone, it would hold the server
+                # until uvicorn's graceful timeout cancels it, with a traceback.
+                task, direct = outlet.task, outlet.direct
+                if not outlet.closed:
+                    outlet.cut()
+                if direct and task is not None:  # else cut() has cancelled it
+                    task.cancel()
+            elif outlet.blocked:
                 outlet.cut()
             elif not outlet.closed and not outlet.completed:
                 outlet.write(b"", more_body=False)
@@ -713,6 +724,13 @@ def _over(stream: Stream, hub: Hub, start: Start | Resume) -> bool:
     return stream.replay.is_over(start.n) or (broadcast is not None and broadcast.ended)
 
 
+class JoiningListener(Listener):
+    """A connection to a Redis route while it is joining the feed (its backfill is read
+    and written): the server stopping ends it, and cancels the join (``Hub.close_all``)."""
+
+    __slots__ = ()
+
+
 class _RedisEndpoint:
     """A Redis stream's route: each connection joins the route's ``RedisFeed`` (with a
     backfill when it resumes) and is then written to by the feed, as a broadcast's are."""
@@ -752,6 +770,8 @@ class _RedisEndpoint:
             logger.info("%s connected to %s", _client(scope), route)
         listener: Listener | None = None
         how = "disconnected"
+        joining = JoiningListener(outlet)
+        hub.listeners.add(joining)
         try:
             try:
                 listener = await self.redis_feed.join(outlet, last_event_id, preamble)
@@ -763,6 +783,8 @@ class _RedisEndpoint:
                 outlet.write(b"", more_body=False)
                 await drained(outlet)
                 return
+            finally:
+                hub.listeners.discard(joining)
             if listener is None:
                 return
             hub.listeners.add(listener)
@@ -771,7 +793,7 @@ class _RedisEndpoint:
             while (await receive())["type"] != "http.disconnect":
                 pass
         except asyncio.CancelledError:
-            if not (outlet.cut_off or outlet.failure):
+            if not (outlet.cut_off or outlet.failure or hub.stopping):
                 raise
             task.uncancel()
         finally:

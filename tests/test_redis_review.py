@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import socket
 import subprocess
 import sys
 import time
@@ -221,3 +222,51 @@ def test_publish_follow_holds_its_input_while_redis_is_away_and_loses_nothing(
     assert [fields[b"id"] for _, fields in entries] == [
         str(n).encode() for n in range(1, records + 1)
     ]
+
+
+# SIGTERM while clients are backfilled, and while Redis is away.
+
+
+def _resuming_sockets(url: str, last_event_id: str, count: int) -> list[socket.socket]:
+    """``count`` raw connections that resume after ``last_event_id`` and read nothing."""
+    host, port = url.split("/")[2].split(":")
+    socks = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((host, int(port)))
+        sock.sendall(
+            f"GET /events HTTP/1.1\r\nHost: {host}\r\nLast-Event-ID: {last_event_id}\r\n\r\n".encode()
+        )
+        socks.append(sock)
+    return socks
+
+
+@pytest.mark.parametrize("redis_away", [False, True], ids=["backfill", "redis-away"])
+def test_sigterm_during_backfills_exits_0_within_a_second_without_a_traceback(
+    tmp_path: Path, redis_away: bool
+) -> None:
+    restarting = RedisServer(tmp_path / "redis").start()
+    try:
+        added = _fill(redis.Redis(port=restarting.port), "events", 2500, 10_000)
+        with serve_redis(restarting.url("events")) as process:
+            settled(process)
+            socks = _resuming_sockets(process.url, added[0], 3)
+            try:
+                time.sleep(0.5)  # each is held mid-backfill by its full buffers
+                if redis_away:
+                    restarting.stop()
+                    time.sleep(0.3)
+                started = time.monotonic()
+                code, _, log = process.stop()
+                took = time.monotonic() - started
+            finally:
+                for sock in socks:
+                    sock.close()
+    finally:
+        restarting.stop()
+    assert code == 0, log
+    assert took < 1.0, log
+    assert log.count("left /events after") == 3, log
+    for said in ("Traceback", "CancelledError", "without completing", "graceful shutdown"):
+        assert said not in log, log
