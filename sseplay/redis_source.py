@@ -319,6 +319,7 @@ class StreamReader:
     async def run(self) -> None:
         """Read new entries until cancelled; never raises for a lost Redis."""
         attempt = 0
+        refused = False
         key = self.target.stream
         errors = connection_errors()
         while True:
@@ -339,10 +340,25 @@ class StreamReader:
                 attempt += 1
                 continue
             except Exception as error:  # a reply Redis gives instead (WRONGTYPE, ...)
-                logger.error("Redis at %s answered XREAD with: %s", self.target.shown, error)
+                # Said once, not at every retry: a key that holds a string stays so for
+                # as long as nobody fixes it, and the log must stay readable meanwhile.
+                if not refused:
+                    refused = True
+                    logger.error(
+                        "Redis at %s answered XREAD with: %s; asking again until it reads",
+                        self.target.shown,
+                        error,
+                    )
                 await asyncio.sleep(self.backoff.delay(attempt))
                 attempt += 1
                 continue
+            if refused:
+                refused = False
+                logger.warning(
+                    "Redis at %s reads the stream again: reading on after entry %s",
+                    self.target.shown,
+                    self.last_id,
+                )
             if not self.connected:
                 self.connected = True
                 self.reconnects += 1

@@ -5,7 +5,9 @@ a test stops or kills its Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import select
 import socket
@@ -20,6 +22,7 @@ import pytest
 
 from sseplay.model import Event
 from sseplay.parser import EventStreamParser
+from sseplay.redis_source import Backoff, Entry, RedisTarget, StreamReader
 from tests.conftest import ROOT, run_cli
 from tests.redis_server import REDIS_SERVER, RedisServer
 from tests.test_redis import Client, publish, serve_redis, settled
@@ -270,3 +273,53 @@ def test_sigterm_during_backfills_exits_0_within_a_second_without_a_traceback(
     assert log.count("left /events after") == 3, log
     for said in ("Traceback", "CancelledError", "without completing", "graceful shutdown"):
         assert said not in log, log
+
+
+# A key that holds another type than a stream.
+
+
+def test_a_key_of_another_type_is_one_line_at_start(server: RedisServer, key: str) -> None:
+    redis.Redis(port=server.port).set(key, "a string")
+    result = run_cli("serve", "--port", "0", server.url(key))
+    assert result.returncode == 4, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"sseplay: error: Redis at {server.url(key)} refused: ")
+    assert "WRONGTYPE" in result.stderr
+
+
+def test_a_key_turned_into_another_type_while_serving_is_logged_once(
+    server: RedisServer, key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    redis_client = redis.Redis(port=server.port)
+    redis_client.xadd(key, {"data": "before"})
+
+    async def scenario() -> list[Entry]:
+        got: list[Entry] = []
+        reader = StreamReader(
+            RedisTarget.parse(server.url(key)), got.extend, block=0.05, backoff=Backoff(0.01, 0.02)
+        )
+        await reader.open()
+        task = asyncio.create_task(reader.run())
+        try:
+            redis_client.delete(key)
+            redis_client.set(key, "a string")
+            await asyncio.sleep(0.5)  # dozens of retries
+            redis_client.delete(key)
+            added = redis_client.xadd(key, {"data": "after"}).decode()
+            deadline = time.monotonic() + 10
+            while not got:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            assert [entry.id for entry in got] == [added]
+        finally:
+            task.cancel()
+            await reader.close()
+        return got
+
+    with caplog.at_level(logging.INFO, logger="sseplay.redis"):
+        asyncio.run(scenario())
+    said = [record.getMessage() for record in caplog.records]
+    refusals = [line for line in said if "answered XREAD with" in line]
+    assert len(refusals) == 1, said
+    assert "WRONGTYPE" in refusals[0]
+    assert any("reads the stream again" in line for line in said), said
