@@ -107,6 +107,16 @@ def resync_notice(last_event_id: str, trimmed: Trimmed) -> bytes:
     return comment + encode_body(data, RESYNC_EVENT)
 
 
+def reset_notice(lost: str) -> bytes:
+    """The comment and the ``sseplay.resync`` event for a stream made anew after ``lost``."""
+    comment = encode_comment(
+        f"the Redis stream was made anew after entry {lost} (its key deleted, or Redis "
+        f"restarted without persistence): entries after it may be lost"
+    )
+    data = orjson.dumps({"reason": "reset", "last_event_id": lost, "oldest": None}).decode()
+    return comment + encode_body(data, RESYNC_EVENT)
+
+
 async def drained(outlet: Outlet) -> None:
     """Wait until the client has taken what was written to it (or is gone: a client that
     takes nothing is cut off by its outlet after the send timeout)."""
@@ -125,6 +135,7 @@ class RedisFeed:
             self._publish,
             **({"block": source.block} if source.block is not None else {}),
             backoff=source.backoff,
+            on_reset=self._reset,
         )
         self._feed: Feed | None = None
         self._task: asyncio.Task[None] | None = None
@@ -175,6 +186,13 @@ class RedisFeed:
         self.edge = entries[-1].id
         moved, self._moved = self._moved, asyncio.Event()
         moved.set()
+
+    def _reset(self, lost: str) -> None:
+        """The stream was made anew after entry ``lost`` (``StreamReader._check_reset``):
+        every live client is told, never left to wonder (a comment and an
+        ``sseplay.resync`` event, without an id: a client's Last-Event-ID stays its own)."""
+        self.edge = "0-0"
+        self.feed.publish([(lost, reset_notice(lost))])
 
     async def stop(self) -> None:
         task, self._task = self._task, None

@@ -22,6 +22,7 @@ when a ``redis://`` URL is used: ``redis_asyncio()`` says how to install it when
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Callable
@@ -279,6 +280,7 @@ class StreamReader:
         *,
         block: float = BLOCK_SECONDS,
         backoff: Backoff | None = None,
+        on_reset: Callable[[str], None] | None = None,
     ) -> None:
         self.target = target
         self.on_entries = on_entries
@@ -287,6 +289,12 @@ class StreamReader:
         self.last_id = "0-0"
         self.connected = False
         self.reconnects = 0
+        # Told the id read up to when the stream turns out to have been made anew.
+        self.on_reset = on_reset
+        # ``entries-added`` as last seen plus the entries read since: a stream's count of
+        # entries ever added never goes down (XTRIM and XDEL leave it), so a lower one is
+        # another stream under the same key.
+        self._added_floor = 0
         self._client: redis.asyncio.Redis | None = None
         self._backfills = asyncio.Semaphore(CONCURRENT_BACKFILLS)
 
@@ -313,6 +321,9 @@ class StreamReader:
             raise RedisUnavailable(f"Redis at {self.target.shown} refused: {error}") from None
         if newest:
             self.last_id = _text(newest[0][0])
+            with contextlib.suppress(Exception):  # only a floor: 0 when it cannot be read
+                info: Any = await self.client.xinfo_stream(self.target.stream)
+                self._added_floor = int(info.get("entries-added") or 0)
         self.connected = True
         logger.debug("connected to %s; its newest entry is %s", self.target.shown, self.last_id)
 
@@ -320,10 +331,14 @@ class StreamReader:
         """Read new entries until cancelled; never raises for a lost Redis."""
         attempt = 0
         refused = False
+        check = False  # whether to look for a stream made anew before reading on
         key = self.target.stream
         errors = connection_errors()
         while True:
             try:
+                if check:
+                    check = False
+                    await self._check_reset()
                 reply: Any = await self.client.xread(
                     {key: self.last_id}, count=BATCH_ENTRIES, block=int(self.block * 1000)
                 )
@@ -338,6 +353,7 @@ class StreamReader:
                     )
                 await asyncio.sleep(self.backoff.delay(attempt))
                 attempt += 1
+                check = True
                 continue
             except Exception as error:  # a reply Redis gives instead (WRONGTYPE, ...)
                 # Said once, not at every retry: a key that holds a string stays so for
@@ -369,12 +385,50 @@ class StreamReader:
                     self.last_id,
                 )
             attempt = 0
+            check = not reply  # idle for a whole BLOCK: was the key deleted meanwhile?
             for _key, raw in reply or ():
                 if not raw:
                     continue
                 entries = _entries(raw)
                 self.last_id = entries[-1].id
+                self._added_floor += len(entries)
                 self.on_entries(entries)
+
+    async def _check_reset(self) -> None:
+        """Whether the stream still is the one read up to ``last_id``: its key may have
+        been deleted (and written again), or Redis restarted without persistence. Then
+        what was in it after ``last_id`` is gone, and new entries may have lower ids: it
+        is said (log, ``on_reset``) and read from its start. Raises connection errors."""
+        if self.last_id == "0-0":
+            return
+        from redis.exceptions import ResponseError
+
+        try:
+            info: Any = await self.client.xinfo_stream(self.target.stream)
+        except ResponseError as error:
+            if "no such key" not in str(error).lower():
+                return  # WRONGTYPE and such: XREAD says so
+            info = None
+        read = parse_entry_id(self.last_id)
+        if info is not None:
+            generated = parse_entry_id(_text(info.get("last-generated-id") or b"0-0"))
+            added = int(info.get("entries-added") or 0)
+            same_ids = generated is not None and read is not None and generated >= read
+            if same_ids and (not info.get("entries-added") or added >= self._added_floor):
+                self._added_floor = added
+                return
+        lost = self.last_id
+        self.last_id = "0-0"
+        self._added_floor = 0
+        logger.warning(
+            "the stream %s is not the one read up to entry %s any more (its key was "
+            "deleted, or Redis restarted without persistence): entries after it may be "
+            "lost; clients are told, and the stream is read from its start",
+            self.target.shown,
+            lost,
+        )
+        if self.on_reset is not None:
+            self.on_reset(lost)
 
     async def backfill(self, after: str, until: str, *, pages: int | None = None) -> list[Entry]:
         """The entries after ``after`` (exclusive) up to ``until`` (inclusive), oldest

@@ -20,8 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from sseplay.fanout import Outlet, Timer
 from sseplay.model import Event
 from sseplay.parser import EventStreamParser
+from sseplay.redis_feed import RedisFeed, RedisStream
 from sseplay.redis_source import Backoff, Entry, RedisTarget, StreamReader
 from tests.conftest import ROOT, run_cli
 from tests.redis_server import REDIS_SERVER, RedisServer
@@ -238,9 +240,8 @@ def _resuming_sockets(url: str, last_event_id: str, count: int) -> list[socket.s
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect((host, int(port)))
-        sock.sendall(
-            f"GET /events HTTP/1.1\r\nHost: {host}\r\nLast-Event-ID: {last_event_id}\r\n\r\n".encode()
-        )
+        request = f"GET /events HTTP/1.1\r\nHost: {host}\r\nLast-Event-ID: {last_event_id}\r\n"
+        sock.sendall(request.encode() + b"\r\n")
         socks.append(sock)
     return socks
 
@@ -323,3 +324,68 @@ def test_a_key_turned_into_another_type_while_serving_is_logged_once(
     assert len(refusals) == 1, said
     assert "WRONGTYPE" in refusals[0]
     assert any("reads the stream again" in line for line in said), said
+
+
+# The stream made anew: Redis restarted without persistence, a key deleted and written again.
+
+
+def test_a_redis_restart_without_persistence_tells_live_clients_to_resync(
+    tmp_path: Path,
+) -> None:
+    restarting = RedisServer(tmp_path / "redis").start()  # no AOF: the stream goes with it
+    try:
+        redis_client = redis.Redis(port=restarting.port)
+        with serve_redis(restarting.url("events")) as process:
+            settled(process)
+            with Client(process.url) as watching:
+                time.sleep(0.1)
+                added = publish(redis_client, "events", ["one", "two", "three"])
+                watching.wait_for(3)
+                restarting.restart()
+                got = watching.wait_for(4, seconds=20)  # told before anything new comes
+                added += publish(redis_client, "events", ["anew"])
+                got = watching.wait_for(5)
+            _, _, log = process.stop()
+    finally:
+        restarting.stop()
+    assert [event.data for event in got[:3]] == ["one", "two", "three"]
+    assert got[3].type == "sseplay.resync"
+    assert got[3].id == added[2]  # no id line: the client's Last-Event-ID is left as it was
+    assert json.loads(got[3].data) == {"reason": "reset", "last_event_id": added[2], "oldest": None}
+    assert (got[4].id, got[4].data) == (added[3], "anew")
+    assert f"is not the one read up to entry {added[2]} any more" in log
+
+
+def test_a_key_deleted_and_written_again_with_lower_ids_is_read_after_a_resync(
+    server: RedisServer, key: str
+) -> None:
+    redis_client = redis.Redis(port=server.port)
+    old = publish(redis_client, key, ["old"])
+
+    async def scenario() -> bytes:
+        loop = asyncio.get_running_loop()
+        redis_feed = RedisFeed(RedisStream(server.url(key), block=0.1, backoff=Backoff(0.01)))
+        redis_feed.start(Timer(loop), ping=0)
+        chunks: list[bytes] = []
+
+        async def send(message: dict[str, object]) -> None:
+            chunks.append(message["body"])  # type: ignore[arg-type]
+
+        outlet = Outlet(send, 10, lambda outlet: None)
+        try:
+            await redis_feed.join(outlet, None, b"")
+            redis_client.delete(key)
+            redis_client.xadd(key, {"type": "tick", "data": "anew"}, id="1-1")
+            deadline = loop.time() + 5
+            while b"anew" not in b"".join(chunks):
+                assert loop.time() < deadline, b"".join(chunks)
+                await asyncio.sleep(0.01)
+        finally:
+            outlet.close()
+            await redis_feed.stop()
+        return b"".join(chunks)
+
+    events = EventStreamParser().feed(asyncio.run(scenario()))
+    assert [event.type for event in events] == ["sseplay.resync", "tick"]
+    assert json.loads(events[0].data)["last_event_id"] == old[0]
+    assert (events[1].id, events[1].data) == ("1-1", "anew")
