@@ -229,16 +229,32 @@ def entry_event(entry_id: str, fields: dict[Any, Any]) -> Entry:
     decoded = {_text(key): _text(value) for key, value in fields.items()}
     event_type = decoded.get("type") or DEFAULT_EVENT_TYPE
     if field_problem("event type", event_type):
-        logger.warning(
-            "entry %s: its type %r cannot be sent as an event type: sent as message",
-            entry_id,
-            event_type[:40],
-        )
+        if _first_warning(entry_id):
+            logger.warning(
+                "entry %s: its type %r cannot be sent as an event type: sent as message",
+                entry_id,
+                event_type[:40],
+            )
         event_type = DEFAULT_EVENT_TYPE
     data = decoded.get("data")
     if data is None:
         data = orjson.dumps(decoded).decode()
     return Entry(entry_id, with_id(entry_id, encode_body(data, event_type)))
+
+
+def _first_warning(entry_id: str) -> bool:
+    """Whether an entry's problem is to be logged: once per entry, not at every read of it
+    (the live read, then each client's backfill); the newest ``_WARNED_IDS`` are kept."""
+    if entry_id in _warned:
+        return False
+    _warned[entry_id] = None
+    if len(_warned) > _WARNED_IDS:
+        del _warned[next(iter(_warned))]
+    return True
+
+
+_WARNED_IDS = 1024
+_warned: dict[str, None] = {}
 
 
 def _entries(raw: list[Any]) -> list[Entry]:

@@ -389,3 +389,45 @@ def test_a_key_deleted_and_written_again_with_lower_ids_is_read_after_a_resync(
     assert [event.type for event in events] == ["sseplay.resync", "tick"]
     assert json.loads(events[0].data)["last_event_id"] == old[0]
     assert (events[1].id, events[1].data) == ("1-1", "anew")
+
+
+# Hostile producers: entries written by another program, with odd fields.
+
+
+def test_odd_entries_of_another_producer_inject_nothing_and_stop_no_one(
+    server: RedisServer, key: str
+) -> None:
+    redis_client = redis.Redis(port=server.port)
+    huge = "h" * (4 << 20)
+    many = {f"f{n}": "v" for n in range(3000)}
+    odd: list[tuple[dict[str | bytes, str | bytes], str, str]] = [
+        # (the entry's fields, the type a client sees, the data a client sees)
+        ({"type": "a\nevent: injected\ndata: x", "data": "1"}, "message", "1"),
+        ({"type": "a:b", "data": "2"}, "a:b", "2"),
+        ({"type": "t\r", "data": "3"}, "message", "3"),
+        ({"type": "", "data": "4"}, "message", "4"),
+        ({"data": "5\rid: 9\r\n\ndata: x\nevent: y"}, "message", "5\nid: 9\n\ndata: x\nevent: y"),
+        ({b"data": b"\xff\xfe6\x00"}, "message", "\ufffd\ufffd6\x00"),
+        ({b"\xff\x00": b"\x01\n"}, "message", '{"\ufffd\\u0000":"\\u0001\\n"}'),
+        (dict(many), "message", json.dumps(many, separators=(",", ":"))),
+        ({"type": "big", "data": huge}, "big", huge),
+        ({"type": "after", "data": "still read"}, "after", "still read"),
+    ]
+    with serve_redis(server.url(key)) as process:
+        settled(process)
+        with Client(process.url) as live:
+            time.sleep(0.1)
+            added = [redis_client.xadd(key, fields).decode() for fields, _, _ in odd]
+            seen_live = live.wait_for(len(odd))
+        # The same entries read back by XRANGE for a client that resumes.
+        with Client(process.url, last_event_id="0-0") as resuming:
+            seen_resumed = resuming.wait_for(len(odd))
+        _, _, log = process.stop()
+    for seen in (seen_live, seen_resumed):
+        assert [event.id for event in seen] == added
+        assert [(event.type, event.data) for event in seen] == [(t, d) for _, t, d in odd]
+    for raw in (live.raw, resuming.raw):
+        assert b"\nevent: injected" not in raw
+        assert b"\nid: 9" not in raw
+    assert log.count("cannot be sent as an event type: sent as message") == 2, log
+    assert "Traceback" not in log
