@@ -431,3 +431,53 @@ def test_odd_entries_of_another_producer_inject_nothing_and_stop_no_one(
         assert b"\nid: 9" not in raw
     assert log.count("cannot be sent as an event type: sent as message") == 2, log
     assert "Traceback" not in log
+
+
+# Hostile Last-Event-IDs: one defined answer each, never a 500.
+
+
+def test_odd_last_event_ids_each_get_one_defined_answer(server: RedisServer, key: str) -> None:
+    redis_client = redis.Redis(port=server.port)
+    added = publish(redis_client, key, ["a", "b", "c"])
+    everything = b"".join(
+        f"id: {i}\nevent: tick\ndata: {d}\n\n".encode() for i, d in zip(added, "abc", strict=True)
+    )
+    unknown = b": unknown Last-Event-ID "
+    newer = b": Last-Event-ID "
+    cases = {
+        "0-0": everything,  # before every entry of a stream that lost none: all of it
+        "0-1": everything,
+        "00000000000000000001-0": everything,
+        added[1]: everything[everything.index(f"id: {added[2]}".encode()) :],
+        "18446744073709551615-0": newer,
+        "18446744073709551615-18446744073709551615": newer,
+        "99999999999999999999-0": unknown,  # beyond 64 bits: no entry id
+        "-": unknown,
+        "+": unknown,
+        "$": unknown,
+        ">": unknown,
+        "1" * 1000: unknown,
+        "1 2": unknown,
+        "1-": unknown,
+        "-1-0": unknown,
+    }
+    with serve_redis(server.url(key)) as process:
+        settled(process)
+        socks = {lei: _resuming_sockets(process.url, lei, 1)[0] for lei in cases}
+        try:
+            time.sleep(0.5)
+            answers = {}
+            for lei, sock in socks.items():
+                sock.setblocking(False)
+                answers[lei] = sock.recv(1 << 20)
+        finally:
+            for sock in socks.values():
+                sock.close()
+        code, _, log = process.stop()
+    assert code == 0
+    for lei, expected in cases.items():
+        head, _, body = answers[lei].partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK"), (lei[:40], head)
+        first_chunk = body.split(b"\r\n", 2)[1]  # chunked coding: size, then the chunk
+        assert first_chunk.startswith(expected), (lei[:40], first_chunk[:200])
+    assert "Traceback" not in log
