@@ -54,6 +54,11 @@ RESYNC_EVENT = "sseplay.resync"
 CATCH_UP_WAIT = 10.0
 # How often a backfill looks whether its client has taken the last page.
 DRAIN_POLL = 0.01
+# A backfill's pages aim at this many bytes (the next page's count comes from the sizes
+# of the last one's entries, BATCH_ENTRIES at most): a client that reads slowly holds
+# about two pages, whatever its entries weigh. The first page, sizes unknown, is short.
+PAGE_BYTES = 1 << 20
+FIRST_PAGE_ENTRIES = 8
 
 
 class RedisStream:
@@ -233,6 +238,7 @@ class RedisFeed:
             feed.admit(subscriber)
             return subscriber
         sent = 0
+        count = FIRST_PAGE_ENTRIES
         while True:
             await drained(outlet)
             if outlet.closed or outlet.completed:  # gone, or ended (the server stops)
@@ -242,12 +248,12 @@ class RedisFeed:
             subscriber = feed.subscribe(outlet, Resume(feed.position))
             edge = self.edge
             try:
-                page = await self.reader.backfill(after, edge, pages=1)
+                page = await self.reader.backfill(after, edge, pages=1, count=count)
             except BaseException:
                 feed.unsubscribe(subscriber)
                 raise
             backlog = b"".join(entry.wire for entry in page)
-            if len(page) < BATCH_ENTRIES or outlet.closed:
+            if len(page) < count or outlet.closed:
                 subscriber.sent = sent + len(page)
                 feed.admit(subscriber, backlog=backlog)
                 return subscriber
@@ -255,6 +261,8 @@ class RedisFeed:
             outlet.write(backlog)
             sent += len(page)
             after = page[-1].id
+            average = max(1, len(backlog) // len(page))
+            count = max(1, min(BATCH_ENTRIES, PAGE_BYTES // average))
 
     async def _resume_point(self, last_event_id: str | None) -> tuple[str | None, bytes]:
         """(the id to backfill after, or None for the live edge; what the client is told)."""

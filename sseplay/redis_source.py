@@ -446,22 +446,22 @@ class StreamReader:
         if self.on_reset is not None:
             self.on_reset(lost)
 
-    async def backfill(self, after: str, until: str, *, pages: int | None = None) -> list[Entry]:
+    async def backfill(
+        self, after: str, until: str, *, pages: int | None = None, count: int = BATCH_ENTRIES
+    ) -> list[Entry]:
         """The entries after ``after`` (exclusive) up to ``until`` (inclusive), oldest
-        first, read in pages of ``BATCH_ENTRIES`` (at most ``pages`` of them). Raises the
+        first, read in pages of ``count`` (at most ``pages`` of them). Raises the
         client's connection errors."""
         out: list[Entry] = []
         start = f"({after}"
         read = 0
         async with self._backfills:
             while pages is None or read < pages:
-                raw: Any = await self.client.xrange(
-                    self.target.stream, start, until, count=BATCH_ENTRIES
-                )
+                raw: Any = await self.client.xrange(self.target.stream, start, until, count=count)
                 read += 1
                 page = _entries(raw)
                 out.extend(page)
-                if len(page) < BATCH_ENTRIES:
+                if len(page) < count:
                     break
                 start = f"({page[-1].id}"
         return out

@@ -481,3 +481,42 @@ def test_odd_last_event_ids_each_get_one_defined_answer(server: RedisServer, key
         first_chunk = body.split(b"\r\n", 2)[1]  # chunked coding: size, then the chunk
         assert first_chunk.startswith(expected), (lei[:40], first_chunk[:200])
     assert "Traceback" not in log
+
+
+# Backfills bounded in bytes, not only in entries.
+
+
+def test_a_backfill_of_big_entries_to_a_client_that_does_not_read_holds_a_page_of_bytes(
+    server: RedisServer, key: str
+) -> None:
+    redis_client = redis.Redis(port=server.port)
+    _fill(redis_client, key, 24, 512 << 10)  # 12 MiB, far fewer entries than a page
+
+    async def scenario() -> list[int]:
+        loop = asyncio.get_running_loop()
+        redis_feed = RedisFeed(RedisStream(server.url(key), block=0.2))
+        redis_feed.start(Timer(loop), ping=0)
+        handed: list[int] = []
+        never = loop.create_future()
+
+        async def send(message: dict[str, object]) -> None:
+            handed.append(len(message["body"]))  # type: ignore[arg-type]
+            await never  # a client that reads nothing: every write stays pending
+
+        outlet = Outlet(send, 30, lambda outlet: None)
+        join = loop.create_task(redis_feed.join(outlet, "0-0", b""))
+        try:
+            await redis_feed._ready.wait()
+            await asyncio.sleep(0.5)
+        finally:
+            join.cancel()
+            await asyncio.wait((join,))
+            outlet.close()
+            never.cancel()
+            await redis_feed.stop()
+        return handed
+
+    handed = asyncio.run(scenario())
+    # One short first page went out and the backfill waits for the client: not 12 MiB.
+    assert handed, "nothing was written"
+    assert sum(handed) <= 8 * (520 << 10), handed
