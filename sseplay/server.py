@@ -70,6 +70,8 @@ from sseplay.stream import Stream as PublicStream
 from sseplay.tls import TlsFiles, server_tls
 
 logger = logging.getLogger("sseplay.server")
+# How long a connection dropped at shutdown waits for uvicorn to see it gone.
+DROP_WAIT = 0.5
 
 # Ctrl-C and SIGTERM stop the server within a second even with streams open.
 GRACEFUL_SHUTDOWN_SECONDS = 0.5
@@ -741,6 +743,14 @@ class _RedisEndpoint:
         self.hub = hub
         self._cut_off = hub.cut_off_stream
 
+    async def _dropped(self, receive: Receive, outlet: Outlet, direct: DirectBody | None) -> None:
+        """A joining connection dropped as the server stops (``Hub.close_all`` aborted its
+        transport): wait until uvicorn has seen the loss, which it would otherwise report
+        as a response the app left unfinished (an error line)."""
+        if self.hub.stopping and outlet.cut_off and direct is not None and direct.fast:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_disconnect(receive), DROP_WAIT)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hub, route = self.hub, self.live.route
         raw_id = _header(scope, b"last-event-id")
@@ -786,6 +796,7 @@ class _RedisEndpoint:
             finally:
                 hub.listeners.discard(joining)
             if listener is None:
+                await self._dropped(receive, outlet, direct)
                 return
             hub.listeners.add(listener)
             if hub.stopping:
@@ -796,6 +807,7 @@ class _RedisEndpoint:
             if not (outlet.cut_off or outlet.failure or hub.stopping):
                 raise
             task.uncancel()
+            await self._dropped(receive, outlet, direct)
         finally:
             outlet.close()
             if listener is not None:
@@ -814,6 +826,11 @@ class _RedisEndpoint:
                 listener.sent if listener is not None else 0,
                 how,
             )
+
+
+async def _disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _transport(receive: Receive) -> asyncio.Transport | None:
