@@ -32,7 +32,13 @@ from sseplay.errors import StreamError, UsageError
 from sseplay.fanout import Timer
 from sseplay.live import Feed, LiveEvent
 from sseplay.model import DEFAULT_EVENT_TYPE, Cue
-from sseplay.redis_source import Backoff, RedisTarget, connection_errors, unavailable
+from sseplay.redis_source import (
+    Backoff,
+    RedisTarget,
+    connection_errors,
+    raise_if_cancelled,
+    unavailable,
+)
 from sseplay.replay import ROUND_SEPARATOR
 from sseplay.schedule import DEFAULT_BATCH_LIMIT, Plan
 from sseplay.source import EventFile
@@ -213,6 +219,7 @@ class Publisher:
                     pipe.xadd(target.stream, fields, maxlen=self.options.maxlen, approximate=True)
                 await pipe.execute()
             except connection_errors() as error:
+                raise_if_cancelled()
                 if not lost:
                     lost = True
                     logger.warning(

@@ -43,6 +43,7 @@ from sseplay.redis_source import (
     StreamReader,
     Trimmed,
     parse_entry_id,
+    raise_if_cancelled,
 )
 from sseplay.replay import shown_id
 
@@ -52,6 +53,8 @@ RESYNC_EVENT = "sseplay.resync"
 # How long a resuming client waits for this server to read up to its Last-Event-ID, which
 # another server read first: normally milliseconds (both block on the same stream).
 CATCH_UP_WAIT = 10.0
+# How often stopping a reader cancels it again while it has not stopped.
+STOP_RETRY = 0.1
 # How often a backfill looks whether its client has taken the last page.
 DRAIN_POLL = 0.01
 # A backfill's pages aim at this many bytes (the next page's count comes from the sizes
@@ -172,6 +175,7 @@ class RedisFeed:
                 await self.reader.open()
                 break
             except RedisUnavailable as error:
+                raise_if_cancelled()
                 if attempt == 0:
                     logger.warning("%s: retrying", error)
                 await asyncio.sleep(self.reader.backoff.delay(attempt))
@@ -201,9 +205,11 @@ class RedisFeed:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
+        while task is not None and not task.done():
+            # Again while it runs: a cancellation can be taken in by redis-py, which
+            # closes the connection of a cancelled read and may go on reading.
             task.cancel()
-            await asyncio.wait((task,))  # its end, without taking its CancelledError
+            await asyncio.wait((task,), timeout=STOP_RETRY)  # without its CancelledError
         await self.reader.close()
         if self._feed is not None:
             self._feed.closed = True

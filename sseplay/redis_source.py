@@ -186,6 +186,16 @@ def connection_errors() -> tuple[type[BaseException], ...]:
     return (ConnectionError, TimeoutError, OSError)
 
 
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation of this task that arrived as a connection error. redis-py
+    closes a connection whose read is cancelled, and what that close raises may replace
+    the CancelledError; a loop that retries on connection errors would then swallow its
+    own cancellation and never stop (a server that hangs at SIGTERM)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class RedisUnavailable(CannotServe):
     """Redis cannot be reached, or refuses us, at start-up (exit 4)."""
 
@@ -351,6 +361,7 @@ class StreamReader:
         key = self.target.stream
         errors = connection_errors()
         while True:
+            raise_if_cancelled()  # one that redis-py took in and went on from
             try:
                 if check:
                     check = False
@@ -359,6 +370,7 @@ class StreamReader:
                     {key: self.last_id}, count=BATCH_ENTRIES, block=int(self.block * 1000)
                 )
             except errors as error:
+                raise_if_cancelled()
                 if self.connected:
                     self.connected = False
                     logger.warning(
@@ -372,6 +384,7 @@ class StreamReader:
                 check = True
                 continue
             except Exception as error:  # a reply Redis gives instead (WRONGTYPE, ...)
+                raise_if_cancelled()
                 # Said once, not at every retry: a key that holds a string stays so for
                 # as long as nobody fixes it, and the log must stay readable meanwhile.
                 if not refused:

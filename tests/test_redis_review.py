@@ -520,3 +520,32 @@ def test_a_backfill_of_big_entries_to_a_client_that_does_not_read_holds_a_page_o
     # One short first page went out and the backfill waits for the client: not 12 MiB.
     assert handed, "nothing was written"
     assert sum(handed) <= 8 * (520 << 10), handed
+
+
+# Stopping a reader: a cancellation redis-py takes in must not keep it running.
+
+
+def test_a_redis_feed_stops_every_time_it_is_stopped(server: RedisServer, key: str) -> None:
+    # Stopped while its XREAD is read: redis-py closes the connection of a cancelled
+    # read, and could take the cancellation in and read on; the server then hung at
+    # SIGTERM (its lifespan waits for the reader). Many rounds: it was a race.
+    redis_client = redis.Redis(port=server.port)
+
+    async def round_trip(stream: str) -> None:
+        redis_client.xadd(stream, {"data": "old"})
+        loop = asyncio.get_running_loop()
+        redis_feed = RedisFeed(RedisStream(server.url(stream), block=0.1, backoff=Backoff(0.01)))
+        redis_feed.start(Timer(loop), ping=0)
+        await redis_feed._ready.wait()
+        redis_client.delete(stream)
+        redis_client.xadd(stream, {"data": "anew"}, id="1-1")
+        deadline = loop.time() + 5
+        while redis_feed.published < 2:
+            assert loop.time() < deadline
+            await asyncio.sleep(0.005)
+        stopping = loop.create_task(redis_feed.stop())
+        done, _ = await asyncio.wait((stopping,), timeout=2)
+        assert done, "the reader did not stop"
+
+    for n in range(30):
+        asyncio.run(round_trip(f"{key}-{n}"))
