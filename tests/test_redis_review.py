@@ -549,3 +549,37 @@ def test_a_redis_feed_stops_every_time_it_is_stopped(server: RedisServer, key: s
 
     for n in range(30):
         asyncio.run(round_trip(f"{key}-{n}"))
+
+
+# Many clients resuming from far back at once, one of them reading nothing.
+
+
+def test_a_stalled_client_in_a_long_backfill_holds_no_one_of_many_resuming(
+    server: RedisServer, key: str
+) -> None:
+    redis_client = redis.Redis(port=server.port)
+    added = _fill(redis_client, key, 2000, 2_000)  # 4 MB, many pages each
+    # Stalled clients are not cut off during the test: if they held the others, those
+    # would wait for a minute.
+    with serve_redis(server.url(key), extra=("--send-timeout", "60")) as process:
+        settled(process)
+        stalled = _resuming_sockets(process.url, added[0], 3)  # they read nothing
+        try:
+            time.sleep(0.2)
+            started = time.monotonic()
+            clients = [Client(process.url, last_event_id=added[0]) for _ in range(8)]
+            for resuming in clients:
+                resuming.__enter__()
+            for resuming in clients:
+                resuming.wait_for(len(added) - 1, seconds=30)
+            took = time.monotonic() - started
+            for resuming in clients:
+                resuming.__exit__()
+        finally:
+            for sock in stalled:
+                sock.close()
+        _, _, log = process.stop()
+    for resuming in clients:
+        assert [event.id for event in resuming.events] == added[1:]
+    assert took < 30, took
+    assert "Traceback" not in log
