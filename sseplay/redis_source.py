@@ -425,9 +425,12 @@ class StreamReader:
 
     async def _check_reset(self) -> None:
         """Whether the stream still is the one read up to ``last_id``: its key may have
-        been deleted (and written again), or Redis restarted without persistence. Then
-        what was in it after ``last_id`` is gone, and new entries may have lower ids: it
-        is said (log, ``on_reset``) and read from its start. Raises connection errors."""
+        been deleted (and written again), or Redis restarted without persistence or lost
+        its last writes. Then what was in it after ``last_id`` is gone: it is said (log,
+        ``on_reset``), and the reading goes on from where the stream is now: from its
+        start when its ids all came after ``last_id`` or it is gone (every entry is new),
+        else after its last generated id (entries up to it may be the ones already sent,
+        which must not all come again). Raises connection errors."""
         if self.last_id == "0-0":
             return
         from redis.exceptions import ResponseError
@@ -439,22 +442,27 @@ class StreamReader:
                 return  # WRONGTYPE and such: XREAD says so
             info = None
         read = parse_entry_id(self.last_id)
+        resume = "0-0"
         if info is not None:
-            generated = parse_entry_id(_text(info.get("last-generated-id") or b"0-0"))
+            generated_id = _text(info.get("last-generated-id") or b"0-0")
+            generated = parse_entry_id(generated_id)
             added = int(info.get("entries-added") or 0)
             same_ids = generated is not None and read is not None and generated >= read
             if same_ids and (not info.get("entries-added") or added >= self._added_floor):
                 self._added_floor = added
                 return
+            if not same_ids:
+                resume = generated_id
         lost = self.last_id
-        self.last_id = "0-0"
+        self.last_id = resume
         self._added_floor = 0
         logger.warning(
             "the stream %s is not the one read up to entry %s any more (its key was "
-            "deleted, or Redis restarted without persistence): entries after it may be "
-            "lost; clients are told, and the stream is read from its start",
+            "deleted, or Redis restarted and lost it): entries after it may be lost; "
+            "clients are told, and it is read on %s",
             self.target.shown,
             lost,
+            "from its start" if resume == "0-0" else f"after its last entry {resume}",
         )
         if self.on_reset is not None:
             self.on_reset(lost)

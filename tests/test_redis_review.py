@@ -375,9 +375,14 @@ def test_a_key_deleted_and_written_again_with_lower_ids_is_read_after_a_resync(
         try:
             await redis_feed.join(outlet, None, b"")
             redis_client.delete(key)
-            redis_client.xadd(key, {"type": "tick", "data": "anew"}, id="1-1")
+            redis_client.xadd(key, {"type": "tick", "data": "lost"}, id="1-1")
             deadline = loop.time() + 5
-            while b"anew" not in b"".join(chunks):
+            while b"sseplay.resync" not in b"".join(chunks):
+                assert loop.time() < deadline, b"".join(chunks)
+                await asyncio.sleep(0.01)
+            # Written after its resync: read, though its id is below the old ones.
+            redis_client.xadd(key, {"type": "tick", "data": "written after"}, id="1-2")
+            while b"written after" not in b"".join(chunks):
                 assert loop.time() < deadline, b"".join(chunks)
                 await asyncio.sleep(0.01)
         finally:
@@ -388,7 +393,7 @@ def test_a_key_deleted_and_written_again_with_lower_ids_is_read_after_a_resync(
     events = EventStreamParser().feed(asyncio.run(scenario()))
     assert [event.type for event in events] == ["sseplay.resync", "tick"]
     assert json.loads(events[0].data)["last_event_id"] == old[0]
-    assert (events[1].id, events[1].data) == ("1-1", "anew")
+    assert (events[1].id, events[1].data) == ("1-2", "written after")
 
 
 # Hostile producers: entries written by another program, with odd fields.
@@ -538,9 +543,9 @@ def test_a_redis_feed_stops_every_time_it_is_stopped(server: RedisServer, key: s
         redis_feed.start(Timer(loop), ping=0)
         await redis_feed._ready.wait()
         redis_client.delete(stream)
-        redis_client.xadd(stream, {"data": "anew"}, id="1-1")
+        redis_client.xadd(stream, {"data": "anew"})
         deadline = loop.time() + 5
-        while redis_feed.published < 2:
+        while redis_feed.published < 1:
             assert loop.time() < deadline
             await asyncio.sleep(0.005)
         stopping = loop.create_task(redis_feed.stop())
@@ -583,3 +588,51 @@ def test_a_stalled_client_in_a_long_backfill_holds_no_one_of_many_resuming(
         assert [event.id for event in resuming.events] == added[1:]
     assert took < 30, took
     assert "Traceback" not in log
+
+
+def test_a_stream_that_lost_its_last_entries_sends_none_of_the_others_again(
+    server: RedisServer, key: str
+) -> None:
+    # Redis restarted with the AOF of a second ago (appendfsync everysec): the stream is
+    # back without its last entries. Those before them were sent already: not again.
+    redis_client = redis.Redis(port=server.port)
+    for n in range(1, 6):
+        redis_client.xadd(key, {"data": f"old {n}"}, id=f"10-{n}")
+
+    async def scenario() -> bytes:
+        loop = asyncio.get_running_loop()
+        redis_feed = RedisFeed(RedisStream(server.url(key), block=0.1, backoff=Backoff(0.01)))
+        redis_feed.start(Timer(loop), ping=0)
+        chunks: list[bytes] = []
+
+        async def send(message: dict[str, object]) -> None:
+            chunks.append(message["body"])  # type: ignore[arg-type]
+
+        outlet = Outlet(send, 10, lambda outlet: None)
+
+        async def until(text: bytes) -> None:
+            deadline = loop.time() + 5
+            while text not in b"".join(chunks):
+                assert loop.time() < deadline, b"".join(chunks)
+                await asyncio.sleep(0.01)
+
+        try:
+            await redis_feed.join(outlet, None, b"")
+            for n in (6, 7):
+                redis_client.xadd(key, {"data": f"live {n}"}, id=f"10-{n}")
+            await until(b"live 7")
+            redis_client.delete(key)  # back from disk up to 10-6 only
+            for n in range(1, 7):
+                redis_client.xadd(key, {"data": f"again {n}"}, id=f"10-{n}")
+            await until(b"sseplay.resync")
+            redis_client.xadd(key, {"data": "new 8"}, id="10-8")
+            await until(b"new 8")
+        finally:
+            outlet.close()
+            await redis_feed.stop()
+        return b"".join(chunks)
+
+    events = EventStreamParser().feed(asyncio.run(scenario()))
+    assert [event.data for event in events][:2] == ["live 6", "live 7"]
+    assert events[2].type == "sseplay.resync"
+    assert [event.data for event in events[3:]] == ["new 8"]
