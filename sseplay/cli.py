@@ -176,8 +176,8 @@ def serve(
         typer.Argument(
             metavar="FILE...",  # any number of them
             help="Event files (JSON array or JSON Lines, .gz too; - for stdin), or Redis "
-            "streams served live: redis://HOST:PORT/DB?stream=KEY. ROUTE=FILE serves FILE "
-            "at /ROUTE.",
+            "streams served live: redis://HOST:PORT/DB?stream=KEY (the timing and mapping "
+            "flags apply to files only). ROUTE=FILE serves FILE at /ROUTE.",
             show_default=False,
         ),
     ],
@@ -380,6 +380,24 @@ def serve(
             raise UsageError("standard input (-) can be read only once")
         routes = routes_of(files, check_route("/" + route.strip("/")))
         _check_urls(routes, config)
+        _check_file_flags(
+            routes,
+            {
+                "--interval": interval is not None,
+                "--time-field": time_field is not None,
+                "--speed": speed != 1.0,
+                "--max-gap": max_gap is not None,
+                "--loop": loop,
+                "--data-field": data_field is not None,
+                "--event-field": event_field is not None,
+                "--event-type": event_type is not None,
+                "--id-field": id_field is not None,
+                "--follow": follow,
+                "--from-end": from_end,
+                "--broadcast": broadcast,
+                "--epoch": epoch is not None,
+            },
+        )
         _setup_logging(quiet, verbose)
         with _url_file(url_file) as write_urls:
             run_serve(routes, options, config, write_urls)
@@ -396,6 +414,20 @@ def _check_urls(routes: dict[str, str], config: ServerConfig) -> None:
         RedisTarget.parse(url)
     if urls and config.workers is not None:
         raise UsageError("--workers does not serve redis:// streams yet: drop --workers")
+
+
+def _check_file_flags(routes: dict[str, str], given: dict[str, bool]) -> None:
+    """A flag that shapes the replay of a file, given when every source is a redis:// stream:
+    it would silently do nothing (a Redis entry goes out as it is read, with its own type
+    and id), so it is a usage error. Beside files it applies to the files."""
+    if not routes or not all(_is_url(path) for path in routes.values()):
+        return
+    flags = [flag for flag, used in given.items() if used]
+    if flags:
+        raise UsageError(
+            f"{flags[0]} applies to files only: a redis:// stream sends each entry as it is "
+            f"read, with its own type and id; drop {flags[0]}"
+        )
 
 
 def _redis_streams(routes: dict[str, str], options: StreamOptions) -> dict[str, Any]:

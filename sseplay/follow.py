@@ -396,6 +396,7 @@ class Follower:
 
     async def _follow_file(self, path: Path) -> None:
         while True:
+            await self._room()
             look = await asyncio.to_thread(self._look, path)
             if look.reset is not None:
                 self._reset(look.reset)
@@ -476,6 +477,7 @@ class Follower:
         with contextlib.suppress(OSError):
             os.set_blocking(fd, False)
         while True:
+            await self._room()
             try:
                 data = os.read(fd, READ_BYTES)
             except BlockingIOError:
@@ -486,6 +488,11 @@ class Follower:
             self._take(data)
 
     # -- both --
+
+    async def _room(self) -> None:
+        """Back-pressure: wait here, before each read, while what was read cannot go out
+        yet. A feed always takes its events at once; ``publish --follow`` overrides this
+        to stop reading while its XADDs wait for Redis (a pipe then blocks its writer)."""
 
     def _take(self, data: bytes, last: bool = False) -> None:
         """Check the lines ``data`` completes and publish their records in one batch."""

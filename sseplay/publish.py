@@ -32,7 +32,13 @@ from sseplay.errors import StreamError, UsageError
 from sseplay.fanout import Timer
 from sseplay.live import Feed, LiveEvent
 from sseplay.model import DEFAULT_EVENT_TYPE, Cue
-from sseplay.redis_source import Backoff, RedisTarget, connection_errors, unavailable
+from sseplay.redis_source import (
+    Backoff,
+    RedisTarget,
+    connection_errors,
+    raise_if_cancelled,
+    unavailable,
+)
 from sseplay.replay import ROUND_SEPARATOR
 from sseplay.schedule import DEFAULT_BATCH_LIMIT, Plan
 from sseplay.source import EventFile
@@ -45,6 +51,11 @@ logger = logging.getLogger("sseplay.publish")
 # At most this many events per pipeline: a backlog (interval 0) goes out in bounded
 # round trips, and records read from disk come in pages this long.
 PUBLISH_BATCH = 512
+# publish --follow: the most bytes of records read but not yet in Redis (waiting for a
+# Redis that is lost, or slower than the input). Beyond it the input is not read until
+# Redis has taken some: a followed file waits, a pipe blocks its writer. One read (at
+# most ``follow.READ_BYTES``) may go past it.
+MAX_QUEUED_BYTES = 16 << 20
 MAX_MAXLEN = 2**63 - 1
 
 
@@ -114,6 +125,7 @@ class Publisher:
         self.backoff = backoff or Backoff()
         self.on_published = on_published
         self.published = 0
+        self.max_queued_bytes = MAX_QUEUED_BYTES
         self._client: Any = None
 
     async def connect(self) -> None:
@@ -168,14 +180,19 @@ class Publisher:
         records end and publishes to a feed; here that feed is a queue of XADDs."""
         from sseplay.follow import Follower
 
+        class _HeldFollower(Follower):
+            async def _room(self) -> None:
+                await sink.room(source.label)
+
         loop = asyncio.get_running_loop()
-        sink = _XaddQueue(Timer(loop), first=source.count)
-        follower = loop.create_task(Follower(source, sink, None).run())
+        sink = _XaddQueue(Timer(loop), first=source.count, limit=self.max_queued_bytes)
+        follower = loop.create_task(_HeldFollower(source, sink, None).run())
         logger.info("following %s: each record is published as it is read", source.label)
         try:
             while (batch := await sink.batches.get()) is not None:
                 await self._add([entry_fields(wire, event_id) for event_id, wire in batch])
                 self._count(len(batch))
+                sink.taken(batch)
         finally:
             follower.cancel()
             await asyncio.wait((follower,))
@@ -202,6 +219,7 @@ class Publisher:
                     pipe.xadd(target.stream, fields, maxlen=self.options.maxlen, approximate=True)
                 await pipe.execute()
             except connection_errors() as error:
+                raise_if_cancelled()
                 if not lost:
                     lost = True
                     logger.warning(
@@ -231,18 +249,47 @@ class Publisher:
 class _XaddQueue(Feed):
     """The feed a ``Follower`` publishes to, for ``publish --follow``: its batches wait
     here for their XADDs (the positions count on, as the follower's ids expect); ``None``
-    says the input closed. No history, no subscribers."""
+    says the input closed. No history, no subscribers. At most ``limit`` bytes wait (see
+    ``MAX_QUEUED_BYTES``): the follower waits in ``room`` before each read until the
+    XADDs have taken them below it (``taken``)."""
 
-    def __init__(self, timer: Timer, first: int) -> None:
+    def __init__(self, timer: Timer, first: int, limit: int) -> None:
         super().__init__(timer, 0, first=first)
         self.batches: asyncio.Queue[list[LiveEvent] | None] = asyncio.Queue()
+        self.limit = limit
+        self.queued_bytes = 0
+        self._room = asyncio.Event()
+        self._room.set()
 
     def publish(self, events: Sequence[LiveEvent]) -> None:
         if not events or self.ended:
             return
         self.position += len(events)
         self.last_id = events[-1][0]
+        self.queued_bytes += sum(len(wire) for _, wire in events)
+        if self.queued_bytes >= self.limit:
+            self._room.clear()
         self.batches.put_nowait(list(events))
+
+    def taken(self, events: Sequence[LiveEvent]) -> None:
+        """``events`` are in Redis: their bytes make room."""
+        self.queued_bytes -= sum(len(wire) for _, wire in events)
+        if self.queued_bytes < self.limit:
+            self._room.set()
+
+    async def room(self, label: str) -> None:
+        """Return when fewer than ``limit`` bytes wait; said in the log when it waits."""
+        if self._room.is_set():
+            return
+        logger.warning(
+            "%s bytes of %s wait for Redis (at most %s are held): reading it is paused "
+            "until Redis takes them",
+            f"{self.queued_bytes:,}",
+            label,
+            f"{self.limit:,}",
+        )
+        await self._room.wait()
+        logger.warning("Redis took what waited: reading %s on", label)
 
     def end(self) -> None:
         if not self.ended:

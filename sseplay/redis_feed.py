@@ -12,7 +12,7 @@ then the live ones, with no gap and no duplicate between the two: the connection
 registered with the feed at its live edge *before* the last page of the backfill is read
 (events published meanwhile wait in the feed's history), and that page ends at the id of
 the last entry the feed has published (``live.py``, "Resuming"). Pages before the last
-are written as the client takes them (``_drained``), so a long backfill never sits in
+are written as the client takes them (``drained``), so a long backfill never sits in
 memory. A client whose L this server has not read yet (it comes from a server that reads
 ahead of this one) waits until this one has, so that it gets nothing twice.
 
@@ -43,6 +43,7 @@ from sseplay.redis_source import (
     StreamReader,
     Trimmed,
     parse_entry_id,
+    raise_if_cancelled,
 )
 from sseplay.replay import shown_id
 
@@ -52,8 +53,15 @@ RESYNC_EVENT = "sseplay.resync"
 # How long a resuming client waits for this server to read up to its Last-Event-ID, which
 # another server read first: normally milliseconds (both block on the same stream).
 CATCH_UP_WAIT = 10.0
+# How often stopping a reader cancels it again while it has not stopped.
+STOP_RETRY = 0.1
 # How often a backfill looks whether its client has taken the last page.
 DRAIN_POLL = 0.01
+# A backfill's pages aim at this many bytes (the next page's count comes from the sizes
+# of the last one's entries, BATCH_ENTRIES at most): a client that reads slowly holds
+# about two pages, whatever its entries weigh. The first page, sizes unknown, is short.
+PAGE_BYTES = 1 << 20
+FIRST_PAGE_ENTRIES = 8
 
 
 class RedisStream:
@@ -107,8 +115,19 @@ def resync_notice(last_event_id: str, trimmed: Trimmed) -> bytes:
     return comment + encode_body(data, RESYNC_EVENT)
 
 
-async def _drained(outlet: Outlet) -> None:
-    """Wait until the client has taken what was written to it (or is gone)."""
+def reset_notice(lost: str) -> bytes:
+    """The comment and the ``sseplay.resync`` event for a stream made anew after ``lost``."""
+    comment = encode_comment(
+        f"the Redis stream was made anew after entry {lost} (its key deleted, or Redis "
+        f"restarted without persistence): entries after it may be lost"
+    )
+    data = orjson.dumps({"reason": "reset", "last_event_id": lost, "oldest": None}).decode()
+    return comment + encode_body(data, RESYNC_EVENT)
+
+
+async def drained(outlet: Outlet) -> None:
+    """Wait until the client has taken what was written to it (or is gone: a client that
+    takes nothing is cut off by its outlet after the send timeout)."""
     while outlet.blocked and not outlet.closed:
         await asyncio.sleep(DRAIN_POLL)
 
@@ -124,6 +143,7 @@ class RedisFeed:
             self._publish,
             **({"block": source.block} if source.block is not None else {}),
             backoff=source.backoff,
+            on_reset=self._reset,
         )
         self._feed: Feed | None = None
         self._task: asyncio.Task[None] | None = None
@@ -155,6 +175,7 @@ class RedisFeed:
                 await self.reader.open()
                 break
             except RedisUnavailable as error:
+                raise_if_cancelled()
                 if attempt == 0:
                     logger.warning("%s: retrying", error)
                 await asyncio.sleep(self.reader.backoff.delay(attempt))
@@ -175,11 +196,20 @@ class RedisFeed:
         moved, self._moved = self._moved, asyncio.Event()
         moved.set()
 
+    def _reset(self, lost: str) -> None:
+        """The stream was made anew after entry ``lost`` (``StreamReader._check_reset``):
+        every live client is told, never left to wonder (a comment and an
+        ``sseplay.resync`` event, without an id: a client's Last-Event-ID stays its own)."""
+        self.edge = "0-0"
+        self.feed.publish([(lost, reset_notice(lost))])
+
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
+        while task is not None and not task.done():
+            # Again while it runs: a cancellation can be taken in by redis-py, which
+            # closes the connection of a cancelled read and may go on reading.
             task.cancel()
-            await asyncio.wait((task,))  # its end, without taking its CancelledError
+            await asyncio.wait((task,), timeout=STOP_RETRY)  # without its CancelledError
         await self.reader.close()
         if self._feed is not None:
             self._feed.closed = True
@@ -214,21 +244,22 @@ class RedisFeed:
             feed.admit(subscriber)
             return subscriber
         sent = 0
+        count = FIRST_PAGE_ENTRIES
         while True:
-            await _drained(outlet)
-            if outlet.closed:
+            await drained(outlet)
+            if outlet.closed or outlet.completed:  # gone, or ended (the server stops)
                 return None
             # Registered at the live edge first: what is published while the page is read
             # waits in the feed's history, and the page ends where the feed's events begin.
             subscriber = feed.subscribe(outlet, Resume(feed.position))
             edge = self.edge
             try:
-                page = await self.reader.backfill(after, edge, pages=1)
+                page = await self.reader.backfill(after, edge, pages=1, count=count)
             except BaseException:
                 feed.unsubscribe(subscriber)
                 raise
             backlog = b"".join(entry.wire for entry in page)
-            if len(page) < BATCH_ENTRIES or outlet.closed:
+            if len(page) < count or outlet.closed:
                 subscriber.sent = sent + len(page)
                 feed.admit(subscriber, backlog=backlog)
                 return subscriber
@@ -236,6 +267,8 @@ class RedisFeed:
             outlet.write(backlog)
             sent += len(page)
             after = page[-1].id
+            average = max(1, len(backlog) // len(page))
+            count = max(1, min(BATCH_ENTRIES, PAGE_BYTES // average))
 
     async def _resume_point(self, last_event_id: str | None) -> tuple[str | None, bytes]:
         """(the id to backfill after, or None for the live edge; what the client is told)."""

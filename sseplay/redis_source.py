@@ -22,6 +22,7 @@ when a ``redis://`` URL is used: ``redis_asyncio()`` says how to install it when
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Callable
@@ -185,6 +186,16 @@ def connection_errors() -> tuple[type[BaseException], ...]:
     return (ConnectionError, TimeoutError, OSError)
 
 
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation of this task that arrived as a connection error. redis-py
+    closes a connection whose read is cancelled, and what that close raises may replace
+    the CancelledError; a loop that retries on connection errors would then swallow its
+    own cancellation and never stop (a server that hangs at SIGTERM)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class RedisUnavailable(CannotServe):
     """Redis cannot be reached, or refuses us, at start-up (exit 4)."""
 
@@ -228,16 +239,32 @@ def entry_event(entry_id: str, fields: dict[Any, Any]) -> Entry:
     decoded = {_text(key): _text(value) for key, value in fields.items()}
     event_type = decoded.get("type") or DEFAULT_EVENT_TYPE
     if field_problem("event type", event_type):
-        logger.warning(
-            "entry %s: its type %r cannot be sent as an event type: sent as message",
-            entry_id,
-            event_type[:40],
-        )
+        if _first_warning(entry_id):
+            logger.warning(
+                "entry %s: its type %r cannot be sent as an event type: sent as message",
+                entry_id,
+                event_type[:40],
+            )
         event_type = DEFAULT_EVENT_TYPE
     data = decoded.get("data")
     if data is None:
         data = orjson.dumps(decoded).decode()
     return Entry(entry_id, with_id(entry_id, encode_body(data, event_type)))
+
+
+def _first_warning(entry_id: str) -> bool:
+    """Whether an entry's problem is to be logged: once per entry, not at every read of it
+    (the live read, then each client's backfill); the newest ``_WARNED_IDS`` are kept."""
+    if entry_id in _warned:
+        return False
+    _warned[entry_id] = None
+    if len(_warned) > _WARNED_IDS:
+        del _warned[next(iter(_warned))]
+    return True
+
+
+_WARNED_IDS = 1024
+_warned: dict[str, None] = {}
 
 
 def _entries(raw: list[Any]) -> list[Entry]:
@@ -279,6 +306,7 @@ class StreamReader:
         *,
         block: float = BLOCK_SECONDS,
         backoff: Backoff | None = None,
+        on_reset: Callable[[str], None] | None = None,
     ) -> None:
         self.target = target
         self.on_entries = on_entries
@@ -287,6 +315,12 @@ class StreamReader:
         self.last_id = "0-0"
         self.connected = False
         self.reconnects = 0
+        # Told the id read up to when the stream turns out to have been made anew.
+        self.on_reset = on_reset
+        # ``entries-added`` as last seen plus the entries read since: a stream's count of
+        # entries ever added never goes down (XTRIM and XDEL leave it), so a lower one is
+        # another stream under the same key.
+        self._added_floor = 0
         self._client: redis.asyncio.Redis | None = None
         self._backfills = asyncio.Semaphore(CONCURRENT_BACKFILLS)
 
@@ -313,20 +347,30 @@ class StreamReader:
             raise RedisUnavailable(f"Redis at {self.target.shown} refused: {error}") from None
         if newest:
             self.last_id = _text(newest[0][0])
+            with contextlib.suppress(Exception):  # only a floor: 0 when it cannot be read
+                info: Any = await self.client.xinfo_stream(self.target.stream)
+                self._added_floor = int(info.get("entries-added") or 0)
         self.connected = True
         logger.debug("connected to %s; its newest entry is %s", self.target.shown, self.last_id)
 
     async def run(self) -> None:
         """Read new entries until cancelled; never raises for a lost Redis."""
         attempt = 0
+        refused = False
+        check = False  # whether to look for a stream made anew before reading on
         key = self.target.stream
         errors = connection_errors()
         while True:
+            raise_if_cancelled()  # one that redis-py took in and went on from
             try:
+                if check:
+                    check = False
+                    await self._check_reset()
                 reply: Any = await self.client.xread(
                     {key: self.last_id}, count=BATCH_ENTRIES, block=int(self.block * 1000)
                 )
             except errors as error:
+                raise_if_cancelled()
                 if self.connected:
                     self.connected = False
                     logger.warning(
@@ -337,12 +381,29 @@ class StreamReader:
                     )
                 await asyncio.sleep(self.backoff.delay(attempt))
                 attempt += 1
+                check = True
                 continue
             except Exception as error:  # a reply Redis gives instead (WRONGTYPE, ...)
-                logger.error("Redis at %s answered XREAD with: %s", self.target.shown, error)
+                raise_if_cancelled()
+                # Said once, not at every retry: a key that holds a string stays so for
+                # as long as nobody fixes it, and the log must stay readable meanwhile.
+                if not refused:
+                    refused = True
+                    logger.error(
+                        "Redis at %s answered XREAD with: %s; asking again until it reads",
+                        self.target.shown,
+                        error,
+                    )
                 await asyncio.sleep(self.backoff.delay(attempt))
                 attempt += 1
                 continue
+            if refused:
+                refused = False
+                logger.warning(
+                    "Redis at %s reads the stream again: reading on after entry %s",
+                    self.target.shown,
+                    self.last_id,
+                )
             if not self.connected:
                 self.connected = True
                 self.reconnects += 1
@@ -353,29 +414,75 @@ class StreamReader:
                     self.last_id,
                 )
             attempt = 0
+            check = not reply  # idle for a whole BLOCK: was the key deleted meanwhile?
             for _key, raw in reply or ():
                 if not raw:
                     continue
                 entries = _entries(raw)
                 self.last_id = entries[-1].id
+                self._added_floor += len(entries)
                 self.on_entries(entries)
 
-    async def backfill(self, after: str, until: str, *, pages: int | None = None) -> list[Entry]:
+    async def _check_reset(self) -> None:
+        """Whether the stream still is the one read up to ``last_id``: its key may have
+        been deleted (and written again), or Redis restarted without persistence or lost
+        its last writes. Then what was in it after ``last_id`` is gone: it is said (log,
+        ``on_reset``), and the reading goes on from where the stream is now: from its
+        start when its ids all came after ``last_id`` or it is gone (every entry is new),
+        else after its last generated id (entries up to it may be the ones already sent,
+        which must not all come again). Raises connection errors."""
+        if self.last_id == "0-0":
+            return
+        from redis.exceptions import ResponseError
+
+        try:
+            info: Any = await self.client.xinfo_stream(self.target.stream)
+        except ResponseError as error:
+            if "no such key" not in str(error).lower():
+                return  # WRONGTYPE and such: XREAD says so
+            info = None
+        read = parse_entry_id(self.last_id)
+        resume = "0-0"
+        if info is not None:
+            generated_id = _text(info.get("last-generated-id") or b"0-0")
+            generated = parse_entry_id(generated_id)
+            added = int(info.get("entries-added") or 0)
+            same_ids = generated is not None and read is not None and generated >= read
+            if same_ids and (not info.get("entries-added") or added >= self._added_floor):
+                self._added_floor = added
+                return
+            if not same_ids:
+                resume = generated_id
+        lost = self.last_id
+        self.last_id = resume
+        self._added_floor = 0
+        logger.warning(
+            "the stream %s is not the one read up to entry %s any more (its key was "
+            "deleted, or Redis restarted and lost it): entries after it may be lost; "
+            "clients are told, and it is read on %s",
+            self.target.shown,
+            lost,
+            "from its start" if resume == "0-0" else f"after its last entry {resume}",
+        )
+        if self.on_reset is not None:
+            self.on_reset(lost)
+
+    async def backfill(
+        self, after: str, until: str, *, pages: int | None = None, count: int = BATCH_ENTRIES
+    ) -> list[Entry]:
         """The entries after ``after`` (exclusive) up to ``until`` (inclusive), oldest
-        first, read in pages of ``BATCH_ENTRIES`` (at most ``pages`` of them). Raises the
+        first, read in pages of ``count`` (at most ``pages`` of them). Raises the
         client's connection errors."""
         out: list[Entry] = []
         start = f"({after}"
         read = 0
         async with self._backfills:
             while pages is None or read < pages:
-                raw: Any = await self.client.xrange(
-                    self.target.stream, start, until, count=BATCH_ENTRIES
-                )
+                raw: Any = await self.client.xrange(self.target.stream, start, until, count=count)
                 read += 1
                 page = _entries(raw)
                 out.extend(page)
-                if len(page) < BATCH_ENTRIES:
+                if len(page) < count:
                     break
                 start = f"({page[-1].id}"
         return out

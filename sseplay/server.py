@@ -58,7 +58,7 @@ from sseplay.faults import (
 from sseplay.follow import Follower, FollowInput, GrowingReplay, new_feed
 from sseplay.live import Feed, LiveSubscriber, Resume
 from sseplay.model import encode_comment, encode_retry
-from sseplay.redis_feed import RedisFeed, RedisStream
+from sseplay.redis_feed import RedisFeed, RedisStream, drained
 from sseplay.replay import (
     FROM_THE_START,
     UNKNOWN,
@@ -72,6 +72,8 @@ from sseplay.stream import Stream as PublicStream
 from sseplay.tls import TlsFiles, server_tls
 
 logger = logging.getLogger("sseplay.server")
+# How long a connection dropped at shutdown waits for uvicorn to see it gone.
+DROP_WAIT = 0.5
 
 # Ctrl-C and SIGTERM stop the server within a second even with streams open.
 GRACEFUL_SHUTDOWN_SECONDS = 0.5
@@ -369,7 +371,18 @@ class Hub:
             feed.closed = True
         for listener in list(self.listeners):
             outlet = listener.outlet
-            if outlet.blocked:
+            if isinstance(listener, JoiningListener):
+                # Mid-backfill: its request may wait on Redis (a page, a lost server) and
+                # its transport may hold a page the client has not taken, so an end
+                # written now could not go out. It is dropped and its request ended
+                # (it resumes at the next server); left alone, it would hold the server
+                # until uvicorn's graceful timeout cancels it, with a traceback.
+                task, direct = outlet.task, outlet.direct
+                if not outlet.closed:
+                    outlet.cut()
+                if direct and task is not None:  # else cut() has cancelled it
+                    task.cancel()
+            elif outlet.blocked:
                 outlet.cut()
             elif not outlet.closed and not outlet.completed:
                 outlet.write(b"", more_body=False)
@@ -729,6 +742,13 @@ def _over(stream: Stream, hub: Hub, start: Start | Resume) -> bool:
     return stream.replay.is_over(start.n) or (broadcast is not None and broadcast.ended)
 
 
+class JoiningListener(Listener):
+    """A connection to a Redis route while it is joining the feed (its backfill is read
+    and written): the server stopping ends it, and cancels the join (``Hub.close_all``)."""
+
+    __slots__ = ()
+
+
 class _RedisEndpoint:
     """A Redis stream's route: each connection joins the route's ``RedisFeed`` (with a
     backfill when it resumes) and is then written to by the feed, as a broadcast's are."""
@@ -738,6 +758,14 @@ class _RedisEndpoint:
         self.redis_feed = redis_feed
         self.hub = hub
         self._cut_off = hub.cut_off_stream
+
+    async def _dropped(self, receive: Receive, outlet: Outlet, direct: DirectBody | None) -> None:
+        """A joining connection dropped as the server stops (``Hub.close_all`` aborted its
+        transport): wait until uvicorn has seen the loss, which it would otherwise report
+        as a response the app left unfinished (an error line)."""
+        if self.hub.stopping and outlet.cut_off and direct is not None and direct.fast:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_disconnect(receive), DROP_WAIT)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hub, route = self.hub, self.live.route
@@ -768,14 +796,23 @@ class _RedisEndpoint:
             logger.info("%s connected to %s", _client(scope), route)
         listener: Listener | None = None
         how = "disconnected"
+        joining = JoiningListener(outlet)
+        hub.listeners.add(joining)
         try:
             try:
                 listener = await self.redis_feed.join(outlet, last_event_id, preamble)
             except Exception as error:  # Redis lost during the backfill: the client retries
                 how = f"ended: Redis could not be read for its backfill ({error})"
+                # The end goes out after the pages the client has not taken yet: closing
+                # the outlet before would cancel it, and the client would see a broken
+                # body (an incomplete chunked read) instead of an end to reconnect after.
                 outlet.write(b"", more_body=False)
+                await drained(outlet)
                 return
+            finally:
+                hub.listeners.discard(joining)
             if listener is None:
+                await self._dropped(receive, outlet, direct)
                 return
             hub.listeners.add(listener)
             if hub.stopping:
@@ -783,9 +820,10 @@ class _RedisEndpoint:
             while (await receive())["type"] != "http.disconnect":
                 pass
         except asyncio.CancelledError:
-            if not (outlet.cut_off or outlet.failure):
+            if not (outlet.cut_off or outlet.failure or hub.stopping):
                 raise
             task.uncancel()
+            await self._dropped(receive, outlet, direct)
         finally:
             outlet.close()
             if listener is not None:
@@ -804,6 +842,11 @@ class _RedisEndpoint:
                 listener.sent if listener is not None else 0,
                 how,
             )
+
+
+async def _disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _transport(receive: Receive) -> asyncio.Transport | None:
