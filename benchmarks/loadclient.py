@@ -2,7 +2,10 @@
 
 Opens N connections to an SSE URL, counts events (blank-line terminated blocks) as they
 arrive and records, per event, drift = arrival of event k - first arrival - k * interval.
-Prints one JSON object: delivery, drift percentiles, and the client's own CPU use.
+Prints one JSON object (the last line): delivery, drift percentiles, and the client's own
+CPU use; before it, "connected" once every client has connected and "measured" at the end
+of the measured window, before the clients hang up, so that a harness can sample the
+server over exactly that window.
 
     python benchmarks/loadclient.py URL --clients 1000 --seconds 10 --interval 0.1
 """
@@ -105,8 +108,14 @@ async def run(
         if ramp and index % 100 == 99:
             await asyncio.sleep(ramp * 100 / clients)
     connected = time.monotonic()
+    # Marks for a harness that samples the server (its CPU time) over the steady window:
+    # from every client connected to just before they hang up.
+    print("connected", flush=True)
+    events_at_connected = sum(p.events for p in protocols)
     await asyncio.sleep(seconds)
     end = time.monotonic()
+    events_at_end = sum(p.events for p in protocols)
+    print("measured", flush=True)
     for protocol in protocols:
         protocol.transport.close()
     cpu_end = resource.getrusage(resource.RUSAGE_SELF)
@@ -140,6 +149,11 @@ async def run(
         "steady_drift_p99_ms": round(percentile(steady, 0.99) * 1000, 2),
         "client_cpu": round(cpu / wall, 3),
         "bytes": sum(p.bytes for p in protocols),
+        # Every event that arrived, on time or not: what the server delivered.
+        "events_received": sum(p.events for p in protocols),
+        # Events that arrived between the two marks, and how long that window was.
+        "window_events": events_at_end - events_at_connected,
+        "window_seconds": round(end - connected, 3),
     }
 
 

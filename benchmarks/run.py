@@ -14,11 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import codecs
+import contextlib
 import json
 import os
 import platform
 import re
-import select
+import selectors
 import shutil
 import signal
 import socket
@@ -123,7 +124,15 @@ def server(
             process.wait()
 
 
-def load(url: str, clients: int, seconds: float, interval: float) -> dict[str, float]:
+def load(
+    url: str,
+    clients: int,
+    seconds: float,
+    interval: float,
+    on_mark: Callable[[str], None] | None = None,
+) -> dict[str, float]:
+    """Run the load client; ``on_mark`` is called with "connected" once every client has
+    connected and with "measured" at the end of the window, before they hang up."""
     command = [
         PYTHON,
         str(HERE / "loadclient.py"),
@@ -137,14 +146,24 @@ def load(url: str, clients: int, seconds: float, interval: float) -> dict[str, f
         "--ramp",
         "2",
     ]
-    output = subprocess.run(
-        pinned(CLIENT_CORE, command),
-        capture_output=True,
-        text=True,
-        timeout=seconds + 120,
-        check=True,
-    ).stdout
-    return json.loads(output)  # type: ignore[no-any-return]
+    process = subprocess.Popen(
+        pinned(CLIENT_CORE, command), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    watchdog = threading.Timer(seconds + 120, process.kill)
+    watchdog.start()
+    try:
+        assert process.stdout is not None
+        last = ""
+        for line in process.stdout:
+            last = line.strip()
+            if on_mark is not None and last in ("connected", "measured"):
+                on_mark(last)
+        _, errors = process.communicate()
+    finally:
+        watchdog.cancel()
+    if process.returncode:
+        raise RuntimeError(f"the load client failed ({process.returncode}): {errors[-2000:]}")
+    return json.loads(last)  # type: ignore[no-any-return]
 
 
 def write_records(path: Path, count: int, size: int) -> Path:
@@ -177,6 +196,192 @@ def fanout(
             if result["delivery"] < 0.9:
                 break  # far past its limit: larger counts only take longer to fail
     return out
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (a --workers parent and its workers)."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        for task in Path(f"/proc/{tree[index]}/task").iterdir():
+            with contextlib.suppress(OSError):
+                tree.extend(int(child) for child in (task / "children").read_text().split())
+        index += 1
+    return tree
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (/proc/PID/stat, fields 14 and 15)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (after pid and comm)
+    return total / ticks
+
+
+def context_switches(pids: list[int]) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of these processes so far: a server that
+    sleeps between timer ticks switches voluntarily once per wake-up; an involuntary
+    switch is a process that the scheduler put aside for another (the same core)."""
+    voluntary = involuntary = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    voluntary += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    involuntary += int(line.split()[1])
+    return voluntary, involuntary
+
+
+def per_worker(port: int, workers: int, tries: int = 200) -> dict[str, int]:
+    """Each worker's count of open streams, from its own /healthz: the kernel hands each
+    new connection to one worker (SO_REUSEPORT), so ask until every worker has answered."""
+    counts: dict[str, int] = {}
+    for _ in range(tries):
+        answer = health(port)
+        counts[str(answer["worker"])] = int(answer["connections"])
+        if len(counts) >= workers:
+            break
+    return counts
+
+
+def workers_run(data: Path, count: int, clients: int, seconds: float) -> dict[str, Any]:
+    """One fan-out run of `sseplay serve --workers COUNT`, sampled over the steady window."""
+    with server("sseplay", data, INTERVAL, ("--workers", str(count))) as (url, pid):
+        port = int(url.split(":")[2].split("/")[0])
+        pids = process_tree(pid)
+        if len(pids) < count + 1 or len(per_worker(port, count)) < count:
+            raise RuntimeError(f"--workers {count}: not every worker answers")
+        spread_: dict[str, int] = {}
+        cpu: dict[str, float] = {}
+        probes: list[threading.Timer] = []
+
+        switches: dict[str, tuple[int, int]] = {}
+
+        def mark(name: str) -> None:
+            cpu[name] = cpu_seconds(pids)
+            switches[name] = context_switches(pids)
+            if name == "connected":  # every client is in: count them halfway through
+                probe = threading.Timer(
+                    seconds / 2, lambda: spread_.update(per_worker(port, count))
+                )
+                probe.start()
+                probes.append(probe)
+
+        result: dict[str, Any] = dict(load(url, clients, seconds, INTERVAL, mark))
+        for probe in probes:
+            probe.join()
+    used = cpu["measured"] - cpu["connected"]
+    events = result["window_events"]
+    result["workers"] = count
+    result["server_cpu_seconds"] = round(used, 3)
+    result["server_cpu_share"] = round(used / result["window_seconds"], 3)
+    result["cpu_us_per_event"] = round(used / events * 1e6, 2) if events else None
+    window = result["window_seconds"]
+    result["wakeups_per_s"] = round((switches["measured"][0] - switches["connected"][0]) / window)
+    result["preempted_per_s"] = round((switches["measured"][1] - switches["connected"][1]) / window)
+    result["per_worker_connections"] = spread_
+    even = clients / count
+    # An overloaded server answers /healthz late, after the clients have gone: no figure.
+    counted = len(spread_) == count and sum(spread_.values()) >= 0.95 * clients
+    result["spread_worst_percent"] = (
+        round(max(abs(n - even) / even * 100 for n in spread_.values()), 1) if counted else None
+    )
+    print(
+        f"  workers {count} {clients:5} clients: delivery {result['delivery']:.3f}"
+        f" drift p99 {result['drift_p99_ms']} ms; server CPU {used:.2f} s"
+        f" ({result['server_cpu_share']:.0%} of a core) for {events:,} events ="
+        f" {result['cpu_us_per_event']} us/event ({result['wakeups_per_s']} wake-ups/s,"
+        f" {result['preempted_per_s']} preempted/s); per worker {sorted(spread_.values())}"
+        f" (worst {result['spread_worst_percent']} % off an even share);"
+        f" client cpu {result['client_cpu']}",
+        flush=True,
+    )
+    return result
+
+
+def workers_fanout(
+    work: Path, ladder: list[int], seconds: float, repeats: int = 2
+) -> dict[str, Any]:
+    """Issue 14 item 4: the fan-out of ``fanout`` with --workers 1 and --workers 2, in the
+    same run. Every server process is pinned to the server core, so the two set-ups get
+    the same CPU (the load client needs the other core of this 2-core machine): clients
+    held cannot grow with workers here. What can be compared honestly: server CPU per
+    delivered event (user + system time of the parent and all its workers, from /proc,
+    over the steady window: from every client connected to just before they hang up,
+    divided by the events the clients received in it) and how evenly the kernel spreads
+    connections (each worker's /healthz count, halfway through the window).
+
+    The two set-ups run in interleaved pairs (1 then 2 workers at each count, ``repeats``
+    times), so that a neighbour's load on this shared machine falls on both alike."""
+    data = write_records(work / "fanout.jsonl", int((seconds + 30) / INTERVAL), 200)
+    runs: list[dict[str, Any]] = []
+    for clients in ladder:
+        pair = [
+            workers_run(data, count, clients, seconds) for _ in range(repeats) for count in (1, 2)
+        ]
+        runs.extend(pair)
+        if all(run["delivery"] < 0.9 for run in pair):
+            break  # far past the limit of both
+    return {"runs": runs, "summary": workers_summary(runs)}
+
+
+def kept_up(run: dict[str, Any]) -> bool:
+    """The server delivered what was due (drift aside: on this shared machine a neighbour's
+    load delays a server that has CPU to spare, and CPU per event is what is compared)."""
+    return run["delivery"] >= 0.99
+
+
+def workers_summary(runs: list[dict[str, Any]], spread_at: int = 2000) -> dict[str, Any]:
+    """The figures of issue 14 item 4 from ``workers_fanout``'s runs: per client count where
+    both set-ups kept up, the median CPU per event of each; and pooled over those counts
+    (all their CPU seconds over all their events)."""
+    by_count: dict[int, dict[int, list[dict[str, Any]]]] = {}
+    for run in runs:
+        by_count.setdefault(run["clients"], {}).setdefault(run["workers"], []).append(run)
+    compared = []
+    pooled = {1: [0.0, 0], 2: [0.0, 0]}
+    for clients, sides in sorted(by_count.items()):
+        ok = {w: [r for r in sides.get(w, []) if kept_up(r)] for w in (1, 2)}
+        if not ok[1] or not ok[2]:
+            continue
+        one = statistics.median(r["cpu_us_per_event"] for r in ok[1])
+        two = statistics.median(r["cpu_us_per_event"] for r in ok[2])
+        compared.append(
+            {"clients": clients, "us_1": one, "us_2": two, "ratio": round(two / one, 3)}
+        )
+        for w in (1, 2):
+            pooled[w][0] += sum(r["server_cpu_seconds"] for r in ok[w])
+            pooled[w][1] += sum(r["window_events"] for r in ok[w])
+    pooled_us = {w: pooled[w][0] / pooled[w][1] * 1e6 if pooled[w][1] else None for w in (1, 2)}
+    spreads = [
+        r
+        for r in runs
+        if r["workers"] == 2 and r["clients"] == spread_at and r["spread_worst_percent"] is not None
+    ]
+    worst = max(spreads, key=lambda r: r["spread_worst_percent"], default=None)
+    return {
+        "held_1": held([r for r in runs if r["workers"] == 1]),
+        "held_2": held([r for r in runs if r["workers"] == 2]),
+        "kept_up_1": max(
+            (r["clients"] for r in runs if r["workers"] == 1 and kept_up(r)), default=0
+        ),
+        "kept_up_2": max(
+            (r["clients"] for r in runs if r["workers"] == 2 and kept_up(r)), default=0
+        ),
+        "compared": compared,
+        "pooled_us_1": round(pooled_us[1], 2) if pooled_us[1] else None,
+        "pooled_us_2": round(pooled_us[2], 2) if pooled_us[2] else None,
+        "pooled_ratio": (
+            round(pooled_us[2] / pooled_us[1], 3) if pooled_us[1] and pooled_us[2] else None
+        ),
+        "spread_clients": spread_at,
+        "spread_runs": len(spreads),
+        "spread_per_worker": worst["per_worker_connections"] if worst else None,
+        "spread_worst_percent": worst["spread_worst_percent"] if worst else None,
+    }
 
 
 def held(results: list[dict[str, float]], p99_limit: float = 50) -> int:
@@ -219,8 +424,14 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
-def idle_memory(work: Path, kinds: list[str], clients: int = 1000) -> dict[str, float]:
-    """Target 4: resident memory per idle held connection (KiB)."""
+def idle_memory(
+    work: Path, kinds: list[str], clients: int = 5000, hold: float = 10
+) -> dict[str, float]:
+    """Target 4: resident memory per idle held connection (KiB): ``clients`` connections,
+    each reads its first event (the naive app sleeps a whole interval before its first,
+    so there the response head), then nothing is sent for ``hold`` seconds; the growth
+    of VmRSS over the server at rest, per connection."""
+
     data = write_records(work / "idle.jsonl", 10, 200)
     out = {}
     for kind in kinds:
@@ -228,24 +439,37 @@ def idle_memory(work: Path, kinds: list[str], clients: int = 1000) -> dict[str, 
             port = int(url.split(":")[2].split("/")[0])
             time.sleep(0.5)
             before = rss_kib(pid)
-            conns = []
-            for _ in range(clients):
-                conn = socket.create_connection(("127.0.0.1", port))
-                conn.sendall(b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-                conns.append(conn)
-            deadline = time.monotonic() + 30
-            pending = list(conns)
-            while pending and time.monotonic() < deadline:  # until every client has its first event
-                ready, _, _ = select.select(pending, [], [], 1)
-                for conn in ready:
-                    conn.recv(65536)
-                    pending.remove(conn)
-            time.sleep(1)
+            conns = hold_sockets(port, clients, b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            wanted = b"\r\n\r\n" if kind == "naive" else b"data:"
+            received = dict.fromkeys(conns, b"")
+            with selectors.DefaultSelector() as selector:  # select() stops at fd 1024
+                for conn in conns:
+                    selector.register(conn, selectors.EVENT_READ)
+                deadline = time.monotonic() + 60
+                pending = len(conns)
+                while pending and time.monotonic() < deadline:
+                    for key, _ in selector.select(1):
+                        conn = key.fileobj
+                        assert isinstance(conn, socket.socket)
+                        received[conn] += conn.recv(65536)
+                        if wanted in received[conn]:
+                            selector.unregister(conn)
+                            pending -= 1
+            time.sleep(hold)
             after = rss_kib(pid)
             for conn in conns:
                 conn.close()
-        out[kind] = (after - before) / clients
-        print(f"  idle    {kind:8} {(after - before) / clients:.1f} KiB per connection", flush=True)
+        per = (after - before) / clients
+        out[kind] = per
+        out[f"{kind}_rss_kib"] = after
+        out["clients"], out["hold_seconds"] = clients, hold
+        out[f"{kind}_without_first_event"] = pending
+        print(
+            f"  idle    {kind:8} {per:.1f} KiB per connection ({clients} connections,"
+            f" {hold:g} s idle; RSS {before / 1024:.1f} -> {after / 1024:.1f} MiB;"
+            f" {pending} never got their first event)",
+            flush=True,
+        )
     return out
 
 
@@ -1096,8 +1320,10 @@ def machine() -> str:
     )
 
 
+SERVERS = ("sseplay", "naive", "node")
 TARGETS = {
     "fanout": "fan-out, per-client replay (targets 1 and 5)",
+    "workers": "fan-out with --workers 1 and --workers 2: CPU per event, spread (issue 14 item 4)",
     "broadcast": "fan-out, --broadcast (target 2)",
     "burst": "burst at interval 0 (target 3)",
     "idle": "idle memory (target 4)",
@@ -1111,17 +1337,20 @@ TARGETS = {
 }
 
 
-def run_targets(chosen: list[str], quick: bool, work: Path) -> dict[str, Any]:
+def run_targets(
+    chosen: list[str], quick: bool, work: Path, kinds: list[str] | None = None
+) -> dict[str, Any]:
     # Past the 5,000 of the targets, so that two servers that both hold 5,000 are told apart.
     ladder = [500, 1000, 2000] if quick else [1000, 2000, 3000, 4000, 5000, 6000, 7000]
     seconds = 5 if quick else 10
     rounds = 5 if quick else 10
-    kinds = ["sseplay", "naive", "node"]
+    kinds = kinds or list(SERVERS)
     runners: dict[str, Callable[[], Any]] = {
         "fanout": lambda: fanout(work, ladder, seconds, kinds),
+        "workers": lambda: workers_fanout(work, ladder[:4], seconds, 2 if quick else 3),
         "broadcast": lambda: fanout(work, ladder, seconds, ["sseplay"], ("--broadcast",)),
         "burst": lambda: throughput(work, kinds),
-        "idle": lambda: idle_memory(work, kinds),
+        "idle": lambda: idle_memory(work, kinds, 2000 if quick else 5000),
         "startup": startup,
         "launch": lambda: first_byte(work, rounds),
         "large": lambda: large_files(work, quick),
@@ -1137,6 +1366,11 @@ def run_targets(chosen: list[str], quick: bool, work: Path) -> dict[str, Any]:
     return results
 
 
+def cell_of(figures: dict[str, Any], kind: str, form: str = "{:.1f}") -> str:
+    """A figure of one server, or "n/a" when that server was not run (``--servers``)."""
+    return form.format(figures[kind]) if kind in figures else "n/a"
+
+
 def table_rows(r: dict[str, Any]) -> list[tuple[Any, ...]]:
     """One row per figure of the targets that ran: (target, goal, sseplay, naive, node)."""
     rows: list[tuple[Any, ...]] = []
@@ -1146,9 +1380,49 @@ def table_rows(r: dict[str, Any]) -> list[tuple[Any, ...]]:
             (
                 "1 fan-out clients held (>=99 %, p99 <= 50 ms)",
                 "5,000 and >= node",
-                held(per_client["sseplay"]),
-                held(per_client["naive"]),
-                held(per_client["node"]),
+                *(held(per_client[kind]) if kind in per_client else "n/a" for kind in SERVERS),
+            )
+        )
+    if "workers" in r:
+        w = r["workers"]["summary"]
+        rows.append(
+            (
+                "issue 14.4 fan-out, --workers 1 / --workers 2 (all server processes on one"
+                " core): clients held (>= 99 %, p99 <= 50 ms); kept up (>= 99 %)",
+                "2 workers >= 1 worker",
+                f"{w['held_1']:,} / {w['held_2']:,}; {w['kept_up_1']:,} / {w['kept_up_2']:,}",
+                "",
+                "",
+            )
+        )
+        rows.extend(
+            (
+                f"issue 14.4 server CPU per delivered event, us, at {c['clients']:,} clients:"
+                " 1 worker / 2 workers (ratio)",
+                "ratio <= 1.10",
+                f"{c['us_1']} / {c['us_2']} ({c['ratio']})",
+                "",
+                "",
+            )
+            for c in w["compared"]
+        )
+        rows.append(
+            (
+                "issue 14.4 server CPU per delivered event, us, pooled over those counts",
+                "ratio <= 1.10",
+                f"{w['pooled_us_1']} / {w['pooled_us_2']} ({w['pooled_ratio']})",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"issue 14.4 {w['spread_clients']:,} connections over 2 workers: per worker,"
+                " worst off an even share",
+                "each within 15 %",
+                f"{sorted((w['spread_per_worker'] or {}).values())}, {w['spread_worst_percent']} %",
+                "",
+                "",
             )
         )
     if "broadcast" in r:
@@ -1159,24 +1433,23 @@ def table_rows(r: dict[str, Any]) -> list[tuple[Any, ...]]:
             (
                 "3 events/s, one connection, interval 0",
                 "1,000,000",
-                f"{burst['sseplay']:,.0f}",
-                f"{burst['naive']:,.0f}",
-                f"{burst['node']:,.0f}",
+                *(cell_of(burst, kind, "{:,.0f}") for kind in SERVERS),
             )
         )
     if "idle" in r:
         idle = r["idle"]
         rows.append(
             (
-                "4 KiB per idle connection",
-                "<= 16",
-                f"{idle['sseplay']:.1f}",
-                f"{idle['naive']:.1f}",
-                f"{idle['node']:.1f}",
+                f"4 KiB per idle connection ({idle.get('clients', 1000):,} connections,"
+                f" first event, then {idle.get('hold_seconds', 1):g} s idle)",
+                "<= 16 and <= node",
+                cell_of(idle, "sseplay"),
+                cell_of(idle, "naive"),
+                cell_of(idle, "node"),
             )
         )
     if "fanout" in r:
-        at_1000 = next((x for x in r["fanout"]["sseplay"] if x["clients"] == 1000), None)
+        at_1000 = next((x for x in r["fanout"].get("sseplay", []) if x["clients"] == 1000), None)
         rows.append(
             (
                 "5 drift p99 at 1,000 clients (ms)",
@@ -1327,17 +1600,31 @@ def main() -> None:
         metavar="TARGET[,TARGET...]",
         help="run only these targets: " + ", ".join(TARGETS),
     )
+    parser.add_argument(
+        "--servers",
+        metavar="SERVER[,SERVER...]",
+        help="the servers of the comparing targets (fanout, burst, idle): "
+        + ", ".join(SERVERS)
+        + " (default: all)",
+    )
+    parser.add_argument(
+        "--note", help="a line for the results file: what else ran on the machine, what code"
+    )
     args = parser.parse_args()
+    kinds = [k.strip() for k in args.servers.split(",")] if args.servers else list(SERVERS)
+    if any(k not in SERVERS for k in kinds):
+        parser.error(f"--servers: choose from {', '.join(SERVERS)}")
     chosen = list(TARGETS) if not args.only else [t.strip() for t in args.only.split(",")]
     unknown = [t for t in chosen if t not in TARGETS]
     if unknown:
         parser.error(f"unknown target {', '.join(unknown)}: choose from {', '.join(TARGETS)}")
     command = "python benchmarks/run.py" + (" --quick" if args.quick else "")
     command += f" --only {','.join(chosen)}" if args.only else ""
+    command += f" --servers {','.join(kinds)}" if args.servers else ""
     # Generated files live here (gitignored); the large ones are removed after their target.
     WORK.mkdir(exist_ok=True)
     cache_bytecode()
-    results = run_targets(chosen, args.quick, WORK)
+    results = run_targets(chosen, args.quick, WORK, kinds)
 
     table = ["| target | goal | sseplay | naive / plain / floor | node |"]
     table += ["| --- | --- | --- | --- | --- |"]
@@ -1354,6 +1641,7 @@ def main() -> None:
             "",
             f"Command: `{command}`",
             "",
+            *([f"Note: {args.note}", ""] if args.note else []),
             *table,
             "",
             "## Raw results",

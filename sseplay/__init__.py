@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from sseplay.client import TailOptions, atail, tail
     from sseplay.config import FieldMapping, ServerConfig, StreamOptions, Timing
     from sseplay.model import Event
+    from sseplay.redis_feed import RedisStream
     from sseplay.server import Server
     from sseplay.stream import Stream
 
@@ -43,6 +44,9 @@ _LAZY = {
     "ServerConfig": "sseplay.config",
     "Stream": "sseplay.stream",
     "Server": "sseplay.server",
+    # A Redis stream served live (``Server({"/feed": RedisStream(url)})``); redis-py is
+    # imported only when it connects.
+    "RedisStream": "sseplay.redis_feed",
     "tail": "sseplay.client",
     "atail": "sseplay.client",
     "TailOptions": "sseplay.client",
@@ -60,6 +64,7 @@ __all__ = [
     "Invalid",
     "Mismatch",
     "OutputFailed",
+    "RedisStream",
     "Server",
     "ServerConfig",
     "SseplayError",

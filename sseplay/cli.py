@@ -84,6 +84,13 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
+def _is_url(argument: str) -> bool:
+    """``scheme://...``: a source that is not a file (redis://), unless a file has that name."""
+    from sseplay.redis_source import is_url
+
+    return is_url(argument) and not _names_a_file(argument)
+
+
 def _names_a_file(argument: str) -> bool:
     """Whether ``argument`` is an existing path (a file may have ``=`` in its name); a path
     that cannot even be looked at (no search permission, a name too long) is not one."""
@@ -99,13 +106,16 @@ def routes_of(files: Sequence[str], default_route: str) -> dict[str, str]:
     routes: dict[str, str] = {}
     for index, argument in enumerate(files):
         name, equals, path = argument.partition("=")
-        if equals and not _names_a_file(argument) and (route := "/" + name.strip("/")):
+        url = _is_url(argument)  # redis://...?stream=KEY has an = of its own
+        if equals and not url and not _names_a_file(argument) and (route := "/" + name.strip("/")):
             if problem := route_problem(route):
                 raise UsageError(f"{argument}: {problem}")
         elif len(files) == 1:
             route, path = default_route, argument
         else:
             stem = "stdin" if argument == STDIN_NAME else Path(argument).name.split(".")[0]
+            if url:  # a Redis stream: its key names the route
+                stem = argument.rpartition("stream=")[2].split("&")[0]
             route, path = "/" + (stem or f"stream{index + 1}"), argument
             if problem := route_problem(route):
                 raise UsageError(
@@ -165,8 +175,9 @@ def serve(
         list[str],
         typer.Argument(
             metavar="FILE...",  # any number of them
-            help="Event files (JSON array or JSON Lines, .gz too; - for stdin). "
-            "ROUTE=FILE serves FILE at /ROUTE.",
+            help="Event files (JSON array or JSON Lines, .gz too; - for stdin), or Redis "
+            "streams served live: redis://HOST:PORT/DB?stream=KEY (the timing and mapping "
+            "flags apply to files only). ROUTE=FILE serves FILE at /ROUTE.",
             show_default=False,
         ),
     ],
@@ -368,11 +379,76 @@ def serve(
         if files.count(STDIN_NAME) > 1:
             raise UsageError("standard input (-) can be read only once")
         routes = routes_of(files, check_route("/" + route.strip("/")))
+        _check_urls(routes, config)
+        _check_file_flags(
+            routes,
+            {
+                "--interval": interval is not None,
+                "--time-field": time_field is not None,
+                "--speed": speed != 1.0,
+                "--max-gap": max_gap is not None,
+                "--loop": loop,
+                "--data-field": data_field is not None,
+                "--event-field": event_field is not None,
+                "--event-type": event_type is not None,
+                "--id-field": id_field is not None,
+                "--follow": follow,
+                "--from-end": from_end,
+                "--broadcast": broadcast,
+                "--epoch": epoch is not None,
+            },
+        )
         _setup_logging(quiet, verbose)
         with _url_file(url_file) as write_urls:
             run_serve(routes, options, config, write_urls)
     except SseplayError as error:
         fail(error)
+
+
+def _check_urls(routes: dict[str, str], config: ServerConfig) -> None:
+    """Every ``scheme://`` source is a valid redis:// URL (one usage line otherwise)."""
+    from sseplay.redis_source import RedisTarget
+
+    urls = [path for path in routes.values() if _is_url(path)]
+    for url in urls:
+        RedisTarget.parse(url)
+    if urls and config.workers is not None:
+        raise UsageError("--workers does not serve redis:// streams yet: drop --workers")
+
+
+def _check_file_flags(routes: dict[str, str], given: dict[str, bool]) -> None:
+    """A flag that shapes the replay of a file, given when every source is a redis:// stream:
+    it would silently do nothing (a Redis entry goes out as it is read, with its own type
+    and id), so it is a usage error. Beside files it applies to the files."""
+    if not routes or not all(_is_url(path) for path in routes.values()):
+        return
+    flags = [flag for flag, used in given.items() if used]
+    if flags:
+        raise UsageError(
+            f"{flags[0]} applies to files only: a redis:// stream sends each entry as it is "
+            f"read, with its own type and id; drop {flags[0]}"
+        )
+
+
+def _redis_streams(routes: dict[str, str], options: StreamOptions) -> dict[str, Any]:
+    """The redis:// sources, connected once (exit 4 when Redis cannot be reached)."""
+    import asyncio
+
+    from sseplay.redis_feed import RedisStream
+    from sseplay.redis_source import redis_asyncio
+
+    sources = {route: path for route, path in routes.items() if _is_url(path)}
+    if not sources:
+        return {}
+    redis_asyncio()  # a missing package is one line that says how to install it
+    streams = {route: RedisStream(url, retry=options.retry) for route, url in sources.items()}
+
+    async def check() -> None:
+        for stream in streams.values():
+            await stream.check()
+
+    asyncio.run(check())
+    return streams
 
 
 def run_serve(
@@ -388,13 +464,15 @@ def run_serve(
     from sseplay.spool import Spools
     from sseplay.stream import Stream
 
-    streams: dict[str, Stream] = {}
+    streams: dict[str, Any] = _redis_streams(routes, options)
     # Standard input, pipes, devices and .gz files are served from a copy in a temporary
     # directory, removed on every way out: when ``spools`` goes (after serving, or at exit).
     spools = Spools()
     try:
         with _sigterm_interrupts(), StartupProgress() as progress:
             for route, file in routes.items():
+                if route in streams:  # a redis:// stream, already connected
+                    continue
                 label = "<stdin>" if file == STDIN_NAME else file
                 if options.follow:
                     streams[route] = Stream.followed(file, label, options)
@@ -418,6 +496,7 @@ def run_serve(
         viewer = urls[0][: -len(first_route)] + "/"
         logging.getLogger("sseplay.server").info("live viewer: %s", viewer)
 
+    streams = {route: streams[route] for route in routes}  # in the order given
     raise_open_file_limit()
     tune_collector()
     if config.workers is not None:
@@ -428,7 +507,7 @@ def run_serve(
     server = Server(streams, config=config)
 
     def ready() -> None:
-        announce(server.urls, server.routes[0].route)
+        announce(server.urls, server.all_routes[0].route)
 
     # uvicorn re-raises the signal that stopped it once it is done; with these
     # handlers in place that is a no-op instead of a KeyboardInterrupt traceback.
@@ -643,6 +722,141 @@ def tail(
         _run_tail(options, _output_format(output, data_only), record, quiet)
     except SseplayError as error:
         fail(error)
+
+
+@app.command(short_help="Play an event file into a Redis stream (XADD).")
+def publish(
+    file: Annotated[
+        str,
+        typer.Argument(
+            metavar="FILE",
+            help="Event file (JSON array or JSON Lines, .gz too; - for stdin).",
+            show_default=False,
+        ),
+    ],
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            metavar="URL",
+            help="The Redis stream: redis://HOST:PORT/DB?stream=KEY (rediss:// for TLS).",
+            show_default=False,
+        ),
+    ],
+    maxlen: Annotated[
+        int | None,
+        typer.Option(metavar="N", help="Trim the stream to about N entries (XADD MAXLEN ~ N)."),
+    ] = None,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Seconds between events; 0 = all at once. [default: 1]",
+        ),
+    ] = None,
+    time_field: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FIELD",
+            help="Field with each record's time: seconds, 00:05, 01:02:03 or ISO-8601.",
+        ),
+    ] = None,
+    speed: Annotated[
+        float, typer.Option(metavar="FACTOR", help="Play this many times faster.")
+    ] = 1.0,
+    max_gap: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS", help="Cap every pause at this many seconds (after --speed)."
+        ),
+    ] = None,
+    loop: Annotated[bool, typer.Option("--loop", help="Play forever; ids stay unique.")] = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="Then publish every record appended to FILE (or arriving on -) as it is "
+            "written; timing flags apply to the existing records only.",
+        ),
+    ] = False,
+    data_field: Annotated[
+        str | None,
+        typer.Option(metavar="FIELD", help="Field (dotted path) sent as the data."),
+    ] = None,
+    event_field: Annotated[
+        str | None, typer.Option(metavar="FIELD", help="Field with the event type.")
+    ] = None,
+    event_type: Annotated[
+        str | None, typer.Option(metavar="TYPE", help="One event type for all.")
+    ] = None,
+    id_field: Annotated[
+        str | None,
+        typer.Option(metavar="FIELD", help="Field with the id. [default: position 1, 2, 3...]"),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log everything.")] = False,
+) -> None:
+    """Play an event file on its schedule into a Redis stream, for `serve redis://...`."""
+    try:
+        from sseplay.publish import PublishOptions
+        from sseplay.redis_source import RedisTarget
+
+        options = StreamOptions(
+            FieldMapping(data_field, event_field, id_field, event_type, time_field),
+            Timing(interval=interval, speed=speed, max_gap=max_gap, loop=loop),
+            follow=follow,
+        )
+        publish_options = PublishOptions(RedisTarget.parse(to, "--to"), maxlen)
+        _setup_logging(quiet, verbose)
+        run_publish(file, options, publish_options)
+    except SseplayError as error:
+        fail(error)
+
+
+def run_publish(file: str, options: StreamOptions, publish_options: Any) -> None:
+    """Check the file, connect, then play it into the stream until its end (or Ctrl-C)."""
+    import asyncio
+
+    from sseplay.follow import prepare_file, prepare_stdin
+    from sseplay.publish import Publisher
+    from sseplay.redis_source import redis_asyncio
+    from sseplay.source import load_event_file
+    from sseplay.spool import Spools
+
+    redis_asyncio()  # a missing package is said before the file is read
+    label = "<stdin>" if file == STDIN_NAME else file
+    with Spools() as spools:
+        try:
+            with _sigterm_interrupts():
+                follow_input = None
+                if options.follow and file == STDIN_NAME:
+                    event_file, follow_input = None, prepare_stdin(options.mapping)
+                elif options.follow:
+                    event_file, follow_input = prepare_file(label, Path(file), options.mapping)
+                else:
+                    location = spools.prepare(file, label)
+                    event_file = load_event_file(label, location, options.mapping)
+        except KeyboardInterrupt:
+            sys.stderr.write("sseplay: interrupted during the start-up check; nothing was sent\n")
+            raise SystemExit(int(ExitCode.INTERRUPTED)) from None
+        publisher = Publisher(event_file, options, publish_options)
+        log = logging.getLogger("sseplay.publish")
+
+        async def run() -> int:
+            await publisher.connect()
+            log.info("publishing %s to %s", label, publish_options.target.shown)
+            try:
+                return await publisher.run(follow_input)
+            finally:
+                await publisher.close()
+
+        try:
+            with _sigterm_interrupts():
+                sent = asyncio.run(run())
+        except KeyboardInterrupt:
+            log.info("stopped after %d events", publisher.published)
+            raise SystemExit(int(ExitCode.INTERRUPTED)) from None
+        log.info("published %d events to %s", sent, publish_options.target.shown)
 
 
 # Modules that the libraries under tail import for features tail never uses: httpx imports

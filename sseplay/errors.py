@@ -14,7 +14,7 @@ class ExitCode(IntEnum):
     ERROR = 1  # the stream or the network failed (refused, bad status, TLS, ...)
     USAGE = 2  # a wrong flag or argument (the same code click uses)
     BAD_INPUT = 3  # an event file that cannot be served as it is
-    CANNOT_SERVE = 4  # the server could not start (port in use, bad address)
+    CANNOT_SERVE = 4  # could not start: port in use, bad address, Redis unreachable
     TIMED_OUT = 5  # tail --timeout fired first
     IDLE_TIMED_OUT = 6  # tail --idle-timeout fired first
     GAVE_UP = 7  # tail used up --max-retries reconnecting

@@ -269,6 +269,17 @@ class Outlet:
             self._on_cut_off(self)
         self.close()
 
+    def held_by_connection(self) -> None:
+        """No request task waits on this response any more (its connection holds it, see
+        ``HeadLimitedHttpToolsProtocol.hold``): a stream cut off, or whose write failed,
+        is ended by dropping its connection, which then tells its end."""
+        self.task = None
+        self._on_cut_off = Outlet._drop
+
+    def _drop(self) -> None:
+        if self._direct is not None:
+            self._direct.abort()
+
     def fail(self, reason: str) -> None:
         """A write to this connection failed: end it, and only it. Its request is ended
         the way a client cut off is (the server may never tell it of the loss)."""

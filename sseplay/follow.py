@@ -442,6 +442,7 @@ class Follower:
 
     async def _follow_file(self, path: Path) -> None:
         while True:
+            await self._room()
             look = await asyncio.to_thread(self._look, path)
             if look.reset is not None:
                 self._reset(look.reset)
@@ -556,6 +557,7 @@ class Follower:
             os.set_blocking(fd, False)
         try:
             while True:
+                await self._room()
                 try:
                     data = os.read(fd, READ_BYTES)
                 except BlockingIOError:
@@ -572,6 +574,11 @@ class Follower:
                     os.set_blocking(fd, True)
 
     # -- both --
+
+    async def _room(self) -> None:
+        """Back-pressure: wait here, before each read, while what was read cannot go out
+        yet. A feed always takes its events at once; ``publish --follow`` overrides this
+        to stop reading while its XADDs wait for Redis (a pipe then blocks its writer)."""
 
     async def _take(self, data: bytes, last: bool = False) -> None:
         """Check the lines ``data`` completes and publish their records, ``TAKE_BYTES`` at

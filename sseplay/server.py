@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import random
@@ -17,6 +18,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+import httptools
 import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -34,7 +36,7 @@ from sseplay.config import (
     ServerConfig,
     check_route,
 )
-from sseplay.direct import DirectBody
+from sseplay.direct import DirectBody, LeanEvent, LeanFlowControl, LeanPipeline
 from sseplay.errors import CannotServe, UsageError
 from sseplay.fanout import (
     Broadcast,
@@ -56,6 +58,7 @@ from sseplay.faults import (
 from sseplay.follow import Follower, FollowInput, GrowingReplay, new_feed
 from sseplay.live import Feed, LiveSubscriber, Resume
 from sseplay.model import encode_comment, encode_retry
+from sseplay.redis_feed import RedisFeed, RedisStream, drained
 from sseplay.replay import (
     FROM_THE_START,
     UNKNOWN,
@@ -69,6 +72,8 @@ from sseplay.stream import Stream as PublicStream
 from sseplay.tls import TlsFiles, server_tls
 
 logger = logging.getLogger("sseplay.server")
+# How long a connection dropped at shutdown waits for uvicorn to see it gone.
+DROP_WAIT = 0.5
 
 # Ctrl-C and SIGTERM stop the server within a second even with streams open.
 GRACEFUL_SHUTDOWN_SECONDS = 0.5
@@ -105,6 +110,15 @@ class Stream:
     replay: Replay | None
     # --follow: what is read for live events after the replay (``sseplay.follow``).
     follow: FollowInput | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LiveRoute:
+    """A route served live from a Redis stream (``sseplay.redis_feed``)."""
+
+    route: str
+    label: str
+    source: RedisStream
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +162,8 @@ class Hub:
         self._timer: Timer | None = None
         self._streams = streams
         self.broadcasts: dict[str, Broadcast] = {}
+        # Redis routes: each one's reader and feed, started and stopped with the app.
+        self.redis_feeds: dict[str, RedisFeed] = {}
         # --follow: each followed route's live feed, and the follower that feeds it.
         self.feeds: dict[str, Feed] = {}
         self.followers: dict[str, Follower] = {}
@@ -355,7 +371,18 @@ class Hub:
             feed.closed = True
         for listener in list(self.listeners):
             outlet = listener.outlet
-            if outlet.blocked:
+            if isinstance(listener, JoiningListener):
+                # Mid-backfill: its request may wait on Redis (a page, a lost server) and
+                # its transport may hold a page the client has not taken, so an end
+                # written now could not go out. It is dropped and its request ended
+                # (it resumes at the next server); left alone, it would hold the server
+                # until uvicorn's graceful timeout cancels it, with a traceback.
+                task, direct = outlet.task, outlet.direct
+                if not outlet.closed:
+                    outlet.cut()
+                if direct and task is not None:  # else cut() has cancelled it
+                    task.cancel()
+            elif outlet.blocked:
                 outlet.cut()
             elif not outlet.closed and not outlet.completed:
                 outlet.write(b"", more_body=False)
@@ -382,6 +409,7 @@ def create_app(
     options: AppOptions,
     on_complete: Callable[[], None] | None = None,
     on_over: Callable[[], None] | None = None,
+    live: Sequence[LiveRoute] = (),
 ) -> FastAPI:
     """The whole server. ``on_complete`` runs when a client has received a whole replay
     (or, in broadcast mode, when the shared timeline has played to its end); ``on_over``
@@ -389,12 +417,19 @@ def create_app(
     holds its open streams: ``StreamingServer`` ends them when it stops."""
     hub = Hub(streams, options, on_complete, on_over)
 
+    for live_route in live:
+        hub.redis_feeds[live_route.route] = RedisFeed(live_route.source)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub.start()
+        for redis_feed in hub.redis_feeds.values():
+            redis_feed.start(hub.timer, options.ping)
         try:
             yield
         finally:
+            for redis_feed in hub.redis_feeds.values():
+                await redis_feed.stop()
             await hub.stop_following()
 
     app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
@@ -414,6 +449,9 @@ def create_app(
     for stream in streams:
         endpoint = _StreamEndpoint(stream, hub)
         app.router.routes.append(Route(stream.route, endpoint, methods=["GET", "POST"]))
+    for live_route in live:
+        redis_endpoint = _RedisEndpoint(live_route, hub.redis_feeds[live_route.route], hub)
+        app.router.routes.append(Route(live_route.route, redis_endpoint, methods=["GET", "POST"]))
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
@@ -425,7 +463,19 @@ def create_app(
                 "worker": os.getpid(),
                 "workers": options.workers or 1,
                 "faults": dict(sorted(hub.fault_counters.by_kind.items())),
-                "streams": [_stream_health(s, hub) for s in streams],
+                "streams": [_stream_health(s, hub) for s in streams]
+                + [
+                    {
+                        "route": r.route,
+                        "file": r.label,
+                        # Published since the server started; a live stream has no end.
+                        "events": hub.redis_feeds[r.route].published,
+                        "types": [],
+                        "live": True,
+                        "connected": hub.redis_feeds[r.route].reader.connected,
+                    }
+                    for r in live
+                ],
             }
         )
 
@@ -512,6 +562,9 @@ class _StreamEndpoint:
         task = asyncio.current_task()
         assert task is not None
         direct = DirectBody.of(scope, receive, fast=hub.options.direct_writes)
+        # A stream on the fast path of our own protocol is handed over to the connection
+        # (``HeadLimitedHttpToolsProtocol.hold``) and its request ends; see ``_Held``.
+        holder = _holder(receive) if direct is not None and direct.fast and not during else None
         if during:
             outlet: Outlet = self._faulty_outlet(send, receive, direct, task, number, during)
         else:
@@ -539,6 +592,11 @@ class _StreamEndpoint:
             assert replay is not None
             preamble = replay.preamble(start, shown)
         listener = hub.open(self.stream, outlet, start, preamble)
+        if holder is not None and not (outlet.closed or outlet.completed):
+            held = _Held(self, scope, listener, getattr(receive, "__self__", None))
+            if holder.hold(held):
+                outlet.held_by_connection()
+                return
         try:
             # The request's own task waits here: a disconnect, or the end of the
             # response written by the timer, wakes it (uvicorn answers http.disconnect).
@@ -550,28 +608,34 @@ class _StreamEndpoint:
                 raise
             task.uncancel()
         finally:
-            listener = hub.close(self.stream, listener)
-            if listener.complete:
-                how = "got the whole replay"
-            elif hub.stopping:
-                how = "the server stopped"
-            elif isinstance(outlet, FaultyOutlet) and outlet.fault_end:
-                how = f"ended by {outlet.fault_end}"
-            elif outlet.cut_off:
-                how = f"cut off: it read nothing for {hub.options.send_timeout:g} s"
-            elif outlet.failure:
-                how = f"ended: {outlet.failure}"
-            elif replay is not None and replay.failed:
-                how = "its file cannot be read any more"
-            else:
-                how = "disconnected"
-            logger.info(
-                "%s left %s after %d events (%s)",
-                _client(scope),
-                self.stream.route,
-                listener.sent,
-                how,
-            )
+            self.left(scope, listener)
+
+    def left(self, scope: Scope, listener: Listener) -> None:
+        """The stream has ended, however it did: let go of it, and say so."""
+        hub, outlet, replay = self.hub, listener.outlet, self.stream.replay
+        # The listener that had the connection last (a replay hands over to a live feed).
+        listener = hub.close(self.stream, listener)
+        if listener.complete:
+            how = "got the whole replay"
+        elif hub.stopping:
+            how = "the server stopped"
+        elif isinstance(outlet, FaultyOutlet) and outlet.fault_end:
+            how = f"ended by {outlet.fault_end}"
+        elif outlet.cut_off:
+            how = f"cut off: it read nothing for {hub.options.send_timeout:g} s"
+        elif outlet.failure:
+            how = f"ended: {outlet.failure}"
+        elif replay is not None and replay.failed:
+            how = "its file cannot be read any more"
+        else:
+            how = "disconnected"
+        logger.info(
+            "%s left %s after %d events (%s)",
+            _client(scope),
+            self.stream.route,
+            listener.sent,
+            how,
+        )
 
     # Faults (see ``sseplay.faults``); only a server with faults configured comes here.
 
@@ -678,6 +742,113 @@ def _over(stream: Stream, hub: Hub, start: Start | Resume) -> bool:
     return stream.replay.is_over(start.n) or (broadcast is not None and broadcast.ended)
 
 
+class JoiningListener(Listener):
+    """A connection to a Redis route while it is joining the feed (its backfill is read
+    and written): the server stopping ends it, and cancels the join (``Hub.close_all``)."""
+
+    __slots__ = ()
+
+
+class _RedisEndpoint:
+    """A Redis stream's route: each connection joins the route's ``RedisFeed`` (with a
+    backfill when it resumes) and is then written to by the feed, as a broadcast's are."""
+
+    def __init__(self, live: LiveRoute, redis_feed: RedisFeed, hub: Hub) -> None:
+        self.live = live
+        self.redis_feed = redis_feed
+        self.hub = hub
+        self._cut_off = hub.cut_off_stream
+
+    async def _dropped(self, receive: Receive, outlet: Outlet, direct: DirectBody | None) -> None:
+        """A joining connection dropped as the server stops (``Hub.close_all`` aborted its
+        transport): wait until uvicorn has seen the loss, which it would otherwise report
+        as a response the app left unfinished (an error line)."""
+        if self.hub.stopping and outlet.cut_off and direct is not None and direct.fast:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_disconnect(receive), DROP_WAIT)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hub, route = self.hub, self.live.route
+        raw_id = _header(scope, b"last-event-id")
+        if raw_id is None:  # WHATWG 9.2.4; the query parameter stands in on a first connection
+            raw_id = _query_parameter(scope["query_string"], b"lastEventId")
+        last_event_id = None if raw_id is None else decode_id(raw_id)
+        if raw_id and last_event_id is None:
+            last_event_id = shown_id(raw_id)  # not UTF-8: no entry has that id
+        await send({"type": "http.response.start", "status": 200, "headers": hub.headers})
+        if scope["method"] == "HEAD":
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        direct = DirectBody.of(scope, receive, fast=hub.options.direct_writes)
+        outlet = Outlet(send, hub.options.send_timeout, self._cut_off, direct, task)
+        retry = self.live.source.retry
+        preamble = encode_retry(retry) if retry is not None else b""
+        if last_event_id:
+            logger.info(
+                "%s connected to %s (resuming after %s)",
+                _client(scope),
+                route,
+                shown_id(last_event_id),
+            )
+        else:
+            logger.info("%s connected to %s", _client(scope), route)
+        listener: Listener | None = None
+        how = "disconnected"
+        joining = JoiningListener(outlet)
+        hub.listeners.add(joining)
+        try:
+            try:
+                listener = await self.redis_feed.join(outlet, last_event_id, preamble)
+            except Exception as error:  # Redis lost during the backfill: the client retries
+                how = f"ended: Redis could not be read for its backfill ({error})"
+                # The end goes out after the pages the client has not taken yet: closing
+                # the outlet before would cancel it, and the client would see a broken
+                # body (an incomplete chunked read) instead of an end to reconnect after.
+                outlet.write(b"", more_body=False)
+                await drained(outlet)
+                return
+            finally:
+                hub.listeners.discard(joining)
+            if listener is None:
+                await self._dropped(receive, outlet, direct)
+                return
+            hub.listeners.add(listener)
+            if hub.stopping:
+                outlet.write(b"", more_body=False)
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        except asyncio.CancelledError:
+            if not (outlet.cut_off or outlet.failure or hub.stopping):
+                raise
+            task.uncancel()
+            await self._dropped(receive, outlet, direct)
+        finally:
+            outlet.close()
+            if listener is not None:
+                hub.listeners.discard(listener)
+                self.redis_feed.feed.unsubscribe(listener)  # type: ignore[arg-type]
+            if hub.stopping:
+                how = "the server stopped"
+            elif outlet.cut_off:
+                how = f"cut off: it read nothing for {hub.options.send_timeout:g} s"
+            elif outlet.failure:
+                how = f"ended: {outlet.failure}"
+            logger.info(
+                "%s left %s after %d events (%s)",
+                _client(scope),
+                route,
+                listener.sent if listener is not None else 0,
+                how,
+            )
+
+
+async def _disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
 def _transport(receive: Receive) -> asyncio.Transport | None:
     """The connection's transport, found the way ``DirectBody.of`` finds uvicorn's request
     cycle; None under another server."""
@@ -715,49 +886,236 @@ def _client(scope: Scope) -> str:
     return f"{host}:{port}"
 
 
+class _Held:
+    """A stream handed over to its connection: what ends it needs.
+
+    A held stream used to keep its request's task waiting for the disconnect, and with
+    it the coroutine frame of every layer the request went through (uvicorn's
+    ``run_asgi``, FastAPI, Starlette's middleware and router, the endpoint) and
+    their wrappers of ``send``: 7 KiB per idle connection, more than all the rest
+    (measured with benchmarks/idle_profile.py). Once the response has started on the
+    fast path (``sseplay.direct``) nothing of that is used any more: the timer writes
+    to the transport, and the connection tells its end (``connection_lost``, or the
+    last chunk sent). So the endpoint returns, and the connection calls ``finish``."""
+
+    __slots__ = ("cycle", "endpoint", "listener", "scope")
+
+    def __init__(self, endpoint: _StreamEndpoint, scope: Scope, listener: Listener, cycle: Any):
+        self.endpoint = endpoint
+        self.scope = scope
+        self.listener = listener
+        self.cycle = cycle
+
+    def finish(self) -> None:
+        # uvicorn breaks this reference cycle (request -> connection -> request) when
+        # the request's task ends; a held stream's has ended long before.
+        self.cycle.on_response = _nothing
+        try:
+            self.endpoint.left(self.scope, self.listener)
+        except Exception:  # the connection's own bookkeeping must go on
+            logger.exception("ending a stream failed")
+
+
+def _nothing() -> None:
+    pass
+
+
+# Holding a stream replaces uvicorn's request runner (``_start_asgi_task``): only where
+# this uvicorn has it, and the stream stays with its task otherwise.
+_CAN_HOLD = callable(vars(HttpToolsProtocol).get("_start_asgi_task"))
+
+
+def _holder(receive: Receive) -> HeadLimitedHttpToolsProtocol | None:
+    """The connection a stream can be handed over to (ours, on uvicorn's httptools), or
+    None. Found through ``receive``, the way ``DirectBody.of`` finds the request."""
+    cycle: Any = getattr(receive, "__self__", None)
+    protocol = getattr(getattr(cycle, "on_response", None), "__self__", None)
+    if _CAN_HOLD and isinstance(protocol, HeadLimitedHttpToolsProtocol):
+        return protocol
+    return None
+
+
+def _request_parser(protocol: HttpToolsProtocol) -> httptools.HttpRequestParser:
+    """A request parser made as uvicorn makes each connection's (``HttpToolsProtocol``)."""
+    parser = httptools.HttpRequestParser(protocol)
+    with contextlib.suppress(AttributeError):  # httptools < 0.6.3, as uvicorn allows
+        parser.set_dangerous_leniencies(lenient_data_after_close=True)
+    return parser
+
+
+class _HeadCount:
+    """How much of a request head has arrived (see ``HeadLimitedHttpToolsProtocol``)."""
+
+    __slots__ = ("held", "in_head", "in_message", "refused", "seen", "tail")
+
+    def __init__(self) -> None:
+        self.held: _Held | None = None  # the stream handed over to this connection
+        self.in_head = True  # the next bytes belong to a request line or headers
+        self.in_message = False  # the parser has begun a request it has not finished
+        self.seen = 0
+        self.tail = b""  # the last bytes of the head so far: its end may straddle reads
+        self.refused = False
+
+
 class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a limit on the size of a request head.
+    """uvicorn's httptools protocol with a limit on the size of a request head, and
+    lighter per-connection objects.
 
     httptools gathers a header in memory however long it grows (and a long one by
     repeated concatenation), and uvicorn keeps every header of a request for as long as
     its response lasts: here the bytes of a request head are counted as they arrive, and
     a head that has not ended within ``MAX_REQUEST_HEAD_BYTES`` is answered 431 (RFC 6585
-    section 5) and its connection closed before the parser sees the excess."""
+    section 5) and its connection closed before the parser sees the excess.
+
+    Memory: a held stream keeps its protocol for as long as it is open, thousands of
+    them. The head count is ONE attribute: uvicorn's protocol already sets 28, and
+    CPython shares the key table of instances' attribute dicts only up to 29 keys; past
+    that every connection carries a full dict of its own (1.3 KiB more each, measured
+    with benchmarks/idle_profile.py). uvicorn's flow control, its request's event and
+    its queue of pipelined requests become the slotted, deque-free equivalents of
+    ``sseplay.direct`` (2.2 KiB less each). And while a keep-alive connection has no
+    request in the parser (a held stream's request ended with its head), the parser is
+    let go (0.9 KiB) and a new one made when bytes come: httptools starts each request
+    of a keep-alive connection from the same state as a new parser's."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._in_head = True  # the next bytes belong to a request line or headers
-        self._head_bytes = 0
-        self._head_tail = b""  # the last bytes of the head so far: its end may straddle reads
-        self._refused = False
+        self.pipeline = LeanPipeline()  # type: ignore[assignment]
+        self._head = _HeadCount()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.flow = LeanFlowControl(transport)  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        if self._refused:
+        head = self._head
+        if head.refused:
             return
-        if self._in_head:
-            room = MAX_REQUEST_HEAD_BYTES - self._head_bytes
+        if head.in_head:
+            room = MAX_REQUEST_HEAD_BYTES - head.seen
             if len(data) > room:
                 # Fine only if the head ends (an empty line, RFC 9112 section 2.1) in the room.
-                window = self._head_tail + data[: max(room, 0)]
+                window = head.tail + data[: max(room, 0)]
                 if b"\r\n\r\n" not in window and b"\n\n" not in window:
                     self._refuse_head()
                     return
-            self._head_bytes += len(data)
-            self._head_tail = data[-3:]
+            head.seen += len(data)
+            head.tail = data[-3:]
+        if self.parser is None:
+            self.parser = _request_parser(self)
         super().data_received(data)
+        cycle = self.cycle
+        if (
+            not head.in_message
+            and cycle is not None
+            and cycle.keep_alive
+            and not cycle.more_body
+            and not self.transport.is_closing()
+        ):
+            # Between requests of a keep-alive connection (after "Connection: close"
+            # httptools would treat later bytes differently, so that parser stays).
+            self.parser = None  # type: ignore[assignment]
+
+    def on_message_begin(self) -> None:
+        self._head.in_message = True
+        super().on_message_begin()
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
+        self._head.in_head = False
+        before = self.cycle
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not before and type(cycle.message_event) is asyncio.Event:
+            # A new request, whose task has not run yet: nothing waits on its event.
+            cycle.message_event = LeanEvent(cycle.message_event.is_set())  # type: ignore[assignment]
+
+    def hold(self, held: _Held) -> bool:
+        """Take over a stream whose response has started, so that its endpoint can
+        return (see ``_Held``); False when this connection cannot tell its end alone:
+        its request is not all read, or another one waits behind it."""
+        cycle = held.cycle
+        if (
+            cycle is not self.cycle
+            or cycle.more_body
+            or cycle.body
+            or cycle.disconnected
+            or cycle.response_complete
+            or self.pipeline
+            or self.flow.read_paused
+            or self.transport.is_closing()
+            or self._head.held is not None
+        ):
+            return False
+        self._head.held = held
+        return True
+
+    def _end_held(self) -> None:
+        held, self._head.held = self._head.held, None
+        if held is not None:
+            # Soon, not now: the last chunk of a response is sent from inside the
+            # player's write, which has yet to note that its client got it all (the
+            # request's task, too, heard of the end only at its next step).
+            self.loop.call_soon(held.finish)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self._end_held()
+
+    def on_response_complete(self) -> None:
+        # Only the held stream's response can complete while it is held.
+        self._end_held()
+        super().on_response_complete()
+
+    def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+        # uvicorn's, running ``_run_asgi``.
+        run = self._run_asgi(cycle, app)
+        if getattr(self.config, "reset_contextvars", False):
+            task = self.loop.create_task(run, context=contextvars.Context())
+        else:
+            task = self.loop.create_task(run)
+        task.add_done_callback(self.tasks.discard)
+        self.tasks.add(task)
+
+    async def _run_asgi(self, cycle: Any, app: Any) -> None:
+        """uvicorn's ``RequestResponseCycle.run_asgi`` (0.54), except for a stream handed
+        over to this connection: its response goes on when the application returns."""
+        try:
+            result = await app(cycle.scope, cycle.receive, cycle.send)
+        except BaseException as exc:
+            cycle.logger.error("Exception in ASGI application\n", exc_info=exc)
+            if not cycle.response_started:
+                await cycle.send_500_response()
+            else:
+                cycle.transport.close()
+        else:
+            held = self._head.held
+            if held is not None and held.cycle is cycle:
+                return  # on_response stays: the end of the response ends the stream
+            if result is not None:
+                msg = "ASGI callable should return None, but returned '%s'."
+                cycle.logger.error(msg, result)
+                cycle.transport.close()
+            elif not cycle.response_started and not cycle.disconnected:
+                cycle.logger.error("ASGI callable returned without starting response.")
+                await cycle.send_500_response()
+            elif not cycle.response_complete and not cycle.disconnected:
+                cycle.logger.error(_UNFINISHED)
+                cycle.transport.close()
+        finally:
+            held = self._head.held
+            if held is None or held.cycle is not cycle:
+                cycle.on_response = _nothing
 
     def on_message_complete(self) -> None:
-        self._in_head = True
-        self._head_bytes = 0
-        self._head_tail = b""
+        head = self._head
+        head.in_message = False
+        head.in_head = True
+        head.seen = 0
+        head.tail = b""
         super().on_message_complete()
 
     def _refuse_head(self) -> None:
-        self._refused = True
+        self._head.refused = True
         host, port = self.client or ("?", 0)
         logger.warning(
             "%s:%s sent a request head over %d bytes: answered 431",
@@ -888,7 +1246,9 @@ def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True)
     return sock
 
 
-def stream_urls(sock: socket.socket, streams: Sequence[Stream], scheme: str = "http") -> list[str]:
+def stream_urls(
+    sock: socket.socket, streams: Sequence[Stream | LiveRoute], scheme: str = "http"
+) -> list[str]:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     return [f"{scheme}://{shown}:{port}{s.route}" for s in streams]
@@ -934,7 +1294,7 @@ def once_wait(streams: Sequence[Stream]) -> float:
 
 def _warn_of_faults_that_cannot_fire(faults: Sequence[FaultSpec], routes: Sequence[Stream]) -> None:
     """A fault at an event no stream reaches would pass a test that meant to see it fire."""
-    if any(stream.replay is None or stream.replay.plan.loop for stream in routes):
+    if not routes or any(stream.replay is None or stream.replay.plan.loop for stream in routes):
         return
     if any(stream.follow is not None for stream in routes):
         return  # a followed stream has more events to come
@@ -954,6 +1314,19 @@ def _warn_of_faults_that_cannot_fire(faults: Sequence[FaultSpec], routes: Sequen
             )
 
 
+def _check_redis_route(config: ServerConfig) -> None:
+    """What a Redis route cannot be served with (the flags act on replayed files)."""
+    if config.faults or config.fault_header:
+        raise UsageError(
+            "--fault and --fault-header act on replayed files, not on redis:// streams: "
+            "serve the Redis stream from a server of its own"
+        )
+    if config.workers is not None:
+        raise UsageError("--workers does not serve redis:// streams yet: drop --workers")
+    if config.once:
+        raise UsageError("--once waits for the end of a replay, and a redis:// stream never ends")
+
+
 class Server:
     """Serves streams over HTTP: ``with Server(...)`` in a background thread, ``async with``
     on the running event loop, or ``run()`` in the foreground until stopped.
@@ -965,7 +1338,7 @@ class Server:
 
     def __init__(
         self,
-        streams: PublicStream | Mapping[str, PublicStream],
+        streams: PublicStream | RedisStream | Mapping[str, PublicStream | RedisStream],
         *,
         config: ServerConfig | None = None,
         **settings: Any,
@@ -982,17 +1355,23 @@ class Server:
         elif settings:
             raise TypeError("give Server either config= or its settings, not both")
         self.config = config
-        if isinstance(streams, PublicStream):
+        if isinstance(streams, PublicStream | RedisStream):
             streams = {DEFAULT_ROUTE: streams}
         if not streams:
             raise UsageError("a server needs at least one stream")
         routes: list[Stream] = []
+        # In the order given: ``urls`` lists them so.
+        every: list[Stream | LiveRoute] = []
         for route, stream in streams.items():
+            path = check_route("/" + route.strip("/"))
+            if any(known.route == path for known in every):  # "feed" and "/feed/" too
+                raise UsageError(f"two streams would be served at {path}: give each its route")
+            if isinstance(stream, RedisStream):
+                _check_redis_route(config)
+                every.append(LiveRoute(path, stream.label, stream))
+                continue
             if not isinstance(stream, PublicStream):
                 raise UsageError(f"{route}: expected a Stream, not {type(stream).__name__}")
-            path = check_route("/" + route.strip("/"))
-            if any(known.route == path for known in routes):  # "feed" and "/feed/" too
-                raise UsageError(f"two streams would be served at {path}: give each its route")
             replay = stream.replay
             if config.once and replay is not None and replay.plan.loop and not config.broadcast:
                 raise UsageError("--once waits for the end of the replay, and --loop never ends")
@@ -1004,7 +1383,10 @@ class Server:
                     "(sseplay serve - --follow --once stops once it closes)"
                 )
             routes.append(Stream(path, stream.label, replay, stream.follow))
+            every.append(routes[-1])
         self.routes: tuple[Stream, ...] = tuple(routes)
+        self.live_routes = tuple(r for r in every if isinstance(r, LiveRoute))
+        self.all_routes = tuple(every)
         # Held for as long as the server: a stream's temporary copy (records, .gz, a pipe)
         # is removed when the stream goes, and a replay too big to cache reads it back.
         self._streams = tuple(streams.values())
@@ -1024,7 +1406,7 @@ class Server:
         """Every stream's URL, in the order the streams were given."""
         if self._sock is None:
             raise RuntimeError("the server is not running: start it first")
-        return stream_urls(self._sock, self.routes, "https" if self._tls else "http")
+        return stream_urls(self._sock, self.all_routes, "https" if self._tls else "http")
 
     @property
     def ca_file(self) -> str | None:
@@ -1035,14 +1417,16 @@ class Server:
     @property
     def url(self) -> str:
         """The URL of ``/events``, or of the only stream."""
-        return self.url_for(DEFAULT_ROUTE if len(self.routes) > 1 else self.routes[0].route)
+        only = self.all_routes[0].route
+        return self.url_for(DEFAULT_ROUTE if len(self.all_routes) > 1 else only)
 
     def url_for(self, route: str) -> str:
         wanted = "/" + route.strip("/")
-        for stream, url in zip(self.routes, self.urls, strict=True):
+        for stream, url in zip(self.all_routes, self.urls, strict=True):
             if stream.route == wanted:
                 return url
-        raise KeyError(f"no stream at {wanted}; the routes are {[s.route for s in self.routes]}")
+        known = [s.route for s in self.all_routes]
+        raise KeyError(f"no stream at {wanted}; the routes are {known}")
 
     @property
     def connections(self) -> int:
@@ -1051,7 +1435,7 @@ class Server:
 
     def __repr__(self) -> str:
         where = self.urls[0] if self._sock is not None else "not running"
-        return f"<Server {where} ({len(self.routes)} streams)>"
+        return f"<Server {where} ({len(self.all_routes)} streams)>"
 
     # Running it.
 
@@ -1109,6 +1493,7 @@ class Server:
             ),
             complete,
             over,
+            live=self.live_routes,
         )
         tls = server_tls(config.certfile, config.keyfile, config.self_signed, config.host)
         try:

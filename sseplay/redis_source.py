@@ -1,0 +1,522 @@
+"""Redis Streams as a live source: the ``redis://`` URL, and one reader per stream key.
+
+``sseplay serve redis://HOST:PORT/DB?stream=KEY`` serves a Redis stream live: one blocking
+``XREAD`` loop per stream key and process (``StreamReader.run``) hands every batch of new
+entries to the route's feed, which writes it to every local client. The SSE id of an event
+is its Redis entry id (``1700000000000-0``), the same on every host, so a client can move
+from one server to another and resume exactly (WHATWG HTML 9.2.4, Last-Event-ID):
+``StreamReader.backfill`` reads what it missed with ``XRANGE``, exclusive of the id it
+sent. Ids are compared as Redis compares them, (milliseconds, sequence) pairs.
+
+An entry holds the fields ``sseplay publish`` writes: ``type`` (the event type), ``id``
+(the event's own id in its file, for reference only) and ``data``. An entry that another
+producer wrote without ``data`` is sent as the JSON object of its fields.
+
+Redis lost while serving: the loop logs it once, reconnects with back-off (``Backoff``)
+and reads on from the last id it read, so nothing is lost; clients keep their connections
+meanwhile. Redis unreachable at start-up is ``RedisUnavailable`` (exit 4, as a server that
+cannot start). The ``redis`` package (its asyncio client) is imported only here, and only
+when a ``redis://`` URL is used: ``redis_asyncio()`` says how to install it when missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import orjson
+
+from sseplay.errors import CannotServe, UsageError
+from sseplay.model import DEFAULT_EVENT_TYPE, encode_body, field_problem, with_id
+
+if TYPE_CHECKING:
+    import redis.asyncio
+
+logger = logging.getLogger("sseplay.redis")
+
+SCHEMES = ("redis", "rediss")
+DEFAULT_PORT = 6379
+# Redis's default number of databases is 16, but a server may have more (``databases``).
+MAX_DB = 2**31 - 1
+# How long one XREAD waits for new entries before it asks again; a lost Redis that
+# closes nothing (a cable pulled) is noticed after this plus SOCKET_MARGIN.
+BLOCK_SECONDS = 5.0
+SOCKET_MARGIN = 5.0
+CONNECT_TIMEOUT = 5.0
+# The most entries one XREAD or one page of a backfill brings in: a bound on memory.
+BATCH_ENTRIES = 1000
+# Backfills at once per stream (each holds a connection of the pool besides XREAD's).
+CONCURRENT_BACKFILLS = 4
+INSTALL_HINT = "pip install 'sseplay[redis]'"
+_URL_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# A stream entry id: milliseconds and sequence number, both unsigned 64-bit (Redis
+# "Streams introduction", entry IDs).
+_ENTRY_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})", re.ASCII)
+_MAX_U64 = 2**64 - 1
+
+
+def is_url(argument: str) -> bool:
+    """Whether ``argument`` is written as a URL (``scheme://...``), of any scheme."""
+    return bool(_URL_LIKE.match(argument))
+
+
+def is_redis_url(argument: str) -> bool:
+    return argument.split("://", 1)[0].lower() in SCHEMES and is_url(argument)
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTarget:
+    """A Redis stream: where the server is and which key; built by ``parse`` only."""
+
+    host: str
+    port: int
+    db: int
+    stream: str
+    tls: bool = False
+    username: str | None = None
+    # Kept out of repr, logs and /healthz: ``shown`` is the URL without it.
+    password: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def parse(cls, url: str, flag: str = "") -> RedisTarget:
+        """``redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]?stream=KEY`` (``rediss://``: TLS);
+        a UsageError that says what is wrong and how to write it otherwise."""
+        where = f"{flag} {url}" if flag else url
+        example = "write it like redis://127.0.0.1:6379/0?stream=events"
+
+        def bad(problem: str) -> UsageError:
+            return UsageError(f"{_hide_password(where)}: {problem}; {example}")
+
+        if not isinstance(url, str) or not is_url(url):
+            raise bad("not a URL")
+        scheme = url.split("://", 1)[0].lower()
+        if scheme not in SCHEMES:
+            raise bad(f"the scheme {scheme}:// is not one sseplay reads (redis://, rediss://)")
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            raise bad("the port must be a number from 1 to 65535") from None
+        if port == 0:
+            raise bad("the port must be a number from 1 to 65535")
+        host = parts.hostname
+        if not host:
+            raise bad("it names no host")
+        path = parts.path.strip("/")
+        if path and (not path.isdigit() or not path.isascii() or int(path) > MAX_DB):
+            raise bad(f"the database {path!r} must be a number, like /0")
+        if parts.fragment:
+            raise bad("a URL of a stream has no #fragment")
+        try:
+            query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=True)
+        except ValueError:
+            query = [] if not parts.query else [("", parts.query)]
+        streams = [value for key, value in query if key == "stream"]
+        unknown = sorted({key for key, _ in query if key != "stream"})
+        if unknown:
+            raise bad(f"unknown parameter {unknown[0]!r} (the only one is stream=KEY)")
+        if not streams or not streams[0]:
+            raise bad("it names no stream key: add ?stream=KEY")
+        if len(streams) > 1:
+            raise bad("one stream key per URL: serve each stream as a source of its own")
+        return cls(
+            host=host,
+            port=port or DEFAULT_PORT,
+            db=int(path or 0),
+            stream=streams[0],
+            tls=scheme == "rediss",
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password is not None else None,
+        )
+
+    @property
+    def shown(self) -> str:
+        """The URL without its password, for logs, errors and ``/healthz``."""
+        scheme = "rediss" if self.tls else "redis"
+        user = f"{self.username}@" if self.username else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{user}{host}:{self.port}/{self.db}?stream={self.stream}"
+
+    def client(self, socket_timeout: float | None) -> redis.asyncio.Redis:
+        """A redis-py asyncio client for this server; it connects at its first command."""
+        module = redis_asyncio()
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        client: redis.asyncio.Redis = module.Redis(
+            host=self.host,
+            port=self.port,
+            db=self.db,
+            username=self.username,
+            password=self.password,
+            ssl=self.tls,
+            socket_connect_timeout=CONNECT_TIMEOUT,
+            socket_timeout=socket_timeout,
+            # RESP2: the replies keep one shape whatever redis-py's default protocol is.
+            protocol=2,
+            # The loop retries itself, with back-off, from the last id it read.
+            retry=Retry(NoBackoff(), 0),
+        )
+        return client
+
+
+def _hide_password(text: str) -> str:
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", text)
+
+
+def redis_asyncio() -> Any:
+    """``redis.asyncio``, or a one-line error that says how to install it."""
+    try:
+        import redis.asyncio
+    except ImportError:
+        raise CannotServe(f"redis:// needs the redis package (redis-py): {INSTALL_HINT}") from None
+    return redis.asyncio
+
+
+def connection_errors() -> tuple[type[BaseException], ...]:
+    """What a lost or unreachable Redis raises (redis-py wraps socket errors in these)."""
+    from redis.exceptions import ConnectionError, TimeoutError
+
+    return (ConnectionError, TimeoutError, OSError)
+
+
+def raise_if_cancelled() -> None:
+    """Re-raise a cancellation of this task that arrived as a connection error. redis-py
+    closes a connection whose read is cancelled, and what that close raises may replace
+    the CancelledError; a loop that retries on connection errors would then swallow its
+    own cancellation and never stop (a server that hangs at SIGTERM)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+class RedisUnavailable(CannotServe):
+    """Redis cannot be reached, or refuses us, at start-up (exit 4)."""
+
+
+def unavailable(target: RedisTarget, error: BaseException) -> RedisUnavailable:
+    reason = str(error) or type(error).__name__
+    return RedisUnavailable(
+        f"cannot connect to Redis at {target.shown}: {reason} (is redis-server running there?)"
+    )
+
+
+# Entry ids.
+
+
+def parse_entry_id(text: str) -> tuple[int, int] | None:
+    """An entry id as Redis orders them, or None when ``text`` is not one."""
+    match = _ENTRY_ID.fullmatch(text)
+    if match is None:
+        return None
+    ms, seq = int(match[1]), int(match[2])
+    if ms > _MAX_U64 or seq > _MAX_U64:
+        return None
+    return ms, seq
+
+
+def _text(value: bytes | str) -> str:
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+class Entry(NamedTuple):
+    """One stream entry as an event: its Redis id and its wire bytes (``id:`` line first)."""
+
+    id: str
+    wire: bytes
+
+
+def entry_event(entry_id: str, fields: dict[Any, Any]) -> Entry:
+    """An entry's event: ``type`` and ``data`` from its fields (WHATWG 9.2.6 lines), its
+    Redis id as the SSE id. Another producer's entry without ``data`` is sent as the JSON
+    object of its fields; a type that cannot be sent is replaced by ``message``."""
+    decoded = {_text(key): _text(value) for key, value in fields.items()}
+    event_type = decoded.get("type") or DEFAULT_EVENT_TYPE
+    if field_problem("event type", event_type):
+        if _first_warning(entry_id):
+            logger.warning(
+                "entry %s: its type %r cannot be sent as an event type: sent as message",
+                entry_id,
+                event_type[:40],
+            )
+        event_type = DEFAULT_EVENT_TYPE
+    data = decoded.get("data")
+    if data is None:
+        data = orjson.dumps(decoded).decode()
+    return Entry(entry_id, with_id(entry_id, encode_body(data, event_type)))
+
+
+def _first_warning(entry_id: str) -> bool:
+    """Whether an entry's problem is to be logged: once per entry, not at every read of it
+    (the live read, then each client's backfill); the newest ``_WARNED_IDS`` are kept."""
+    if entry_id in _warned:
+        return False
+    _warned[entry_id] = None
+    if len(_warned) > _WARNED_IDS:
+        del _warned[next(iter(_warned))]
+    return True
+
+
+_WARNED_IDS = 1024
+_warned: dict[str, None] = {}
+
+
+def _entries(raw: list[Any]) -> list[Entry]:
+    return [entry_event(_text(entry_id), fields or {}) for entry_id, fields in raw]
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Waits between reconnection attempts: ``first``, doubling up to ``longest``."""
+
+    first: float = 0.1
+    longest: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        return min(self.longest, self.first * 2.0 ** min(attempt, 30))
+
+
+@dataclass(frozen=True, slots=True)
+class Trimmed:
+    """A resume point older than what the stream still holds: ``oldest`` is its first
+    entry now (None: the stream is empty)."""
+
+    oldest: str | None
+
+
+class StreamReader:
+    """One ``XREAD BLOCK`` loop on one stream key, and the ``XRANGE`` reads of resumes.
+
+    ``open()`` connects (``RedisUnavailable`` if it cannot) and takes the id of the stream's
+    last entry as the live edge: only entries after it are read live. ``run()`` then reads
+    until cancelled and hands each batch to ``on_entries`` (on the event loop, in order);
+    ``last_id`` is the id of the last entry handed over. A lost connection is logged once,
+    retried with ``backoff``, and the reading resumes after ``last_id``."""
+
+    def __init__(
+        self,
+        target: RedisTarget,
+        on_entries: Callable[[list[Entry]], None],
+        *,
+        block: float = BLOCK_SECONDS,
+        backoff: Backoff | None = None,
+        on_reset: Callable[[str], None] | None = None,
+    ) -> None:
+        self.target = target
+        self.on_entries = on_entries
+        self.block = block
+        self.backoff = backoff or Backoff()
+        self.last_id = "0-0"
+        self.connected = False
+        self.reconnects = 0
+        # Told the id read up to when the stream turns out to have been made anew.
+        self.on_reset = on_reset
+        # ``entries-added`` as last seen plus the entries read since: a stream's count of
+        # entries ever added never goes down (XTRIM and XDEL leave it), so a lower one is
+        # another stream under the same key.
+        self._added_floor = 0
+        self._client: redis.asyncio.Redis | None = None
+        self._backfills = asyncio.Semaphore(CONCURRENT_BACKFILLS)
+
+    @property
+    def client(self) -> redis.asyncio.Redis:
+        if self._client is None:
+            self._client = self.target.client(self.block + SOCKET_MARGIN)
+        return self._client
+
+    async def newest(self) -> tuple[int, int] | None:
+        """The id of the stream's newest entry now; None when it has none."""
+        newest: Any = await self.client.xrevrange(self.target.stream, "+", "-", count=1)
+        return parse_entry_id(_text(newest[0][0])) if newest else None
+
+    async def open(self) -> None:
+        """Connect, and start at the live edge (the stream's last entry, if any)."""
+        try:
+            newest: Any = await self.client.xrevrange(self.target.stream, "+", "-", count=1)
+        except connection_errors() as error:
+            await self.close()
+            raise unavailable(self.target, error) from None
+        except Exception as error:  # AUTH, WRONGTYPE, a database that does not exist...
+            await self.close()
+            raise RedisUnavailable(f"Redis at {self.target.shown} refused: {error}") from None
+        if newest:
+            self.last_id = _text(newest[0][0])
+            with contextlib.suppress(Exception):  # only a floor: 0 when it cannot be read
+                info: Any = await self.client.xinfo_stream(self.target.stream)
+                self._added_floor = int(info.get("entries-added") or 0)
+        self.connected = True
+        logger.debug("connected to %s; its newest entry is %s", self.target.shown, self.last_id)
+
+    async def run(self) -> None:
+        """Read new entries until cancelled; never raises for a lost Redis."""
+        attempt = 0
+        refused = False
+        check = False  # whether to look for a stream made anew before reading on
+        key = self.target.stream
+        errors = connection_errors()
+        while True:
+            raise_if_cancelled()  # one that redis-py took in and went on from
+            try:
+                if check:
+                    check = False
+                    await self._check_reset()
+                reply: Any = await self.client.xread(
+                    {key: self.last_id}, count=BATCH_ENTRIES, block=int(self.block * 1000)
+                )
+            except errors as error:
+                raise_if_cancelled()
+                if self.connected:
+                    self.connected = False
+                    logger.warning(
+                        "lost Redis at %s (%s): reconnecting, then reading on after entry %s",
+                        self.target.shown,
+                        error or type(error).__name__,
+                        self.last_id,
+                    )
+                await asyncio.sleep(self.backoff.delay(attempt))
+                attempt += 1
+                check = True
+                continue
+            except Exception as error:  # a reply Redis gives instead (WRONGTYPE, ...)
+                raise_if_cancelled()
+                # Said once, not at every retry: a key that holds a string stays so for
+                # as long as nobody fixes it, and the log must stay readable meanwhile.
+                if not refused:
+                    refused = True
+                    logger.error(
+                        "Redis at %s answered XREAD with: %s; asking again until it reads",
+                        self.target.shown,
+                        error,
+                    )
+                await asyncio.sleep(self.backoff.delay(attempt))
+                attempt += 1
+                continue
+            if refused:
+                refused = False
+                logger.warning(
+                    "Redis at %s reads the stream again: reading on after entry %s",
+                    self.target.shown,
+                    self.last_id,
+                )
+            if not self.connected:
+                self.connected = True
+                self.reconnects += 1
+                logger.warning(
+                    "Redis at %s is back after %d attempts: reading on after entry %s",
+                    self.target.shown,
+                    attempt,
+                    self.last_id,
+                )
+            attempt = 0
+            check = not reply  # idle for a whole BLOCK: was the key deleted meanwhile?
+            for _key, raw in reply or ():
+                if not raw:
+                    continue
+                entries = _entries(raw)
+                self.last_id = entries[-1].id
+                self._added_floor += len(entries)
+                self.on_entries(entries)
+
+    async def _check_reset(self) -> None:
+        """Whether the stream still is the one read up to ``last_id``: its key may have
+        been deleted (and written again), or Redis restarted without persistence or lost
+        its last writes. Then what was in it after ``last_id`` is gone: it is said (log,
+        ``on_reset``), and the reading goes on from where the stream is now: from its
+        start when its ids all came after ``last_id`` or it is gone (every entry is new),
+        else after its last generated id (entries up to it may be the ones already sent,
+        which must not all come again). Raises connection errors."""
+        if self.last_id == "0-0":
+            return
+        from redis.exceptions import ResponseError
+
+        try:
+            info: Any = await self.client.xinfo_stream(self.target.stream)
+        except ResponseError as error:
+            if "no such key" not in str(error).lower():
+                return  # WRONGTYPE and such: XREAD says so
+            info = None
+        read = parse_entry_id(self.last_id)
+        resume = "0-0"
+        if info is not None:
+            generated_id = _text(info.get("last-generated-id") or b"0-0")
+            generated = parse_entry_id(generated_id)
+            added = int(info.get("entries-added") or 0)
+            same_ids = generated is not None and read is not None and generated >= read
+            if same_ids and (not info.get("entries-added") or added >= self._added_floor):
+                self._added_floor = added
+                return
+            if not same_ids:
+                resume = generated_id
+        lost = self.last_id
+        self.last_id = resume
+        self._added_floor = 0
+        logger.warning(
+            "the stream %s is not the one read up to entry %s any more (its key was "
+            "deleted, or Redis restarted and lost it): entries after it may be lost; "
+            "clients are told, and it is read on %s",
+            self.target.shown,
+            lost,
+            "from its start" if resume == "0-0" else f"after its last entry {resume}",
+        )
+        if self.on_reset is not None:
+            self.on_reset(lost)
+
+    async def backfill(
+        self, after: str, until: str, *, pages: int | None = None, count: int = BATCH_ENTRIES
+    ) -> list[Entry]:
+        """The entries after ``after`` (exclusive) up to ``until`` (inclusive), oldest
+        first, read in pages of ``count`` (at most ``pages`` of them). Raises the
+        client's connection errors."""
+        out: list[Entry] = []
+        start = f"({after}"
+        read = 0
+        async with self._backfills:
+            while pages is None or read < pages:
+                raw: Any = await self.client.xrange(self.target.stream, start, until, count=count)
+                read += 1
+                page = _entries(raw)
+                out.extend(page)
+                if len(page) < count:
+                    break
+                start = f"({page[-1].id}"
+        return out
+
+    async def trimmed(self, after: str) -> Trimmed | None:
+        """Whether entries after ``after`` may have been trimmed away before a client that
+        read up to ``after`` could read them: ``after`` is older than the stream's first
+        entry and the stream has lost entries (``entries-added`` beyond its length, Redis
+        7). A client whose id merely precedes a stream that never lost an entry misses
+        nothing. Redis keeps no record of what XTRIM removed (its ``max-deleted-entry-id``
+        counts XDEL only), so a client at the very last entry trimmed is told too: better
+        a resync too many than a silent gap."""
+        wanted = parse_entry_id(after)
+        assert wanted is not None
+        try:
+            info: Any = await self.client.xinfo_stream(self.target.stream)
+        except connection_errors():
+            raise
+        except Exception:  # no such key: nothing was ever there to miss
+            return None
+        first = info.get("first-entry")
+        oldest = _text(first[0]) if first else None
+        oldest_id = parse_entry_id(oldest) if oldest else None
+        if oldest_id is not None and wanted >= oldest_id:
+            return None
+        added = info.get("entries-added")
+        if added is not None and int(added) <= int(info.get("length", 0)):
+            return None  # nothing was ever removed
+        if oldest_id is None:  # all removed: anything generated after ``after`` is gone
+            newest = parse_entry_id(_text(info.get("last-generated-id") or b"0-0"))
+            return Trimmed(None) if newest is not None and wanted < newest else None
+        return Trimmed(oldest)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
