@@ -9,13 +9,14 @@ import logging
 import os
 import random
 import socket
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import unquote_to_bytes
 
 import httptools
@@ -55,10 +56,8 @@ from sseplay.faults import (
     draw,
     parse_request_faults,
 )
-from sseplay.follow import Follower, FollowInput, GrowingReplay, new_feed
 from sseplay.live import Feed, LiveSubscriber, Resume
 from sseplay.model import encode_comment, encode_retry
-from sseplay.redis_feed import RedisFeed, RedisStream, drained
 from sseplay.replay import (
     FROM_THE_START,
     UNKNOWN,
@@ -70,6 +69,12 @@ from sseplay.replay import (
 )
 from sseplay.stream import Stream as PublicStream
 from sseplay.tls import TlsFiles, server_tls
+
+if TYPE_CHECKING:
+    # Imported where a followed file or a Redis stream is served: a server of plain
+    # files starts without them (start-up time, issue 12).
+    from sseplay.follow import Follower, FollowInput
+    from sseplay.redis_feed import RedisFeed, RedisStream
 
 logger = logging.getLogger("sseplay.server")
 # How long a connection dropped at shutdown waits for uvicorn to see it gone.
@@ -194,6 +199,8 @@ class Hub:
         for stream in self._streams:
             if stream.follow is None:
                 continue
+            from sseplay.follow import Follower, GrowingReplay, new_feed
+
             feed = new_feed(stream.follow, self.timer, self.options.ping, self._broadcast_ended)
             replay = stream.replay if isinstance(stream.replay, GrowingReplay) else None
             follower = Follower(stream.follow, feed, replay)
@@ -418,6 +425,8 @@ def create_app(
     hub = Hub(streams, options, on_complete, on_over)
 
     for live_route in live:
+        from sseplay.redis_feed import RedisFeed
+
         hub.redis_feeds[live_route.route] = RedisFeed(live_route.source)
 
     @contextlib.asynccontextmanager
@@ -807,6 +816,8 @@ class _RedisEndpoint:
                 # the outlet before would cancel it, and the client would see a broken
                 # body (an incomplete chunked read) instead of an end to reconnect after.
                 outlet.write(b"", more_body=False)
+                from sseplay.redis_feed import drained
+
                 await drained(outlet)
                 return
             finally:
@@ -1327,6 +1338,13 @@ def _check_redis_route(config: ServerConfig) -> None:
         raise UsageError("--once waits for the end of a replay, and a redis:// stream never ends")
 
 
+def _is_redis_stream(value: object) -> TypeGuard[RedisStream]:
+    """Whether ``value`` is a ``RedisStream``, without importing Redis support: while
+    its module is not imported, no value can be one."""
+    module = sys.modules.get("sseplay.redis_feed")
+    return module is not None and isinstance(value, module.RedisStream)
+
+
 class Server:
     """Serves streams over HTTP: ``with Server(...)`` in a background thread, ``async with``
     on the running event loop, or ``run()`` in the foreground until stopped.
@@ -1355,7 +1373,7 @@ class Server:
         elif settings:
             raise TypeError("give Server either config= or its settings, not both")
         self.config = config
-        if isinstance(streams, PublicStream | RedisStream):
+        if not isinstance(streams, Mapping):  # one stream: at /events
             streams = {DEFAULT_ROUTE: streams}
         if not streams:
             raise UsageError("a server needs at least one stream")
@@ -1366,7 +1384,7 @@ class Server:
             path = check_route("/" + route.strip("/"))
             if any(known.route == path for known in every):  # "feed" and "/feed/" too
                 raise UsageError(f"two streams would be served at {path}: give each its route")
-            if isinstance(stream, RedisStream):
+            if _is_redis_stream(stream):
                 _check_redis_route(config)
                 every.append(LiveRoute(path, stream.label, stream))
                 continue
