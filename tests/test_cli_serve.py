@@ -307,7 +307,8 @@ with collector_paused():
     import sseplay.server
 import sys
 print(len(started), gc.get_freeze_count(), gc.isenabled())
-print(sorted(name for name in ("sseplay.follow", "sseplay.redis_feed", "redis") if name in sys.modules))
+optional = ("sseplay.follow", "sseplay.redis_feed", "redis")
+print(sorted(name for name in optional if name in sys.modules))
 """
     result = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True
