@@ -169,6 +169,39 @@ def _sigterm_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+# Flags that `serve` and `publish` share: declared once, each a type alias the two
+# commands' parameters use, so their names, help and defaults cannot drift apart.
+TimeFieldOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="FIELD",
+        help="Field with each record's time: seconds, 00:05, 01:02:03 or ISO-8601.",
+    ),
+]
+SpeedOption = Annotated[float, typer.Option(metavar="FACTOR", help="Play this many times faster.")]
+MaxGapOption = Annotated[
+    float | None,
+    typer.Option(metavar="SECONDS", help="Cap every pause at this many seconds (after --speed)."),
+]
+LoopOption = Annotated[bool, typer.Option("--loop", help="Play forever; ids stay unique.")]
+DataFieldOption = Annotated[
+    str | None,
+    typer.Option(metavar="FIELD", help="Field (dotted path) sent as the data."),
+]
+EventFieldOption = Annotated[
+    str | None, typer.Option(metavar="FIELD", help="Field with the event type.")
+]
+EventTypeOption = Annotated[
+    str | None, typer.Option(metavar="TYPE", help="One event type for all.")
+]
+IdFieldOption = Annotated[
+    str | None,
+    typer.Option(metavar="FIELD", help="Field with the id. [default: position 1, 2, 3...]"),
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings.")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log everything.")]
+
+
 @app.command(short_help="Replay event files as SSE streams.")
 def serve(
     files: Annotated[
@@ -191,37 +224,14 @@ def serve(
             help="Seconds between events; 0 = as fast as the client reads. [default: 1]",
         ),
     ] = None,
-    time_field: Annotated[
-        str | None,
-        typer.Option(
-            metavar="FIELD",
-            help="Field with each record's time: seconds, 00:05, 01:02:03 or ISO-8601.",
-        ),
-    ] = None,
-    speed: Annotated[
-        float, typer.Option(metavar="FACTOR", help="Play this many times faster.")
-    ] = 1.0,
-    max_gap: Annotated[
-        float | None,
-        typer.Option(
-            metavar="SECONDS", help="Cap every pause at this many seconds (after --speed)."
-        ),
-    ] = None,
-    loop: Annotated[bool, typer.Option("--loop", help="Play forever; ids stay unique.")] = False,
-    data_field: Annotated[
-        str | None,
-        typer.Option(metavar="FIELD", help="Field (dotted path) sent as the data."),
-    ] = None,
-    event_field: Annotated[
-        str | None, typer.Option(metavar="FIELD", help="Field with the event type.")
-    ] = None,
-    event_type: Annotated[
-        str | None, typer.Option(metavar="TYPE", help="One event type for all.")
-    ] = None,
-    id_field: Annotated[
-        str | None,
-        typer.Option(metavar="FIELD", help="Field with the id. [default: position 1, 2, 3...]"),
-    ] = None,
+    time_field: TimeFieldOption = None,
+    speed: SpeedOption = 1.0,
+    max_gap: MaxGapOption = None,
+    loop: LoopOption = False,
+    data_field: DataFieldOption = None,
+    event_field: EventFieldOption = None,
+    event_type: EventTypeOption = None,
+    id_field: IdFieldOption = None,
     follow: Annotated[
         bool,
         typer.Option(
@@ -342,8 +352,8 @@ def serve(
             metavar="N", help="Seed of the p= draws of --fault. [default: a new one, logged]"
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log everything.")] = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Replay event files as SSE streams; prints each stream's URL when ready."""
     try:
@@ -754,23 +764,10 @@ def publish(
             help="Seconds between events; 0 = all at once. [default: 1]",
         ),
     ] = None,
-    time_field: Annotated[
-        str | None,
-        typer.Option(
-            metavar="FIELD",
-            help="Field with each record's time: seconds, 00:05, 01:02:03 or ISO-8601.",
-        ),
-    ] = None,
-    speed: Annotated[
-        float, typer.Option(metavar="FACTOR", help="Play this many times faster.")
-    ] = 1.0,
-    max_gap: Annotated[
-        float | None,
-        typer.Option(
-            metavar="SECONDS", help="Cap every pause at this many seconds (after --speed)."
-        ),
-    ] = None,
-    loop: Annotated[bool, typer.Option("--loop", help="Play forever; ids stay unique.")] = False,
+    time_field: TimeFieldOption = None,
+    speed: SpeedOption = 1.0,
+    max_gap: MaxGapOption = None,
+    loop: LoopOption = False,
     follow: Annotated[
         bool,
         typer.Option(
@@ -779,22 +776,12 @@ def publish(
             "written; timing flags apply to the existing records only.",
         ),
     ] = False,
-    data_field: Annotated[
-        str | None,
-        typer.Option(metavar="FIELD", help="Field (dotted path) sent as the data."),
-    ] = None,
-    event_field: Annotated[
-        str | None, typer.Option(metavar="FIELD", help="Field with the event type.")
-    ] = None,
-    event_type: Annotated[
-        str | None, typer.Option(metavar="TYPE", help="One event type for all.")
-    ] = None,
-    id_field: Annotated[
-        str | None,
-        typer.Option(metavar="FIELD", help="Field with the id. [default: position 1, 2, 3...]"),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log everything.")] = False,
+    data_field: DataFieldOption = None,
+    event_field: EventFieldOption = None,
+    event_type: EventTypeOption = None,
+    id_field: IdFieldOption = None,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Play an event file on its schedule into a Redis stream, for `serve redis://...`."""
     try:
