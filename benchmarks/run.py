@@ -1334,6 +1334,8 @@ TARGETS = {
     "abuse": "abuse (target 9)",
     "tail-startup": "sseplay tail --count 1 launch to exit (issue 16 item 5)",
     "memory": "memory bounds under the worst file shapes (issue 11 item 4)",
+    "follow": "serve --follow: line end in a followed file to N clients, p50/p99 (issue 15)",
+    "redis": "serve redis://: XADD to N clients, p50/p99 (issue 15; needs redis-server)",
 }
 
 
@@ -1358,12 +1360,30 @@ def run_targets(
         "abuse": lambda: abuse(work, seconds, quick),
         "tail-startup": lambda: tail_startup(work, 2 * rounds),
         "memory": lambda: memory_bounds(work, quick),
+        "follow": lambda: live_latency("follow_latency.py", 200 if quick else 1000),
+        "redis": lambda: live_latency("redis_latency.py", 200 if quick else 1000),
     }
     results = {}
     for name in chosen:
         print(TARGETS[name], flush=True)
         results[name] = runners[name]()
     return results
+
+
+def live_latency(script: str, clients: int) -> dict[str, Any]:
+    """Issue 15: one of the live-latency scripts beside this one (they start their own
+    server, and redis-server for Redis), with ``clients`` connections: its JSON result."""
+    result = subprocess.run(
+        [sys.executable, str(HERE / script), "--clients", str(clients)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    figures: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    print(f"  {script}: {figures}", flush=True)
+    return figures
 
 
 def cell_of(figures: dict[str, Any], kind: str, form: str = "{:.1f}") -> str:
@@ -1589,6 +1609,31 @@ def table_rows(r: dict[str, Any]) -> list[tuple[Any, ...]]:
                     "",
                 )
             )
+    if "follow" in r:
+        f = r["follow"]
+        rows.append(
+            (
+                f"issue 15 --follow: line end to client, ms, {f['clients']:,} clients x"
+                f" {f['records']} records: p50 / p99 / max (missing)",
+                "within 100 ms",
+                f"{f['p50_ms']} / {f['p99_ms']} / {f['max_ms']} ({f['missing']})",
+                "",
+                "",
+            )
+        )
+    if "redis" in r:
+        d = r["redis"]
+        rows.append(
+            (
+                f"issue 15 serve redis://: XADD to client, ms, {d['clients']:,} clients x"
+                f" {d['events']} events: p50 / p99 / max (delivery)",
+                "",
+                f"{d['latency_p50_ms']} / {d['latency_p99_ms']} / {d['latency_max_ms']}"
+                f" ({d['delivery']:.2%})",
+                "",
+                "",
+            )
+        )
     return rows
 
 
