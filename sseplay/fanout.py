@@ -40,20 +40,6 @@ logger = logging.getLogger("sseplay.fanout")
 # A timer may fire a little early (libuv counts in milliseconds): what is due within
 # this much is written now rather than after another wake-up.
 TIMER_SLACK = 0.001
-# Once this many streams wait on the timer, it wakes only on a grid of a few
-# milliseconds, rounded up (so nothing goes out early): the streams due within one grid
-# step share one wake-up. Each wake-up has a fixed cost (the loop's poll, a context
-# switch, the round's setup) that is worth paying every millisecond for a few streams,
-# not for thousands, nor for --workers sharing a core, each waking for its own share.
-# The step adapts to how many streams the timer plays per second: about
-# ``TIMER_STREAMS_PER_WAKE`` per wake-up, between 1 and ``TIMER_MAX_TICK_MS`` ms, so
-# that wake-ups per event stay the same however the streams are split between workers.
-# Fewer streams keep the 1 ms tick; a stream already due never waits for the grid.
-TIMER_BUSY_STREAMS = 100
-TIMER_STREAMS_PER_WAKE = 40
-TIMER_MAX_TICK_MS = 8
-TIMER_FIRST_TICK_MS = 4  # until the first rate is measured
-TIMER_RATE_WINDOW = 1.0  # seconds over which that rate is measured
 # Events a broadcast keeps so that a client reconnecting with Last-Event-ID catches up: at
 # most this many, and at most this many bytes of them (the newest event is always kept).
 BROADCAST_HISTORY = 10_000
@@ -87,20 +73,12 @@ class Timer:
 
     Deadlines are kept in millisecond ticks (a stream is played up to ``TIMER_SLACK``
     early anyway): a dict of the streams due at each tick, and a heap of the ticks,
-    so that thousands of streams due in the same millisecond cost one heap entry.
-    While ``TIMER_BUSY_STREAMS`` or more wait, the timer is armed for the first due
-    tick rounded up to a multiple of ``grid_ms`` (from the streams played per second):
-    a wake-up then plays every stream due up to it, at most that many milliseconds late,
-    never early."""
+    so that thousands of streams due in the same millisecond cost one heap entry."""
 
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self._due: dict[int, list[Stream]] = {}
         self._ticks: list[int] = []
-        self._waiting = 0  # streams in ``_due``
-        self.grid_ms = TIMER_FIRST_TICK_MS
-        self._played = 0  # streams played since ``_rate_since``
-        self._rate_since = clock.time()
         self._handle: asyncio.TimerHandle | None = None
         self._armed_at = _NEVER
 
@@ -109,13 +87,11 @@ class Timer:
 
     def at(self, when: float, stream: Stream) -> None:
         tick = self._add(when, stream)
-        wake = self._wake_tick(tick, math.floor(self.clock.time() * 1000))
-        if wake < self._armed_at:
-            self._arm(wake)
+        if tick < self._armed_at:
+            self._arm(tick)
 
     def _add(self, when: float, stream: Stream) -> int:
         tick = math.floor(when * 1000)
-        self._waiting += 1
         streams = self._due.get(tick)
         if streams is None:
             self._due[tick] = [stream]
@@ -123,27 +99,6 @@ class Timer:
         else:
             streams.append(stream)
         return tick
-
-    def _wake_tick(self, tick: int, now_tick: int) -> int:
-        """When to wake for streams due at ``tick``: at once when they are already due
-        (interval 0, a drained client, a late round), else at ``tick``, or, while many
-        streams wait, at the next multiple of the coarse grid."""
-        if tick <= now_tick or self._waiting < TIMER_BUSY_STREAMS:
-            return tick
-        grid = self.grid_ms
-        return -(-tick // grid) * grid
-
-    def _measure(self, now: float) -> None:
-        """Set the grid from the streams played per millisecond over the last window."""
-        elapsed_ms = (now - self._rate_since) * 1000
-        per_ms = self._played / elapsed_ms
-        self.grid_ms = (
-            max(1, min(TIMER_MAX_TICK_MS, round(TIMER_STREAMS_PER_WAKE / per_ms)))
-            if per_ms > 0
-            else TIMER_MAX_TICK_MS
-        )
-        self._played = 0
-        self._rate_since = now
 
     def _arm(self, tick: int) -> None:
         if self._handle is not None:
@@ -160,10 +115,6 @@ class Timer:
         due: list[Stream] = []
         while ticks and ticks[0] <= last_due_tick:
             due.extend(self._due.pop(heapq.heappop(ticks)))
-        self._waiting -= len(due)
-        self._played += len(due)
-        if now - self._rate_since >= TIMER_RATE_WINDOW:
-            self._measure(now)
         try:
             # Streams come back only after this round, so a stream that is due again
             # at once (interval 0) lets the event loop run in between.
@@ -180,7 +131,7 @@ class Timer:
                         self._add(when, stream)
         finally:
             if ticks:
-                self._arm(self._wake_tick(ticks[0], math.floor(self.clock.time() * 1000)))
+                self._arm(ticks[0])
 
 
 _NEVER = 1 << 62

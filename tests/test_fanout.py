@@ -8,19 +8,7 @@ from typing import Any
 
 import pytest
 
-from sseplay.fanout import (
-    BROADCAST_HISTORY_BYTES,
-    PING,
-    TIMER_BUSY_STREAMS,
-    TIMER_FIRST_TICK_MS,
-    TIMER_MAX_TICK_MS,
-    TIMER_RATE_WINDOW,
-    TIMER_SLACK,
-    TIMER_STREAMS_PER_WAKE,
-    Broadcast,
-    Player,
-    Timer,
-)
+from sseplay.fanout import BROADCAST_HISTORY_BYTES, PING, TIMER_SLACK, Broadcast, Player, Timer
 from sseplay.replay import Replay, Start
 from sseplay.schedule import DEFAULT_BATCH_LIMIT, Timing
 from sseplay.source import FieldMapping, load_event_file
@@ -171,123 +159,6 @@ def test_many_players_share_one_armed_timer(tmp_path: Path) -> None:
     for outlet in outlets:
         gaps = {round(b - a, 6) for a, b in zip(outlet.times(), outlet.times()[1:], strict=False)}
         assert gaps == {0.1}
-
-
-class DueStream:
-    """A stream due at ``deadline``, then every ``period`` (None: once); it records when
-    it was played."""
-
-    def __init__(self, deadline: float, period: float | None = None) -> None:
-        self.deadline = deadline
-        self.period = period
-        self.closed = False
-        self.played: list[tuple[float, float]] = []  # (deadline, played at)
-
-    def play(self, now: float) -> float | None:
-        self.played.append((self.deadline, now))
-        if self.period is None:
-            return None
-        self.deadline += self.period
-        return self.deadline
-
-
-def test_many_streams_due_within_a_grid_step_share_one_wake_up() -> None:
-    clock = FakeClock()  # 100.000 s: on the grid
-    timer = Timer(clock)
-    for _ in range(TIMER_BUSY_STREAMS):  # streams that wait for later
-        timer.at(clock.now + 10, DueStream(clock.now + 10))
-    count = 2 * TIMER_BUSY_STREAMS
-    # Due between 5.2 and 7.8 ms from now: three millisecond ticks, one grid step.
-    streams = [DueStream(clock.now + 0.0052 + k * 0.000013) for k in range(count)]
-    for stream in streams:
-        timer.at(stream.deadline, stream)
-    clock.advance(0.1)
-    assert clock.fired == 1
-    for stream in streams:
-        ((deadline, played_at),) = stream.played
-        assert played_at + TIMER_SLACK >= deadline  # never early
-        assert played_at - deadline <= TIMER_FIRST_TICK_MS / 1000  # at most one step late
-
-
-def spread_streams(clock: FakeClock, timer: Timer, count: int, period: float) -> list[DueStream]:
-    """``count`` streams due every ``period``, their deadlines spread over the period, as
-    clients that connected at scattered moments."""
-    streams = [DueStream(clock.now + period * k / count, period) for k in range(count)]
-    for stream in streams:
-        timer.at(stream.deadline, stream)
-    return streams
-
-
-def assert_on_time(streams: list[DueStream], late: float) -> None:
-    for stream in streams:
-        for deadline, played_at in stream.played:
-            assert played_at + TIMER_SLACK >= deadline  # never early
-            assert played_at - deadline <= TIMER_MAX_TICK_MS / 1000 + late
-
-
-def test_busy_streams_keep_their_cadence_with_a_wake_up_per_grid_step() -> None:
-    clock = FakeClock(lag=0.0004)  # every timer fires a little late, as libuv's do
-    timer = Timer(clock)
-    streams = spread_streams(clock, timer, 10 * TIMER_BUSY_STREAMS, 0.1)
-    clock.advance(1.0)
-    # About one wake-up per grid step, not one per millisecond.
-    assert clock.fired <= 1.0 / (TIMER_FIRST_TICK_MS / 1000) + 2
-    assert all(len(stream.played) >= 9 for stream in streams)
-    assert_on_time(streams, clock.lag)
-
-
-def test_wake_ups_per_event_do_not_grow_when_streams_are_split_between_timers() -> None:
-    # --workers 2: each worker's timer plays half the streams. Each wakes for fewer
-    # streams per millisecond, so its grid is coarser: together they wake about as
-    # often as one timer playing them all.
-    count, period = 25 * TIMER_STREAMS_PER_WAKE, 0.1  # 10 and 2 x 5 per millisecond
-    one = FakeClock()
-    one_timer = Timer(one)
-    everything = spread_streams(one, one_timer, count, period)
-    halves = [FakeClock(), FakeClock()]
-    timers = [Timer(clock) for clock in halves]
-    shares = [spread_streams(c, t, count // 2, period) for c, t in zip(halves, timers, strict=True)]
-    clocks = [one, *halves]
-    for clock in clocks:  # the first window measures the rate
-        clock.advance(TIMER_RATE_WINDOW + 0.01)
-    before = [clock.fired for clock in clocks]
-    for clock in clocks:
-        clock.advance(2.0)
-    one_fired, *halves_fired = [clock.fired - n for clock, n in zip(clocks, before, strict=True)]
-    assert [timer.grid_ms for timer in timers] == [2 * one_timer.grid_ms] * 2
-    assert sum(halves_fired) <= 1.05 * one_fired
-    # About TIMER_STREAMS_PER_WAKE streams per wake-up: 2 s x 10 per millisecond.
-    assert one_fired <= 2 * count / period / TIMER_STREAMS_PER_WAKE * 1.05
-    assert_on_time(everything, 0)
-    for share in shares:
-        assert_on_time(share, 0)
-
-
-def test_few_streams_keep_the_millisecond_tick() -> None:
-    clock = FakeClock()
-    timer = Timer(clock)
-    streams = [DueStream(clock.now + 0.0052 + k * 0.001) for k in range(3)]
-    for stream in streams:
-        timer.at(stream.deadline, stream)
-    clock.advance(0.1)
-    assert clock.fired == 3
-    for stream in streams:
-        ((deadline, played_at),) = stream.played
-        assert 0 <= deadline - played_at < TIMER_SLACK
-
-
-def test_a_stream_already_due_does_not_wait_for_the_grid(tmp_path: Path) -> None:
-    clock = FakeClock()
-    clock.advance(0.0011)  # between two grid points
-    timer = Timer(clock)
-    for _ in range(2 * TIMER_BUSY_STREAMS):
-        timer.at(clock.now + 10, DueStream(clock.now + 10))
-    # Interval 0 (or a client that drained): due now, played now, batch after batch.
-    limit = DEFAULT_BATCH_LIMIT
-    _, outlet = player(clock, timer, replay(tmp_path, 2 * limit + 7, Timing(interval=0)))
-    clock.advance(0)
-    assert [len(ids) for ids in outlet.ids()] == [limit, limit, 7]
-    assert outlet.times() == [pytest.approx(0.0011)] * 3
 
 
 def test_pings_fill_silences_but_never_interrupt_events(tmp_path: Path) -> None:
