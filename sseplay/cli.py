@@ -29,11 +29,11 @@ from sseplay.config import (
     StreamOptions,
     Timing,
     check_route,
+    is_url,
     route_problem,
 )
 from sseplay.epoch import parse_epoch
 from sseplay.errors import ExitCode, SseplayError, UsageError
-from sseplay.faults import parse_faults
 
 if TYPE_CHECKING:
     from sseplay.client import TailOptions
@@ -86,8 +86,6 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
 
 def _is_url(argument: str) -> bool:
     """``scheme://...``: a source that is not a file (redis://), unless a file has that name."""
-    from sseplay.redis_source import is_url
-
     return is_url(argument) and not _names_a_file(argument)
 
 
@@ -382,7 +380,7 @@ def serve(
             allowed_hosts=tuple(allowed_host or ()),
             epoch=None if epoch is None else parse_epoch(epoch),
             workers=workers,
-            faults=parse_faults(fault or ()),
+            faults=_faults(fault),
             fault_header=fault_header,
             seed=seed,
         )
@@ -415,11 +413,22 @@ def serve(
         fail(error)
 
 
+def _faults(texts: list[str] | None) -> tuple[Any, ...]:
+    """The --fault specs; fault injection is imported only when some are given."""
+    if not texts:
+        return ()
+    from sseplay.faults import parse_faults
+
+    return parse_faults(texts)
+
+
 def _check_urls(routes: dict[str, str], config: ServerConfig) -> None:
     """Every ``scheme://`` source is a valid redis:// URL (one usage line otherwise)."""
+    urls = [path for path in routes.values() if _is_url(path)]
+    if not urls:
+        return
     from sseplay.redis_source import RedisTarget
 
-    urls = [path for path in routes.values() if _is_url(path)]
     for url in urls:
         RedisTarget.parse(url)
     if urls and config.workers is not None:
@@ -442,14 +451,14 @@ def _check_file_flags(routes: dict[str, str], given: dict[str, bool]) -> None:
 
 def _redis_streams(routes: dict[str, str], options: StreamOptions) -> dict[str, Any]:
     """The redis:// sources, connected once (exit 4 when Redis cannot be reached)."""
+    sources = {route: path for route, path in routes.items() if _is_url(path)}
+    if not sources:
+        return {}
     import asyncio
 
     from sseplay.redis_feed import RedisStream
     from sseplay.redis_source import redis_asyncio
 
-    sources = {route: path for route, path in routes.items() if _is_url(path)}
-    if not sources:
-        return {}
     redis_asyncio()  # a missing package is one line that says how to install it
     streams = {route: RedisStream(url, retry=options.retry) for route, url in sources.items()}
 

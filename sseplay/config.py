@@ -11,12 +11,14 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from sseplay.epoch import check_epoch, parse_epoch
 from sseplay.errors import UsageError
-from sseplay.faults import FaultSpec, parse_faults
 from sseplay.model import field_problem
+
+if TYPE_CHECKING:
+    from sseplay.faults import FaultSpec
 
 DEFAULT_INTERVAL = 1.0
 DEFAULT_PING = 15.0
@@ -39,6 +41,14 @@ RESERVED_ROUTES = frozenset({"/", "/healthz", "/favicon.ico"})
 # (``{name}``), no ``?`` or ``#`` that would end the path, no empty segment that turns
 # ``//host`` into another origin in the viewer.
 _ROUTE_SEGMENT = re.compile(r"^[A-Za-z0-9._~-]+$")
+_URL_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(argument: str) -> bool:
+    """Whether ``argument`` is written as a URL (``scheme://...``), of any scheme: a
+    source that is not a file (``redis://``). Here, not in ``sseplay.redis_source``, so
+    that telling files from URLs costs ``serve`` no import."""
+    return bool(_URL_LIKE.match(argument))
 
 
 def _finite(flag: str, value: Any) -> float:
@@ -255,9 +265,14 @@ class ServerConfig:
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.faults, str | FaultSpec):
-            object.__setattr__(self, "faults", (self.faults,))
-        object.__setattr__(self, "faults", parse_faults(self.faults))
+        if self.faults:  # fault injection is imported only when there are faults to parse
+            from sseplay.faults import FaultSpec, parse_faults
+
+            if isinstance(self.faults, str | FaultSpec):
+                object.__setattr__(self, "faults", (self.faults,))
+            object.__setattr__(self, "faults", parse_faults(self.faults))
+        else:
+            object.__setattr__(self, "faults", ())
         if not isinstance(self.fault_header, bool):
             raise UsageError(f"--fault-header must be true or false, not {self.fault_header!r}")
         if self.seed is not None:

@@ -26,14 +26,16 @@ import socket
 import struct
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from sseplay.direct import DirectBody
-from sseplay.faults import Chosen, malform
 from sseplay.model import PING as PING  # re-exported: tests take it from here
 from sseplay.model import encode_retry
 from sseplay.replay import Replay, Start, Unreadable
 from sseplay.schedule import Plan
+
+if TYPE_CHECKING:
+    from sseplay.faults import Chosen
 
 logger = logging.getLogger("sseplay.fanout")
 
@@ -853,6 +855,8 @@ class FaultyOutlet(Outlet):
             elif kind == "duplicate" and self._fire(chosen, spec.where):
                 out = out * 2
             elif kind == "malformed" and self._fire(chosen, spec.where):
+                from sseplay.faults import malform
+
                 out = [malform(event, spec.damage) for event in out]
         for event in out:
             self._emit(event)

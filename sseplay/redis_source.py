@@ -32,6 +32,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
+from sseplay.config import is_url
 from sseplay.errors import CannotServe, UsageError
 from sseplay.model import DEFAULT_EVENT_TYPE, encode_body, field_problem, with_id
 
@@ -54,16 +55,10 @@ BATCH_ENTRIES = 1000
 # Backfills at once per stream (each holds a connection of the pool besides XREAD's).
 CONCURRENT_BACKFILLS = 4
 INSTALL_HINT = "pip install 'sseplay[redis]'"
-_URL_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # A stream entry id: milliseconds and sequence number, both unsigned 64-bit (Redis
 # "Streams introduction", entry IDs).
 _ENTRY_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})", re.ASCII)
 _MAX_U64 = 2**64 - 1
-
-
-def is_url(argument: str) -> bool:
-    """Whether ``argument`` is written as a URL (``scheme://...``), of any scheme."""
-    return bool(_URL_LIKE.match(argument))
 
 
 def is_redis_url(argument: str) -> bool:

@@ -48,14 +48,6 @@ from sseplay.fanout import (
     Subscriber,
     Timer,
 )
-from sseplay.faults import (
-    Chosen,
-    FaultCounters,
-    FaultSpec,
-    choose,
-    draw,
-    parse_request_faults,
-)
 from sseplay.live import Feed, LiveSubscriber, Resume
 from sseplay.model import encode_comment, encode_retry
 from sseplay.replay import (
@@ -71,6 +63,8 @@ from sseplay.stream import Stream as PublicStream
 from sseplay.tls import TlsFiles, server_tls
 
 if TYPE_CHECKING:
+    from sseplay.faults import Chosen, FaultCounters, FaultSpec
+
     # Imported where a followed file or a Redis stream is served: a server of plain
     # files starts without them (start-up time, issue 12).
     from sseplay.follow import Follower, FollowInput
@@ -177,10 +171,16 @@ class Hub:
         self._moved: dict[Listener, Listener] = {}
         # Faults are looked at per connection only when there are any to look at.
         self.faulty = bool(options.faults) or options.fault_header
-        self.fault_counters = FaultCounters()
+        # Fault injection is imported only by a server that has faults to inject.
+        self.fault_counters: FaultCounters | None = None
+        if self.faulty:
+            from sseplay.faults import FaultCounters
+
+            self.fault_counters = FaultCounters()
 
     def fire(self, chosen: Chosen, route: str, number: int, where: str) -> bool:
         """Count and log one firing of a fault; False once its ``times=`` are used up."""
+        assert self.fault_counters is not None
         if not self.fault_counters.fire(chosen):
             return False
         logger.info("fault %s fired on %s connection %d %s", chosen.spec.kind, route, number, where)
@@ -471,7 +471,9 @@ def create_app(
                 # Which process answered, of how many on this port (--workers).
                 "worker": os.getpid(),
                 "workers": options.workers or 1,
-                "faults": dict(sorted(hub.fault_counters.by_kind.items())),
+                "faults": dict(sorted(hub.fault_counters.by_kind.items()))
+                if hub.fault_counters is not None
+                else {},
                 "streams": [_stream_health(s, hub) for s in streams]
                 + [
                     {
@@ -655,6 +657,9 @@ class _StreamEndpoint:
         fault (or a bad fault in the request) answered instead of the stream."""
         hub, route = self.hub, self.stream.route
         options = hub.options
+        from sseplay.faults import choose, parse_request_faults
+
+        assert hub.fault_counters is not None
         number = hub.fault_counters.next_connection(route)
         resuming = bool(raw_id)
         chosen = choose(options.faults, options.seed, route, number, resuming)
@@ -722,6 +727,8 @@ class _StreamEndpoint:
         number: int,
         during: list[Chosen],
     ) -> FaultyOutlet:
+        from sseplay.faults import draw
+
         hub, route = self.hub, self.stream.route
         seed = hub.options.seed
         return FaultyOutlet(

@@ -43,9 +43,11 @@ class Stream:
         self.follow = follow
         self.replay: Replay | None = None
         if event_file is not None:
-            from sseplay.follow import GrowingReplay
+            kind = Replay
+            if follow is not None:
+                from sseplay.follow import GrowingReplay
 
-            kind = Replay if follow is None else GrowingReplay
+                kind = GrowingReplay
             plan = Plan(event_file.count, event_file.times, options.timing)
             self.replay = kind(event_file, plan, options.retry)
         elif follow is None:

@@ -307,7 +307,7 @@ with collector_paused():
     import sseplay.server
 import sys
 print(len(started), gc.get_freeze_count(), gc.isenabled())
-optional = ("sseplay.follow", "sseplay.redis_feed", "redis")
+optional = ("sseplay.faults", "sseplay.follow", "sseplay.redis_feed", "redis")
 print(sorted(name for name in optional if name in sys.modules))
 """
     result = subprocess.run(
@@ -316,7 +316,8 @@ print(sorted(name for name in optional if name in sys.modules))
     counts, loaded = result.stdout.splitlines()
     collections, frozen, enabled = counts.split()
     assert collections == "0"
-    # Following and Redis support load only when a followed file or a stream is served.
+    # Faults, following and Redis load only when faults, a followed file or a Redis
+    # stream are served.
     assert loaded == "[]"
     assert int(frozen) > 50_000  # the whole stack, out of every later collection
     assert enabled == "True"
