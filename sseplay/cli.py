@@ -3,9 +3,12 @@
 This is the one place where errors become messages and exit codes. It must
 stay light: ``sseplay --help`` and ``sseplay tail`` never import the server
 stack (FastAPI, uvicorn, sse-starlette), so those imports live inside ``serve``.
-"""
 
-from __future__ import annotations
+Unlike the other modules, this one does not use ``from __future__ import annotations``:
+Typer reads the commands' annotations at run time, and as strings it would compile
+each of them at every launch (about 13 ms of CPU for ``serve``); as objects they are
+built from the module's cached bytecode.
+"""
 
 import importlib
 import logging
@@ -963,7 +966,7 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
-def _run_tail(options: TailOptions, chosen: str, record: Path | None, quiet: bool) -> None:
+def _run_tail(options: "TailOptions", chosen: str, record: Path | None, quiet: bool) -> None:
     """Follow the stream with ``options``, showing it in format ``chosen``."""
     import asyncio
     import contextlib
