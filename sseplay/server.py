@@ -1032,7 +1032,8 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         ):
             # Between requests of a keep-alive connection (after "Connection: close"
             # httptools would treat later bytes differently, so that parser stays).
-            self.parser = None  # type: ignore[assignment]
+            # (unused-ignore: the floor of httptools has no types, so there it is Any.)
+            self.parser = None  # type: ignore[assignment, unused-ignore]
 
     def on_message_begin(self) -> None:
         self._head.in_message = True

@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -27,7 +26,7 @@ from sseplay.redis_feed import RedisFeed, RedisStream
 from sseplay.redis_source import Backoff, Entry, RedisTarget, StreamReader
 from tests.conftest import ROOT, run_cli
 from tests.redis_server import REDIS_SERVER, RedisServer
-from tests.test_redis import Client, publish, serve_redis, settled
+from tests.test_redis import Client, key, publish, serve_redis, server, settled
 
 redis = pytest.importorskip("redis")
 
@@ -36,16 +35,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with RedisServer(tmp_path_factory.mktemp("redis")) as running:
-        yield running
-
-
-@pytest.fixture
-def key(request: pytest.FixtureRequest) -> str:
-    """A stream key of this test's own, on the module's shared server."""
-    return f"{request.node.name}-{time.monotonic_ns()}"
+__all__ = ["key", "server"]  # the fixtures of test_redis, used here too
 
 
 # The public API.
