@@ -12,8 +12,10 @@ how many rounds sseplay came first.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -37,15 +39,27 @@ def main() -> None:
             body_ms = run.launch_once(variants[name])[1] * 1000
             if round_:  # the first pair only fills the bytecode cache
                 times[name].append(body_ms)
+    lines = []
     for name in NAMES:
         xs = times[name]
         q1, _, q3 = statistics.quantiles(xs, n=4)
-        print(
+        lines.append(
             f"{name:18} median {statistics.median(xs):.0f} ms, mean {statistics.mean(xs):.0f},"
             f" p25 {q1:.0f}, p75 {q3:.0f}, min {min(xs):.0f} ({len(xs)} rounds)"
         )
     first = sum(a <= b for a, b in zip(times[NAMES[0]], times[NAMES[1]], strict=True))
-    print(f"sseplay first in {first} of {args.rounds} rounds")
+    lines.append(f"sseplay first in {first} of {args.rounds} rounds")
+    print("\n".join(lines))
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
+    report = (
+        f"# launch to first body byte, sseplay against the plain app ({stamp})\n\n"
+        f"Machine: {run.machine()}; load average {os.getloadavg()[0]:.2f} at the end\n\n"
+        f"Command: `python benchmarks/launch_ab.py --rounds {args.rounds}`\n\n"
+        "```\n" + "\n".join(lines) + "\n```\n"
+    )
+    run.RESULTS.mkdir(exist_ok=True)
+    (run.RESULTS / f"{stamp}-launch-ab.md").write_text(report)
+    print(f"written to {run.RESULTS / f'{stamp}-launch-ab.md'}")
 
 
 if __name__ == "__main__":
