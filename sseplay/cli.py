@@ -434,7 +434,7 @@ def _check_urls(routes: dict[str, str], config: ServerConfig) -> None:
 
     for url in urls:
         RedisTarget.parse(url)
-    if urls and config.workers is not None:
+    if config.workers is not None:
         raise UsageError("--workers does not serve redis:// streams yet: drop --workers")
 
 

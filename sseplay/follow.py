@@ -40,14 +40,20 @@ from sseplay.errors import InputError
 from sseplay.fanout import Timer
 from sseplay.live import Feed, LiveEvent
 from sseplay.model import with_id
-from sseplay.records import MAX_RECORD_BYTES, UTF8_BOM, is_gzip, loads, sniff_layout
+from sseplay.records import (
+    MAX_RECORD_BYTES,
+    UTF8_BOM,
+    is_gzip,
+    loads,
+    open_binary,
+    sniff_layout,
+)
 from sseplay.replay import Replay, Unreadable, positive_integer
 from sseplay.source import (
     DEFAULT_MEMORY_BUDGET,
     EventFile,
     RecordMapper,
     load_event_file,
-    open_prefix,
 )
 
 logger = logging.getLogger("sseplay.follow")
@@ -290,12 +296,12 @@ def prepare_file(
             )
         end = complete_lines_end(path)
         identity, seen = _identity_and_seen(path, end)
-        with open_prefix(path, False, None) as stream:
+        with open_binary(path, False) as stream:
             layout = sniff_layout(stream)
         if layout != "array" and end:
             # And in the part that is checked, as the check sniffs it: the whole file can
             # say JSON Lines where the complete lines alone are one JSON array.
-            with open_prefix(path, False, end) as stream:
+            with open_binary(path, False, limit=end) as stream:
                 layout = sniff_layout(stream)
         blank = _blank(path, end)
     except OSError as error:

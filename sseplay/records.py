@@ -110,14 +110,18 @@ def is_gzip(path: Path) -> bool:
         return probe.read(2) == GZIP_MAGIC
 
 
-class _CountingReader(io.RawIOBase):
-    """A raw file that reports how many bytes have been read from it: one call per
-    buffer refill (about a MiB), so the progress of a check costs nothing per record."""
+class _Window(io.RawIOBase):
+    """A raw file read through a window: only its first ``limit`` bytes (None: all of
+    it), and ``on_read`` told how far reading has come, once per buffer refill (about a
+    MiB), so the progress of a check costs nothing per record."""
 
-    def __init__(self, raw: io.FileIO, on_read: Callable[[int], None]) -> None:
+    def __init__(
+        self, raw: io.FileIO, on_read: Callable[[int], None] | None, limit: int | None
+    ) -> None:
         super().__init__()
         self._raw = raw
         self._on_read = on_read
+        self._limit = limit
 
     def readable(self) -> bool:
         return True
@@ -126,8 +130,16 @@ class _CountingReader(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
-        count = self._raw.readinto(buffer)
-        self._on_read(self._raw.tell())
+        if self._limit is None:
+            count = self._raw.readinto(buffer)
+        else:
+            left = self._limit - self._raw.tell()
+            if left <= 0:
+                return 0
+            with memoryview(buffer) as view:
+                count = self._raw.readinto(view[:left])
+        if self._on_read is not None:
+            self._on_read(self._raw.tell())
         return count or 0
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
@@ -142,15 +154,21 @@ class _CountingReader(io.RawIOBase):
 
 
 def open_binary(
-    path: Path, compressed: bool, on_read: Callable[[int], None] | None = None
+    path: Path,
+    compressed: bool,
+    on_read: Callable[[int], None] | None = None,
+    limit: int | None = None,
 ) -> IO[bytes]:
     """The file's (decompressed) bytes; ``on_read(n)`` hears how far into the file on
-    disk (compressed bytes for a gzip file) reading has come."""
-    if on_read is None:
+    disk (compressed bytes for a gzip file) reading has come. ``limit``: only the first
+    bytes of a plain file, as if it ended there (the complete lines of a followed file)."""
+    if compressed:
+        limit = None  # a followed file is never compressed, and a gzip prefix means nothing
+    if on_read is None and limit is None:
         if compressed:
             return cast(IO[bytes], gzip.open(path, "rb"))
         return path.open("rb", buffering=CHUNK_SIZE)
-    counted = io.BufferedReader(_CountingReader(io.FileIO(path, "rb"), on_read), CHUNK_SIZE)
+    counted = io.BufferedReader(_Window(io.FileIO(path, "rb"), on_read, limit), CHUNK_SIZE)
     if compressed:
         # GzipFile leaves a file object it was given open: close it with the GzipFile.
         return cast(IO[bytes], _ClosingGzip(counted))

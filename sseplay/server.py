@@ -938,17 +938,12 @@ def _nothing() -> None:
     pass
 
 
-# Holding a stream replaces uvicorn's request runner (``_start_asgi_task``): only where
-# this uvicorn has it, and the stream stays with its task otherwise.
-_CAN_HOLD = callable(vars(HttpToolsProtocol).get("_start_asgi_task"))
-
-
 def _holder(receive: Receive) -> HeadLimitedHttpToolsProtocol | None:
     """The connection a stream can be handed over to (ours, on uvicorn's httptools), or
     None. Found through ``receive``, the way ``DirectBody.of`` finds the request."""
     cycle: Any = getattr(receive, "__self__", None)
     protocol = getattr(getattr(cycle, "on_response", None), "__self__", None)
-    if _CAN_HOLD and isinstance(protocol, HeadLimitedHttpToolsProtocol):
+    if isinstance(protocol, HeadLimitedHttpToolsProtocol):
         return protocol
     return None
 

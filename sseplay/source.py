@@ -9,7 +9,6 @@ small enough, the events themselves.
 
 from __future__ import annotations
 
-import io
 import itertools
 import json
 import math
@@ -20,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any
 
 import orjson
 
@@ -30,7 +29,6 @@ from sseplay.model import DEFAULT_EVENT_TYPE, check_field, encode_body, event_ty
 from sseplay.model import Cue as Cue  # re-exported: replay takes it
 from sseplay.recording import is_header, recorded_cue
 from sseplay.records import (
-    CHUNK_SIZE,
     MAX_RECORD_BYTES,
     TOO_DEEP,
     ArrayScanner,
@@ -292,45 +290,6 @@ class EventFile:
                 index += 1
 
 
-class _Prefix(io.RawIOBase):
-    """The first ``limit`` bytes of a file, as if the file ended there."""
-
-    def __init__(self, raw: io.FileIO, limit: int) -> None:
-        super().__init__()
-        self._raw = raw
-        self._limit = limit
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        left = self._limit - self._raw.tell()
-        if left <= 0:
-            return 0
-        with memoryview(buffer) as view:
-            return self._raw.readinto(view[:left]) or 0
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self._raw.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._raw.tell()
-
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
-
-
-def open_prefix(path: Path, compressed: bool, prefix: int | None) -> IO[bytes]:
-    """The file's bytes, or only its first ``prefix`` bytes (a plain file only)."""
-    if prefix is None or compressed:
-        return open_binary(path, compressed)
-    return cast(IO[bytes], io.BufferedReader(_Prefix(io.FileIO(path, "rb"), prefix), CHUNK_SIZE))
-
-
 # How the start-up check reports its progress: (bytes read so far, bytes in all), counted
 # in bytes of the file on disk. Called about once per MiB read.
 ProgressCallback = Callable[[int, int], None]
@@ -391,7 +350,7 @@ def _sniff(label: str, path: Path, prefix: int | None = None) -> tuple[bool, Lay
     """(whether the file is gzip, its layout); InputError for an empty or unreadable file."""
     try:
         compressed = is_gzip(path)
-        with open_prefix(path, compressed, prefix) as stream:
+        with open_binary(path, compressed, limit=prefix) as stream:
             layout = sniff_layout(stream)
     except (FileNotFoundError, PermissionError) as error:
         raise _unreadable(label, error) from None
@@ -466,9 +425,7 @@ class _Indexer:
         )
 
     def _open(self) -> IO[bytes]:
-        if self.prefix is not None:
-            return open_prefix(self.path, self.compressed, self.prefix)
-        return open_binary(self.path, self.compressed, self.on_read)
+        return open_binary(self.path, self.compressed, self.on_read, self.prefix)
 
     # ---- errors, with where they are ----
 
