@@ -70,17 +70,24 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sseplay.fanout import PING, TIMER_SLACK, Listener, Outlet, Timer
+from sseplay.fanout import (
+    BROADCAST_HISTORY,
+    BROADCAST_HISTORY_BYTES,
+    PING,
+    TIMER_SLACK,
+    Listener,
+    Outlet,
+    Timer,
+)
 from sseplay.model import encode_comment
 from sseplay.replay import shown_id
 
 logger = logging.getLogger("sseplay.live")
 
 # The events a feed keeps for connections that resume or fall behind: at most this many,
-# and at most this many bytes of them (the newest event is always kept). The same bounds
-# as a broadcast's history.
-FEED_HISTORY = 10_000
-FEED_HISTORY_BYTES = 16 << 20
+# and at most this many bytes of them (the newest event is always kept): a broadcast's.
+FEED_HISTORY = BROADCAST_HISTORY
+FEED_HISTORY_BYTES = BROADCAST_HISTORY_BYTES
 # A subscriber that catches up from the history is written this much at a time (or one
 # event, when it is bigger), and the next only while its connection is not held up:
 # what a slow client costs is bounded by this, not by the history.
@@ -181,7 +188,6 @@ class Feed:
         history's bounds still hold; the newest events win."""
         room = self._history_limit - len(self._history)
         kept = list(events)[-room:] if room > 0 else []
-        start = self.first - len(kept)
         older: list[LiveEvent] = []
         size = self.history_bytes
         for event in reversed(kept):
