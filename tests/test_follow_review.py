@@ -374,7 +374,12 @@ def test_a_path_that_cannot_be_looked_up_for_a_while_is_waited_out(tmp_path: Pat
         finally:
             client.close()
     assert code == 0
-    assert "cannot be looked up (Not a directory): waiting for a file to read" in err
+    # A look may land between the rename and the new file: then the path is first "gone",
+    # and the waiting is said once, in those words instead.
+    assert (
+        "cannot be looked up (Not a directory): waiting for a file to read" in err
+        or "is gone: waiting for it to come back" in err
+    )
 
 
 def test_complete_lines_that_are_one_json_array_are_refused_whatever_follows(
