@@ -477,10 +477,10 @@ def run_serve(
     routes: dict[str, str], options: StreamOptions, config: ServerConfig, write_urls: Any
 ) -> None:
     """Check every file, then serve them until Ctrl-C, SIGTERM or ``--once``."""
-    from sseplay.process import collector_paused, raise_open_file_limit, tune_collector
+    from sseplay.process import raise_open_file_limit, server_stack_importing, tune_collector
     from sseplay.progress import StartupProgress
 
-    with collector_paused():
+    with server_stack_importing():
         from sseplay.server import Server
     from sseplay.source import load_event_file
     from sseplay.spool import Spools
