@@ -116,7 +116,9 @@ def routes_of(files: Sequence[str], default_route: str) -> dict[str, str]:
         else:
             stem = "stdin" if argument == STDIN_NAME else Path(argument).name.split(".")[0]
             if url:  # a Redis stream: its key names the route
-                stem = argument.rpartition("stream=")[2].split("&")[0]
+                from sseplay.redis_source import RedisTarget
+
+                stem = RedisTarget.parse(argument).stream
             route, path = "/" + (stem or f"stream{index + 1}"), argument
             if problem := route_problem(route):
                 raise UsageError(
@@ -430,12 +432,11 @@ def _check_urls(routes: dict[str, str], config: ServerConfig) -> None:
     urls = [path for path in routes.values() if _is_url(path)]
     if not urls:
         return
-    from sseplay.redis_source import RedisTarget
+    from sseplay.redis_source import RedisTarget, check_redis_route
 
     for url in urls:
         RedisTarget.parse(url)
-    if config.workers is not None:
-        raise UsageError("--workers does not serve redis:// streams yet: drop --workers")
+    check_redis_route(config)
 
 
 def _check_file_flags(routes: dict[str, str], given: dict[str, bool]) -> None:
@@ -486,12 +487,15 @@ def run_serve(
     from sseplay.spool import Spools
     from sseplay.stream import Stream
 
-    streams: dict[str, Any] = _redis_streams(routes, options)
+    streams: dict[str, Any] = {}
     # Standard input, pipes, devices and .gz files are served from a copy in a temporary
     # directory, removed on every way out: when ``spools`` goes (after serving, or at exit).
     spools = Spools()
     try:
         with _sigterm_interrupts(), StartupProgress() as progress:
+            # Connecting to Redis is start-up work too: Ctrl-C or SIGTERM meanwhile is an
+            # interrupt, said in one line.
+            streams.update(_redis_streams(routes, options))
             for route, file in routes.items():
                 if route in streams:  # a redis:// stream, already connected
                     continue

@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
-from sseplay.config import is_url
+from sseplay.config import ServerConfig, is_url
 from sseplay.errors import CannotServe, UsageError
 from sseplay.model import DEFAULT_EVENT_TYPE, encode_body, field_problem, with_id
 
@@ -61,8 +61,18 @@ _ENTRY_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})", re.ASCII)
 _MAX_U64 = 2**64 - 1
 
 
-def is_redis_url(argument: str) -> bool:
-    return argument.split("://", 1)[0].lower() in SCHEMES and is_url(argument)
+def check_redis_route(config: ServerConfig) -> None:
+    """What a Redis route cannot be served with (the flags act on replayed files); the CLI
+    asks before it connects, so that a usage error is never hidden by Redis being down."""
+    if config.faults or config.fault_header:
+        raise UsageError(
+            "--fault and --fault-header act on replayed files, not on redis:// streams: "
+            "serve the Redis stream from a server of its own"
+        )
+    if config.workers is not None:
+        raise UsageError("--workers does not serve redis:// streams yet: drop --workers")
+    if config.once:
+        raise UsageError("--once waits for the end of a replay, and a redis:// stream never ends")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +103,10 @@ class RedisTarget:
         scheme = url.split("://", 1)[0].lower()
         if scheme not in SCHEMES:
             raise bad(f"the scheme {scheme}:// is not one sseplay reads (redis://, rediss://)")
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # an unclosed [ of an IPv6 address
+            raise bad("the host is not a valid [IPv6] address") from None
         try:
             port = parts.port
         except ValueError:
@@ -110,8 +123,10 @@ class RedisTarget:
             raise bad("a URL of a stream has no #fragment")
         try:
             query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=True)
-        except ValueError:
-            query = [] if not parts.query else [("", parts.query)]
+        except ValueError:  # ?stream or ?=x: no KEY=VALUE pair
+            raise bad("it names no stream key: add ?stream=KEY") from None
+        if any(not key for key, _ in query):
+            raise bad("a parameter has no name: add ?stream=KEY")
         streams = [value for key, value in query if key == "stream"]
         unknown = sorted({key for key, _ in query if key != "stream"})
         if unknown:

@@ -1328,19 +1328,6 @@ def _warn_of_faults_that_cannot_fire(faults: Sequence[FaultSpec], routes: Sequen
             )
 
 
-def _check_redis_route(config: ServerConfig) -> None:
-    """What a Redis route cannot be served with (the flags act on replayed files)."""
-    if config.faults or config.fault_header:
-        raise UsageError(
-            "--fault and --fault-header act on replayed files, not on redis:// streams: "
-            "serve the Redis stream from a server of its own"
-        )
-    if config.workers is not None:
-        raise UsageError("--workers does not serve redis:// streams yet: drop --workers")
-    if config.once:
-        raise UsageError("--once waits for the end of a replay, and a redis:// stream never ends")
-
-
 def _is_redis_stream(value: object) -> TypeGuard[RedisStream]:
     """Whether ``value`` is a ``RedisStream``, without importing Redis support: while
     its module is not imported, no value can be one."""
@@ -1388,7 +1375,9 @@ class Server:
             if any(known.route == path for known in every):  # "feed" and "/feed/" too
                 raise UsageError(f"two streams would be served at {path}: give each its route")
             if _is_redis_stream(stream):
-                _check_redis_route(config)
+                from sseplay.redis_source import check_redis_route
+
+                check_redis_route(config)
                 every.append(LiveRoute(path, stream.label, stream))
                 continue
             if not isinstance(stream, PublicStream):
