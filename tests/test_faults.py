@@ -298,7 +298,7 @@ def test_delay_adds_ms_before_each_event_after_n(
     # only make arrivals later, never earlier; each step still shows on its own.
     since_asked = [at - asked for at, _ in got]
     assert all(since_asked[k] >= 0.115 * (k - 1) for k in (2, 3, 4)), since_asked
-    assert all(gap > 0.06 for gap in gaps[1:]), gaps
+    assert all(gap > 0.03 for gap in gaps[1:]), gaps  # a read late by under 90 ms passes
 
 
 def test_slice_writes_the_stream_in_pieces_of_size_bytes(

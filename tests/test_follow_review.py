@@ -136,9 +136,10 @@ def test_a_big_append_is_read_without_stalling_other_requests(
                 latency, _ = _health_latency(base, health_client)
                 latencies.append(latency)
                 time.sleep(0.01)
-            # The target is 50 ms (measured: 10 to 30 ms); a shared 2-core machine is given
-            # room. Before the fix each look held every request for seconds.
-            assert max(latencies) < 0.2, f"max {max(latencies):.3f} s"
+            # The target is 50 ms (measured: 10 to 30 ms); a loaded 2-core CI machine can
+            # deschedule the server for a while. Before the fix each look held every request
+            # for seconds.
+            assert max(latencies) < 0.5, f"max {max(latencies):.3f} s"
             assert received[0] > 1 << 20  # the records were being read and sent meanwhile
             stopping = time.monotonic()
             code, _, err = server.stop()

@@ -22,7 +22,7 @@ import pytest
 from sseplay.fanout import Outlet, Timer
 from sseplay.model import Event
 from sseplay.parser import EventStreamParser
-from sseplay.redis_feed import RedisFeed, RedisStream
+from sseplay.redis_feed import FIRST_PAGE_ENTRIES, PAGE_BYTES, RedisFeed, RedisStream
 from sseplay.redis_source import Backoff, Entry, RedisTarget, StreamReader
 from tests.conftest import ROOT, run_cli
 from tests.redis_server import REDIS_SERVER, RedisServer
@@ -460,11 +460,7 @@ def test_odd_last_event_ids_each_get_one_defined_answer(server: RedisServer, key
         settled(process)
         socks = {lei: _resuming_sockets(process.url, lei, 1)[0] for lei in cases}
         try:
-            time.sleep(0.5)
-            answers = {}
-            for lei, sock in socks.items():
-                sock.setblocking(False)
-                answers[lei] = sock.recv(1 << 20)
+            answers = {lei: _head_and_first_chunk(sock) for lei, sock in socks.items()}
         finally:
             for sock in socks.values():
                 sock.close()
@@ -515,6 +511,55 @@ def test_a_backfill_of_big_entries_to_a_client_that_does_not_read_holds_a_page_o
     # One short first page went out and the backfill waits for the client: not 12 MiB.
     assert handed, "nothing was written"
     assert sum(handed) <= 8 * (520 << 10), handed
+
+
+def _head_and_first_chunk(sock: socket.socket) -> bytes:
+    """What a socket receives up to the end of the first chunk of its body (10 s at most)."""
+    sock.settimeout(10)
+    received = b""
+    while True:
+        _, _, body = received.partition(b"\r\n\r\n")
+        size, crlf, rest = body.partition(b"\r\n")
+        if crlf and len(rest) >= int(size, 16):
+            return received
+        data = sock.recv(1 << 16)
+        assert data, received[:200]
+        received += data
+
+
+def test_a_backfill_of_big_entries_goes_out_in_pages_of_about_a_mebibyte(
+    server: RedisServer, key: str
+) -> None:
+    # The next page's entry count comes from the last page's sizes: with 512 KiB entries a
+    # page is 2 entries, not BATCH_ENTRIES (which would put all 16 left in one write).
+    redis_client = redis.Redis(port=server.port)
+    _fill(redis_client, key, 24, 512 << 10)
+
+    async def scenario() -> list[int]:
+        loop = asyncio.get_running_loop()
+        redis_feed = RedisFeed(RedisStream(server.url(key), block=0.2))
+        redis_feed.start(Timer(loop), ping=0)
+        handed: list[int] = []
+
+        async def send(message: dict[str, object]) -> None:
+            handed.append(len(message["body"]))  # type: ignore[arg-type]
+            await asyncio.sleep(0.005)  # a client that reads, slowly
+
+        outlet = Outlet(send, 30, lambda outlet: None)
+        try:
+            await asyncio.wait_for(redis_feed.join(outlet, "0-0", b""), 30)
+            while outlet.blocked:  # the last page, handed to the feed
+                await asyncio.sleep(0.01)
+        finally:
+            outlet.close()
+            await redis_feed.stop()
+        return handed
+
+    handed = asyncio.run(scenario())
+    entry = 520 << 10  # an entry on the wire, with its id and field lines
+    assert sum(handed) >= 24 * (512 << 10), handed  # every entry went out
+    assert handed[0] <= FIRST_PAGE_ENTRIES * entry, handed
+    assert all(size <= PAGE_BYTES + entry for size in handed[1:]), handed
 
 
 # Stopping a reader: a cancellation redis-py takes in must not keep it running.
