@@ -530,11 +530,7 @@ class _StreamEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hub, replay, route = self.hub, self.stream.replay, self.stream.route
-        # A browser reconnecting sends the header (WHATWG 9.2.4); a first connection
-        # cannot set headers, so the query parameter stands in for it.
-        raw_id = _header(scope, b"last-event-id")
-        if raw_id is None:
-            raw_id = _query_parameter(scope["query_string"], b"lastEventId")
+        raw_id = _raw_last_event_id(scope)
         last_event_id = None if raw_id is None else decode_id(raw_id)
         start: Start | Resume
         feed = hub.feeds.get(route)
@@ -611,8 +607,7 @@ class _StreamEndpoint:
         try:
             # The request's own task waits here: a disconnect, or the end of the
             # response written by the timer, wakes it (uvicorn answers http.disconnect).
-            while (await receive())["type"] != "http.disconnect":
-                pass
+            await _disconnect(receive)
         except asyncio.CancelledError:
             # Ended on purpose: cut off for not reading, or a write to it failed.
             if not (outlet.cut_off or outlet.failure):
@@ -715,8 +710,7 @@ class _StreamEndpoint:
         elif spec.headers:  # hang:headers=yes
             await send({"type": "http.response.start", "status": 200, "headers": self.hub.headers})
         # Until the client goes; then uvicorn knows the connection is lost and adds nothing.
-        while (await receive())["type"] != "http.disconnect":
-            pass
+        await _disconnect(receive)
 
     def _faulty_outlet(
         self,
@@ -785,9 +779,7 @@ class _RedisEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hub, route = self.hub, self.live.route
-        raw_id = _header(scope, b"last-event-id")
-        if raw_id is None:  # WHATWG 9.2.4; the query parameter stands in on a first connection
-            raw_id = _query_parameter(scope["query_string"], b"lastEventId")
+        raw_id = _raw_last_event_id(scope)
         last_event_id = None if raw_id is None else decode_id(raw_id)
         if raw_id and last_event_id is None:
             last_event_id = shown_id(raw_id)  # not UTF-8: no entry has that id
@@ -835,8 +827,7 @@ class _RedisEndpoint:
             hub.listeners.add(listener)
             if hub.stopping:
                 outlet.write(b"", more_body=False)
-            while (await receive())["type"] != "http.disconnect":
-                pass
+            await _disconnect(receive)
         except asyncio.CancelledError:
             if not (outlet.cut_off or outlet.failure or hub.stopping):
                 raise
@@ -863,8 +854,20 @@ class _RedisEndpoint:
 
 
 async def _disconnect(receive: Receive) -> None:
+    """Wait for the client to go (uvicorn also answers http.disconnect once the response
+    has ended)."""
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+def _raw_last_event_id(scope: Scope) -> bytes | None:
+    """The id a client resumes after: the Last-Event-ID header a browser sends when it
+    reconnects (WHATWG 9.2.4), else the lastEventId query parameter, which stands in for
+    it on a first connection (that cannot set headers)."""
+    raw_id = _header(scope, b"last-event-id")
+    if raw_id is None:
+        raw_id = _query_parameter(scope["query_string"], b"lastEventId")
+    return raw_id
 
 
 def _transport(receive: Receive) -> asyncio.Transport | None:
