@@ -46,6 +46,15 @@ def write_json(path: Path, records: list[Any]) -> Path:
     return path
 
 
+def free_port() -> int:
+    """A 127.0.0.1 port nothing listens on now (for a server started elsewhere, or for
+    a connection that must be refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 def write_lines(path: Path, records: list[Any]) -> Path:
     path.write_text("".join(json.dumps(record) + "\n" for record in records))
     return path

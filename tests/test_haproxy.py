@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT, ServeProcess, write_json
+from tests.conftest import ROOT, ServeProcess, free_port, write_json
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 CONFIG = ROOT / "docs" / "deploy" / "haproxy.cfg"
@@ -38,13 +38,6 @@ pytestmark = pytest.mark.skipif(
     shutil.which("haproxy") is None and not Path(HAPROXY).exists(),
     reason="haproxy is not installed (.ci/run installs it)",
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

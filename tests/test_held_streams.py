@@ -116,6 +116,8 @@ def test_a_held_stream_that_ends_lets_the_connection_answer_its_next_request(
         while b"data:" not in received:
             received += conn.recv(65536)
         _wait_for(lambda: len(server.hub.listeners) == 1)
+        (listener,) = server.hub.listeners
+        assert listener.outlet.task is None  # held by its connection, no request task
         # Behind the held stream, on the same connection (RFC 9112 section 9.3.2).
         conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         while chunk := conn.recv(65536):
@@ -137,6 +139,7 @@ def test_a_held_stream_whose_client_hangs_up_is_forgotten_and_logged(
     server = live([make_stream(path, timing=Timing(interval=30))], AppOptions(ping=0))
     conns = _open_streams(server.port, 3)
     _wait_for(lambda: len(server.hub.listeners) == 3)
+    assert all(listener.outlet.task is None for listener in server.hub.listeners)  # held
     for conn in conns:
         conn.close()
     # No write is due for 30 s: the connection itself tells the hang-up.

@@ -341,6 +341,8 @@ def test_a_redis_restart_without_persistence_tells_live_clients_to_resync(
     assert [event.data for event in got[:3]] == ["one", "two", "three"]
     assert got[3].type == "sseplay.resync"
     assert got[3].id == added[2]  # no id line: the client's Last-Event-ID is left as it was
+    (resync_block,) = [b for b in watching.raw.split(b"\n\n") if b"event: sseplay.resync" in b]
+    assert not any(line.startswith(b"id:") for line in resync_block.split(b"\n")), resync_block
     assert json.loads(got[3].data) == {"reason": "reset", "last_event_id": added[2], "oldest": None}
     assert (got[4].id, got[4].data) == (added[3], "anew")
     assert f"is not the one read up to entry {added[2]} any more" in log

@@ -25,7 +25,16 @@ from sseplay.client import _tls_settings, tail
 from sseplay.errors import ExitCode
 from sseplay.model import Event
 from sseplay.render import PrettyRenderer
-from tests.conftest import ROOT, SAMPLES, SSE_HEAD, RawServer, make_stream, run_cli, sseplay
+from tests.conftest import (
+    ROOT,
+    SAMPLES,
+    SSE_HEAD,
+    RawServer,
+    free_port,
+    make_stream,
+    run_cli,
+    sseplay,
+)
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
@@ -269,12 +278,6 @@ def test_event_larger_than_the_limit() -> None:
     assert "raise --max-event-size" in result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.mark.parametrize(
     ("args", "code", "expected"),
     [
@@ -294,7 +297,7 @@ def _free_port() -> int:
     ],
 )
 def test_bad_input_is_one_line(args: list[str], code: int, expected: str) -> None:
-    args = [arg.replace("{port}", str(_free_port())) for arg in args]
+    args = [arg.replace("{port}", str(free_port())) for arg in args]
     result = run_cli("tail", *args)
     assert result.returncode == code, result.stderr
     [line] = result.stderr.strip().splitlines()

@@ -23,6 +23,7 @@ from tests.conftest import (
     SSE_HEAD,
     LiveServer,
     RawServer,
+    free_port,
     make_stream,
     run_cli,
     sseplay,
@@ -340,16 +341,9 @@ def test_stats_are_written_however_the_tail_ends(
 # --wait
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def test_wait_finds_a_server_that_comes_up_late(tmp_path: Path) -> None:
     """The server starts only once the tail has been refused (its status line says so)."""
-    port = _free_port()
+    port = free_port()
     events = write_lines(tmp_path / "late.jsonl", ["one", "two"])
     tail_process = subprocess.Popen(
         sseplay("tail", f"http://127.0.0.1:{port}/events", "--wait", "10"),
@@ -378,7 +372,7 @@ def test_wait_finds_a_server_that_comes_up_late(tmp_path: Path) -> None:
 
 
 def test_without_wait_a_refused_first_connection_fails_at_once() -> None:
-    port = _free_port()
+    port = free_port()
     started = time.monotonic()
     result = run_cli("tail", f"http://127.0.0.1:{port}/events")
     assert result.returncode == 1
@@ -388,7 +382,7 @@ def test_without_wait_a_refused_first_connection_fails_at_once() -> None:
 
 
 def test_wait_for_a_server_that_never_comes_is_bounded() -> None:
-    port = _free_port()
+    port = free_port()
     started = time.monotonic()
     result = run_cli("tail", f"http://127.0.0.1:{port}/events", "--wait", "1")
     elapsed = time.monotonic() - started
@@ -441,4 +435,4 @@ def test_the_library_raises_what_the_cli_exits_with(
     report = stats.report()
     assert (report["events"], report["connections"], report["result"]) == (3, 1, "ok")
     with pytest.raises(StreamError, match=r"after --wait 0.3 s"):
-        list(tail(f"http://127.0.0.1:{_free_port()}/", wait=0.3))
+        list(tail(f"http://127.0.0.1:{free_port()}/", wait=0.3))
