@@ -42,7 +42,7 @@ def serve(frames: int, argv: list[str]) -> None:
             print("snapshot", path, flush=True)
 
     threading.Thread(target=snapshots, daemon=True).start()
-    from sseplay.cli import main
+    from sseplay.cli.app import main
 
     main(argv)
 

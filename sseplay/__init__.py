@@ -29,11 +29,11 @@ from sseplay.errors import (
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from sseplay.client import TailOptions, atail, tail
+    from sseplay.client.client import TailOptions, atail, tail
     from sseplay.config import FieldMapping, ServerConfig, StreamOptions, Timing
+    from sseplay.http.server import Server
     from sseplay.model import Event
-    from sseplay.redis_feed import RedisStream
-    from sseplay.server import Server
+    from sseplay.sources.redis_feed import RedisStream
     from sseplay.stream import Stream
 
 _LAZY = {
@@ -43,13 +43,13 @@ _LAZY = {
     "StreamOptions": "sseplay.config",
     "ServerConfig": "sseplay.config",
     "Stream": "sseplay.stream",
-    "Server": "sseplay.server",
+    "Server": "sseplay.http.server",
     # A Redis stream served live (``Server({"/feed": RedisStream(url)})``); redis-py is
     # imported only when it connects.
-    "RedisStream": "sseplay.redis_feed",
-    "tail": "sseplay.client",
-    "atail": "sseplay.client",
-    "TailOptions": "sseplay.client",
+    "RedisStream": "sseplay.sources.redis_feed",
+    "tail": "sseplay.client.client",
+    "atail": "sseplay.client.client",
+    "TailOptions": "sseplay.client.client",
 }
 
 __all__ = [

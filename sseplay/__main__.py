@@ -1,3 +1,3 @@
-from sseplay.cli import main
+from sseplay.cli.app import main
 
 main()

@@ -18,7 +18,7 @@ from sseplay.errors import UsageError
 from sseplay.model import field_problem
 
 if TYPE_CHECKING:
-    from sseplay.faults import FaultSpec
+    from sseplay.faults.spec import FaultSpec
 
 DEFAULT_INTERVAL = 1.0
 DEFAULT_PING = 15.0
@@ -46,7 +46,7 @@ _URL_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 def is_url(argument: str) -> bool:
     """Whether ``argument`` is written as a URL (``scheme://...``), of any scheme: a
-    source that is not a file (``redis://``). Here, not in ``sseplay.redis_source``, so
+    source that is not a file (``redis://``). Here, not in ``sseplay.sources.redis_reader``, so
     that telling files from URLs costs ``serve`` no import."""
     return bool(_URL_LIKE.match(argument))
 
@@ -266,7 +266,7 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         if self.faults:  # fault injection is imported only when there are faults to parse
-            from sseplay.faults import FaultSpec, parse_faults
+            from sseplay.faults.spec import FaultSpec, parse_faults
 
             if isinstance(self.faults, str | FaultSpec):
                 object.__setattr__(self, "faults", (self.faults,))

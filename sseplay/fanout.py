@@ -28,14 +28,14 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from sseplay.direct import DirectBody
+from sseplay.http.uvicorn.direct import DirectBody
 from sseplay.model import PING as PING  # re-exported: tests take it from here
 from sseplay.model import encode_retry
 from sseplay.replay import Replay, Start, Unreadable
 from sseplay.schedule import Plan
 
 if TYPE_CHECKING:
-    from sseplay.faults import Chosen
+    from sseplay.faults.spec import Chosen
 
 logger = logging.getLogger("sseplay.fanout")
 
@@ -191,7 +191,8 @@ class Outlet:
 
     @property
     def direct(self) -> bool:
-        """Whether chunks go straight to the server's transport (see ``sseplay.direct``)."""
+        """Whether chunks go straight to the server's transport (see
+        ``sseplay.http.uvicorn.direct``)."""
         return self._direct is not None and self._direct.fast
 
     def write(self, chunk: bytes, more_body: bool = True) -> bool:
@@ -662,7 +663,7 @@ class Broadcast:
             subscriber.outlet.write(chunk, more_body=not self.ended)
 
 
-# Faults (see ``sseplay.faults``): a connection chosen for one gets a ``FaultyOutlet``
+# Faults (see ``sseplay.faults.spec``): a connection chosen for one gets a ``FaultyOutlet``
 # instead of an ``Outlet``; every other connection keeps the plain one, so that the
 # fan-out path runs nothing more per event when no fault is configured.
 
@@ -855,7 +856,7 @@ class FaultyOutlet(Outlet):
             elif kind == "duplicate" and self._fire(chosen, spec.where):
                 out = out * 2
             elif kind == "malformed" and self._fire(chosen, spec.where):
-                from sseplay.faults import malform
+                from sseplay.faults.spec import malform
 
                 out = [malform(event, spec.damage) for event in out]
         for event in out:

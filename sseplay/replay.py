@@ -29,9 +29,9 @@ from pathlib import Path
 
 import anyio.to_thread
 
+from sseplay.eventfile import CHECKPOINT_STRIDE, Cue, EventFile
 from sseplay.model import encode_comment, encode_retry, with_id
 from sseplay.schedule import DEFAULT_BATCH_LIMIT, Plan
-from sseplay.source import CHECKPOINT_STRIDE, Cue, EventFile
 
 logger = logging.getLogger("sseplay.replay")
 

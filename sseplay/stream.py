@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any, Unpack
 
 from sseplay.config import StreamKeywords, StreamOptions
 from sseplay.errors import InputError, UsageError
+from sseplay.eventfile import EventFile, load_event_file
 from sseplay.replay import Replay
 from sseplay.schedule import Plan
-from sseplay.source import EventFile, load_event_file
 from sseplay.spool import STDIN_NAME, Spools
 
 if TYPE_CHECKING:  # the follower is imported when used: it needs the server's fan-out
-    from sseplay.follow import FollowInput
+    from sseplay.sources.follow import FollowInput
 
 RECORDS_LABEL = "<records>"
 
@@ -45,7 +45,7 @@ class Stream:
         if event_file is not None:
             kind = Replay
             if follow is not None:
-                from sseplay.follow import GrowingReplay
+                from sseplay.sources.follow import GrowingReplay
 
                 kind = GrowingReplay
             plan = Plan(event_file.count, event_file.times, options.timing)
@@ -73,8 +73,8 @@ class Stream:
     @classmethod
     def followed(cls, argument: str, label: str, options: StreamOptions) -> Stream:
         """``--follow``: the file's complete lines now, then every record appended later;
-        ``-``: standard input, every record as it arrives (see ``sseplay.follow``)."""
-        from sseplay.follow import prepare_file, prepare_stdin
+        ``-``: standard input, every record as it arrives (see ``sseplay.sources.follow``)."""
+        from sseplay.sources.follow import prepare_file, prepare_stdin
 
         if argument == STDIN_NAME:
             return cls(

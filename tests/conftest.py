@@ -21,9 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from sseplay.replay import Replay
-from sseplay.schedule import Plan, Timing
-from sseplay.server import (
+from sseplay.eventfile import FieldMapping, load_event_file
+from sseplay.http.server import (
     AppOptions,
     Hub,
     Stream,
@@ -32,7 +31,8 @@ from sseplay.server import (
     hub_of,
     streaming_server,
 )
-from sseplay.source import FieldMapping, load_event_file
+from sseplay.replay import Replay
+from sseplay.schedule import Plan, Timing
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"

@@ -11,13 +11,13 @@ from typing import Any
 import httpx
 import pytest
 
-import sseplay.access
-import sseplay.server
+import sseplay.http.access
+import sseplay.http.server
 from sseplay import Stream
-from sseplay.client import tail
+from sseplay.client.client import tail
 from sseplay.config import ServerConfig
 from sseplay.errors import StreamError, UsageError
-from sseplay.server import Server
+from sseplay.http.server import Server
 from tests.conftest import SAMPLES, run_cli
 
 SCORES = str(SAMPLES / "scores.json")  # three events
@@ -121,13 +121,13 @@ def test_the_token_is_compared_in_constant_time(
     guarded: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     compared: list[tuple[bytes, bytes]] = []
-    real = sseplay.access.hmac.compare_digest
+    real = sseplay.http.access.hmac.compare_digest
 
     def spy(a: bytes, b: bytes) -> bool:
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(sseplay.access.hmac, "compare_digest", spy)
+    monkeypatch.setattr(sseplay.http.access.hmac, "compare_digest", spy)
     assert httpx.get(guarded.url, params={"token": "x"}, timeout=10).status_code == 401
     assert compared == [(b"x", TOKEN.encode())]
 
@@ -175,8 +175,10 @@ def test_a_non_loopback_bind_without_token_warns_that_anyone_can_read(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The tests bind 127.0.0.1 only: the address asked for is swapped at the socket.
-    real_bind = sseplay.server.bind
-    monkeypatch.setattr(sseplay.server, "bind", lambda host, port: real_bind("127.0.0.1", port))
+    real_bind = sseplay.http.server.bind
+    monkeypatch.setattr(
+        sseplay.http.server, "bind", lambda host, port: real_bind("127.0.0.1", port)
+    )
     caplog.set_level(logging.WARNING, "sseplay")
     with Server(Stream.from_file(SCORES), config=ServerConfig(host="0.0.0.0")):
         pass

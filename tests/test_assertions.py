@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from sseplay.assertions import (
+from sseplay.client.assertions import (
     MAX_SAMPLES,
     Expectation,
     ExpectedStream,
@@ -24,7 +24,7 @@ from sseplay.assertions import (
     percentile,
     read_expected,
 )
-from sseplay.client import TailOptions
+from sseplay.client.client import TailOptions
 from sseplay.errors import InputError, Invalid, Mismatch, UsageError
 from sseplay.model import Event
 from tests.conftest import ROOT
@@ -343,7 +343,7 @@ NOT_FOR_A_PLAIN_TAIL = (
     "trio",
     "h2",
     "jsonschema",
-    "sseplay.assertions",
+    "sseplay.client.assertions",
 )
 
 
@@ -351,12 +351,12 @@ def test_a_plain_tail_imports_only_what_its_options_need(tmp_path: Path) -> None
     schema = tmp_path / "s.json"
     schema.write_text("{}")
     plain = imported_modules(tmp_path, "tail", "http://127.0.0.1:9/", "--count", "1", "-f", "json")
-    assert {"sseplay.client", "httpx", "httpcore"} <= plain
+    assert {"sseplay.client.client", "httpx", "httpcore"} <= plain
     assert [name for name in NOT_FOR_A_PLAIN_TAIL if name in plain] == []
     helped = imported_modules(tmp_path, "tail", "--help")
     assert [name for name in NOT_FOR_A_PLAIN_TAIL if name in helped] == []
     checked = imported_modules(tmp_path, "tail", "http://127.0.0.1:9/", "--schema", str(schema))
-    assert {"jsonschema", "sseplay.assertions"} <= checked
+    assert {"jsonschema", "sseplay.client.assertions"} <= checked
     pretty = imported_modules(tmp_path, "tail", "http://127.0.0.1:9/", "-f", "pretty")
     assert "rich.console" in pretty  # the pretty format uses rich
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from sseplay.eventfile import FieldMapping, as_text
+from sseplay.http.server import AppOptions, create_app, hub_of
 from sseplay.schedule import Timing
-from sseplay.server import AppOptions, create_app, hub_of
-from sseplay.source import FieldMapping, as_text
 from tests.conftest import IN_CI, ROOT, SAMPLES, LiveServer, make_stream, write_lines
 
 CHROMIUM = Path("/usr/bin/chromium")

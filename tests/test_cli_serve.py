@@ -303,14 +303,14 @@ def test_the_server_stack_imports_with_no_collection_no_validator_and_only_what_
     program = """
 import gc
 from pydantic import BaseModel
-from sseplay.process import server_stack_importing
+from sseplay.cli.process import server_stack_importing
 started = []
 gc.callbacks.append(lambda phase, info: started.append(info) if phase == "start" else None)
 with server_stack_importing():
-    import sseplay.server
+    import sseplay.http.server
 import sys
 print(len(started), gc.get_freeze_count(), gc.isenabled())
-optional = ("sseplay.faults", "sseplay.follow", "sseplay.redis_feed", "redis")
+optional = ("sseplay.faults.spec", "sseplay.sources.follow", "sseplay.sources.redis_feed", "redis")
 print(sorted(name for name in optional if name in sys.modules))
 from fastapi.openapi.models import Contact, OpenAPI
 print(OpenAPI.__pydantic_complete__, BaseModel.model_config)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from sseplay.client import TailOptions, atail, tail
+from sseplay.client.client import TailOptions, atail, tail
 from sseplay.errors import (
     AssertionFailed,
     ExitCode,
@@ -24,7 +24,7 @@ from sseplay.errors import (
     TimedOut,
     UsageError,
 )
-from sseplay.source import FieldMapping
+from sseplay.eventfile import FieldMapping
 from tests.conftest import SAMPLES, SSE_HEAD, RawServer, make_stream, run_cli
 
 
@@ -262,7 +262,7 @@ def test_insecure_is_verify_false() -> None:
 def test_importing_the_client_does_not_import_the_server_stack() -> None:
     probe = (
         "import sys\n"
-        "from sseplay.client import tail, atail, TailOptions, Event\n"
+        "from sseplay.client.client import tail, atail, TailOptions, Event\n"
         "heavy = {m.split('.')[0] for m in sys.modules}\n"
         "heavy &= {'fastapi', 'uvicorn', 'sse_starlette', 'starlette'}\n"
         "print('HEAVY', sorted(heavy))\n"

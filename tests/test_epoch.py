@@ -15,8 +15,8 @@ from sseplay.config import ServerConfig
 from sseplay.epoch import parse_epoch
 from sseplay.errors import ExitCode, UsageError
 from sseplay.fanout import BROADCAST_HISTORY, due_count
+from sseplay.http.server import AppOptions
 from sseplay.schedule import Plan, Timing
-from sseplay.server import AppOptions
 from tests.conftest import make_stream, run_cli, write_json
 
 INTERVAL = 0.05

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from sseplay.eventfile import FieldMapping, load_event_file
 from sseplay.fanout import BROADCAST_HISTORY_BYTES, PING, TIMER_SLACK, Broadcast, Player, Timer
 from sseplay.replay import Replay, Start
 from sseplay.schedule import DEFAULT_BATCH_LIMIT, Timing
-from sseplay.source import FieldMapping, load_event_file
 from tests.conftest import make_stream, write_lines
 
 

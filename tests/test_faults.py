@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from sseplay.errors import ExitCode, UsageError
-from sseplay.faults import choose, malform, parse_fault, parse_faults
+from sseplay.faults.spec import choose, malform, parse_fault, parse_faults
+from sseplay.http.server import AppOptions, Server
 from sseplay.schedule import Timing
-from sseplay.server import AppOptions, Server
 from sseplay.stream import Stream as PublicStream
 from tests.conftest import LiveServer, ServeProcess, make_stream, run_cli, write_json
 

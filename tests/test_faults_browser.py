@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from sseplay.faults import parse_faults
+from sseplay.faults.spec import parse_faults
+from sseplay.http.server import AppOptions, create_app
 from sseplay.schedule import Timing
-from sseplay.server import AppOptions, create_app
 from tests import test_browser
 from tests.conftest import LiveServer, make_stream, write_json
 from tests.test_browser import PageServer, tutorial_page, wait_for_events

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from sseplay.http.server import AppOptions
 from sseplay.schedule import Timing
-from sseplay.server import AppOptions
 from tests.conftest import make_stream, write_lines
 
 REQUEST = b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -150,10 +150,10 @@ def test_a_held_stream_whose_client_hangs_up_is_forgotten_and_logged(
 
 def test_lean_event_and_pipeline_behave_as_the_asyncio_event_and_deque_they_replace() -> None:
     """uvicorn waits on, sets and clears its request's event, and queues pipelined requests
-    with appendleft/pop: the slotted stand-ins (``sseplay.direct``) do the same."""
+    with appendleft/pop: the slotted stand-ins (``sseplay.http.uvicorn.direct``) do the same."""
     from collections import deque
 
-    from sseplay.direct import LeanEvent, LeanPipeline
+    from sseplay.http.uvicorn.direct import LeanEvent, LeanPipeline
 
     async def scenario(event: Any) -> list[str]:
         seen: list[str] = []

@@ -19,11 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
+from sseplay.eventfile import FieldMapping, load_event_file
+from sseplay.http.server import MAX_REQUEST_HEAD_BYTES, AppOptions, Stream
 from sseplay.parser import EventStreamParser
 from sseplay.replay import Replay
 from sseplay.schedule import Plan, Timing
-from sseplay.server import MAX_REQUEST_HEAD_BYTES, AppOptions, Stream
-from sseplay.source import FieldMapping, load_event_file
 from tests.conftest import ROOT, make_stream, write_lines
 
 
@@ -32,13 +32,13 @@ class Server:
     (``budget``), so that a small file is served from disk as a 64 MiB one is."""
 
     def __init__(self, *args: str, budget: int | None = None) -> None:
-        setup = "import sseplay.source as s;"
+        setup = "import sseplay.eventfile as s;"
         if budget is not None:
             setup += f"s.load_event_file.__defaults__ = ({budget},);"
         command = [
             sys.executable,
             "-c",
-            setup + "from sseplay.cli import main; main()",
+            setup + "from sseplay.cli.app import main; main()",
             "serve",
             "--port",
             "0",

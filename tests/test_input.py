@@ -22,9 +22,9 @@ import httpx
 import pytest
 from rich.console import Console
 
+from sseplay.cli.progress import StartupProgress
 from sseplay.errors import InputError
-from sseplay.progress import StartupProgress
-from sseplay.source import FieldMapping, load_event_file, parse_time
+from sseplay.eventfile import FieldMapping, load_event_file, parse_time
 from sseplay.spool import Spools
 from tests.conftest import ROOT, run_cli, sseplay, write_lines
 

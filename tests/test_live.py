@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from sseplay.fanout import PING, Timer
-from sseplay.live import Feed, LiveEvent, Resume
+from sseplay.feed import Feed, LiveEvent, Resume
 from sseplay.model import with_id
 from tests.test_fanout import FakeClock, FakeOutlet
 

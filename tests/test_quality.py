@@ -34,7 +34,7 @@ def test_help_does_not_import_the_server_stack() -> None:
     probe = (
         "import sys\n"
         "sys.argv = ['sseplay', '--help']\n"
-        "from sseplay.cli import main\n"
+        "from sseplay.cli.app import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "heavy = {m.split('.')[0] for m in sys.modules}\n"
         "heavy &= {'fastapi', 'uvicorn', 'sse_starlette', 'starlette'}\n"

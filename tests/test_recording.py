@@ -13,9 +13,9 @@ from unittest import mock
 import pytest
 
 from sseplay.errors import InputError
+from sseplay.eventfile import FieldMapping, load_event_file
 from sseplay.model import Event
 from sseplay.recording import RecordedEvent, Recorder, read_recording, recorded_cue
-from sseplay.source import FieldMapping, load_event_file
 
 # What sseplay wrote for these events before the format moved into sseplay.recording.
 ENVELOPES = (
@@ -121,10 +121,10 @@ def test_tail_start_up_loads_neither_the_indexer_nor_the_server_stack() -> None:
     """``sseplay tail`` needs the writer only: not the file readers ``serve`` uses."""
     probe = (
         "import sys\n"
-        "import sseplay.recording, sseplay.render\n"
+        "import sseplay.recording, sseplay.client.render\n"
         "loaded = {m for m in sys.modules if m.split('.')[0] in "
         "('sseplay', 'fastapi', 'uvicorn', 'sse_starlette', 'starlette')}\n"
-        "print(sorted(loaded & {'sseplay.source', 'sseplay.records', 'sseplay.config', "
+        "print(sorted(loaded & {'sseplay.eventfile', 'sseplay.records', 'sseplay.config', "
         "'fastapi', 'uvicorn', 'sse_starlette', 'starlette'}))\n"
     )
     result = subprocess.run(

@@ -21,8 +21,8 @@ from sseplay.errors import UsageError
 from sseplay.fanout import Outlet, Timer
 from sseplay.model import Event
 from sseplay.parser import EventStreamParser
-from sseplay.redis_feed import RedisFeed, RedisStream
-from sseplay.redis_source import (
+from sseplay.sources.redis_feed import RedisFeed, RedisStream
+from sseplay.sources.redis_reader import (
     Backoff,
     Entry,
     RedisTarget,
@@ -147,7 +147,7 @@ def test_a_missing_redis_package_says_how_to_install_it(tmp_path: Path) -> None:
         "        if name == 'redis' or name.startswith('redis.'):\n"
         "            raise ImportError('No module named ' + repr(name))\n"
         "sys.meta_path.insert(0, Block())\n"
-        "from sseplay.cli import main\n"
+        "from sseplay.cli.app import main\n"
         "main(sys.argv[1:])\n"
     )
     for args in (

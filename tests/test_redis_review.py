@@ -22,8 +22,8 @@ import pytest
 from sseplay.fanout import Outlet, Timer
 from sseplay.model import Event
 from sseplay.parser import EventStreamParser
-from sseplay.redis_feed import FIRST_PAGE_ENTRIES, PAGE_BYTES, RedisFeed, RedisStream
-from sseplay.redis_source import Backoff, Entry, RedisTarget, StreamReader
+from sseplay.sources.redis_feed import FIRST_PAGE_ENTRIES, PAGE_BYTES, RedisFeed, RedisStream
+from sseplay.sources.redis_reader import Backoff, Entry, RedisTarget, StreamReader
 from tests.conftest import ROOT, run_cli
 from tests.redis_server import REDIS_SERVER, RedisServer
 from tests.test_redis import Client, key, publish, serve_redis, server, settled
@@ -48,8 +48,8 @@ def test_redis_stream_is_exported_without_loading_redis_or_the_server() -> None:
         "heavy = {m.split('.')[0] for m in sys.modules}\n"
         "print(sorted(heavy & {'fastapi', 'uvicorn', 'sse_starlette', 'starlette', 'redis'}))\n"
         "from sseplay import RedisStream\n"
-        "import sseplay.redis_feed\n"
-        "assert RedisStream is sseplay.redis_feed.RedisStream\n"
+        "import sseplay.sources.redis_feed\n"
+        "assert RedisStream is sseplay.sources.redis_feed.RedisStream\n"
         "stream = RedisStream('redis://127.0.0.1:1/0?stream=feed')\n"
         "print(stream.label, 'redis' in sys.modules)\n"
     )

@@ -16,12 +16,12 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-import sseplay.server as server_module
+import sseplay.http.server as server_module
 import sseplay.stream as stream_module
 from sseplay import Server, Stream
 from sseplay.config import ServerConfig
 from sseplay.errors import UsageError
-from sseplay.source import load_event_file
+from sseplay.eventfile import load_event_file
 from tests.conftest import ROOT, run_cli
 
 
@@ -106,7 +106,7 @@ def test_faults_with_workers_are_refused_in_one_line() -> None:
 # Ctrl-C while main() builds the command (tens of ms at every launch): a real SIGINT.
 _INTERRUPTED_WHILE_BUILDING = """
 import os, signal, sys, typer.main
-from sseplay.cli import main
+from sseplay.cli.app import main
 build = typer.main.get_command
 def interrupted_while_building(app):
     os.kill(os.getpid(), signal.SIGINT)
@@ -138,7 +138,7 @@ def test_a_server_keeps_the_copy_its_stream_reads_back(
 # Ctrl-C inside the tail command before its own handler is in place (it imports httpx).
 _INTERRUPTED_BEFORE_THE_TAIL = """
 import os, signal, sys
-import sseplay.cli as cli
+import sseplay.cli.app as cli
 run_tail = cli._run_tail
 def interrupted_first(*args):
     os.kill(os.getpid(), signal.SIGINT)

@@ -17,12 +17,12 @@ from typing import Any
 import httpx
 import pytest
 
+from sseplay.eventfile import FieldMapping, load_event_file
+from sseplay.http.server import AppOptions, Stream, create_app, once_wait
 from sseplay.model import Event
 from sseplay.parser import EventStreamParser
 from sseplay.replay import PAGE_CACHE_BYTES, Replay
 from sseplay.schedule import Plan, Timing
-from sseplay.server import AppOptions, Stream, create_app, once_wait
-from sseplay.source import FieldMapping, load_event_file
 from tests.conftest import (
     ROOT,
     SAMPLES,

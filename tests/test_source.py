@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sseplay.errors import InputError
+from sseplay.eventfile import FieldMapping, load_event_file
 from sseplay.records import (
     UTF8_BOM,
     ArrayScanner,
@@ -24,7 +25,6 @@ from sseplay.records import (
     iter_lines,
     loads,
 )
-from sseplay.source import FieldMapping, load_event_file
 from tests.conftest import SAMPLES, write_json, write_lines
 
 
@@ -367,7 +367,7 @@ def test_a_large_array_is_checked_quickly_and_still_says_where_it_is_broken(
 ) -> None:
     path = write_json(tmp_path / "big.json", [{"n": n} for n in range(1000)])
     full_check = mock.patch(
-        "sseplay.source._Indexer._index_fully", side_effect=AssertionError("the full check ran")
+        "sseplay.eventfile._Indexer._index_fully", side_effect=AssertionError("the full check ran")
     )
     with full_check:
         quick = load_event_file("big.json", path, FieldMapping(), memory_budget=100)

@@ -21,10 +21,10 @@ from unittest import mock
 import pytest
 from rich.console import Console
 
-from sseplay.client import _tls_settings, tail
+from sseplay.client.client import _tls_settings, tail
+from sseplay.client.render import PrettyRenderer
 from sseplay.errors import ExitCode
 from sseplay.model import Event
-from sseplay.render import PrettyRenderer
 from tests.conftest import (
     ROOT,
     SAMPLES,
@@ -93,7 +93,7 @@ def test_pretty_output_shows_json_nested_past_the_decoder_as_text() -> None:
 
 
 def test_filters_and_count(live: Any) -> None:
-    from sseplay.source import FieldMapping
+    from sseplay.eventfile import FieldMapping
 
     mapping = FieldMapping(data_field="payload", event_field="type", id_field="id")
     server = live([make_stream(SAMPLES / "notifications.json", mapping=mapping, retry=20)])
@@ -325,7 +325,7 @@ def test_tail_never_imports_the_server_stack() -> None:
     probe = (
         "import sys\n"
         "sys.argv = ['sseplay', 'tail', sys.argv[1], '--count', '1', '-f', 'pretty']\n"
-        "from sseplay.cli import main\n"
+        "from sseplay.cli.app import main\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "heavy = {m.split('.')[0] for m in sys.modules}\n"
         "heavy &= {'fastapi', 'uvicorn', 'sse_starlette', 'starlette'}\n"

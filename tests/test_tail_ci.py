@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from sseplay.assertions import TailStats
-from sseplay.client import tail
+from sseplay.client.assertions import TailStats
+from sseplay.client.client import tail
 from sseplay.errors import ExitCode, Invalid, Mismatch, StreamError
-from sseplay.server import AppOptions, create_app
+from sseplay.http.server import AppOptions, create_app
 from tests.conftest import (
     ROOT,
     SSE_HEAD,

@@ -29,22 +29,22 @@ import anyio.to_thread
 
 from sseplay.config import StreamOptions
 from sseplay.errors import StreamError, UsageError
+from sseplay.eventfile import EventFile
 from sseplay.fanout import Timer
-from sseplay.live import Feed, LiveEvent
+from sseplay.feed import Feed, LiveEvent
 from sseplay.model import DEFAULT_EVENT_TYPE, Cue
-from sseplay.redis_source import (
+from sseplay.replay import ROUND_SEPARATOR
+from sseplay.schedule import DEFAULT_BATCH_LIMIT, Plan
+from sseplay.sources.redis_reader import (
     Backoff,
     RedisTarget,
     connection_errors,
     raise_if_cancelled,
     unavailable,
 )
-from sseplay.replay import ROUND_SEPARATOR
-from sseplay.schedule import DEFAULT_BATCH_LIMIT, Plan
-from sseplay.source import EventFile
 
 if TYPE_CHECKING:
-    from sseplay.follow import FollowInput
+    from sseplay.sources.follow import FollowInput
 
 logger = logging.getLogger("sseplay.publish")
 
@@ -178,7 +178,7 @@ class Publisher:
     async def _follow(self, source: FollowInput) -> None:
         """The ``Follower`` of ``serve --follow`` reads the input from where its existing
         records end and publishes to a feed; here that feed is a queue of XADDs."""
-        from sseplay.follow import Follower
+        from sseplay.sources.follow import Follower
 
         class _HeldFollower(Follower):
             async def _room(self) -> None:

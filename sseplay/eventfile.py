@@ -310,7 +310,7 @@ def load_event_file(
     ``path`` must be a regular file: a pipe or a device is read once only, so it is spooled
     first (``sseplay.spool``). No record may be longer than ``max_record_bytes``.
     ``prefix``: read only the file's first bytes, up to there (a file that is still being
-    written, followed from there on: ``sseplay.follow``); the file must not be gzip."""
+    written, followed from there on: ``sseplay.sources.follow``); the file must not be gzip."""
     _require_regular_file(label, path)
     compressed, layout = _sniff(label, path, prefix)
     on_read = None if on_progress is None or prefix is not None else _reporter(path, on_progress)

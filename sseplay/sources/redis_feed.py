@@ -32,9 +32,10 @@ import logging
 import orjson
 
 from sseplay.fanout import Outlet, Timer
-from sseplay.live import Feed, LiveSubscriber, Resume
+from sseplay.feed import Feed, LiveSubscriber, Resume
 from sseplay.model import encode_body, encode_comment
-from sseplay.redis_source import (
+from sseplay.replay import shown_id
+from sseplay.sources.redis_reader import (
     BATCH_ENTRIES,
     Backoff,
     Entry,
@@ -45,7 +46,6 @@ from sseplay.redis_source import (
     parse_entry_id,
     raise_if_cancelled,
 )
-from sseplay.replay import shown_id
 
 logger = logging.getLogger("sseplay.redis")
 

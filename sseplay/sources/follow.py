@@ -37,8 +37,14 @@ from typing import Any
 
 from sseplay.config import FieldMapping
 from sseplay.errors import InputError
+from sseplay.eventfile import (
+    DEFAULT_MEMORY_BUDGET,
+    EventFile,
+    RecordMapper,
+    load_event_file,
+)
 from sseplay.fanout import Timer
-from sseplay.live import Feed, LiveEvent
+from sseplay.feed import Feed, LiveEvent
 from sseplay.model import with_id
 from sseplay.records import (
     MAX_RECORD_BYTES,
@@ -49,12 +55,6 @@ from sseplay.records import (
     sniff_layout,
 )
 from sseplay.replay import Replay, Unreadable, positive_integer
-from sseplay.source import (
-    DEFAULT_MEMORY_BUDGET,
-    EventFile,
-    RecordMapper,
-    load_event_file,
-)
 
 logger = logging.getLogger("sseplay.follow")
 

@@ -29,7 +29,6 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from sseplay.access import AccessGuard, AccessRules, is_loopback
 from sseplay.config import (
     DEFAULT_PING,
     DEFAULT_ROUTE,
@@ -37,7 +36,6 @@ from sseplay.config import (
     ServerConfig,
     check_route,
 )
-from sseplay.direct import DirectBody, LeanEvent, LeanFlowControl, LeanPipeline
 from sseplay.errors import CannotServe, UsageError
 from sseplay.fanout import (
     Broadcast,
@@ -48,7 +46,10 @@ from sseplay.fanout import (
     Subscriber,
     Timer,
 )
-from sseplay.live import Feed, LiveSubscriber, Resume
+from sseplay.feed import Feed, LiveSubscriber, Resume
+from sseplay.http.access import AccessGuard, AccessRules, is_loopback
+from sseplay.http.tls import TlsFiles, server_tls
+from sseplay.http.uvicorn.direct import DirectBody, LeanEvent, LeanFlowControl, LeanPipeline
 from sseplay.model import encode_comment, encode_retry
 from sseplay.replay import (
     FROM_THE_START,
@@ -60,15 +61,14 @@ from sseplay.replay import (
     shown_id,
 )
 from sseplay.stream import Stream as PublicStream
-from sseplay.tls import TlsFiles, server_tls
 
 if TYPE_CHECKING:
-    from sseplay.faults import Chosen, FaultCounters, FaultSpec
+    from sseplay.faults.spec import Chosen, FaultCounters, FaultSpec
 
     # Imported where a followed file or a Redis stream is served: a server of plain
     # files starts without them (start-up time, issue 12).
-    from sseplay.follow import Follower, FollowInput
-    from sseplay.redis_feed import RedisFeed, RedisStream
+    from sseplay.sources.follow import Follower, FollowInput
+    from sseplay.sources.redis_feed import RedisFeed, RedisStream
 
 logger = logging.getLogger("sseplay.server")
 # How long a connection dropped at shutdown waits for uvicorn to see it gone.
@@ -107,13 +107,13 @@ class Stream:
     label: str
     # The records to replay; None for a followed input with none at start-up.
     replay: Replay | None
-    # --follow: what is read for live events after the replay (``sseplay.follow``).
+    # --follow: what is read for live events after the replay (``sseplay.sources.follow``).
     follow: FollowInput | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class LiveRoute:
-    """A route served live from a Redis stream (``sseplay.redis_feed``)."""
+    """A route served live from a Redis stream (``sseplay.sources.redis_feed``)."""
 
     route: str
     label: str
@@ -132,9 +132,9 @@ class AppOptions:
     epoch: float | None = None
     # --workers: how many processes serve this port (for /healthz); None = just this one.
     workers: int | None = None
-    # --token and the Host check (``sseplay.access``); None = every request is answered.
+    # --token and the Host check (``sseplay.http.access``); None = every request is answered.
     access: AccessRules | None = None
-    # --fault, --fault-header and the seed of their p= draws (see ``sseplay.faults``).
+    # --fault, --fault-header and the seed of their p= draws (see ``sseplay.faults.spec``).
     faults: tuple[FaultSpec, ...] = ()
     fault_header: bool = False
     seed: int = 0
@@ -174,7 +174,7 @@ class Hub:
         # Fault injection is imported only by a server that has faults to inject.
         self.fault_counters: FaultCounters | None = None
         if self.faulty:
-            from sseplay.faults import FaultCounters
+            from sseplay.faults.spec import FaultCounters
 
             self.fault_counters = FaultCounters()
 
@@ -199,7 +199,7 @@ class Hub:
         for stream in self._streams:
             if stream.follow is None:
                 continue
-            from sseplay.follow import Follower, GrowingReplay, new_feed
+            from sseplay.sources.follow import Follower, GrowingReplay, new_feed
 
             feed = new_feed(stream.follow, self.timer, self.options.ping, self._broadcast_ended)
             replay = stream.replay if isinstance(stream.replay, GrowingReplay) else None
@@ -425,7 +425,7 @@ def create_app(
     hub = Hub(streams, options, on_complete, on_over)
 
     for live_route in live:
-        from sseplay.redis_feed import RedisFeed
+        from sseplay.sources.redis_feed import RedisFeed
 
         hub.redis_feeds[live_route.route] = RedisFeed(live_route.source)
 
@@ -492,7 +492,7 @@ def create_app(
 
     @app.get("/")
     async def viewer() -> HTMLResponse:
-        page = resources.files("sseplay").joinpath("viewer.html").read_text("utf-8")
+        page = resources.files("sseplay.http").joinpath("viewer.html").read_text("utf-8")
         return HTMLResponse(page)
 
     @app.get("/favicon.ico")
@@ -643,7 +643,7 @@ class _StreamEndpoint:
             how,
         )
 
-    # Faults (see ``sseplay.faults``); only a server with faults configured comes here.
+    # Faults (see ``sseplay.faults.spec``); only a server with faults configured comes here.
 
     async def _pick_faults(
         self, scope: Scope, receive: Receive, send: Send, raw_id: bytes | None
@@ -652,7 +652,7 @@ class _StreamEndpoint:
         fault (or a bad fault in the request) answered instead of the stream."""
         hub, route = self.hub, self.stream.route
         options = hub.options
-        from sseplay.faults import choose, parse_request_faults
+        from sseplay.faults.spec import choose, parse_request_faults
 
         assert hub.fault_counters is not None
         number = hub.fault_counters.next_connection(route)
@@ -721,7 +721,7 @@ class _StreamEndpoint:
         number: int,
         during: list[Chosen],
     ) -> FaultyOutlet:
-        from sseplay.faults import draw
+        from sseplay.faults.spec import draw
 
         hub, route = self.hub, self.stream.route
         seed = hub.options.seed
@@ -815,7 +815,7 @@ class _RedisEndpoint:
                 # the outlet before would cancel it, and the client would see a broken
                 # body (an incomplete chunked read) instead of an end to reconnect after.
                 outlet.write(b"", more_body=False)
-                from sseplay.redis_feed import drained
+                from sseplay.sources.redis_feed import drained
 
                 await drained(outlet)
                 return
@@ -915,7 +915,7 @@ class _Held:
     ``run_asgi``, FastAPI, Starlette's middleware and router, the endpoint) and
     their wrappers of ``send``: 7 KiB per idle connection, more than all the rest
     (measured with benchmarks/idle_profile.py). Once the response has started on the
-    fast path (``sseplay.direct``) nothing of that is used any more: the timer writes
+    fast path (``sseplay.http.uvicorn.direct``) nothing of that is used any more: the timer writes
     to the transport, and the connection tells its end (``connection_lost``, or the
     last chunk sent). So the endpoint returns, and the connection calls ``finish``."""
 
@@ -989,7 +989,7 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
     that every connection carries a full dict of its own (1.3 KiB more each, measured
     with benchmarks/idle_profile.py). uvicorn's flow control, its request's event and
     its queue of pipelined requests become the slotted, deque-free equivalents of
-    ``sseplay.direct`` (2.2 KiB less each). And while a keep-alive connection has no
+    ``sseplay.http.uvicorn.direct`` (2.2 KiB less each). And while a keep-alive connection has no
     request in the parser (a held stream's request ended with its head), the parser is
     let go (0.9 KiB) and a new one made when bytes come: httptools starts each request
     of a keep-alive connection from the same state as a new parser's."""
@@ -1334,7 +1334,7 @@ def _warn_of_faults_that_cannot_fire(faults: Sequence[FaultSpec], routes: Sequen
 def _is_redis_stream(value: object) -> TypeGuard[RedisStream]:
     """Whether ``value`` is a ``RedisStream``, without importing Redis support: while
     its module is not imported, no value can be one."""
-    module = sys.modules.get("sseplay.redis_feed")
+    module = sys.modules.get("sseplay.sources.redis_feed")
     return module is not None and isinstance(value, module.RedisStream)
 
 
@@ -1378,7 +1378,7 @@ class Server:
             if any(known.route == path for known in every):  # "feed" and "/feed/" too
                 raise UsageError(f"two streams would be served at {path}: give each its route")
             if _is_redis_stream(stream):
-                from sseplay.redis_source import check_redis_route
+                from sseplay.sources.redis_reader import check_redis_route
 
                 check_redis_route(config)
                 every.append(LiveRoute(path, stream.label, stream))

@@ -1,7 +1,7 @@
 """Who may read the streams: ``--token`` and the ``Host`` check against DNS rebinding.
 
 ``AccessGuard`` is a plain ASGI middleware in front of every route. It passes ``receive``
-on untouched, so the fast write path (``sseplay.direct``) still finds uvicorn's request
+on untouched, so the fast write path (``sseplay.http.uvicorn.direct``) still finds uvicorn's request
 cycle behind it, and it answers a refused request itself with one line of text.
 """
 

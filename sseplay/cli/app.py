@@ -39,7 +39,7 @@ from sseplay.epoch import parse_epoch
 from sseplay.errors import ExitCode, SseplayError, UsageError
 
 if TYPE_CHECKING:
-    from sseplay.client import TailOptions
+    from sseplay.client.client import TailOptions
 
 app = typer.Typer(
     add_completion=False,
@@ -116,7 +116,7 @@ def routes_of(files: Sequence[str], default_route: str) -> dict[str, str]:
         else:
             stem = "stdin" if argument == STDIN_NAME else Path(argument).name.split(".")[0]
             if url:  # a Redis stream: its key names the route
-                from sseplay.redis_source import RedisTarget
+                from sseplay.sources.redis_reader import RedisTarget
 
                 stem = RedisTarget.parse(argument).stream
             route, path = "/" + (stem or f"stream{index + 1}"), argument
@@ -422,7 +422,7 @@ def _faults(texts: list[str] | None) -> tuple[Any, ...]:
     """The --fault specs; fault injection is imported only when some are given."""
     if not texts:
         return ()
-    from sseplay.faults import parse_faults
+    from sseplay.faults.spec import parse_faults
 
     return parse_faults(texts)
 
@@ -432,7 +432,7 @@ def _check_urls(routes: dict[str, str], config: ServerConfig) -> None:
     urls = [path for path in routes.values() if _is_url(path)]
     if not urls:
         return
-    from sseplay.redis_source import RedisTarget, check_redis_route
+    from sseplay.sources.redis_reader import RedisTarget, check_redis_route
 
     for url in urls:
         RedisTarget.parse(url)
@@ -460,8 +460,8 @@ def _redis_streams(routes: dict[str, str], options: StreamOptions) -> dict[str, 
         return {}
     import asyncio
 
-    from sseplay.redis_feed import RedisStream
-    from sseplay.redis_source import redis_asyncio
+    from sseplay.sources.redis_feed import RedisStream
+    from sseplay.sources.redis_reader import redis_asyncio
 
     redis_asyncio()  # a missing package is one line that says how to install it
     streams = {route: RedisStream(url, retry=options.retry) for route, url in sources.items()}
@@ -478,12 +478,12 @@ def run_serve(
     routes: dict[str, str], options: StreamOptions, config: ServerConfig, write_urls: Any
 ) -> None:
     """Check every file, then serve them until Ctrl-C, SIGTERM or ``--once``."""
-    from sseplay.process import raise_open_file_limit, server_stack_importing, tune_collector
-    from sseplay.progress import StartupProgress
+    from sseplay.cli.process import raise_open_file_limit, server_stack_importing, tune_collector
+    from sseplay.cli.progress import StartupProgress
 
     with server_stack_importing():
-        from sseplay.server import Server
-    from sseplay.source import load_event_file
+        from sseplay.http.server import Server
+    from sseplay.eventfile import load_event_file
     from sseplay.spool import Spools
     from sseplay.stream import Stream
 
@@ -715,7 +715,7 @@ def tail(
 ) -> None:
     """Show an SSE stream as it arrives; exit codes make it an assertion for CI."""
     _skip_imports_tail_never_uses()
-    from sseplay.client import TailOptions
+    from sseplay.client.client import TailOptions
 
     try:
         options = TailOptions(
@@ -801,8 +801,8 @@ def publish(
 ) -> None:
     """Play an event file on its schedule into a Redis stream, for `serve redis://...`."""
     try:
-        from sseplay.publish import PublishOptions
-        from sseplay.redis_source import RedisTarget
+        from sseplay.sources.redis_publish import PublishOptions
+        from sseplay.sources.redis_reader import RedisTarget
 
         options = StreamOptions(
             FieldMapping(data_field, event_field, id_field, event_type, time_field),
@@ -820,10 +820,10 @@ def run_publish(file: str, options: StreamOptions, publish_options: Any) -> None
     """Check the file, connect, then play it into the stream until its end (or Ctrl-C)."""
     import asyncio
 
-    from sseplay.follow import prepare_file, prepare_stdin
-    from sseplay.publish import Publisher
-    from sseplay.redis_source import redis_asyncio
-    from sseplay.source import load_event_file
+    from sseplay.eventfile import load_event_file
+    from sseplay.sources.follow import prepare_file, prepare_stdin
+    from sseplay.sources.redis_publish import Publisher
+    from sseplay.sources.redis_reader import redis_asyncio
     from sseplay.spool import Spools
 
     redis_asyncio()  # a missing package is said before the file is read
@@ -976,11 +976,11 @@ def _run_tail(options: "TailOptions", chosen: str, record: Path | None, quiet: b
     import contextlib
     import time
 
-    from sseplay.client import Hooks, follow, redact_url
+    from sseplay.client.client import Hooks, follow, redact_url
+    from sseplay.client.render import Format, make_renderer, now
     from sseplay.errors import OutputFailed
     from sseplay.model import visible
     from sseplay.recording import Recorder
-    from sseplay.render import Format, make_renderer, now
 
     renderer = make_renderer(cast(Format, chosen))
 

@@ -50,8 +50,8 @@ from sseplay.errors import (
 from sseplay.model import Event, field_problem, visible
 from sseplay.parser import DEFAULT_MAX_EVENT_SIZE, EventStreamParser, EventTooLarge
 
-if TYPE_CHECKING:  # sseplay.assertions is imported only when its options are used
-    from sseplay.assertions import Expectation, ExpectedStream, SchemaSet, TailStats
+if TYPE_CHECKING:  # sseplay.client.assertions is imported only when its options are used
+    from sseplay.client.assertions import Expectation, ExpectedStream, SchemaSet, TailStats
 
 logger = logging.getLogger("sseplay.client")
 
@@ -229,7 +229,7 @@ class TailOptions:
     # The server's ``--token``, sent as ``Authorization: Bearer TOKEN`` (RFC 6750 2.1).
     token: str | None = field(default=None, repr=False)
     tls_context: ssl.SSLContext | None = field(init=False, default=None, repr=False, compare=False)
-    # CI assertions (sseplay.assertions): a golden stream, JSON Schemas, figures, waiting.
+    # CI assertions (sseplay.client.assertions): a golden stream, JSON Schemas, figures, waiting.
     # a file (recording, JSON array or JSON Lines) or a list of events; compared as loaded
     expect: Any = field(default=None, compare=False)
     ignore: Iterable[str] = ()  # dotted paths in the data left out of --expect
@@ -295,18 +295,18 @@ class TailOptions:
             if self.exact:
                 raise UsageError("--exact works with --expect FILE, which is not given")
         else:
-            from sseplay.assertions import ExpectedStream
+            from sseplay.client.assertions import ExpectedStream
 
             expected = ExpectedStream.build(
                 self.expect, ignore, bool(self.ignore_id), bool(self.exact), self.types
             )
             set_(self, "expected", expected)
         if self.schema is not None:
-            from sseplay.assertions import SchemaSet, schema_items
+            from sseplay.client.assertions import SchemaSet, schema_items
 
             set_(self, "schemas", SchemaSet(schema_items(self.schema)))
         if not isinstance(self.stats, bool | str | os.PathLike):
-            from sseplay.assertions import TailStats
+            from sseplay.client.assertions import TailStats
 
             if not isinstance(self.stats, TailStats):
                 raise UsageError(f"stats must be True, a file or a TailStats, not {self.stats!r}")
@@ -475,7 +475,7 @@ class _Selection:
         self.schemas = options.schemas
         self.expectation: Expectation | None = None
         if options.expected is not None:
-            from sseplay.assertions import Expectation
+            from sseplay.client.assertions import Expectation
 
             self.expectation = Expectation(options.expected)
         # A failed check, raised once the events before it (and the one that failed) have
@@ -739,7 +739,7 @@ def _stats_of(options: TailOptions) -> tuple[TailStats | None, bool, str | None]
     wanted = options.stats
     if wanted is False:
         return None, False, None
-    from sseplay.assertions import TailStats
+    from sseplay.client.assertions import TailStats
 
     if isinstance(wanted, TailStats):
         return wanted, False, None
@@ -765,7 +765,7 @@ def _report_stats(
     stats.finish(exit_code)
     if not write:
         return
-    from sseplay.assertions import write_stats
+    from sseplay.client.assertions import write_stats
 
     try:
         write_stats(stats.report(), destination)
@@ -908,7 +908,7 @@ def atail(url: str | TailOptions, **options: Any) -> AsyncGenerator[Event, None]
     checked now (``UsageError``). The CI checks are options too: ``expect`` (a file or a
     list of events, with ``ignore``, ``ignore_id``, ``exact``) raises ``Mismatch``,
     ``schema`` raises ``Invalid``, ``stats`` (True: JSON on stderr; a file; or a
-    ``sseplay.assertions.TailStats`` to read afterwards) reports however the tail ends,
+    ``sseplay.client.assertions.TailStats`` to read afterwards) reports however the tail ends,
     and ``wait`` retries a first connection that is refused. Ends where ``sseplay tail``
     exits 0 (``count`` reached, ``until`` matched, 204, or the end with
     ``reconnect=False``); raises the ``SseplayError`` subclass whose ``exit_code`` the CLI

@@ -1,7 +1,7 @@
 """Live events pushed to many connections as they arrive: the ``Feed``.
 
 A ``Feed`` is one route's live events. Whatever produces them (a followed file or pipe,
-``sseplay.follow``; a Redis stream) calls ``publish`` with events already encoded, and
+``sseplay.sources.follow``; a Redis stream) calls ``publish`` with events already encoded, and
 every connection at the live edge gets them in the same write, at once: no timer delay,
 one chunk encoded once and written to everyone (the push counterpart of
 ``fanout.Broadcast``, with its subscribers, outlets, catch-up, history and pings).
@@ -53,7 +53,7 @@ written to the subscriber.
 Subscribers are ``fanout.Listener``s, so the server's list of connections, ``/healthz``,
 shutdown and the send-timeout cut-off treat them like any other stream.
 
-Serving a feed (``sseplay.server``): a route's feed is ``Hub.feeds[route]``, made and
+Serving a feed (``sseplay.http.server``): a route's feed is ``Hub.feeds[route]``, made and
 ``start``ed in ``Hub.start`` (the producer is a task started there and cancelled in
 ``Hub.stop_following``). The endpoint asks ``Hub.live_start``, which for a feed that is
 not a followed file is ``feed.resume(Last-Event-ID)``; a ``Resume`` whose position is at
