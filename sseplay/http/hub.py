@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("sseplay.server")
 
-# The headers of every event stream, as sse-starlette gave them (2.1.3 to 3.7.1):
+# The headers of every event stream, byte for byte as sse-starlette 3.7.1 gave them:
 # ``no-store`` so no cache keeps it, ``X-Accel-Buffering: no`` so nginx does not buffer
 # it. Written out, not borrowed: importing sse-starlette replaces uvicorn's
 # ``Server.handle_exit`` for the whole process, and a library server leaves it alone.
