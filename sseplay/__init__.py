@@ -31,8 +31,8 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from sseplay.client.client import TailOptions, atail, tail
     from sseplay.config import FieldMapping, ServerConfig, StreamOptions, Timing
-    from sseplay.http.server import Server
     from sseplay.model import Event
+    from sseplay.server import Server
     from sseplay.sources.redis_feed import RedisStream
     from sseplay.stream import Stream
 
@@ -43,7 +43,7 @@ _LAZY = {
     "StreamOptions": "sseplay.config",
     "ServerConfig": "sseplay.config",
     "Stream": "sseplay.stream",
-    "Server": "sseplay.http.server",
+    "Server": "sseplay.server",
     # A Redis stream served live (``Server({"/feed": RedisStream(url)})``); redis-py is
     # imported only when it connects.
     "RedisStream": "sseplay.sources.redis_feed",

@@ -19,7 +19,7 @@ import pytest
 from sseplay.config import StreamKeywords
 
 if TYPE_CHECKING:  # imported when a test uses the fixture, not whenever pytest starts
-    from sseplay.http.server import Server
+    from sseplay.server import Server
     from sseplay.stream import Stream
 
 Source: TypeAlias = "Stream | str | os.PathLike[str] | Iterable[Any]"
@@ -49,7 +49,7 @@ def sse_server() -> Iterator[Callable[..., Server]]:
     ``Server`` (its ``url`` is the stream's), stopped when the test ends. Options are
     those of ``Stream.from_file`` (``interval``, ``loop``, ``id_field``...) and of
     ``Server`` (``broadcast``, ``ping``, ``cors``...)."""
-    from sseplay.http.server import Server
+    from sseplay.server import Server
 
     servers: list[Server] = []
 

@@ -36,7 +36,8 @@ from types import FrameType
 
 from sseplay.config import ServerConfig
 from sseplay.errors import CannotServe, ExitCode, SseplayError
-from sseplay.http.server import Server, bind, stream_urls
+from sseplay.http.listen import bind, stream_urls
+from sseplay.server import Server
 from sseplay.stream import Stream
 
 logger = logging.getLogger("sseplay.server")

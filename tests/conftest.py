@@ -22,15 +22,10 @@ import httpx
 import pytest
 
 from sseplay.eventfile import FieldMapping, load_event_file
-from sseplay.http.server import (
-    AppOptions,
-    Hub,
-    Stream,
-    bind,
-    create_app,
-    hub_of,
-    streaming_server,
-)
+from sseplay.http.app import create_app, hub_of
+from sseplay.http.hub import AppOptions, Hub, Route
+from sseplay.http.listen import bind
+from sseplay.http.uvicorn.server import streaming_server
 from sseplay.replay import Replay
 from sseplay.schedule import Plan, Timing
 
@@ -66,10 +61,10 @@ def make_stream(
     mapping: FieldMapping | None = None,
     timing: Timing | None = None,
     retry: int | None = None,
-) -> Stream:
+) -> Route:
     event_file = load_event_file(path.name, path, mapping or FieldMapping())
     plan = Plan(event_file.count, event_file.times, timing or Timing(interval=0))
-    return Stream(route, path.name, Replay(event_file, plan, retry))
+    return Route(route, path.name, Replay(event_file, plan, retry))
 
 
 class LiveServer:
@@ -108,7 +103,7 @@ def live() -> Callable[..., LiveServer]:
     stack = contextlib.ExitStack()
 
     def start(
-        streams: list[Stream],
+        streams: list[Route],
         options: AppOptions | None = None,
         on_complete: Callable[[], None] | None = None,
     ) -> LiveServer:

@@ -12,12 +12,12 @@ import httpx
 import pytest
 
 import sseplay.http.access
-import sseplay.http.server
+import sseplay.server
 from sseplay import Stream
 from sseplay.client.client import tail
 from sseplay.config import ServerConfig
 from sseplay.errors import StreamError, UsageError
-from sseplay.http.server import Server
+from sseplay.server import Server
 from tests.conftest import SAMPLES, run_cli
 
 SCORES = str(SAMPLES / "scores.json")  # three events
@@ -175,10 +175,8 @@ def test_a_non_loopback_bind_without_token_warns_that_anyone_can_read(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The tests bind 127.0.0.1 only: the address asked for is swapped at the socket.
-    real_bind = sseplay.http.server.bind
-    monkeypatch.setattr(
-        sseplay.http.server, "bind", lambda host, port: real_bind("127.0.0.1", port)
-    )
+    real_bind = sseplay.server.bind
+    monkeypatch.setattr(sseplay.server, "bind", lambda host, port: real_bind("127.0.0.1", port))
     caplog.set_level(logging.WARNING, "sseplay")
     with Server(Stream.from_file(SCORES), config=ServerConfig(host="0.0.0.0")):
         pass

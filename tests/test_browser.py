@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from sseplay.eventfile import FieldMapping, as_text
-from sseplay.http.server import AppOptions, create_app, hub_of
+from sseplay.http.app import create_app, hub_of
+from sseplay.http.hub import AppOptions
 from sseplay.schedule import Timing
 from tests.conftest import IN_CI, ROOT, SAMPLES, LiveServer, make_stream, write_lines
 

@@ -307,7 +307,7 @@ from sseplay.cli.process import server_stack_importing
 started = []
 gc.callbacks.append(lambda phase, info: started.append(info) if phase == "start" else None)
 with server_stack_importing():
-    import sseplay.http.server
+    import sseplay.server
 import sys
 print(len(started), gc.get_freeze_count(), gc.isenabled())
 optional = ("sseplay.faults.spec", "sseplay.sources.follow", "sseplay.sources.redis_feed", "redis")

@@ -15,7 +15,7 @@ from sseplay.config import ServerConfig
 from sseplay.epoch import parse_epoch
 from sseplay.errors import ExitCode, UsageError
 from sseplay.fanout import BROADCAST_HISTORY, due_count
-from sseplay.http.server import AppOptions
+from sseplay.http.hub import AppOptions
 from sseplay.schedule import Plan, Timing
 from tests.conftest import make_stream, run_cli, write_json
 

@@ -18,8 +18,9 @@ import pytest
 
 from sseplay.errors import ExitCode, UsageError
 from sseplay.faults.spec import choose, malform, parse_fault, parse_faults
-from sseplay.http.server import AppOptions, Server
+from sseplay.http.hub import AppOptions
 from sseplay.schedule import Timing
+from sseplay.server import Server
 from sseplay.stream import Stream as PublicStream
 from tests.conftest import LiveServer, ServeProcess, make_stream, run_cli, write_json
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from sseplay.faults.spec import parse_faults
-from sseplay.http.server import AppOptions, create_app
+from sseplay.http.app import create_app
+from sseplay.http.hub import AppOptions
 from sseplay.schedule import Timing
 from tests import test_browser
 from tests.conftest import LiveServer, make_stream, write_json

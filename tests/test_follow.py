@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from sseplay.config import FieldMapping, StreamOptions, Timing
-from sseplay.http.server import Server
+from sseplay.server import Server
 from sseplay.sources.follow import Line, LineSplitter, RecordChecker, TooLong, prepare_file
 from sseplay.stream import Stream
 from tests.conftest import ROOT, ServeProcess, run_cli, sseplay, write_json, write_lines

@@ -22,8 +22,8 @@ import pytest
 from sseplay.config import StreamOptions, Timing
 from sseplay.fanout import Timer
 from sseplay.feed import CATCH_UP_BYTES, Feed
-from sseplay.http.server import Server
 from sseplay.model import with_id
+from sseplay.server import Server
 from sseplay.sources.follow import prepare_file, prepare_stdin
 from sseplay.stream import Stream
 from tests.conftest import ROOT, ServeProcess, run_cli, sseplay, write_lines

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from sseplay.http.server import AppOptions
+from sseplay.http.hub import AppOptions
 from sseplay.schedule import Timing
 from tests.conftest import make_stream, write_lines
 

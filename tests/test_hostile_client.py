@@ -20,7 +20,8 @@ import httpx
 import pytest
 
 from sseplay.eventfile import FieldMapping, load_event_file
-from sseplay.http.server import MAX_REQUEST_HEAD_BYTES, AppOptions, Stream
+from sseplay.http.hub import AppOptions, Route
+from sseplay.http.uvicorn.protocol import MAX_REQUEST_HEAD_BYTES
 from sseplay.parser import EventStreamParser
 from sseplay.replay import Replay
 from sseplay.schedule import Plan, Timing
@@ -432,7 +433,7 @@ def test_many_hostile_clients_at_once_leave_the_others_served(live: Any, tmp_pat
     good.close()
 
 
-def _disk_replay(path: Path, budget: int, timing: Timing) -> Stream:
+def _disk_replay(path: Path, budget: int, timing: Timing) -> Route:
     event_file = load_event_file(path.name, path, FieldMapping(), memory_budget=budget)
     assert not event_file.in_memory
-    return Stream("/events", path.name, Replay(event_file, Plan(event_file.count, None, timing)))
+    return Route("/events", path.name, Replay(event_file, Plan(event_file.count, None, timing)))

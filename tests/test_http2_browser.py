@@ -16,7 +16,7 @@ import pytest
 
 from sseplay import Stream
 from sseplay.config import ServerConfig
-from sseplay.http.server import Server
+from sseplay.server import Server
 from tests.conftest import IN_CI, SAMPLES, write_lines
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, PageServer
 

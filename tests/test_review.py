@@ -16,7 +16,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-import sseplay.http.server as server_module
+import sseplay.server as server_module
 import sseplay.stream as stream_module
 from sseplay import Server, Stream
 from sseplay.config import ServerConfig

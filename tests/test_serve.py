@@ -18,11 +18,13 @@ import httpx
 import pytest
 
 from sseplay.eventfile import FieldMapping, load_event_file
-from sseplay.http.server import AppOptions, Stream, create_app, once_wait
+from sseplay.http.app import create_app
+from sseplay.http.hub import AppOptions, Route
 from sseplay.model import Event
 from sseplay.parser import EventStreamParser
 from sseplay.replay import PAGE_CACHE_BYTES, Replay
 from sseplay.schedule import Plan, Timing
+from sseplay.server import once_wait
 from tests.conftest import (
     ROOT,
     SAMPLES,
@@ -204,7 +206,7 @@ def test_a_file_read_back_from_disk_is_served_whole(live: Any, tmp_path: Path) -
     event_file = load_event_file("many", path, FieldMapping(), memory_budget=10_000)
     assert not event_file.in_memory
     replay = Replay(event_file, Plan(event_file.count, None, Timing(interval=0)))
-    server = live([Stream("/events", "many", replay)])
+    server = live([Route("/events", "many", replay)])
     events = collect(server.url + "/events")
     assert [e.id for _, e in events] == [str(n) for n in range(1, 3001)]
     assert events[2999][1].data == '{"n":2999}'
@@ -374,7 +376,7 @@ def test_a_file_that_cannot_be_read_back_ends_the_stream_with_one_line(
     replay = Replay(event_file, Plan(event_file.count, None, Timing(interval=0.01)))
     path.unlink()  # deleted while being served: no page of it is loaded yet
     options = AppOptions(ping=0, broadcast=broadcast)
-    server = live([Stream("/events", "gone.jsonl", replay)], options)
+    server = live([Route("/events", "gone.jsonl", replay)], options)
     response = read_stream(server.url + "/events")
     assert response.status_code in (200, 204)
     assert b"data:" not in response.content
@@ -552,7 +554,7 @@ def test_the_page_cache_of_a_file_read_from_disk_is_bounded_in_bytes(
     path = write_lines(tmp_path / "wide.jsonl", [record] * 1_200)  # 48 MB
     event_file = load_event_file("wide.jsonl", path, FieldMapping(), memory_budget=10_000)
     replay = Replay(event_file, Plan(event_file.count, None, Timing(interval=0)))
-    server = live([Stream("/events", "wide.jsonl", replay)])
+    server = live([Route("/events", "wide.jsonl", replay)])
     with httpx.stream("GET", server.url + "/events", timeout=30) as response:
         received = sum(len(chunk) for chunk in response.iter_raw())
     assert received > 48_000_000

@@ -17,7 +17,8 @@ import pytest
 from sseplay.client.assertions import TailStats
 from sseplay.client.client import tail
 from sseplay.errors import ExitCode, Invalid, Mismatch, StreamError
-from sseplay.http.server import AppOptions, create_app
+from sseplay.http.app import create_app
+from sseplay.http.hub import AppOptions
 from tests.conftest import (
     ROOT,
     SSE_HEAD,

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import serialization
 from sseplay import Stream
 from sseplay.config import ServerConfig
 from sseplay.errors import CannotServe, UsageError
-from sseplay.http.server import Server
 from sseplay.http.tls import TlsFiles, check_pair, make_self_signed
+from sseplay.server import Server
 from tests.conftest import ROOT, SAMPLES, run_cli, sseplay, write_lines
 
 SCORES = str(SAMPLES / "scores.json")  # three events

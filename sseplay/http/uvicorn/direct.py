@@ -91,7 +91,7 @@ class DirectBody:
 
 
 # Lighter stand-ins for three objects uvicorn's httptools protocol keeps per connection
-# (see ``HeadLimitedHttpToolsProtocol`` in server.py). Each of them holds a
+# (see ``HeadLimitedHttpToolsProtocol`` in protocol.py). Each of them holds a
 # ``collections.deque``, which allocates a block of 64 slots (760 bytes with the deque)
 # even when empty: three per connection, for a queue that is nearly always empty and at
 # most one waiter. At thousands of held streams that was 2.2 KiB of the ~18 KiB each

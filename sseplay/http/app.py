@@ -1,0 +1,141 @@
+"""The app of ``sseplay serve``: its stream routes, /healthz, the live viewer and its icon."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from importlib import resources
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette import routing
+
+from sseplay.http.access import AccessGuard
+from sseplay.http.endpoint import StreamEndpoint
+from sseplay.http.hub import AppOptions, Hub, LiveRoute, Route
+from sseplay.http.route_sources import FileSource, RedisSource
+
+# The page's icon, so that a browser's request for /favicon.ico is not a 404 every time.
+FAVICON = (
+    b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+    b'<rect width="16" height="16" rx="3" fill="#4fb3ff"/>'
+    b'<path d="M6 4l6 4-6 4z" fill="#0f1419"/></svg>'
+)
+
+
+def create_app(
+    streams: Sequence[Route],
+    options: AppOptions,
+    on_complete: Callable[[], None] | None = None,
+    on_over: Callable[[], None] | None = None,
+    live: Sequence[LiveRoute] = (),
+) -> FastAPI:
+    """The whole server. ``on_complete`` runs when a client has received a whole replay
+    (or, in broadcast mode, when the shared timeline has played to its end); ``on_over``
+    after a client was answered 204 because the replay is over. The app's ``state.hub``
+    holds its open streams: ``StreamingServer`` ends them when it stops."""
+    hub = Hub(streams, options, on_complete, on_over)
+
+    for live_route in live:
+        from sseplay.sources.redis_feed import RedisFeed
+
+        hub.redis_feeds[live_route.route] = RedisFeed(live_route.source)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hub.start()
+        for redis_feed in hub.redis_feeds.values():
+            redis_feed.start(hub.timer, options.ping)
+        try:
+            yield
+        finally:
+            for redis_feed in hub.redis_feeds.values():
+                await redis_feed.stop()
+            await hub.stop_following()
+
+    app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.hub = hub
+    if options.access is not None:  # added first: inside CORS, so a 401 carries its headers
+        app.add_middleware(AccessGuard, rules=options.access)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(options.cors_origins),
+        # Credentials (EventSource withCredentials) only for origins listed by name: with
+        # "*" they are invalid (Fetch, CORS protocol), and Starlette would echo any origin.
+        allow_credentials="*" not in options.cors_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["*"],
+    )
+
+    # Plain ASGI endpoints: Starlette routes them without FastAPI's per-request wrapper.
+    for stream in streams:
+        endpoint = StreamEndpoint(FileSource(stream, hub), hub)
+        app.router.routes.append(routing.Route(stream.route, endpoint, methods=["GET", "POST"]))
+    for live_route in live:
+        source = RedisSource(live_route, hub.redis_feeds[live_route.route], hub)
+        redis_endpoint = StreamEndpoint(source, hub)
+        app.router.routes.append(
+            routing.Route(live_route.route, redis_endpoint, methods=["GET", "POST"])
+        )
+
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        return JSONResponse(
+            {
+                "status": "ok",
+                "connections": len(hub.listeners),
+                # Which process answered, of how many on this port (--workers).
+                "worker": os.getpid(),
+                "workers": options.workers or 1,
+                "faults": dict(sorted(hub.fault_counters.by_kind.items()))
+                if hub.fault_counters is not None
+                else {},
+                "streams": [_stream_health(s, hub) for s in streams]
+                + [
+                    {
+                        "route": r.route,
+                        "file": r.label,
+                        # Published since the server started; a live stream has no end.
+                        "events": hub.redis_feeds[r.route].published,
+                        "types": [],
+                        "live": True,
+                        "connected": hub.redis_feeds[r.route].reader.connected,
+                    }
+                    for r in live
+                ],
+            }
+        )
+
+    @app.get("/")
+    async def viewer() -> HTMLResponse:
+        page = resources.files("sseplay.http").joinpath("viewer.html").read_text("utf-8")
+        return HTMLResponse(page)
+
+    @app.get("/favicon.ico")
+    async def favicon() -> Response:
+        headers = {"Cache-Control": "max-age=86400"}
+        return Response(FAVICON, media_type="image/svg+xml", headers=headers)
+
+    return app
+
+
+def _stream_health(stream: Route, hub: Hub) -> dict[str, Any]:
+    replay, feed = stream.replay, hub.feeds.get(stream.route)
+    health: dict[str, Any] = {
+        "route": stream.route,
+        "file": stream.label,
+        "events": replay.file.count if replay is not None else 0,
+        "types": sorted(replay.file.event_types) if replay is not None else [],
+    }
+    if feed is not None:  # --follow: the events so far, and whether the input is over
+        health.update(events=feed.position, live=not feed.ended)
+    return health
+
+
+def hub_of(app: FastAPI) -> Hub:
+    """The open streams of an app made by ``create_app``."""
+    hub: Hub = app.state.hub
+    return hub

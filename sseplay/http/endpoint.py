@@ -1,0 +1,286 @@
+"""ONE stream endpoint for every route: the request's life cycle (where it starts, faults,
+the 204 at the end, the response start, HEAD, the outlet, the log lines and how it
+ended) is written here once; what differs between a replayed (or followed) file and a
+Redis stream is its ``RouteSource`` (``sseplay.http.route_sources``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+
+from fastapi.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from sseplay.errors import UsageError
+from sseplay.fanout import FaultyOutlet, Listener, Outlet
+from sseplay.http.request import (
+    client_of,
+    disconnect,
+    header,
+    query_parameter,
+    raw_last_event_id,
+)
+from sseplay.http.uvicorn.direct import DirectBody
+from sseplay.http.uvicorn.protocol import Held, holder_of, transport_of
+
+if TYPE_CHECKING:
+    from sseplay.faults.spec import Chosen
+    from sseplay.http.hub import Hub
+
+logger = logging.getLogger("sseplay.server")
+# How long a connection dropped at shutdown waits for uvicorn to see it gone.
+DROP_WAIT = 0.5
+
+Position = TypeVar("Position")
+
+
+@dataclass(slots=True)
+class Opening(Generic[Position]):
+    """Where one connection starts, as its route's source works it out, and how the log
+    tells of it."""
+
+    # Where in the route it starts (a file's ``Start`` or ``Resume``, a Redis entry id).
+    at: Position
+    # The Last-Event-ID as logged (cut short, bytes that are not UTF-8 escaped).
+    shown: str
+    # What the log says after "connected to ROUTE", e.g. " (resuming at event 5)".
+    said: str = ""
+    # Said as a warning (an unknown Last-Event-ID, replayed from the start).
+    warn: bool = False
+    # Why its source ended it while it opened (Redis lost during its backfill).
+    ended: str | None = None
+
+
+class RouteSource(Protocol[Position]):
+    """What a route's connections are served from: the few steps that differ between
+    a replayed file and a Redis stream."""
+
+    route: str
+    # Whether --fault acts on this route (on replayed files, not on redis:// streams).
+    faults_apply: bool
+    # Whether a stream can be handed over to its connection (``Held``).
+    holdable: bool
+    # Whether a stream cut while the server stops is ended quietly, after uvicorn has
+    # seen its connection go (``wait_for_loss``).
+    dropped_at_stop: bool
+
+    def opening(self, raw_id: bytes | None) -> Opening[Position]:
+        """Where a client with this Last-Event-ID (as sent, or None) starts."""
+        ...
+
+    def is_over(self, opening: Opening[Position]) -> bool:
+        """Whether it has nothing more to get: it is answered 204."""
+        ...
+
+    async def open(
+        self,
+        outlet: Outlet,
+        opening: Opening[Position],
+        receive: Receive,
+        direct: DirectBody | None,
+    ) -> Listener | None:
+        """Start the connection's stream; None when it ended while it opened."""
+        ...
+
+    def close(self, listener: Listener) -> Listener:
+        """Let go of an ended stream; returns the listener that had it last."""
+        ...
+
+    def broken(self) -> str | None:
+        """Why no stream of this route can go on (its file cannot be read any more)."""
+        ...
+
+
+async def wait_for_loss(
+    hub: Hub, receive: Receive, outlet: Outlet, direct: DirectBody | None
+) -> None:
+    """A connection dropped as the server stops (``Hub.close_all`` aborted its
+    transport): wait until uvicorn has seen the loss, which it would otherwise report
+    as a response the app left unfinished (an error line)."""
+    if hub.stopping and outlet.cut_off and direct is not None and direct.fast:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(disconnect(receive), DROP_WAIT)
+
+
+class StreamEndpoint(Generic[Position]):
+    """A stream route as a plain ASGI endpoint: the hub's headers, worked out once, and a
+    body written by the hub's shared timer (or a feed) instead of a task group of four
+    tasks and a cancel scope per send. Starlette routes it without FastAPI's
+    per-request wrapper, and it is one frame: every frame and object here is held for
+    as long as the stream is open, thousands of times over."""
+
+    def __init__(self, source: RouteSource[Position], hub: Hub) -> None:
+        self.source = source
+        self.hub = hub
+        self._cut_off = hub.cut_off_stream  # one bound method, not one per connection
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hub, source = self.hub, self.source
+        raw_id = raw_last_event_id(scope)
+        opening = source.opening(raw_id)
+        number, during = 0, None
+        if hub.faulty and source.faults_apply:
+            picked = await self._pick_faults(scope, receive, send, raw_id)
+            if picked is None:  # answered instead of the stream
+                return
+            number, during = picked
+        # 204 tells a browser to stop reconnecting (WHATWG 9.2.3): the replay is over.
+        if source.is_over(opening):
+            await Response(status_code=204)(scope, receive, send)
+            logger.info(
+                "%s asked %s for more after its end (Last-Event-ID %s): 204 No Content",
+                client_of(scope),
+                source.route,
+                opening.shown,
+            )
+            if hub.on_over is not None:
+                hub.on_over()
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": hub.headers})
+        if scope["method"] == "HEAD":  # the headers a GET would get, and no stream
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        direct = DirectBody.of(scope, receive, fast=hub.options.direct_writes)
+        # A stream on the fast path of our own protocol is handed over to the connection
+        # (``HeadLimitedHttpToolsProtocol.hold``) and its request ends; see ``Held``.
+        fast = source.holdable and direct is not None and direct.fast
+        holder = holder_of(receive) if fast and not during else None
+        if during:
+            outlet: Outlet = self._faulty_outlet(send, receive, direct, task, number, during)
+        else:
+            outlet = Outlet(send, hub.options.send_timeout, self._cut_off, direct, task)
+        logger.log(
+            logging.WARNING if opening.warn else logging.INFO,
+            "%s connected to %s%s",
+            client_of(scope),
+            source.route,
+            opening.said,
+        )
+        listener: Listener | None = None
+        held = False
+        try:
+            listener = await source.open(outlet, opening, receive, direct)
+            if listener is None:
+                return
+            if holder is not None and not (outlet.closed or outlet.completed):
+                held = holder.hold(Held(self, scope, listener, getattr(receive, "__self__", None)))
+                if held:
+                    outlet.held_by_connection()
+                    return
+            # The request's own task waits here: a disconnect, or the end of the
+            # response written by the timer, wakes it (uvicorn answers http.disconnect).
+            await disconnect(receive)
+        except asyncio.CancelledError:
+            # Ended on purpose: cut off for not reading, or a write to it failed (or,
+            # for a source dropped at stop, the server is stopping).
+            stopped = source.dropped_at_stop and hub.stopping
+            if not (outlet.cut_off or outlet.failure or stopped):
+                raise
+            task.uncancel()
+            if source.dropped_at_stop:
+                await wait_for_loss(hub, receive, outlet, direct)
+        finally:
+            if not held:
+                ended = opening.ended
+                self.left(scope, listener if listener is not None else Listener(outlet), ended)
+
+    def left(self, scope: Scope, listener: Listener, ended: str | None = None) -> None:
+        """The stream has ended, however it did: let go of it, and say so (``ended``: why
+        its source ended it, if it did)."""
+        hub, outlet = self.hub, listener.outlet
+        # The listener that had the connection last (a replay hands over to a live feed).
+        listener = self.source.close(listener)
+        if listener.complete:
+            how = "got the whole replay"
+        elif hub.stopping:
+            how = "the server stopped"
+        elif isinstance(outlet, FaultyOutlet) and outlet.fault_end:
+            how = f"ended by {outlet.fault_end}"
+        elif outlet.cut_off:
+            how = f"cut off: it read nothing for {hub.options.send_timeout:g} s"
+        elif outlet.failure:
+            how = f"ended: {outlet.failure}"
+        else:
+            how = ended or self.source.broken() or "disconnected"
+        logger.info(
+            "%s left %s after %d events (%s)",
+            client_of(scope),
+            self.source.route,
+            listener.sent,
+            how,
+        )
+
+    # Faults (see ``sseplay.faults.spec``); only a server with faults configured comes here.
+
+    async def _pick_faults(
+        self, scope: Scope, receive: Receive, send: Send, raw_id: bytes | None
+    ) -> tuple[int, list[Chosen]] | None:
+        """This connection's number and the faults that act on its stream; None when a
+        fault (or a bad fault in the request) answered instead of the stream."""
+        hub, route = self.hub, self.source.route
+        options = hub.options
+        from sseplay.faults.spec import choose, parse_request_faults
+
+        assert hub.fault_counters is not None
+        number = hub.fault_counters.next_connection(route)
+        resuming = bool(raw_id)
+        chosen = choose(options.faults, options.seed, route, number, resuming)
+        if options.fault_header:
+            named = (
+                header(scope, b"sseplay-fault"),
+                query_parameter(scope["query_string"], b"fault"),
+            )
+            for raw in named:
+                if not raw:
+                    continue
+                try:
+                    specs = parse_request_faults(raw.decode("utf-8"))
+                except (UsageError, UnicodeDecodeError) as error:
+                    problem = str(error) if isinstance(error, UsageError) else "not UTF-8"
+                    logger.warning("%s named a bad fault: %s", client_of(scope), problem)
+                    body = f"sseplay: bad Sseplay-Fault or ?fault=: {problem}\n"
+                    await Response(body, 400, media_type="text/plain")(scope, receive, send)
+                    return None
+                chosen += choose(specs, options.seed, route, number, resuming, scope="request")
+        for fault in chosen:
+            spec = fault.spec
+            if not spec.before_stream:
+                continue
+            where = f"before the stream ({spec.code})" if spec.kind == "status" else spec.where
+            if hub.fire(fault, route, number, where):
+                from sseplay.faults.answers import answer_instead
+
+                await answer_instead(spec, scope, receive, send, hub.headers)
+                return None
+        return number, [fault for fault in chosen if not fault.spec.before_stream]
+
+    def _faulty_outlet(
+        self,
+        send: Send,
+        receive: Receive,
+        direct: DirectBody | None,
+        task: asyncio.Task[None],
+        number: int,
+        during: list[Chosen],
+    ) -> FaultyOutlet:
+        from sseplay.faults.spec import draw
+
+        hub, route = self.hub, self.source.route
+        seed = hub.options.seed
+        return FaultyOutlet(
+            send,
+            hub.options.send_timeout,
+            self._cut_off,
+            direct,
+            task,
+            chosen=during,
+            fire=lambda fault, where: hub.fire(fault, route, number, where),
+            transport=transport_of(receive),
+            ping=hub.options.ping,
+            jitter=lambda n: draw(seed, "jitter", route, number, n),
+        )

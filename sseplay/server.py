@@ -1,0 +1,374 @@
+"""The public ``Server``: streams served over HTTP from a library, a test or the
+``sseplay serve`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+from sseplay.config import DEFAULT_ROUTE, ServerConfig, check_route
+from sseplay.errors import CannotServe, UsageError
+from sseplay.http.access import AccessRules, is_loopback
+from sseplay.http.app import create_app, hub_of
+from sseplay.http.hub import AppOptions, Hub, LiveRoute, Route
+from sseplay.http.listen import bind, stream_urls, tls_settings
+from sseplay.http.tls import TlsFiles, server_tls
+from sseplay.http.uvicorn.server import StreamingServer, streaming_server
+from sseplay.stream import Stream
+
+if TYPE_CHECKING:
+    from sseplay.faults.spec import FaultSpec
+    from sseplay.sources.redis_feed import RedisStream
+
+logger = logging.getLogger("sseplay.server")
+# --once: after the first whole replay, how long the server waits for that client to
+# reconnect and be told (204) that the replay is over. A client reconnects after the
+# server's retry: time, or its own default: 3 s in Chromium and sseplay tail, 5 s in
+# Firefox. Then a second more, and never more than ONCE_LONGEST_WAIT in all.
+ONCE_DEFAULT_RECONNECT = 5.0
+ONCE_MARGIN = 1.0
+ONCE_LONGEST_WAIT = 30.0
+
+
+def once_wait(streams: Sequence[Route]) -> float:
+    """How long ``--once`` waits for the client's reconnect (see ONCE_DEFAULT_RECONNECT)."""
+    retries = [s.replay.retry / 1000 for s in streams if s.replay and s.replay.retry is not None]
+    reconnect = max(retries) if retries else ONCE_DEFAULT_RECONNECT
+    return min(reconnect + ONCE_MARGIN, ONCE_LONGEST_WAIT)
+
+
+def _warn_of_faults_that_cannot_fire(faults: Sequence[FaultSpec], routes: Sequence[Route]) -> None:
+    """A fault at an event no stream reaches would pass a test that meant to see it fire."""
+    if not routes or any(stream.replay is None or stream.replay.plan.loop for stream in routes):
+        return
+    if any(stream.follow is not None for stream in routes):
+        return  # a followed stream has more events to come
+    longest = max(stream.replay.plan.total for stream in routes if stream.replay is not None)
+    for spec in faults:
+        if spec.kind in ("duplicate", "skip", "malformed"):
+            needs = spec.at
+        elif spec.kind == "cut":
+            needs = spec.after + 1
+        elif spec.before_stream or spec.kind in ("delay", "slice"):
+            continue
+        else:
+            needs = spec.after
+        if needs > longest:
+            logger.warning(
+                "--fault %r can never fire: no stream has more than %d events", spec.text, longest
+            )
+
+
+def _is_redis_stream(value: object) -> TypeGuard[RedisStream]:
+    """Whether ``value`` is a ``RedisStream``, without importing Redis support: while
+    its module is not imported, no value can be one."""
+    module = sys.modules.get("sseplay.sources.redis_feed")
+    return module is not None and isinstance(value, module.RedisStream)
+
+
+class Server:
+    """Serves streams over HTTP: ``with Server(...)`` in a background thread, ``async with``
+    on the running event loop, or ``run()`` in the foreground until stopped.
+
+    ``streams`` is one ``Stream``, served at ``/events``, or a mapping of route to
+    ``Stream``. A library server leaves the process alone (no signal handlers, no
+    collector tuning, no open-file limit): those are the ``sseplay serve`` command's.
+    """
+
+    def __init__(
+        self,
+        streams: Stream | RedisStream | Mapping[str, Stream | RedisStream],
+        *,
+        config: ServerConfig | None = None,
+        **settings: Any,
+    ) -> None:
+        """``settings`` are the fields of ``ServerConfig`` (``host``, ``port=0``,
+        ``broadcast``, ``ping``, ``cors``, ``send_timeout``, ``once``, ``faults``,
+        ``certfile``, ``token``, ``epoch``...), checked as it checks them; or pass a
+        ready ``config``."""
+        if config is None:
+            try:
+                config = ServerConfig(**settings)
+            except TypeError as error:  # a keyword ServerConfig does not have
+                raise TypeError(f"Server: {error}") from None
+        elif settings:
+            raise TypeError("give Server either config= or its settings, not both")
+        self.config = config
+        if not isinstance(streams, Mapping):  # one stream: at /events
+            streams = {DEFAULT_ROUTE: streams}
+        if not streams:
+            raise UsageError("a server needs at least one stream")
+        routes: list[Route] = []
+        # In the order given: ``urls`` lists them so.
+        every: list[Route | LiveRoute] = []
+        for route, stream in streams.items():
+            path = check_route("/" + route.strip("/"))
+            if any(known.route == path for known in every):  # "feed" and "/feed/" too
+                raise UsageError(f"two streams would be served at {path}: give each its route")
+            if _is_redis_stream(stream):
+                from sseplay.sources.redis_reader import check_redis_route
+
+                check_redis_route(config)
+                every.append(LiveRoute(path, stream.label, stream))
+                continue
+            if not isinstance(stream, Stream):
+                raise UsageError(f"{route}: expected a Stream, not {type(stream).__name__}")
+            replay = stream.replay
+            if config.once and replay is not None and replay.plan.loop and not config.broadcast:
+                raise UsageError("--once waits for the end of the replay, and --loop never ends")
+            if config.once and stream.follow is not None and stream.follow.path is not None:
+                # Only standard input ends (when it closes): the server would never stop.
+                raise UsageError(
+                    f"--once waits for the end of the stream, and a followed file never ends "
+                    f"({stream.follow.label}): drop --once, or follow standard input "
+                    "(sseplay serve - --follow --once stops once it closes)"
+                )
+            routes.append(Route(path, stream.label, replay, stream.follow))
+            every.append(routes[-1])
+        self.routes: tuple[Route, ...] = tuple(routes)
+        self.live_routes = tuple(r for r in every if isinstance(r, LiveRoute))
+        self.all_routes = tuple(every)
+        # Held for as long as the server: a stream's temporary copy (records, .gz, a pipe)
+        # is removed when the stream goes, and a replay too big to cache reads it back.
+        self._streams = tuple(streams.values())
+        _warn_of_faults_that_cannot_fire(config.faults, self.routes)
+        self._sock: socket.socket | None = None
+        self._server: StreamingServer | None = None
+        self._hub: Hub | None = None
+        self._thread: threading.Thread | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+        self._tls: TlsFiles | None = None
+
+    # What a running server tells.
+
+    @property
+    def urls(self) -> list[str]:
+        """Every stream's URL, in the order the streams were given."""
+        if self._sock is None:
+            raise RuntimeError("the server is not running: start it first")
+        return stream_urls(self._sock, self.all_routes, "https" if self._tls else "http")
+
+    @property
+    def ca_file(self) -> str | None:
+        """With ``self_signed``: the CA file that a client trusts (``tail --cacert``)."""
+        ca = self._tls.ca_file if self._tls is not None else None
+        return str(ca) if ca is not None else None
+
+    @property
+    def url(self) -> str:
+        """The URL of ``/events``, or of the only stream."""
+        only = self.all_routes[0].route
+        return self.url_for(DEFAULT_ROUTE if len(self.all_routes) > 1 else only)
+
+    def url_for(self, route: str) -> str:
+        wanted = "/" + route.strip("/")
+        for stream, url in zip(self.all_routes, self.urls, strict=True):
+            if stream.route == wanted:
+                return url
+        known = [s.route for s in self.all_routes]
+        raise KeyError(f"no stream at {wanted}; the routes are {known}")
+
+    @property
+    def connections(self) -> int:
+        """How many streams are open now."""
+        return len(self._hub.listeners) if self._hub is not None else 0
+
+    def __repr__(self) -> str:
+        where = self.urls[0] if self._sock is not None else "not running"
+        return f"<Server {where} ({len(self.all_routes)} streams)>"
+
+    # Running it.
+
+    def _prepare(self, on_complete: Callable[[], None] | None = None) -> StreamingServer:
+        if self._server is not None:
+            raise RuntimeError("the server is already running")
+        config = self.config
+        # --once: after the first whole replay the server waits (``once_wait``) for that
+        # client to reconnect and hear, with a 204, that the replay is over, so that it
+        # stops for good (WHATWG 9.2.3); it stops once it has answered, or after the wait.
+        completed = False
+
+        def stop() -> None:
+            if self._server is not None:
+                self._server.should_exit = True
+
+        def complete() -> None:
+            nonlocal completed
+            if on_complete is not None:
+                on_complete()
+            if config.once and self._server is not None and not completed:
+                completed = True
+                wait = once_wait(self.routes)
+                logger.info(
+                    "--once: a client got the whole replay; stopping once it is told so "
+                    "(204), or in %g s",
+                    wait,
+                )
+                asyncio.get_running_loop().call_later(wait, stop)
+
+        def over() -> None:
+            if completed:
+                logger.info("--once: the replay is over for its client, stopping")
+                stop()
+
+        access = AccessRules.of(config.host, config.token, config.allowed_hosts)
+        seed = config.seed
+        if seed is None:
+            seed = random.randrange(1 << 32)
+            if any(spec.p is not None for spec in config.faults) or config.fault_header:
+                logger.info("faults with p= drawn with --seed %d (give it to repeat them)", seed)
+        app = create_app(
+            self.routes,
+            AppOptions(
+                broadcast=config.broadcast,
+                ping=config.ping,
+                cors_origins=config.cors_origins,
+                send_timeout=config.send_timeout,
+                epoch=config.epoch,
+                workers=config.workers,
+                access=access if access.token or access.allowed_hosts is not None else None,
+                faults=config.faults,
+                fault_header=config.fault_header,
+                seed=seed,
+            ),
+            complete,
+            over,
+            live=self.live_routes,
+        )
+        tls = server_tls(config.certfile, config.keyfile, config.self_signed, config.host)
+        try:
+            extra = tls_settings(tls, config.http2)
+            self._sock = self._listen()
+        except BaseException:
+            if tls is not None:
+                tls.remove()
+            raise
+        self._tls = tls
+        self._warn_if_exposed()
+        self._hub = hub_of(app)
+        self._server = streaming_server(app, self._hub, **extra)
+        return self._server
+
+    def _listen(self) -> socket.socket:
+        """The listening socket (a --workers process gets its own, or the shared one)."""
+        return bind(self.config.host, self.config.port)
+
+    def _warn_if_exposed(self) -> None:
+        config = self.config
+        if is_loopback(config.host):
+            return
+        if config.token is None:
+            logger.warning(
+                "listening on %s without --token: every stream is readable by anyone who "
+                "can reach this port",
+                config.host,
+            )
+        elif self._tls is None:
+            logger.warning(
+                "listening on %s with --token but without TLS: the token crosses the "
+                "network in clear text (add --certfile/--keyfile or --self-signed)",
+                config.host,
+            )
+
+    def _finish(self) -> None:
+        # Forgotten, not only closed: a stopped server's urls, repr and ca_file say it is
+        # not running rather than read a closed socket or name a removed CA file.
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._tls is not None:
+            self._tls.remove()
+            self._tls = None
+        if self._hub is not None:
+            # FastAPI keeps the endpoints of recent apps (a bounded lru_cache), and through
+            # this hub's callbacks it would keep this server and its streams' temporary copies.
+            self._hub.on_complete = self._hub.on_over = None
+        self._server = None
+
+    async def serve(
+        self, on_ready: Callable[[], None] | None = None, *, handle_signals: bool = False
+    ) -> None:
+        """Serve on the running loop until ``stop()`` (or Ctrl-C and SIGTERM, when
+        ``handle_signals``; only the ``sseplay serve`` command asks for that)."""
+        server = self._server or self._prepare()
+        server.handle_signals = handle_signals
+        assert self._sock is not None
+        try:
+            task = asyncio.ensure_future(server.serve(sockets=[self._sock]))
+            while not server.started and not task.done():
+                await asyncio.sleep(0.005)
+            if server.started and on_ready is not None:
+                on_ready()
+            await task
+        finally:
+            self._finish()
+
+    def run(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Serve in this thread until Ctrl-C, SIGTERM or ``once``; the command's way."""
+        server = self._prepare()
+        # uvicorn's own loop choice (uvloop when installed), which asyncio.run would skip.
+        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+            runner.run(self.serve(on_ready, handle_signals=True))
+
+    def start(self) -> Server:
+        """Serve in a background thread; returns once the server accepts connections."""
+        server = self._prepare()
+        ready = threading.Event()
+        # A failed earlier start must not fail this one (and wait forever for its thread).
+        self._failure = None
+
+        def run() -> None:
+            try:
+                with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+                    runner.run(self.serve(ready.set))
+            except BaseException as error:  # reported to the thread that started it
+                self._failure = error
+            finally:
+                ready.set()
+
+        self._thread = threading.Thread(target=run, name=f"sseplay {self.urls[0]}", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if self._failure is not None or not server.started:
+            self._thread.join()
+            raise CannotServe(f"the server did not start: {self._failure}")
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop serving: open streams are ended, the port is closed. Idempotent."""
+        server = self._server
+        if server is not None:
+            server.should_exit = True
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Server:
+        server = self._prepare()
+        self._task = asyncio.ensure_future(self.serve())
+        while not server.started and not self._task.done():
+            await asyncio.sleep(0.005)
+        if self._task.done():
+            await self._task  # raises what stopped it
+            raise CannotServe("the server did not start")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+            self._task = None
