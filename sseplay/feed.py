@@ -53,7 +53,7 @@ written to the subscriber.
 Subscribers are ``fanout.Listener``s, so the server's list of connections, ``/healthz``,
 shutdown and the send-timeout cut-off treat them like any other stream.
 
-Serving a feed (``sseplay.http.server``): a route's feed is ``Hub.feeds[route]``, made and
+Serving a feed (``sseplay.http.hub``): a route's feed is ``Hub.feeds[route]``, made and
 ``start``ed in ``Hub.start`` (the producer is a task started there and cancelled in
 ``Hub.stop_following``). The endpoint asks ``Hub.live_start``, which for a feed that is
 not a followed file is ``feed.resume(Last-Event-ID)``; a ``Resume`` whose position is at

@@ -482,7 +482,7 @@ def run_serve(
     from sseplay.cli.progress import StartupProgress
 
     with server_stack_importing():
-        from sseplay.http.server import Server
+        from sseplay.server import Server
     from sseplay.eventfile import load_event_file
     from sseplay.spool import Spools
     from sseplay.stream import Stream

@@ -253,7 +253,7 @@ class StreamEndpoint(Generic[Position]):
                 continue
             where = f"before the stream ({spec.code})" if spec.kind == "status" else spec.where
             if hub.fire(fault, route, number, where):
-                from sseplay.faults.answers import answer_instead
+                from sseplay.http.fault_answers import answer_instead
 
                 await answer_instead(spec, scope, receive, send, hub.headers)
                 return None
