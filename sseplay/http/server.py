@@ -29,6 +29,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from sseplay.broadcast import Broadcast
 from sseplay.config import (
     DEFAULT_PING,
     DEFAULT_ROUTE,
@@ -37,20 +38,14 @@ from sseplay.config import (
     check_route,
 )
 from sseplay.errors import CannotServe, UsageError
-from sseplay.fanout import (
-    Broadcast,
-    FaultyOutlet,
-    Listener,
-    Outlet,
-    Player,
-    Subscriber,
-    Timer,
-)
+from sseplay.faults.outlet import FaultyOutlet
 from sseplay.feed import Feed, LiveSubscriber, Resume
 from sseplay.http.access import AccessGuard, AccessRules, is_loopback
 from sseplay.http.tls import TlsFiles, server_tls
 from sseplay.http.uvicorn.direct import DirectBody, LeanEvent, LeanFlowControl, LeanPipeline
 from sseplay.model import encode_comment, encode_retry
+from sseplay.outlet import Listener, Outlet
+from sseplay.player import Player
 from sseplay.replay import (
     FROM_THE_START,
     UNKNOWN,
@@ -61,6 +56,7 @@ from sseplay.replay import (
     shown_id,
 )
 from sseplay.stream import Stream as PublicStream
+from sseplay.timer import Timer
 
 if TYPE_CHECKING:
     from sseplay.faults.spec import Chosen, FaultCounters, FaultSpec
@@ -330,7 +326,9 @@ class Hub:
                 feed.admit(subscriber)
                 return
 
-    def _broadcast_handed_over(self, broadcast: Broadcast, subscribers: list[Subscriber]) -> None:
+    def _broadcast_handed_over(
+        self, broadcast: Broadcast, subscribers: list[LiveSubscriber]
+    ) -> None:
         """The broadcast has played the existing records: its subscribers go on in the feed,
         which takes its history so that those that lag behind catch up (ids = positions)."""
         route = next(r for r, known in self.broadcasts.items() if known is broadcast)
@@ -358,7 +356,7 @@ class Hub:
         if feed is not None and isinstance(listener, LiveSubscriber):
             feed.unsubscribe(listener)
         broadcast = self.broadcasts.get(stream.route)
-        if broadcast is not None and isinstance(listener, Subscriber):
+        if broadcast is not None and isinstance(listener, LiveSubscriber):
             broadcast.unsubscribe(listener)
         return listener
 
