@@ -3,15 +3,18 @@
 A ``Feed`` is one route's live events. Whatever produces them (a followed file or pipe,
 ``sseplay.sources.follow``; a Redis stream) calls ``publish`` with events already encoded, and
 every connection at the live edge gets them in the same write, at once: no timer delay,
-one chunk encoded once and written to everyone (the push counterpart of
-``fanout.Broadcast``, with its subscribers, outlets, catch-up, history and pings).
+one chunk encoded once and written to everyone. It is the one fan-out for every live
+source: a ``--broadcast`` timeline (``sseplay.broadcast``) is a timed producer into a feed.
 
 Interface (the names are stable: other sources build on them)::
 
     feed = Feed(timer, ping, first=0, on_end=None)
     feed.start()                         # pings while idle, on the shared Timer
     feed.publish([(event_id, wire), ...])  # wire: the event's bytes, ``id:`` line included
+    feed.publish_encoded(events, chunk, end=False)  # the wires already joined
     feed.end()                           # the input is over: subscribers get the end
+    feed.fail()                          # the input failed: every response ends now
+    subscribers = feed.release()         # every subscriber, let go (for a hand-over)
     resume = feed.resume(last_event_id)  # where a connection starts (override point)
     subscriber = feed.subscribe(outlet, resume)  # registered, nothing written yet
     feed.admit(subscriber, preamble, backlog)    # preamble + backlog, then what it missed
@@ -50,7 +53,7 @@ written to the subscriber.
 ``admit``'s ``backlog`` is written as it is: its events are the source's to count in
 ``subscriber.sent`` (the log line when the connection ends says how many it got).
 
-Subscribers are ``fanout.Listener``s, so the server's list of connections, ``/healthz``,
+Subscribers are ``outlet.Listener``s, so the server's list of connections, ``/healthz``,
 shutdown and the send-timeout cut-off treat them like any other stream.
 
 Serving a feed (``sseplay.http.hub``): a route's feed is ``Hub.feeds[route]``, made and
@@ -70,24 +73,17 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sseplay.fanout import (
-    BROADCAST_HISTORY,
-    BROADCAST_HISTORY_BYTES,
-    PING,
-    TIMER_SLACK,
-    Listener,
-    Outlet,
-    Timer,
-)
-from sseplay.model import encode_comment
+from sseplay.model import PING, encode_comment
+from sseplay.outlet import Listener, Outlet
 from sseplay.replay import shown_id
+from sseplay.timer import TIMER_SLACK, Timer
 
 logger = logging.getLogger("sseplay.live")
 
 # The events a feed keeps for connections that resume or fall behind: at most this many,
-# and at most this many bytes of them (the newest event is always kept): a broadcast's.
-FEED_HISTORY = BROADCAST_HISTORY
-FEED_HISTORY_BYTES = BROADCAST_HISTORY_BYTES
+# and at most this many bytes of them (the newest event is always kept).
+FEED_HISTORY = 10_000
+FEED_HISTORY_BYTES = 16 << 20
 # A subscriber that catches up from the history is written this much at a time (or one
 # event, when it is bigger), and the next only while its connection is not held up:
 # what a slow client costs is bounded by this, not by the history.
@@ -130,6 +126,7 @@ class Feed:
         on_end: Callable[[], None] | None = None,
         history: int = FEED_HISTORY,
         history_bytes: int = FEED_HISTORY_BYTES,
+        index_ids: bool = True,
     ) -> None:
         self.timer = timer
         self.ping = ping
@@ -143,8 +140,10 @@ class Feed:
         self._history_bytes_limit = history_bytes
         self._history: deque[LiveEvent] = deque()
         self.history_bytes = 0
-        # Positions of the ids in the history, for ``position_of``.
+        # Positions of the ids in the history, for ``position_of``; not kept by a feed
+        # whose ids are found otherwise (a broadcast's replay computes them).
         self._positions: dict[str, int] = {}
+        self._index_ids = index_ids
         # In joining order: every publish writes to everyone in one pass.
         self._subscribers: dict[LiveSubscriber, None] = {}
         self._last_write = 0.0
@@ -171,6 +170,28 @@ class Feed:
         for subscriber in list(self._subscribers):
             self._deliver(subscriber, first, chunk)
 
+    def publish_encoded(
+        self, events: Sequence[LiveEvent], chunk: bytes, *, end: bool = False
+    ) -> None:
+        """``publish`` for a producer that has the events' wires joined already (a timeline
+        encodes the events due together at once): every subscriber gets that very chunk.
+        With ``end`` they are the last: they and the end of the response go out in one
+        write, and the feed has ended (``on_end`` is the producer's to call)."""
+        if not events or self.ended:
+            return
+        first = self.position
+        for event in events:
+            self._remember(event, self.position)
+            self.position += 1
+        self.last_id = events[-1][0]
+        self._last_write = self.timer.time()
+        deliver = self._deliver
+        if end:
+            self.ended = self.closed = True
+            deliver = self._deliver_last
+        for subscriber in list(self._subscribers):
+            deliver(subscriber, first, chunk)
+
     def end(self) -> None:
         """The input is over: each subscriber gets what it has not been sent yet and the
         end of its response; later connections are answered 204 by the server."""
@@ -181,6 +202,24 @@ class Feed:
             self._catch_up(subscriber)
         if self._on_end is not None:
             self._on_end()
+
+    def fail(self) -> None:
+        """The input failed: every subscriber's response ends now, without what it has not
+        been sent, and not ``complete`` (the server says why it ended)."""
+        self.ended = self.closed = True
+        for subscriber in list(self._subscribers):
+            subscriber.outlet.write(b"", more_body=False)
+
+    def release(self) -> list[LiveSubscriber]:
+        """Let go of every subscriber (oldest first), for another feed to take them on; this
+        feed writes to them no more."""
+        subscribers = list(self._subscribers)
+        self._subscribers.clear()
+        return subscribers
+
+    def history(self) -> list[LiveEvent]:
+        """The events kept, oldest first: the positions from ``oldest`` up to ``position``."""
+        return list(self._history)
 
     def adopt(self, events: Sequence[LiveEvent]) -> None:
         """Take ``events``, the ones just before ``first``, into the history (oldest first):
@@ -275,14 +314,16 @@ class Feed:
     def _remember(self, event: LiveEvent, position: int) -> None:
         history = self._history
         history.append(event)
-        self._positions[event[0]] = position
+        index_ids = self._index_ids
+        if index_ids:
+            self._positions[event[0]] = position
         self.history_bytes += len(event[1])
         while len(history) > 1 and (
             len(history) > self._history_limit or self.history_bytes > self._history_bytes_limit
         ):
             old_id, old_wire = history.popleft()
             self.history_bytes -= len(old_wire)
-            if self._positions.get(old_id) == position - len(history):
+            if index_ids and self._positions.get(old_id) == position - len(history):
                 del self._positions[old_id]
 
     def _deliver(self, subscriber: LiveSubscriber, first: int, chunk: bytes) -> None:
@@ -294,6 +335,18 @@ class Feed:
         subscriber.sent += self.position - first
         subscriber.seen_until = self.position
         subscriber.outlet.write(chunk)
+
+    def _deliver_last(self, subscriber: LiveSubscriber, first: int, chunk: bytes) -> None:
+        """``_deliver`` for the last events: they and the end of the response in one write."""
+        if not subscriber.admitted or subscriber.closed or subscriber.outlet.blocked:
+            return  # it gets the rest and the end once admitted or drained
+        if subscriber.seen_until != first:
+            self._catch_up(subscriber)
+            return
+        subscriber.sent += self.position - first
+        subscriber.seen_until = self.position
+        subscriber.complete = True
+        subscriber.outlet.write(chunk, more_body=False)
 
     def _catch_up(self, subscriber: LiveSubscriber) -> None:
         """Write what ``subscriber`` has not been sent that the history still holds (and

@@ -1,4 +1,4 @@
-"""When each event is due: pure planning, played by ``fanout.Timer``.
+"""When each event is due: pure planning, played by ``timer.Timer``.
 
 Events are numbered by a sequence number ``n`` that keeps counting across the
 rounds of a looped replay. Every deadline is an absolute offset from the start

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from sseplay.eventfile import FieldMapping, as_text
+from sseplay.eventfile import FieldMapping
 from sseplay.http.app import create_app, hub_of
 from sseplay.http.hub import AppOptions
+from sseplay.mapping import as_text
 from sseplay.schedule import Timing
 from tests.conftest import IN_CI, ROOT, SAMPLES, LiveServer, make_stream, write_lines
 

@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
+from sseplay.broadcast import BROADCAST_HISTORY, due_count
 from sseplay.config import ServerConfig
 from sseplay.epoch import parse_epoch
 from sseplay.errors import ExitCode, UsageError
-from sseplay.fanout import BROADCAST_HISTORY, due_count
 from sseplay.http.hub import AppOptions
 from sseplay.schedule import Plan, Timing
 from tests.conftest import make_stream, run_cli, write_json

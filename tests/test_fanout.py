@@ -8,10 +8,13 @@ from typing import Any
 
 import pytest
 
+from sseplay.broadcast import BROADCAST_HISTORY_BYTES, Broadcast
 from sseplay.eventfile import FieldMapping, load_event_file
-from sseplay.fanout import BROADCAST_HISTORY_BYTES, PING, TIMER_SLACK, Broadcast, Player, Timer
+from sseplay.model import PING
+from sseplay.player import Player
 from sseplay.replay import Replay, Start
 from sseplay.schedule import DEFAULT_BATCH_LIMIT, Timing
+from sseplay.timer import TIMER_SLACK, Timer
 from tests.conftest import make_stream, write_lines
 
 
@@ -292,10 +295,16 @@ def test_broadcast_history_is_bounded_in_bytes_not_only_in_events(tmp_path: Path
     clock.advance(1)  # about 100 events of 1 MB, nobody listening
     assert broadcast.position > 90
     assert broadcast.history_bytes <= BROADCAST_HISTORY_BYTES
-    kept = sum(map(len, broadcast._history))
+    history = broadcast.history()
+    kept = sum(map(len, history))
     assert kept == broadcast.history_bytes
     assert kept > BROADCAST_HISTORY_BYTES - 1_100_000  # full up to one event
-    # A client resuming from before the history catches up from its oldest event.
+    # A client resuming from before the history catches up from its oldest event, every
+    # event the history holds, CATCH_UP_BYTES at a time (one event when it is larger).
     resumed = FakeOutlet(clock)
     broadcast.admit(broadcast.subscribe(resumed, Start(1)), b"")  # type: ignore[arg-type]
-    assert len(resumed.ids()[0]) == len(broadcast._history)
+    oldest = broadcast.position - len(history)
+    assert [n for ids in resumed.ids() for n in ids] == list(
+        range(oldest + 1, broadcast.position + 1)
+    )
+    assert all(len(ids) == 1 for ids in resumed.ids())

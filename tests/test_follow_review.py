@@ -20,12 +20,12 @@ import httpx
 import pytest
 
 from sseplay.config import StreamOptions, Timing
-from sseplay.fanout import Timer
 from sseplay.feed import CATCH_UP_BYTES, Feed
 from sseplay.model import with_id
 from sseplay.server import Server
 from sseplay.sources.follow import prepare_file, prepare_stdin
 from sseplay.stream import Stream
+from sseplay.timer import Timer
 from tests.conftest import ROOT, ServeProcess, run_cli, sseplay, write_lines
 from tests.test_fanout import FakeClock, FakeOutlet
 from tests.test_follow import WAIT, Reader

@@ -24,7 +24,8 @@ from rich.console import Console
 
 from sseplay.cli.progress import StartupProgress
 from sseplay.errors import InputError
-from sseplay.eventfile import FieldMapping, load_event_file, parse_time
+from sseplay.eventfile import FieldMapping, load_event_file
+from sseplay.mapping import parse_time
 from sseplay.spool import Spools
 from tests.conftest import ROOT, run_cli, sseplay, write_lines
 

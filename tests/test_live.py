@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from sseplay.fanout import PING, Timer
 from sseplay.feed import Feed, LiveEvent, Resume
-from sseplay.model import with_id
+from sseplay.model import PING, with_id
+from sseplay.timer import Timer
 from tests.test_fanout import FakeClock, FakeOutlet
 
 

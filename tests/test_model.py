@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sse_starlette import ServerSentEvent
 
-from sseplay.fanout import PING as FANOUT_PING
+from sseplay.feed import PING as FANOUT_PING
 from sseplay.model import (
     PING,
     Event,

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from sseplay.errors import UsageError
-from sseplay.fanout import Outlet, Timer
 from sseplay.model import Event
+from sseplay.outlet import Outlet
 from sseplay.parser import EventStreamParser
 from sseplay.sources.redis_feed import RedisFeed, RedisStream
 from sseplay.sources.redis_reader import (
@@ -31,6 +31,7 @@ from sseplay.sources.redis_reader import (
     Trimmed,
     parse_entry_id,
 )
+from sseplay.timer import Timer
 from tests.conftest import ROOT, ServeProcess, free_port, run_cli, write_lines
 from tests.redis_server import REDIS_SERVER, RedisServer
 

@@ -19,11 +19,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sseplay.fanout import Outlet, Timer
 from sseplay.model import Event
+from sseplay.outlet import Outlet
 from sseplay.parser import EventStreamParser
 from sseplay.sources.redis_feed import FIRST_PAGE_ENTRIES, PAGE_BYTES, RedisFeed, RedisStream
 from sseplay.sources.redis_reader import Backoff, Entry, RedisTarget, StreamReader
+from sseplay.timer import Timer
 from tests.conftest import ROOT, run_cli
 from tests.redis_server import REDIS_SERVER, RedisServer
 from tests.test_redis import Client, key, publish, serve_redis, server, settled

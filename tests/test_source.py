@@ -367,7 +367,8 @@ def test_a_large_array_is_checked_quickly_and_still_says_where_it_is_broken(
 ) -> None:
     path = write_json(tmp_path / "big.json", [{"n": n} for n in range(1000)])
     full_check = mock.patch(
-        "sseplay.eventfile._Indexer._index_fully", side_effect=AssertionError("the full check ran")
+        "sseplay.eventfile_index.Indexer._index_fully",
+        side_effect=AssertionError("the full check ran"),
     )
     with full_check:
         quick = load_event_file("big.json", path, FieldMapping(), memory_budget=100)

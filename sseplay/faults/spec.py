@@ -7,7 +7,7 @@ starts, from its route-local number, whether it carries a Last-Event-ID and a dr
 seeded by ``--seed``; never from wall time, so that a CI run is repeatable. Where in
 the stream it fires is counted in events of that connection (``after=N``, ``at=N``).
 
-Pure: no I/O, no clock. The writer that carries faults out is ``fanout.FaultyOutlet``;
+Pure: no I/O, no clock. The writer that carries faults out is ``faults.outlet.FaultyOutlet``;
 the server counts firings (``FaultCounters``) and logs each one.
 """
 

@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from sseplay.errors import UsageError
-from sseplay.fanout import FaultyOutlet, Listener, Outlet
+from sseplay.faults.outlet import FaultyOutlet
 from sseplay.http.request import (
     client_of,
     disconnect,
@@ -25,6 +25,7 @@ from sseplay.http.request import (
 )
 from sseplay.http.uvicorn.direct import DirectBody
 from sseplay.http.uvicorn.protocol import Held, holder_of, transport_of
+from sseplay.outlet import Listener, Outlet
 
 if TYPE_CHECKING:
     from sseplay.faults.spec import Chosen

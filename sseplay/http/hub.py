@@ -11,17 +11,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sseplay.broadcast import Broadcast
 from sseplay.config import DEFAULT_PING, DEFAULT_SEND_TIMEOUT
-from sseplay.fanout import (
-    Broadcast,
-    Listener,
-    Outlet,
-    Player,
-    Subscriber,
-    Timer,
-)
 from sseplay.feed import Feed, LiveSubscriber, Resume
 from sseplay.model import encode_comment
+from sseplay.outlet import Listener, Outlet
+from sseplay.player import Player
 from sseplay.replay import (
     FROM_THE_START,
     UNKNOWN,
@@ -30,6 +25,7 @@ from sseplay.replay import (
     positive_integer,
     shown_id,
 )
+from sseplay.timer import Timer
 
 if TYPE_CHECKING:
     from sseplay.faults.spec import Chosen, FaultCounters, FaultSpec
@@ -285,7 +281,9 @@ class Hub:
                 feed.admit(subscriber)
                 return
 
-    def _broadcast_handed_over(self, broadcast: Broadcast, subscribers: list[Subscriber]) -> None:
+    def _broadcast_handed_over(
+        self, broadcast: Broadcast, subscribers: list[LiveSubscriber]
+    ) -> None:
         """The broadcast has played the existing records: its subscribers go on in the feed,
         which takes its history so that those that lag behind catch up (ids = positions)."""
         route = next(r for r, known in self.broadcasts.items() if known is broadcast)
@@ -313,7 +311,7 @@ class Hub:
         if feed is not None and isinstance(listener, LiveSubscriber):
             feed.unsubscribe(listener)
         broadcast = self.broadcasts.get(stream.route)
-        if broadcast is not None and isinstance(listener, Subscriber):
+        if broadcast is not None and isinstance(listener, LiveSubscriber):
             broadcast.unsubscribe(listener)
         return listener
 

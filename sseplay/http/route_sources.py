@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING
 
 from starlette.types import Receive
 
-from sseplay.fanout import Listener, Outlet
 from sseplay.feed import LiveSubscriber, Resume
 from sseplay.http.endpoint import Opening, wait_for_loss
 from sseplay.http.hub import Hub, JoiningListener, LiveRoute, Route
 from sseplay.model import encode_retry
+from sseplay.outlet import Listener, Outlet
 from sseplay.replay import UNKNOWN, Start, decode_id, shown_id
 
 if TYPE_CHECKING:

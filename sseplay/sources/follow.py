@@ -40,11 +40,10 @@ from sseplay.errors import InputError
 from sseplay.eventfile import (
     DEFAULT_MEMORY_BUDGET,
     EventFile,
-    RecordMapper,
     load_event_file,
 )
-from sseplay.fanout import Timer
 from sseplay.feed import Feed, LiveEvent
+from sseplay.mapping import RecordMapper
 from sseplay.model import with_id
 from sseplay.records import (
     MAX_RECORD_BYTES,
@@ -55,6 +54,7 @@ from sseplay.records import (
     sniff_layout,
 )
 from sseplay.replay import Replay, Unreadable, positive_integer
+from sseplay.timer import Timer
 
 logger = logging.getLogger("sseplay.follow")
 

@@ -31,9 +31,9 @@ import logging
 
 import orjson
 
-from sseplay.fanout import Outlet, Timer
 from sseplay.feed import Feed, LiveSubscriber, Resume
 from sseplay.model import encode_body, encode_comment
+from sseplay.outlet import Outlet
 from sseplay.replay import shown_id
 from sseplay.sources.redis_reader import (
     BATCH_ENTRIES,
@@ -46,6 +46,7 @@ from sseplay.sources.redis_reader import (
     parse_entry_id,
     raise_if_cancelled,
 )
+from sseplay.timer import Timer
 
 logger = logging.getLogger("sseplay.redis")
 

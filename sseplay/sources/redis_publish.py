@@ -30,7 +30,6 @@ import anyio.to_thread
 from sseplay.config import StreamOptions
 from sseplay.errors import StreamError, UsageError
 from sseplay.eventfile import EventFile
-from sseplay.fanout import Timer
 from sseplay.feed import Feed, LiveEvent
 from sseplay.model import DEFAULT_EVENT_TYPE, Cue
 from sseplay.replay import ROUND_SEPARATOR
@@ -42,6 +41,7 @@ from sseplay.sources.redis_reader import (
     raise_if_cancelled,
     unavailable,
 )
+from sseplay.timer import Timer
 
 if TYPE_CHECKING:
     from sseplay.sources.follow import FollowInput

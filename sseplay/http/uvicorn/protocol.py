@@ -15,8 +15,8 @@ import httptools
 from starlette.types import Receive, Scope
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from sseplay.fanout import Listener
 from sseplay.http.uvicorn.direct import LeanEvent, LeanFlowControl, LeanPipeline
+from sseplay.outlet import Listener
 
 logger = logging.getLogger("sseplay.server")
 

@@ -1,0 +1,226 @@
+"""One response body, written from the timer without a task per write: the ``Outlet``.
+
+A connection costs a task only while its client reads too slowly (back-pressure), and is
+cut off when that lasts longer than the send timeout, so one frozen reader never holds
+up the rest. Whatever writes to connections (``sseplay.player``, ``sseplay.feed``) holds
+each one's outlet in a ``Listener``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol, cast
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class DirectWriter(Protocol):
+    """What an outlet needs of the fast path that writes body chunks straight to the
+    server's transport (``sseplay.http.uvicorn.direct.DirectBody`` is one): the core
+    knows no HTTP server."""
+
+    @property
+    def fast(self) -> bool:
+        """Whether body chunks go to the transport (else through ASGI ``send``)."""
+
+    @property
+    def gone(self) -> bool:
+        """Whether the connection has been closed under the response."""
+
+    def write(self, chunk: bytes) -> bool:
+        """Write a body chunk; False when it must go through ``send`` instead."""
+
+    def abort(self) -> None:
+        """Drop the connection; the server tells the response it is lost."""
+
+
+class Outlet:
+    """One response body, written from the timer without a task per write.
+
+    ``send`` is the ASGI server's coroutine function. Driving its coroutine by hand
+    finishes it in one step unless the transport is paused (the client's buffers are
+    full); only then does the rest of that write become a task, and ``on_drained``
+    runs once it has gone out."""
+
+    __slots__ = (
+        "_direct",
+        "_finisher",
+        "_loop",
+        "_on_cut_off",
+        "_send",
+        "_send_timeout",
+        "_timeout",
+        "blocked",
+        "closed",
+        "completed",
+        "cut_off",
+        "failure",
+        "on_drained",
+        "task",
+    )
+
+    def __init__(
+        self,
+        send: Send,
+        send_timeout: float,
+        on_cut_off: Callable[[Outlet], None],
+        direct: DirectWriter | None = None,
+        task: asyncio.Task[None] | None = None,
+    ) -> None:
+        self._send: Send | None = send
+        # The request's task, which holds the connection open until it ends.
+        self.task = task
+        self._direct = direct
+        self._loop = asyncio.get_running_loop()
+        self._send_timeout = send_timeout
+        self._on_cut_off = on_cut_off
+        self._finisher: asyncio.Task[None] | None = None
+        self._timeout: asyncio.TimerHandle | None = None
+        self.on_drained: Callable[[], None] = _nothing
+        self.blocked = False
+        self.closed = False
+        self.completed = False
+        self.cut_off = False
+        # Why a write to this connection failed (it is then closed), or None.
+        self.failure: str | None = None
+
+    @property
+    def direct(self) -> bool:
+        """Whether chunks go straight to the server's transport (see
+        ``sseplay.http.uvicorn.direct``)."""
+        return self._direct is not None and self._direct.fast
+
+    def write(self, chunk: bytes, more_body: bool = True) -> bool:
+        """Send ``chunk`` (the last one when ``more_body`` is false); False when the client
+        is not keeping up and the write finishes later, or when the write failed (the
+        connection is then ended: ``failure`` says why). It never raises: one connection's
+        failure must not reach the timer, the broadcast or the other connections."""
+        send = self._send
+        if self.completed or self.closed or send is None:
+            return False
+        direct = self._direct
+        try:
+            if direct is not None and direct.gone:
+                self.fail("its connection was closed under it")
+                return False
+            if more_body and chunk and direct is not None and direct.write(chunk):
+                return True
+            if not more_body:
+                self.completed = True
+            message = {"type": "http.response.body", "body": chunk, "more_body": more_body}
+            # ASGI's send is a coroutine function; typed Awaitable by Starlette.
+            coroutine = cast(Coroutine[Any, Any, None], send(message))
+            try:
+                blocker = coroutine.send(None)
+            except StopIteration:
+                return True
+        except OSError:  # ASGI 2.4: the server may say so when the client has gone
+            self.closed = True
+            return False
+        except Exception as error:  # uvloop's RuntimeError on a closed transport, and others
+            self.fail(f"a write failed: {type(error).__name__}: {error}")
+            return False
+        self.blocked = True
+        self._finisher = self._loop.create_task(self._finish(coroutine, blocker))
+        self._timeout = self._loop.call_later(self._send_timeout, self.cut)
+        return False
+
+    async def _finish(self, coroutine: Coroutine[Any, Any, None], blocker: object) -> None:
+        try:
+            while True:
+                if isinstance(blocker, asyncio.Future):
+                    # Wait without taking its result: the coroutine takes it (or its error).
+                    await asyncio.wait((blocker,))
+                else:  # a bare yield, as asyncio.sleep(0) does
+                    await asyncio.sleep(0)
+                try:
+                    blocker = coroutine.send(None)
+                except StopIteration:
+                    break
+        except asyncio.CancelledError:
+            coroutine.close()
+            raise
+        except OSError:
+            self.closed = True
+        except Exception as error:
+            self.blocked = False
+            self._finisher = None
+            self.fail(f"a write failed: {type(error).__name__}: {error}")
+            return
+        self.blocked = False
+        self._finisher = None
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+        if not self.closed:
+            self.on_drained()
+
+    def cut(self) -> None:
+        """The client took nothing for ``send_timeout`` seconds: stop writing to it and
+        drop the connection (the server's ``send`` stays paused until it reads)."""
+        self._timeout = None
+        self.cut_off = True
+        if self._direct is not None and self._direct.fast:
+            # The server sees the connection lost and tells the response so.
+            self._direct.abort()
+        else:
+            self._on_cut_off(self)
+        self.close()
+
+    def held_by_connection(self) -> None:
+        """No request task waits on this response any more (its connection holds it, see
+        ``HeadLimitedHttpToolsProtocol.hold``): a stream cut off, or whose write failed,
+        is ended by dropping its connection, which then tells its end."""
+        self.task = None
+        self._on_cut_off = Outlet._drop
+
+    def _drop(self) -> None:
+        if self._direct is not None:
+            self._direct.abort()
+
+    def fail(self, reason: str) -> None:
+        """A write to this connection failed: end it, and only it. Its request is ended
+        the way a client cut off is (the server may never tell it of the loss)."""
+        if self.closed:
+            return
+        self.failure = reason
+        self._on_cut_off(self)
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        # A closed outlet lets go of the connection: its listener may wait in the timer's
+        # table until its next deadline, and the listener's callback points back at it.
+        # Without that cycle, and without the server's objects, what a connection leaves
+        # goes at once, by reference counting, not at a collector pass (rare by design,
+        # see server.py), so clients that come and go never grow the server.
+        self.on_drained = _nothing
+        self.task = None
+        self._send = None
+        self._direct = None
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = None
+        if self._finisher is not None:
+            self._finisher.cancel()
+            self._finisher = None
+
+
+def _nothing() -> None:
+    pass
+
+
+class Listener:
+    """What a connection's response holds: its outlet and how many events it got."""
+
+    __slots__ = ("complete", "outlet", "sent")
+
+    def __init__(self, outlet: Outlet) -> None:
+        self.outlet = outlet
+        self.sent = 0
+        self.complete = False
+
+    @property
+    def closed(self) -> bool:
+        return self.outlet.closed
