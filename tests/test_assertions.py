@@ -24,7 +24,7 @@ from sseplay.client.assertions import (
     percentile,
     read_expected,
 )
-from sseplay.client.client import TailOptions
+from sseplay.client.options import TailOptions
 from sseplay.errors import InputError, Invalid, Mismatch, UsageError
 from sseplay.model import Event
 from tests.conftest import ROOT
@@ -351,7 +351,7 @@ def test_a_plain_tail_imports_only_what_its_options_need(tmp_path: Path) -> None
     schema = tmp_path / "s.json"
     schema.write_text("{}")
     plain = imported_modules(tmp_path, "tail", "http://127.0.0.1:9/", "--count", "1", "-f", "json")
-    assert {"sseplay.client.client", "httpx", "httpcore"} <= plain
+    assert {"sseplay.client.reconnect", "httpx", "httpcore"} <= plain
     assert [name for name in NOT_FOR_A_PLAIN_TAIL if name in plain] == []
     helped = imported_modules(tmp_path, "tail", "--help")
     assert [name for name in NOT_FOR_A_PLAIN_TAIL if name in helped] == []
