@@ -9,6 +9,7 @@ when a schema is given, so a plain tail never pays for it.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -23,6 +24,7 @@ from typing import Any, TypeAlias
 from sseplay.errors import ExitCode, InputError, Invalid, Mismatch, OutputFailed, UsageError
 from sseplay.model import DEFAULT_EVENT_TYPE, Event, visible
 from sseplay.recording import is_header
+from sseplay.records import iter_lines
 
 SHOWN_CHARACTERS = 80  # of a value in a report, so that one line stays readable
 WILDCARD = "*"
@@ -59,7 +61,8 @@ def read_expected(path: str | os.PathLike[str]) -> tuple[Event, ...]:
     or JSON Lines of events as ``tail --format json`` prints them."""
     where = f"--expect {path}"
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
+        raw = Path(path).read_bytes()
+        text = raw.decode("utf-8-sig")
     except OSError as error:
         raise InputError(where, f"cannot read it: {error.strerror or error}") from None
     except UnicodeDecodeError as error:
@@ -72,9 +75,11 @@ def read_expected(path: str | os.PathLike[str]) -> tuple[Event, ...]:
             raise InputError(where, f"invalid JSON: {error}") from None
         items = [(f"{where}: event {n}", item) for n, item in enumerate(array, 1)]
     else:
-        for number, line in enumerate(text.splitlines(), 1):
-            if not line.strip():
-                continue
+        # JSON Lines split as every reader of sseplay splits them: at LF only. Data may
+        # hold U+0085, U+2028 or \x1c raw (tail --format json writes them so), which
+        # str.splitlines() would take for line ends.
+        lines = iter_lines(io.BytesIO(raw), max_record=len(raw))
+        for _, number, line in lines:
             try:
                 items.append((f"{where}: line {number}", json.loads(line)))
             except ValueError as error:
