@@ -13,18 +13,16 @@ from typing import Any
 import pytest
 
 from sseplay.client.assertions import (
-    MAX_SAMPLES,
     Expectation,
     ExpectedStream,
     SchemaSet,
-    TailStats,
     data_difference,
     first_difference,
     parse_ignore,
-    percentile,
     read_expected,
 )
 from sseplay.client.options import TailOptions
+from sseplay.client.stats import MAX_SAMPLES, TailStats, percentile
 from sseplay.errors import InputError, Invalid, Mismatch, UsageError
 from sseplay.model import Event
 from tests.conftest import ROOT

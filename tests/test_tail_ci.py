@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from sseplay.client.api import tail
-from sseplay.client.assertions import TailStats
+from sseplay.client.stats import TailStats
 from sseplay.errors import ExitCode, Invalid, Mismatch, StreamError
 from sseplay.http.server import AppOptions, create_app
 from tests.conftest import (

@@ -32,7 +32,7 @@ def atail(url: str | TailOptions, **options: Any) -> AsyncGenerator[Event, None]
     checked now (``UsageError``). The CI checks are options too: ``expect`` (a file or a
     list of events, with ``ignore``, ``ignore_id``, ``exact``) raises ``Mismatch``,
     ``schema`` raises ``Invalid``, ``stats`` (True: JSON on stderr; a file; or a
-    ``sseplay.client.assertions.TailStats`` to read afterwards) reports however the tail ends,
+    ``sseplay.client.stats.TailStats`` to read afterwards) reports however the tail ends,
     and ``wait`` retries a first connection that is refused. Ends where ``sseplay tail``
     exits 0 (``count`` reached, ``until`` matched, 204, or the end with
     ``reconnect=False``); raises the ``SseplayError`` subclass whose ``exit_code`` the CLI

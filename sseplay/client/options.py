@@ -307,7 +307,7 @@ class CheckOptions:
 
             set_(self, "schemas", SchemaSet(schema_items(self.schema)))
         if not isinstance(self.stats, bool | str | os.PathLike):
-            from sseplay.client.assertions import TailStats
+            from sseplay.client.stats import TailStats
 
             if not isinstance(self.stats, TailStats):
                 raise UsageError(f"stats must be True, a file or a TailStats, not {self.stats!r}")

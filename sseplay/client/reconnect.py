@@ -41,7 +41,7 @@ from sseplay.model import Event
 from sseplay.parser import EventStreamParser, EventTooLarge
 
 if TYPE_CHECKING:  # sseplay.client.assertions is imported only when its options are used
-    from sseplay.client.assertions import TailStats
+    from sseplay.client.stats import TailStats
 
 logger = logging.getLogger("sseplay.client")
 
@@ -114,7 +114,7 @@ def _stats_of(options: TailOptions) -> tuple[TailStats | None, bool, str | None]
     wanted = options.checks.stats
     if wanted is False:
         return None, False, None
-    from sseplay.client.assertions import TailStats
+    from sseplay.client.stats import TailStats
 
     if isinstance(wanted, TailStats):
         return wanted, False, None
@@ -140,7 +140,7 @@ def _report_stats(
     stats.finish(exit_code)
     if not write:
         return
-    from sseplay.client.assertions import write_stats
+    from sseplay.client.stats import write_stats
 
     try:
         write_stats(stats.report(), destination)
