@@ -29,7 +29,8 @@ from sseplay.errors import (
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from sseplay.client.client import TailOptions, atail, tail
+    from sseplay.client.api import atail, tail
+    from sseplay.client.options import TailOptions
     from sseplay.config import FieldMapping, ServerConfig, StreamOptions, Timing
     from sseplay.model import Event
     from sseplay.server import Server
@@ -47,9 +48,9 @@ _LAZY = {
     # A Redis stream served live (``Server({"/feed": RedisStream(url)})``); redis-py is
     # imported only when it connects.
     "RedisStream": "sseplay.sources.redis_feed",
-    "tail": "sseplay.client.client",
-    "atail": "sseplay.client.client",
-    "TailOptions": "sseplay.client.client",
+    "tail": "sseplay.client.api",
+    "atail": "sseplay.client.api",
+    "TailOptions": "sseplay.client.options",
 }
 
 __all__ = [

@@ -14,7 +14,7 @@ import pytest
 import sseplay.http.access
 import sseplay.server
 from sseplay import Stream
-from sseplay.client.client import tail
+from sseplay.client.api import tail
 from sseplay.config import ServerConfig
 from sseplay.errors import StreamError, UsageError
 from sseplay.server import Server

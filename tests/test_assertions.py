@@ -13,18 +13,16 @@ from typing import Any
 import pytest
 
 from sseplay.client.assertions import (
-    MAX_SAMPLES,
     Expectation,
     ExpectedStream,
     SchemaSet,
-    TailStats,
     data_difference,
     first_difference,
     parse_ignore,
-    percentile,
     read_expected,
 )
-from sseplay.client.client import TailOptions
+from sseplay.client.options import TailOptions
+from sseplay.client.stats import MAX_SAMPLES, TailStats, percentile
 from sseplay.errors import InputError, Invalid, Mismatch, UsageError
 from sseplay.model import Event
 from tests.conftest import ROOT
@@ -351,7 +349,7 @@ def test_a_plain_tail_imports_only_what_its_options_need(tmp_path: Path) -> None
     schema = tmp_path / "s.json"
     schema.write_text("{}")
     plain = imported_modules(tmp_path, "tail", "http://127.0.0.1:9/", "--count", "1", "-f", "json")
-    assert {"sseplay.client.client", "httpx", "httpcore"} <= plain
+    assert {"sseplay.client.reconnect", "httpx", "httpcore"} <= plain
     assert [name for name in NOT_FOR_A_PLAIN_TAIL if name in plain] == []
     helped = imported_modules(tmp_path, "tail", "--help")
     assert [name for name in NOT_FOR_A_PLAIN_TAIL if name in helped] == []

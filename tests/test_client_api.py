@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from sseplay.client.client import TailOptions, atail, tail
+from sseplay.client.api import atail, tail
+from sseplay.client.options import TailOptions
 from sseplay.errors import (
     AssertionFailed,
     ExitCode,
@@ -262,7 +263,9 @@ def test_insecure_is_verify_false() -> None:
 def test_importing_the_client_does_not_import_the_server_stack() -> None:
     probe = (
         "import sys\n"
-        "from sseplay.client.client import tail, atail, TailOptions, Event\n"
+        "from sseplay.client.api import tail, atail\n"
+        "from sseplay.client.options import TailOptions\n"
+        "from sseplay.model import Event\n"
         "heavy = {m.split('.')[0] for m in sys.modules}\n"
         "heavy &= {'fastapi', 'uvicorn', 'sse_starlette', 'starlette'}\n"
         "print('HEAVY', sorted(heavy))\n"

@@ -21,7 +21,8 @@ from unittest import mock
 import pytest
 from rich.console import Console
 
-from sseplay.client.client import _tls_settings, tail
+from sseplay.client.api import tail
+from sseplay.client.exchange import tls_settings
 from sseplay.client.render import PrettyRenderer
 from sseplay.errors import ExitCode
 from sseplay.model import Event
@@ -431,12 +432,12 @@ def test_a_plain_http_tail_never_loads_certificates_and_https_still_verifies() -
         events = list(tail(server.url, reconnect=False))
         assert [event.data for event in events] == ["plain"]
         assert loaded == []
-        verifying = _tls_settings("https://127.0.0.1/events", True)
-        insecure = _tls_settings("https://127.0.0.1/events", False)
+        verifying = tls_settings("https://127.0.0.1/events", True)
+        insecure = tls_settings("https://127.0.0.1/events", False)
     assert verifying is True
     assert insecure is False
     # The context an http:// URL gets would refuse any certificate, never accept one.
-    plain = _tls_settings(server.url, True)
+    plain = tls_settings(server.url, True)
     assert isinstance(plain, ssl.SSLContext)
     assert plain.verify_mode == ssl.CERT_REQUIRED
     assert plain.check_hostname

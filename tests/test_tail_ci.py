@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from sseplay.client.assertions import TailStats
-from sseplay.client.client import tail
+from sseplay.client.api import tail
+from sseplay.client.stats import TailStats
 from sseplay.errors import ExitCode, Invalid, Mismatch, StreamError
 from sseplay.http.app import create_app
 from sseplay.http.hub import AppOptions
@@ -83,6 +83,36 @@ def test_expect_passes_against_a_recording_and_json_output_of_the_same_stream(
         result = run_cli("tail", url, "--expect", str(golden), "-q")
         assert result.returncode == 0, (golden.name, result.stderr)
         assert len(result.stdout.splitlines()) == 3
+
+
+# Characters str.splitlines() takes for line ends, though JSON Lines (and SSE) do not:
+# NEL, LS, PS, the file/group/record separators, VT and FF.
+NOT_LINE_ENDS = "\u0085 \u2028 \u2029 \x1c \x1d \x1e \x0b \x0c"
+
+
+def test_expect_takes_the_json_lines_tail_wrote_whatever_the_data_holds(
+    sse_server: Callable[..., Any], tmp_path: Path
+) -> None:
+    records = [
+        {"text": f"a{NOT_LINE_ENDS}b"},
+        f"plain{NOT_LINE_ENDS}text",
+        {"last": "\u0085"},
+    ]
+    url = served(sse_server, records)
+    golden = tmp_path / "golden.jsonl"
+    with golden.open("wb") as out:  # the bytes tail wrote, untouched
+        written = subprocess.run(
+            sseplay("tail", url, "--format", "json", "-q"),
+            stdout=out,
+            stderr=subprocess.PIPE,
+            timeout=20,
+            cwd=ROOT,
+        )
+    assert written.returncode == 0, written.stderr
+    assert "\u0085".encode() in golden.read_bytes()  # raw in the file, as JSON allows
+    result = run_cli("tail", url, "--expect", str(golden), "--exact", "-q")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 3  # one line per event, split at LF only
 
 
 def test_a_nested_difference_exits_9_with_the_event_and_the_path(

@@ -39,7 +39,7 @@ from sseplay.epoch import parse_epoch
 from sseplay.errors import ExitCode, SseplayError, UsageError
 
 if TYPE_CHECKING:
-    from sseplay.client.client import TailOptions
+    from sseplay.client.options import TailOptions
 
 app = typer.Typer(
     add_completion=False,
@@ -715,7 +715,7 @@ def tail(
 ) -> None:
     """Show an SSE stream as it arrives; exit codes make it an assertion for CI."""
     _skip_imports_tail_never_uses()
-    from sseplay.client.client import TailOptions
+    from sseplay.client.options import TailOptions
 
     try:
         options = TailOptions(
@@ -976,7 +976,9 @@ def _run_tail(options: "TailOptions", chosen: str, record: Path | None, quiet: b
     import contextlib
     import time
 
-    from sseplay.client.client import Hooks, follow, redact_url
+    from sseplay.client.hooks import Hooks
+    from sseplay.client.options import redact_url
+    from sseplay.client.reconnect import reconnecting_stream
     from sseplay.client.render import Format, make_renderer, now
     from sseplay.errors import OutputFailed
     from sseplay.model import visible
@@ -1018,7 +1020,7 @@ def _run_tail(options: "TailOptions", chosen: str, record: Path | None, quiet: b
         assert task is not None
         with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals here
             asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupt, task)
-        async with contextlib.aclosing(follow(options, hooks)) as batches:
+        async with contextlib.aclosing(reconnecting_stream(options, hooks)) as batches:
             async for batch in batches:
                 if batch:
                     arrived = now()  # the events of a chunk arrived together

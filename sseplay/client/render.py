@@ -10,14 +10,13 @@ import json
 import re
 import sys
 from datetime import UTC, datetime
-from typing import IO, Any, Literal, Protocol
+from typing import IO, Any, Protocol
 
+from sseplay.client.defaults import FORMATS as FORMATS  # re-exported: the choices moved
+from sseplay.client.defaults import Format as Format
 from sseplay.model import Event, visible
 from sseplay.recording import Recorder as Recorder  # re-exported: the writer moved
 from sseplay.recording import json_line
-
-Format = Literal["pretty", "json", "raw", "data"]
-FORMATS: tuple[Format, ...] = ("pretty", "json", "raw", "data")
 
 
 def timestamp(moment: datetime) -> str:
