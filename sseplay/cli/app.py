@@ -18,6 +18,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from sseplay import __version__
+from sseplay.cli.shared import Interrupted
 from sseplay.cli.startup import plain_arguments, plain_conversions
 from sseplay.errors import ExitCode, SseplayError
 
@@ -118,6 +119,10 @@ def main(args: Sequence[str] | None = None) -> None:
         raise SystemExit(int(ExitCode.USAGE)) from None
     except SseplayError as error:  # what a command, or a callback, raises
         fail(error)
+    except Interrupted as stopped:  # a command's own Ctrl-C handling, with its words
+        if stopped.said:
+            sys.stderr.write(f"sseplay: {stopped.said}\n")
+        raise SystemExit(int(ExitCode.INTERRUPTED)) from None
     except (typer.Abort, KeyboardInterrupt):  # Ctrl-C, caught by click first or not
         sys.stderr.write("sseplay: interrupted\n")
         raise SystemExit(int(ExitCode.INTERRUPTED)) from None

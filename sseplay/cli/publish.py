@@ -6,7 +6,6 @@ time (see ``startup.py``). Redis and the publisher are imported only when the co
 """
 
 import logging
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,6 +17,7 @@ from sseplay.cli.shared import (
     EventFieldOption,
     EventTypeOption,
     IdFieldOption,
+    Interrupted,
     LoopOption,
     MaxGapOption,
     QuietOption,
@@ -28,7 +28,6 @@ from sseplay.cli.shared import (
     sigterm_interrupts,
 )
 from sseplay.config import DEFAULT_INTERVAL, FieldMapping, StreamOptions, Timing
-from sseplay.errors import ExitCode
 
 SHORT_HELP = "Play an event file into a Redis stream (XADD)."
 
@@ -119,8 +118,7 @@ def run_publish(file: str, options: StreamOptions, publish_options: Any) -> None
                     location = spools.prepare(file, label)
                     event_file = load_event_file(label, location, options.mapping)
         except KeyboardInterrupt:
-            sys.stderr.write("sseplay: interrupted during the start-up check; nothing was sent\n")
-            raise SystemExit(int(ExitCode.INTERRUPTED)) from None
+            raise Interrupted("interrupted during the start-up check; nothing was sent") from None
         publisher = Publisher(event_file, options, publish_options)
         log = logging.getLogger("sseplay.publish")
 
@@ -137,5 +135,5 @@ def run_publish(file: str, options: StreamOptions, publish_options: Any) -> None
                 sent = asyncio.run(run())
         except KeyboardInterrupt:
             log.info("stopped after %d events", publisher.published)
-            raise SystemExit(int(ExitCode.INTERRUPTED)) from None
+            raise Interrupted(said=None) from None  # the log line says it
         log.info("published %d events to %s", sent, publish_options.target.shown)

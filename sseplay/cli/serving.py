@@ -8,15 +8,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sseplay.cli.shared import STDIN_NAME, sigterm_interrupts
+from sseplay.cli.shared import STDIN_NAME, Interrupted, sigterm_interrupts
 from sseplay.config import ServerConfig, StreamOptions, is_url, route_problem
-from sseplay.errors import ExitCode, UsageError
+from sseplay.errors import UsageError
 
 
 def is_url_argument(argument: str) -> bool:
@@ -149,8 +148,7 @@ def run_serve(
                 )
                 streams[route] = Stream(event_file, options)
     except KeyboardInterrupt:
-        sys.stderr.write("sseplay: interrupted during the start-up check; nothing was served\n")
-        raise SystemExit(int(ExitCode.INTERRUPTED)) from None
+        raise Interrupted("interrupted during the start-up check; nothing was served") from None
 
     def announce(urls: list[str], first_route: str) -> None:
         for url in urls:

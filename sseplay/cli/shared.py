@@ -1,5 +1,5 @@
-"""What ``serve`` and ``publish`` share: the flags that shape a replay, standard input's
-name, logging, and SIGTERM during the start-up check.
+"""What the commands share: the flags that shape a replay (``serve``, ``publish``), standard
+input's name, logging, SIGTERM during the start-up check, and ``Interrupted``.
 
 No ``from __future__ import annotations`` here: the flags below are the commands'
 annotations, which Typer reads at run time (see ``startup.py``).
@@ -16,6 +16,15 @@ import typer
 
 # The file argument that means standard input.
 STDIN_NAME = "-"
+
+
+class Interrupted(Exception):
+    """Ctrl-C (or SIGTERM during a start-up check) stopped a command: ``app.main`` writes
+    ``sseplay: SAID`` on stderr, when there is something to say, and exits 130."""
+
+    def __init__(self, said: str | None = "interrupted") -> None:
+        super().__init__(said)
+        self.said = said
 
 
 def setup_logging(quiet: bool, verbose: bool) -> None:

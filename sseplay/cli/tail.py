@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
+from sseplay.cli.shared import Interrupted
 from sseplay.cli.startup import skip_imports_tail_never_uses
-from sseplay.errors import ExitCode, UsageError
+from sseplay.errors import UsageError
 
 if TYPE_CHECKING:
     from sseplay.client.client import TailOptions
@@ -306,8 +307,7 @@ def _run_tail(options: "TailOptions", chosen: str, record: Path | None, quiet: b
         _silence_stdout()
         raise OutputFailed(f"cannot write the output: {error.strerror or error}") from None
     except KeyboardInterrupt:
-        sys.stderr.write("sseplay: interrupted\n")
-        raise SystemExit(int(ExitCode.INTERRUPTED)) from None
+        raise Interrupted from None
     finally:
         if recorder is not None:
             recorder.close()
