@@ -24,7 +24,7 @@ Two more use only Typer's public API and live in ``app.py``: the app is built wi
 command asked for (Typer reads the signature of every command it builds), and a command's
 module is imported only when that command runs or the help lists them all.
 
-The modules that declare commands (``serve``, ``tail``, ``publish``, ``shared``) do not use
+The modules that declare commands (``app``, ``serve``, ``tail``, ``publish``, ``shared``) do not use
 ``from __future__ import annotations``: Typer reads the commands' annotations at run time,
 and as strings it would compile each of them at every launch (about 13 ms of CPU for
 ``serve``); as objects they are built from the module's cached bytecode.
