@@ -303,7 +303,7 @@ def test_the_server_stack_imports_with_no_collection_no_validator_and_only_what_
     program = """
 import gc
 from pydantic import BaseModel
-from sseplay.cli.process import server_stack_importing
+from sseplay.cli.startup import server_stack_importing
 started = []
 gc.callbacks.append(lambda phase, info: started.append(info) if phase == "start" else None)
 with server_stack_importing():

@@ -138,13 +138,14 @@ def test_a_server_keeps_the_copy_its_stream_reads_back(
 # Ctrl-C inside the tail command before its own handler is in place (it imports httpx).
 _INTERRUPTED_BEFORE_THE_TAIL = """
 import os, signal, sys
-import sseplay.cli.app as cli
-run_tail = cli._run_tail
+import sseplay.cli.tail as tail_command
+from sseplay.cli import main
+run_tail = tail_command._run_tail
 def interrupted_first(*args):
     os.kill(os.getpid(), signal.SIGINT)
     return run_tail(*args)
-cli._run_tail = interrupted_first
-cli.main(sys.argv[1:])
+tail_command._run_tail = interrupted_first
+main(sys.argv[1:])
 """
 
 

@@ -7,10 +7,8 @@ thousands of long-lived connections.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import logging
-from collections.abc import Iterator
 
 logger = logging.getLogger("sseplay.server")
 
@@ -24,54 +22,6 @@ logger = logging.getLogger("sseplay.server")
 # of those. Measured with gc.callbacks at 7,000 clients joining in 2 s: the longest
 # stall went from 61 ms to 8 ms, drift p99 from 36-41 ms to 6-8 ms.
 GC_THRESHOLDS = (50_000, 100, 10)
-
-
-@contextlib.contextmanager
-def server_stack_importing() -> Iterator[None]:
-    """Import the server stack (FastAPI, pydantic, uvicorn) without the work ``serve`` never
-    needs, measured at launch (issue 12 item 7, ``benchmarks/launch_ab.py``):
-
-    - No collection: FastAPI and pydantic build some 80,000 tracked objects that live as
-      long as the process, and the full collection their growth triggers walks them all
-      (about 30 ms, for nothing: the imports leave no garbage cycles worth it). They are
-      frozen as the pause ends, or the next young collection would walk them all instead.
-    - No pydantic validators built at import: FastAPI defines some 40 models at import, its
-      OpenAPI document's among them, and pydantic builds each one's validator and
-      serializer as the class is created (about 110 ms of CPU). ``serve`` has no OpenAPI
-      document and validates no request body, so those models are left to pydantic's
-      documented ``defer_build``: a model is built on its first validation, if it ever
-      has one. The setting goes on ``BaseModel``'s configuration, which every model
-      defined meanwhile inherits, and comes off as the import ends.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        with _pydantic_builds_deferred():
-            yield
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
-
-
-@contextlib.contextmanager
-def _pydantic_builds_deferred() -> Iterator[None]:
-    from pydantic import BaseModel
-
-    inherited = getattr(BaseModel, "model_config", None)
-    if not isinstance(inherited, dict):  # pydantic 1, which older FastAPI releases allow
-        yield
-        return
-    had_setting = "defer_build" in inherited
-    before = inherited.get("defer_build", False)
-    inherited["defer_build"] = True
-    try:
-        yield
-    finally:
-        if had_setting:
-            inherited["defer_build"] = before
-        else:
-            del inherited["defer_build"]
 
 
 def tune_collector() -> None:

@@ -1,0 +1,287 @@
+"""``sseplay serve``: its flags, read into ``StreamOptions`` and ``ServerConfig`` and checked
+before anything is read or opened; ``serving.py`` does the rest.
+
+No ``from __future__ import annotations``: Typer reads this command's annotations at run
+time (see ``startup.py``).
+"""
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sseplay.cli.serving import is_url_argument, routes_of, run_serve, url_file_written
+from sseplay.cli.shared import (
+    STDIN_NAME,
+    DataFieldOption,
+    EventFieldOption,
+    EventTypeOption,
+    IdFieldOption,
+    LoopOption,
+    MaxGapOption,
+    QuietOption,
+    SpeedOption,
+    TimeFieldOption,
+    VerboseOption,
+    setup_logging,
+)
+from sseplay.config import (
+    DEFAULT_INTERVAL,
+    DEFAULT_PING,
+    DEFAULT_ROUTE,
+    DEFAULT_SEND_TIMEOUT,
+    FieldMapping,
+    ServerConfig,
+    StreamOptions,
+    Timing,
+    check_route,
+)
+from sseplay.epoch import parse_epoch
+from sseplay.errors import UsageError
+
+SHORT_HELP = "Replay event files as SSE streams."
+
+
+def serve(
+    files: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="FILE...",  # any number of them
+            help="Event files (JSON array or JSON Lines, .gz too; - for stdin), or Redis "
+            "streams served live: redis://HOST:PORT/DB?stream=KEY (the timing and mapping "
+            "flags apply to files only). ROUTE=FILE serves FILE at /ROUTE.",
+            show_default=False,
+        ),
+    ],
+    route: Annotated[
+        str, typer.Option(metavar="ROUTE", help="Route of a single file.")
+    ] = DEFAULT_ROUTE,
+    interval: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Seconds between events; 0 = as fast as the client reads. "
+            f"[default: {DEFAULT_INTERVAL:g}]",
+        ),
+    ] = None,
+    time_field: TimeFieldOption = None,
+    speed: SpeedOption = 1.0,
+    max_gap: MaxGapOption = None,
+    loop: LoopOption = False,
+    data_field: DataFieldOption = None,
+    event_field: EventFieldOption = None,
+    event_type: EventTypeOption = None,
+    id_field: IdFieldOption = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="Then serve every record appended to the file (or arriving on - stdin) as "
+            "it is written, to every client; JSON Lines only.",
+        ),
+    ] = False,
+    from_end: Annotated[
+        bool,
+        typer.Option(
+            "--from-end",
+            help="With --follow: clients without Last-Event-ID start at the live edge.",
+        ),
+    ] = False,
+    broadcast: Annotated[
+        bool,
+        typer.Option("--broadcast", help="One shared timeline from server start for all clients."),
+    ] = False,
+    epoch: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TIME",
+            help="When the --broadcast timeline starts (ISO-8601 or Unix seconds): "
+            "hosts with the same file and TIME serve the same stream.",
+        ),
+    ] = None,
+    retry: Annotated[
+        int | None,
+        typer.Option(metavar="MS", help="Send retry: MS, the browser's reconnection delay."),
+    ] = None,
+    ping: Annotated[
+        float,
+        typer.Option(metavar="SECONDS", help="Seconds between heartbeat comments; 0 = off."),
+    ] = DEFAULT_PING,
+    host: Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port; 0 = any free port.")] = 8000,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N", help="Serve the port from N processes; 0 = one per CPU. [default: 1]"
+        ),
+    ] = None,
+    cors: Annotated[
+        list[str] | None,
+        typer.Option(metavar="ORIGIN", help="Allowed origin (repeatable). [default: any origin]"),
+    ] = None,
+    once: Annotated[
+        bool,
+        typer.Option("--once", help="Exit 0 once the first client has received the whole replay."),
+    ] = False,
+    send_timeout: Annotated[
+        float,
+        typer.Option(
+            metavar="SECONDS", help="Cut off a client that takes no data for this many seconds."
+        ),
+    ] = DEFAULT_SEND_TIMEOUT,
+    url_file: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Write the URLs to FILE once the server accepts connections; "
+            "removed when it stops.",
+        ),
+    ] = None,
+    certfile: Annotated[
+        str | None, typer.Option(metavar="FILE", help="Serve HTTPS with this PEM certificate.")
+    ] = None,
+    keyfile: Annotated[
+        str | None, typer.Option(metavar="FILE", help="The private key of --certfile (PEM).")
+    ] = None,
+    self_signed: Annotated[
+        bool,
+        typer.Option(
+            "--self-signed", help="Serve HTTPS with a throwaway certificate for localhost."
+        ),
+    ] = False,
+    http2: Annotated[
+        bool,
+        typer.Option("--http2", help="Serve HTTP/2 too, with TLS (uvicorn's, experimental)."),
+    ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SECRET",
+            envvar="SSEPLAY_TOKEN",
+            help="Require it: 'Authorization: Bearer SECRET' or ?token=SECRET.",
+        ),
+    ] = None,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NAME", help="Answer requests for this Host too (repeatable; * = any)."
+        ),
+    ] = None,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="SPEC",
+            help="Make streams fail at exact events (repeatable): KIND[:KEY=VALUE,...], like "
+            "drop:after=5,conn=1. Kinds: status, refuse, hang, drop, reset, cut, stall, delay, "
+            "slice, duplicate, skip, malformed; selectors: conn=, times=, p=.",
+            show_default=False,
+        ),
+    ] = None,
+    fault_header: Annotated[
+        bool,
+        typer.Option(
+            "--fault-header",
+            help="Let a request name its own faults (Sseplay-Fault: SPEC, or ?fault=SPEC).",
+        ),
+    ] = False,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            metavar="N", help="Seed of the p= draws of --fault. [default: a new one, logged]"
+        ),
+    ] = None,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Replay event files as SSE streams; prints each stream's URL when ready."""
+    options = StreamOptions(
+        FieldMapping(data_field, event_field, id_field, event_type, time_field),
+        Timing(interval=interval, speed=speed, max_gap=max_gap, loop=loop),
+        retry,
+        follow,
+        from_end,
+    )
+    if follow and workers is not None:
+        raise UsageError("--follow reads its input in one process: drop --workers")
+    config = ServerConfig(
+        host=host,
+        port=port,
+        broadcast=broadcast,
+        ping=ping,
+        cors=tuple(cors) if cors else None,
+        send_timeout=send_timeout,
+        once=once,
+        certfile=certfile,
+        keyfile=keyfile,
+        self_signed=self_signed,
+        http2=http2,
+        token=token,
+        allowed_hosts=tuple(allowed_host or ()),
+        epoch=None if epoch is None else parse_epoch(epoch),
+        workers=workers,
+        faults=_faults(fault),
+        fault_header=fault_header,
+        seed=seed,
+    )
+    if files.count(STDIN_NAME) > 1:
+        raise UsageError("standard input (-) can be read only once")
+    routes = routes_of(files, check_route("/" + route.strip("/")))
+    _check_urls(routes, config)
+    _check_file_flags(
+        routes,
+        {
+            "--interval": interval is not None,
+            "--time-field": time_field is not None,
+            "--speed": speed != 1.0,
+            "--max-gap": max_gap is not None,
+            "--loop": loop,
+            "--data-field": data_field is not None,
+            "--event-field": event_field is not None,
+            "--event-type": event_type is not None,
+            "--id-field": id_field is not None,
+            "--follow": follow,
+            "--from-end": from_end,
+            "--broadcast": broadcast,
+            "--epoch": epoch is not None,
+        },
+    )
+    setup_logging(quiet, verbose)
+    with url_file_written(url_file) as write_urls:
+        run_serve(routes, options, config, write_urls)
+
+
+def _faults(texts: list[str] | None) -> tuple[Any, ...]:
+    """The --fault specs; fault injection is imported only when some are given."""
+    if not texts:
+        return ()
+    from sseplay.faults.spec import parse_faults
+
+    return parse_faults(texts)
+
+
+def _check_urls(routes: dict[str, str], config: ServerConfig) -> None:
+    """Every ``scheme://`` source is a valid redis:// URL (one usage line otherwise)."""
+    urls = [path for path in routes.values() if is_url_argument(path)]
+    if not urls:
+        return
+    from sseplay.sources.redis_reader import RedisTarget, check_redis_route
+
+    for url in urls:
+        RedisTarget.parse(url)
+    check_redis_route(config)
+
+
+def _check_file_flags(routes: dict[str, str], given: dict[str, bool]) -> None:
+    """A flag that shapes the replay of a file, given when every source is a redis:// stream:
+    it would silently do nothing (a Redis entry goes out as it is read, with its own type
+    and id), so it is a usage error. Beside files it applies to the files."""
+    if not routes or not all(is_url_argument(path) for path in routes.values()):
+        return
+    flags = [flag for flag, used in given.items() if used]
+    if flags:
+        raise UsageError(
+            f"{flags[0]} applies to files only: a redis:// stream sends each entry as it is "
+            f"read, with its own type and id; drop {flags[0]}"
+        )

@@ -1,0 +1,180 @@
+"""What ``sseplay serve`` does once its flags are read: routes from the file arguments, every
+source checked (files read, Redis connected) before a port opens, then serving until Ctrl-C,
+SIGTERM or ``--once``; ``--url-file`` written once the server is ready.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sseplay.cli.shared import STDIN_NAME, Interrupted, sigterm_interrupts
+from sseplay.config import ServerConfig, StreamOptions, is_url, route_problem
+from sseplay.errors import UsageError
+
+
+def is_url_argument(argument: str) -> bool:
+    """``scheme://...``: a source that is not a file (redis://), unless a file has that name."""
+    return is_url(argument) and not _names_a_file(argument)
+
+
+def _names_a_file(argument: str) -> bool:
+    """Whether ``argument`` is an existing path (a file may have ``=`` in its name); a path
+    that cannot even be looked at (no search permission, a name too long) is not one."""
+    try:
+        return Path(argument).exists()
+    except OSError:
+        return False
+
+
+def routes_of(files: Sequence[str], default_route: str) -> dict[str, str]:
+    """Route -> file argument. ``ROUTE=FILE`` names the route; a lone unnamed file gets
+    ``--route``, and each of several gets its file name's stem."""
+    routes: dict[str, str] = {}
+    for index, argument in enumerate(files):
+        name, equals, path = argument.partition("=")
+        url = is_url_argument(argument)  # redis://...?stream=KEY has an = of its own
+        if equals and not url and not _names_a_file(argument) and (route := "/" + name.strip("/")):
+            if problem := route_problem(route):
+                raise UsageError(f"{argument}: {problem}")
+        elif len(files) == 1:
+            route, path = default_route, argument
+        else:
+            stem = "stdin" if argument == STDIN_NAME else Path(argument).name.split(".")[0]
+            if url:  # a Redis stream: its key names the route
+                from sseplay.sources.redis_reader import RedisTarget
+
+                stem = RedisTarget.parse(argument).stream
+            route, path = "/" + (stem or f"stream{index + 1}"), argument
+            if problem := route_problem(route):
+                raise UsageError(
+                    f"{argument}: its name gives the route {route!r}, which cannot be served: "
+                    f"name the route with ROUTE={argument}"
+                )
+        if route in routes:
+            raise UsageError(f"two files would be served at {route}: name them with ROUTE=FILE")
+        routes[route] = path
+    return routes
+
+
+@contextmanager
+def url_file_written(path: Path | None) -> Iterator[Any]:
+    """``--url-file``: the URLs are written there once the server accepts connections
+    (whole, by a rename, so a script that polls for the file never reads half of it),
+    and the file is removed when the server stops, so a stale one never says "ready"."""
+    if path is None:
+        yield lambda urls: None
+        return
+    path.unlink(missing_ok=True)
+
+    def write(urls: list[str]) -> None:
+        partial = path.with_name(path.name + ".partial")
+        try:
+            partial.write_text("".join(url + "\n" for url in urls), encoding="utf-8")
+            os.replace(partial, path)
+        except OSError as error:
+            logging.getLogger("sseplay.server").error(
+                "--url-file %s: cannot write it: %s", path, error.strerror
+            )
+
+    try:
+        yield write
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _redis_streams(routes: dict[str, str], options: StreamOptions) -> dict[str, Any]:
+    """The redis:// sources, connected once (exit 4 when Redis cannot be reached)."""
+    sources = {route: path for route, path in routes.items() if is_url_argument(path)}
+    if not sources:
+        return {}
+    import asyncio
+
+    from sseplay.sources.redis_feed import RedisStream
+    from sseplay.sources.redis_reader import redis_asyncio
+
+    redis_asyncio()  # a missing package is one line that says how to install it
+    streams = {route: RedisStream(url, retry=options.retry) for route, url in sources.items()}
+
+    async def check() -> None:
+        for stream in streams.values():
+            await stream.check()
+
+    asyncio.run(check())
+    return streams
+
+
+def run_serve(
+    routes: dict[str, str], options: StreamOptions, config: ServerConfig, write_urls: Any
+) -> None:
+    """Check every file, then serve them until Ctrl-C, SIGTERM or ``--once``."""
+    from sseplay.cli.process import raise_open_file_limit, tune_collector
+    from sseplay.cli.progress import StartupProgress
+    from sseplay.cli.startup import server_stack_importing
+
+    with server_stack_importing():
+        from sseplay.server import Server
+    from sseplay.eventfile import load_event_file
+    from sseplay.spool import Spools
+    from sseplay.stream import Stream
+
+    streams: dict[str, Any] = {}
+    # Standard input, pipes, devices and .gz files are served from a copy in a temporary
+    # directory, removed on every way out: when ``spools`` goes (after serving, or at exit).
+    spools = Spools()
+    try:
+        with sigterm_interrupts(), StartupProgress() as progress:
+            # Connecting to Redis is start-up work too: Ctrl-C or SIGTERM meanwhile is an
+            # interrupt, said in one line.
+            streams.update(_redis_streams(routes, options))
+            for route, file in routes.items():
+                if route in streams:  # a redis:// stream, already connected
+                    continue
+                label = "<stdin>" if file == STDIN_NAME else file
+                if options.follow:
+                    streams[route] = Stream.followed(file, label, options)
+                    continue
+                location = spools.prepare(file, label, progress.reporter(f"reading {label}"))
+                event_file = load_event_file(
+                    label,
+                    location,
+                    options.mapping,
+                    on_progress=progress.reporter(f"checking {label}"),
+                )
+                streams[route] = Stream(event_file, options)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted during the start-up check; nothing was served") from None
+
+    def announce(urls: list[str], first_route: str) -> None:
+        for url in urls:
+            print(url, flush=True)
+        write_urls(urls)
+        viewer = urls[0][: -len(first_route)] + "/"
+        logging.getLogger("sseplay.server").info("live viewer: %s", viewer)
+
+    streams = {route: streams[route] for route in routes}  # in the order given
+    raise_open_file_limit()
+    tune_collector()
+    if config.workers is not None:
+        from sseplay.workers import serve_with_workers
+
+        serve_with_workers(streams, config, announce)
+        return
+    server = Server(streams, config=config)
+
+    def ready() -> None:
+        announce(server.urls, server.all_routes[0].route)
+
+    # uvicorn re-raises the signal that stopped it once it is done; with these
+    # handlers in place that is a no-op instead of a KeyboardInterrupt traceback.
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(ready)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

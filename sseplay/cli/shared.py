@@ -1,0 +1,87 @@
+"""What the commands share: the flags that shape a replay (``serve``, ``publish``), standard
+input's name, logging, SIGTERM during the start-up check, and ``Interrupted``.
+
+No ``from __future__ import annotations`` here: the flags below are the commands'
+annotations, which Typer reads at run time (see ``startup.py``).
+"""
+
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+
+# The file argument that means standard input.
+STDIN_NAME = "-"
+
+
+class Interrupted(Exception):
+    """Ctrl-C (or SIGTERM during a start-up check) stopped a command: ``app.main`` writes
+    ``sseplay: SAID`` on stderr, when there is something to say, and exits 130."""
+
+    def __init__(self, said: str | None = "interrupted") -> None:
+        super().__init__(said)
+        self.said = said
+
+
+def setup_logging(quiet: bool, verbose: bool) -> None:
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # uvicorn's own start-up chatter is noise for a replay tool; keep its warnings.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "sse_starlette"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM during the start-up check stops it like Ctrl-C does, so that a check that
+    takes a while is stopped cleanly (temporary files removed) and not killed."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# Flags that `serve` and `publish` share: declared once, each a type alias the two
+# commands' parameters use, so their names, help and defaults cannot drift apart.
+TimeFieldOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="FIELD",
+        help="Field with each record's time: seconds, 00:05, 01:02:03 or ISO-8601.",
+    ),
+]
+SpeedOption = Annotated[float, typer.Option(metavar="FACTOR", help="Play this many times faster.")]
+MaxGapOption = Annotated[
+    float | None,
+    typer.Option(metavar="SECONDS", help="Cap every pause at this many seconds (after --speed)."),
+]
+LoopOption = Annotated[bool, typer.Option("--loop", help="Play forever; ids stay unique.")]
+DataFieldOption = Annotated[
+    str | None,
+    typer.Option(metavar="FIELD", help="Field (dotted path) sent as the data."),
+]
+EventFieldOption = Annotated[
+    str | None, typer.Option(metavar="FIELD", help="Field with the event type.")
+]
+EventTypeOption = Annotated[
+    str | None, typer.Option(metavar="TYPE", help="One event type for all.")
+]
+IdFieldOption = Annotated[
+    str | None,
+    typer.Option(metavar="FIELD", help="Field with the id. [default: position 1, 2, 3...]"),
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings.")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log everything.")]

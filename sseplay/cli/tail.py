@@ -1,0 +1,315 @@
+"""``sseplay tail``: its flags, read into ``TailOptions``, and the run that shows the stream
+(or records it, or checks it) until it ends, Ctrl-C, or the reader of stdout goes away.
+
+No ``from __future__ import annotations``: Typer reads this command's annotations at run
+time (see ``startup.py``). The client is imported only when the command runs.
+"""
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, cast
+
+import typer
+
+from sseplay.cli.shared import Interrupted
+from sseplay.cli.startup import skip_imports_tail_never_uses
+from sseplay.errors import UsageError
+
+if TYPE_CHECKING:
+    from sseplay.client.options import TailOptions
+
+SHORT_HELP = "Show an SSE stream as it arrives; an assertion for CI."
+
+
+def _request_body(data: str | None) -> bytes | None:
+    if data is None or not data.startswith("@"):
+        return None if data is None else data.encode()
+    try:
+        return Path(data[1:]).read_bytes()
+    except OSError as error:
+        raise UsageError(f"-d {data}: cannot read the file: {error.strerror}") from None
+
+
+def _output_format(output: str | None, data_only: bool) -> str:
+    chosen = "data" if data_only else output or ("pretty" if sys.stdout.isatty() else "json")
+    if chosen not in ("pretty", "json", "raw", "data"):
+        raise UsageError(f"--format must be pretty, json or raw, not {output!r}")
+    return chosen
+
+
+def tail(
+    url: Annotated[
+        str,
+        typer.Argument(
+            metavar="URL",
+            help="The stream, e.g. http://127.0.0.1:8000/events (http:// when no scheme).",
+        ),
+    ],
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            metavar="FORMAT",
+            help="pretty, json or raw. [default: pretty on a terminal, json when piped]",
+        ),
+    ] = None,
+    data_only: Annotated[
+        bool, typer.Option("--data-only", help="Print only each event's data.")
+    ] = False,
+    method: Annotated[
+        str, typer.Option("--method", "-X", metavar="METHOD", help="HTTP method.")
+    ] = "GET",
+    data: Annotated[
+        str | None,
+        typer.Option("--data", "-d", metavar="BODY", help="Request body: text, or @FILE."),
+    ] = None,
+    content_type: Annotated[
+        str, typer.Option(metavar="TYPE", help="Content-Type of --data.")
+    ] = "application/json",
+    header: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--header", "-H", metavar="'NAME: VALUE'", help="A request header (repeatable)."
+        ),
+    ] = None,
+    last_event_id: Annotated[
+        str | None,
+        typer.Option(metavar="ID", help="Start after this id (sent as Last-Event-ID)."),
+    ] = None,
+    event: Annotated[
+        list[str] | None,
+        typer.Option("--event", "-e", metavar="TYPE", help="Show only this type (repeatable)."),
+    ] = None,
+    count: Annotated[
+        int | None, typer.Option(metavar="N", help="Exit 0 after this many events.")
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(metavar="REGEX", help="Exit 0 when an event's data matches this regex."),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(metavar="SECONDS", help="Give up after this long in all.")
+    ] = None,
+    idle_timeout: Annotated[
+        float | None,
+        typer.Option(metavar="SECONDS", help="Give up after this long without a byte."),
+    ] = None,
+    connect_timeout: Annotated[
+        float,
+        typer.Option(metavar="SECONDS", help="Time to connect and get the response headers."),
+    ] = 10.0,
+    no_reconnect: Annotated[
+        bool,
+        typer.Option(
+            "--no-reconnect", help="Exit when the stream ends or drops, instead of reconnecting."
+        ),
+    ] = False,
+    max_retries: Annotated[
+        int | None,
+        typer.Option(metavar="N", help="Give up after this many reconnections. [default: never]"),
+    ] = None,
+    record: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="Write every event to FILE for 'sseplay serve FILE'."),
+    ] = None,
+    max_event_size: Annotated[
+        int,
+        typer.Option(metavar="N", help="Fail on an event larger than this many characters."),
+    ] = 16 << 20,
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Do not verify TLS certificates.")
+    ] = False,
+    cacert: Annotated[
+        str | None,
+        typer.Option(metavar="FILE", help="Trust the CA certificates in this PEM file too."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SECRET",
+            envvar="SSEPLAY_TOKEN",
+            help="Send 'Authorization: Bearer SECRET'.",
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No status lines on stderr.")
+    ] = False,
+    expect: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Exit 9 at the first event that differs from FILE (a --record recording, "
+            "or events as --format json prints them); exit 0 once all have come.",
+        ),
+    ] = None,
+    ignore: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="FIELD",
+            help="Leave this field of the data (a dotted path: created, choices.*.delta.id) "
+            "out of --expect (repeatable).",
+        ),
+    ] = None,
+    ignore_id: Annotated[
+        bool, typer.Option("--ignore-id", help="Leave event ids out of --expect.")
+    ] = False,
+    exact: Annotated[
+        bool,
+        typer.Option(
+            "--exact", help="With --expect: an event after the expected ones is a mismatch."
+        ),
+    ] = False,
+    schema: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="[TYPE=]FILE",
+            help="Exit 10 at the first event whose data breaks this JSON Schema "
+            "(TYPE=FILE: for that event type only; repeatable).",
+        ),
+    ] = None,
+    stats: Annotated[
+        bool,
+        typer.Option(
+            "--stats",
+            help="At the end, print one JSON object of figures on stderr (events, bytes, "
+            "reconnects, latencies).",
+        ),
+    ] = False,
+    stats_file: Annotated[
+        Path | None,
+        typer.Option(metavar="FILE", help="Write the --stats object to FILE instead."),
+    ] = None,
+    wait: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Retry a refused (or 502/503/504) first connection for up to this long.",
+        ),
+    ] = None,
+) -> None:
+    """Show an SSE stream as it arrives; exit codes make it an assertion for CI."""
+    skip_imports_tail_never_uses()
+    from sseplay.client.options import TailOptions
+
+    options = TailOptions(
+        url=url,
+        method=method,
+        headers=header or (),
+        body=_request_body(data),
+        content_type=content_type,
+        last_event_id=last_event_id,
+        event_types=event or (),
+        count=count,
+        until=until,
+        timeout=timeout,
+        idle_timeout=idle_timeout,
+        connect_timeout=connect_timeout,
+        reconnect=not no_reconnect,
+        max_retries=max_retries,
+        max_event_size=max_event_size,
+        verify=not insecure,
+        cacert=cacert,
+        token=token,
+        expect=expect,
+        ignore=ignore or (),
+        ignore_id=ignore_id,
+        exact=exact,
+        schema=schema or None,
+        stats=stats_file if stats_file is not None else stats,
+        wait=wait,
+    )
+    _run_tail(options, _output_format(output, data_only), record, quiet)
+
+
+def _silence_stdout() -> None:
+    """After stdout failed: what is still buffered must not fail again at exit (which
+    prints a second error and makes the exit code 120)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _run_tail(options: "TailOptions", chosen: str, record: Path | None, quiet: bool) -> None:
+    """Follow the stream with ``options``, showing it in format ``chosen``."""
+    import asyncio
+    import contextlib
+    import time
+
+    from sseplay.client.hooks import Hooks
+    from sseplay.client.options import redact_url
+    from sseplay.client.reconnect import reconnecting_stream
+    from sseplay.client.render import Format, make_renderer, now
+    from sseplay.errors import OutputFailed
+    from sseplay.model import visible
+    from sseplay.recording import Recorder
+
+    renderer = make_renderer(cast(Format, chosen))
+
+    def on_status(text: str) -> None:
+        if not quiet:
+            sys.stderr.write(f"sseplay: {visible(text)}\n")
+            sys.stderr.flush()
+
+    def show_raw(chunk: bytes) -> None:
+        renderer.raw(chunk)
+
+    recorder = None
+    if record is not None:
+        recorder = Recorder(record, redact_url(options.url), time.monotonic())
+    hooks = (
+        Hooks(show_raw, on_status, recorder.event)
+        if recorder is not None
+        else Hooks(show_raw, on_status)
+    )
+
+    interrupted = False
+
+    def interrupt(task: asyncio.Task[None]) -> None:
+        """Ctrl-C: cancel the tail, and again every 50 ms until it is gone, because a
+        cancellation that meets an I/O wait ending at the same moment can be lost on the
+        way up (asyncio.timeout and wait_for in 3.11, anyio's scopes in httpcore)."""
+        nonlocal interrupted
+        interrupted = True
+        if not task.done():
+            task.cancel()
+            asyncio.get_running_loop().call_later(0.05, interrupt, task)
+
+    async def run() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals here
+            asyncio.get_running_loop().add_signal_handler(signal.SIGINT, interrupt, task)
+        async with contextlib.aclosing(reconnecting_stream(options, hooks)) as batches:
+            async for batch in batches:
+                if batch:
+                    arrived = now()  # the events of a chunk arrived together
+                    for item in batch:
+                        renderer.event(item, arrived)
+                renderer.flush()
+                if recorder is not None:
+                    recorder.flush()
+        if recorder is not None:
+            recorder.flush()
+
+    try:
+        try:
+            asyncio.run(run())
+        except asyncio.CancelledError:
+            if not interrupted:
+                raise
+        if interrupted:
+            raise KeyboardInterrupt
+    except BrokenPipeError:
+        # The reader has all it wanted (`sseplay tail URL | head -3`): a success.
+        _silence_stdout()
+    except OSError as error:  # stdout on a full disk, or otherwise unwritable
+        _silence_stdout()
+        raise OutputFailed(f"cannot write the output: {error.strerror or error}") from None
+    except KeyboardInterrupt:
+        raise Interrupted from None
+    finally:
+        if recorder is not None:
+            recorder.close()
