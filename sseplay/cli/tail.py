@@ -9,12 +9,23 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from sseplay.cli.shared import Interrupted
 from sseplay.cli.startup import skip_imports_tail_never_uses
+from sseplay.client.defaults import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_CONTENT_TYPE,
+    DEFAULT_MAX_EVENT_SIZE,
+    DEFAULT_METHOD,
+    FORMAT_FLAG_CHOICES,
+    FORMATS,
+    PIPED_FORMAT,
+    TERMINAL_FORMAT,
+    Format,
+)
 from sseplay.errors import UsageError
 
 if TYPE_CHECKING:
@@ -32,10 +43,15 @@ def _request_body(data: str | None) -> bytes | None:
         raise UsageError(f"-d {data}: cannot read the file: {error.strerror}") from None
 
 
-def _output_format(output: str | None, data_only: bool) -> str:
-    chosen = "data" if data_only else output or ("pretty" if sys.stdout.isatty() else "json")
-    if chosen not in ("pretty", "json", "raw", "data"):
-        raise UsageError(f"--format must be pretty, json or raw, not {output!r}")
+# "pretty, json or raw", for the help and the usage error.
+_CHOICES_TEXT = ", ".join(FORMAT_FLAG_CHOICES[:-1]) + f" or {FORMAT_FLAG_CHOICES[-1]}"
+
+
+def _output_format(output: str | None, data_only: bool) -> Format:
+    default = TERMINAL_FORMAT if sys.stdout.isatty() else PIPED_FORMAT
+    chosen = "data" if data_only else output or default
+    if chosen not in FORMATS:
+        raise UsageError(f"--format must be {_CHOICES_TEXT}, not {output!r}")
     return chosen
 
 
@@ -53,7 +69,8 @@ def tail(
             "--format",
             "-f",
             metavar="FORMAT",
-            help="pretty, json or raw. [default: pretty on a terminal, json when piped]",
+            help=f"{_CHOICES_TEXT}. [default: {TERMINAL_FORMAT} on a terminal,"
+            f" {PIPED_FORMAT} when piped]",
         ),
     ] = None,
     data_only: Annotated[
@@ -61,14 +78,14 @@ def tail(
     ] = False,
     method: Annotated[
         str, typer.Option("--method", "-X", metavar="METHOD", help="HTTP method.")
-    ] = "GET",
+    ] = DEFAULT_METHOD,
     data: Annotated[
         str | None,
         typer.Option("--data", "-d", metavar="BODY", help="Request body: text, or @FILE."),
     ] = None,
     content_type: Annotated[
         str, typer.Option(metavar="TYPE", help="Content-Type of --data.")
-    ] = "application/json",
+    ] = DEFAULT_CONTENT_TYPE,
     header: Annotated[
         list[str] | None,
         typer.Option(
@@ -100,7 +117,7 @@ def tail(
     connect_timeout: Annotated[
         float,
         typer.Option(metavar="SECONDS", help="Time to connect and get the response headers."),
-    ] = 10.0,
+    ] = DEFAULT_CONNECT_TIMEOUT,
     no_reconnect: Annotated[
         bool,
         typer.Option(
@@ -118,7 +135,7 @@ def tail(
     max_event_size: Annotated[
         int,
         typer.Option(metavar="N", help="Fail on an event larger than this many characters."),
-    ] = 16 << 20,
+    ] = DEFAULT_MAX_EVENT_SIZE,
     insecure: Annotated[
         bool, typer.Option("--insecure", help="Do not verify TLS certificates.")
     ] = False,
@@ -232,7 +249,7 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
-def _run_tail(options: "TailOptions", chosen: str, record: Path | None, quiet: bool) -> None:
+def _run_tail(options: "TailOptions", chosen: Format, record: Path | None, quiet: bool) -> None:
     """Follow the stream with ``options``, showing it in format ``chosen``."""
     import asyncio
     import contextlib
@@ -241,12 +258,12 @@ def _run_tail(options: "TailOptions", chosen: str, record: Path | None, quiet: b
     from sseplay.client.hooks import Hooks
     from sseplay.client.options import redact_url
     from sseplay.client.reconnect import reconnecting_stream
-    from sseplay.client.render import Format, make_renderer, now
+    from sseplay.client.render import make_renderer, now
     from sseplay.errors import OutputFailed
     from sseplay.model import visible
     from sseplay.recording import Recorder
 
-    renderer = make_renderer(cast(Format, chosen))
+    renderer = make_renderer(chosen)
 
     def on_status(text: str) -> None:
         if not quiet:
