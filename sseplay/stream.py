@@ -21,7 +21,7 @@ from sseplay.schedule import Plan
 from sseplay.spool import STDIN_NAME, Spools
 
 if TYPE_CHECKING:  # the follower is imported when used: it needs the server's fan-out
-    from sseplay.sources.follow import FollowInput
+    from sseplay.sources.follow_input import FollowInput
 
 RECORDS_LABEL = "<records>"
 
@@ -74,7 +74,7 @@ class Stream:
     def followed(cls, argument: str, label: str, options: StreamOptions) -> Stream:
         """``--follow``: the file's complete lines now, then every record appended later;
         ``-``: standard input, every record as it arrives (see ``sseplay.sources.follow``)."""
-        from sseplay.sources.follow import prepare_file, prepare_stdin
+        from sseplay.sources.follow_input import prepare_file, prepare_stdin
 
         if argument == STDIN_NAME:
             return cls(

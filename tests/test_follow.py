@@ -21,7 +21,8 @@ import pytest
 
 from sseplay.config import FieldMapping, StreamOptions, Timing
 from sseplay.server import Server
-from sseplay.sources.follow import Line, LineSplitter, RecordChecker, TooLong, prepare_file
+from sseplay.sources.follow_input import prepare_file
+from sseplay.sources.follow_lines import Line, LineSplitter, RecordChecker, TooLong
 from sseplay.stream import Stream
 from tests.conftest import ROOT, ServeProcess, run_cli, sseplay, write_json, write_lines
 

@@ -23,7 +23,7 @@ from sseplay.config import StreamOptions, Timing
 from sseplay.feed import CATCH_UP_BYTES, Feed
 from sseplay.model import with_id
 from sseplay.server import Server
-from sseplay.sources.follow import prepare_file, prepare_stdin
+from sseplay.sources.follow_input import prepare_file, prepare_stdin
 from sseplay.stream import Stream
 from sseplay.timer import Timer
 from tests.conftest import ROOT, ServeProcess, run_cli, sseplay, write_lines

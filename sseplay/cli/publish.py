@@ -99,7 +99,7 @@ def run_publish(file: str, options: StreamOptions, publish_options: Any) -> None
     import asyncio
 
     from sseplay.eventfile import load_event_file
-    from sseplay.sources.follow import prepare_file, prepare_stdin
+    from sseplay.sources.follow_input import prepare_file, prepare_stdin
     from sseplay.sources.redis_publish import Publisher
     from sseplay.sources.redis_reader import redis_asyncio
     from sseplay.spool import Spools

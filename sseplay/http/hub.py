@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 
     # Imported where a followed file or a Redis stream is served: a server of plain
     # files starts without them (start-up time, issue 12).
-    from sseplay.sources.follow import Follower, FollowInput
+    from sseplay.sources.follow import Follower
+    from sseplay.sources.follow_input import FollowInput
     from sseplay.sources.redis_feed import RedisFeed, RedisStream
 
 logger = logging.getLogger("sseplay.server")

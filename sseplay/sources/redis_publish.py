@@ -44,7 +44,7 @@ from sseplay.sources.redis_reader import (
 from sseplay.timer import Timer
 
 if TYPE_CHECKING:
-    from sseplay.sources.follow import FollowInput
+    from sseplay.sources.follow_input import FollowInput
 
 logger = logging.getLogger("sseplay.publish")
 
