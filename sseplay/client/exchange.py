@@ -207,7 +207,8 @@ async def open_response(
             target = url.join(location)
         except httpx.InvalidURL:
             raise StreamError(
-                f"{redact_url(url)} redirected to a malformed URL: {visible(location)!r}"
+                f"{redact_url(url)} redirected to a malformed URL: "
+                f"{visible(redact_url(location))!r}"
             ) from None
         if target.scheme not in ("http", "https"):
             raise StreamError(f"{redact_url(url)} redirected to {redact_url(target)}: not http(s)")
