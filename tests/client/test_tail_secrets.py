@@ -85,3 +85,67 @@ def test_a_token_is_redacted_in_a_redirect_trail_and_a_usage_error() -> None:
 )
 def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+# --- credential headers on a redirect to another origin ---
+
+CREDENTIALS = {
+    "Cookie": "session=c00kie",
+    "X-Api-Key": "x-ap1-key",
+    "Api-Key": "ap1-key",
+    "Proxy-Authorization": "Basic cHJveHk6cHc=",
+    "X-Auth-Token": "x-auth-t0k",
+}
+
+
+def _headers_args() -> list[str]:
+    args = ["--token", "b3arer", "-H", "X-Tenant: blue"]
+    for name, value in CREDENTIALS.items():
+        args += ["-H", f"{name}: {value}"]
+    return args
+
+
+def test_credential_headers_are_not_sent_to_another_origin() -> None:
+    def second(conn: socket.socket, request: bytes, number: int) -> None:
+        conn.sendall(SSE_HEAD + b"data: here\n\n")
+
+    with RawServer(second) as other:
+
+        def first(conn: socket.socket, request: bytes, number: int) -> None:
+            conn.sendall(
+                f"HTTP/1.1 307 Moved\r\nLocation: {other.url}\r\nContent-Length: 0\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+
+        with RawServer(first) as server:
+            # Two listeners on 127.0.0.1 with different ports: different origins.
+            assert server.port != other.port
+            result = run_cli("tail", server.url, "--count", "1", *_headers_args(), timeout=15)
+            assert result.returncode == 0, result.stderr
+            for name, value in CREDENTIALS.items():  # the first origin got them all
+                assert server.header(0, name) == value
+            assert server.header(0, "Authorization") == "Bearer b3arer"
+            received = {
+                name: other.header(0, name) for name in [*CREDENTIALS, "Authorization", "X-Tenant"]
+            }
+    assert received == dict.fromkeys([*CREDENTIALS, "Authorization"]) | {"X-Tenant": "blue"}
+    assert "not sent to another origin" in result.stderr
+    assert "Cookie" in result.stderr
+
+
+def test_credential_headers_follow_a_redirect_within_the_origin() -> None:
+    def handler(conn: socket.socket, request: bytes, number: int) -> None:
+        if _request_target(request) == "/events":
+            conn.sendall(
+                b"HTTP/1.1 302 Found\r\nLocation: /moved\r\nContent-Length: 0\r\n"
+                b"Connection: close\r\n\r\n"
+            )
+        else:
+            conn.sendall(SSE_HEAD + b"data: here\n\n")
+
+    with RawServer(handler) as server:
+        result = run_cli("tail", server.url, "--count", "1", *_headers_args(), timeout=15)
+        assert result.returncode == 0, result.stderr
+        for name, value in CREDENTIALS.items():
+            assert server.header(1, name) == value
+        assert server.header(1, "Authorization") == "Bearer b3arer"
