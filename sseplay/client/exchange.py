@@ -19,6 +19,7 @@ from typing import TypeVar
 import httpx
 from httpx._decoders import SUPPORTED_DECODERS  # see sseplay/client/CONTRACT.md
 
+from sseplay.client.defaults import USER_AGENT
 from sseplay.client.hooks import Hooks
 from sseplay.client.options import SENDABLE_VALUE, ReconnectOptions, RequestOptions, redact_url
 from sseplay.errors import IdleTimedOut, StreamError, TimedOut
@@ -165,6 +166,9 @@ def request_headers(
     request: RequestOptions, last_event_id: str, hooks: Hooks
 ) -> list[tuple[str, str]]:
     headers = [("Accept", "text/event-stream"), ("Cache-Control", "no-store")]
+    if not any(name.lower() == "user-agent" for name, _ in request.header_pairs):
+        # Not httpx's python-httpx/VERSION: a server's logs should name the client.
+        headers.append(("User-Agent", USER_AGENT))
     headers.extend(request.header_pairs)
     if last_event_id:
         # 9.2.3: the id goes back as Last-Event-ID, UTF-8 encoded. A header value loses its
