@@ -74,7 +74,11 @@ def tail(
         ),
     ] = None,
     data_only: Annotated[
-        bool, typer.Option("--data-only", help="Print only each event's data.")
+        bool,
+        typer.Option(
+            "--data-only",
+            help="Print only each event's data (control characters escaped on a terminal).",
+        ),
     ] = False,
     method: Annotated[
         str, typer.Option("--method", "-X", metavar="METHOD", help="HTTP method.")
