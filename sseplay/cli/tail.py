@@ -47,6 +47,18 @@ def _request_body(data: str | None) -> bytes | None:
 _CHOICES_TEXT = ", ".join(FORMAT_FLAG_CHOICES[:-1]) + f" or {FORMAT_FLAG_CHOICES[-1]}"
 
 
+def _check_stdout() -> None:
+    """``sseplay tail URL >&-``: Python starts with ``sys.stdout`` None when fd 1 is
+    closed. Say so in one line (exit 11) rather than fail on the first use of it."""
+    if sys.stdout is None:
+        from sseplay.errors import OutputFailed
+
+        raise OutputFailed(
+            "stdout is closed: tail has nowhere to show the stream "
+            "(to discard it, send it to /dev/null: > /dev/null)"
+        )
+
+
 def _output_format(output: str | None, data_only: bool) -> Format:
     default = TERMINAL_FORMAT if sys.stdout.isatty() else PIPED_FORMAT
     chosen = "data" if data_only else output or default
@@ -213,6 +225,7 @@ def tail(
 ) -> None:
     """Show an SSE stream as it arrives; exit codes make it an assertion for CI."""
     skip_imports_tail_never_uses()
+    _check_stdout()
     from sseplay.client.options import TailOptions
 
     options = TailOptions(
