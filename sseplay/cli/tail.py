@@ -273,8 +273,8 @@ def _run_tail(options: "TailOptions", chosen: Format, record: Path | None, quiet
     import time
 
     from sseplay.client.hooks import Hooks
-    from sseplay.client.options import redact_url
     from sseplay.client.reconnect import reconnecting_stream
+    from sseplay.client.redaction import redact_url
     from sseplay.client.render import make_renderer, now
     from sseplay.errors import OutputFailed
     from sseplay.model import visible

@@ -34,7 +34,8 @@ from sseplay.client.exchange import (
     request_headers,
 )
 from sseplay.client.hooks import Hooks
-from sseplay.client.options import TailOptions, redact_url
+from sseplay.client.options import TailOptions
+from sseplay.client.redaction import redact_url
 from sseplay.client.selection import Selection
 from sseplay.errors import ExitCode, GaveUp, IdleTimedOut, SseplayError, StreamError
 from sseplay.model import Event
