@@ -121,10 +121,21 @@ def _open(path: Path) -> IO[bytes]:
 
 
 def _read_events(label: str, stream: IO[bytes]) -> Iterator[RecordedEvent]:
+    # The JSON Lines splitter of every reader of sseplay: LF ends a line (a recording's
+    # data may hold U+2028 or U+0085 raw), a UTF-8 byte-order mark is skipped, and no
+    # line is read past the record limit ``serve`` has too. Imported here: tail, which
+    # writes recordings, loads this module at start-up and never reads one.
+    from sseplay import records
+
     header_seen = False
-    for line_number, line in enumerate(stream, start=1):
-        if not line.strip():
-            continue
+    lines = records.iter_lines(stream, max_record=records.MAX_RECORD_BYTES)
+    while True:
+        try:
+            _, line_number, line = next(lines)
+        except StopIteration:
+            break
+        except records.RecordTooLong as error:
+            raise InputError(f"{label}:{error.line}", _too_long(error.limit)) from None
         try:
             record = orjson.loads(line)
             if not header_seen:
@@ -141,6 +152,14 @@ def _read_events(label: str, stream: IO[bytes]) -> Iterator[RecordedEvent]:
             raise InputError(f"{label}:{line_number}", str(error)) from None
     if not header_seen:
         raise InputError(label, "the file is empty: a recording starts with its header line")
+
+
+def _too_long(limit: int) -> str:
+    shown = f"{limit >> 20} MiB" if limit % (1 << 20) == 0 else f"{limit:,} bytes"
+    return (
+        f"a record longer than {shown}, the most sseplay reads as one line: "
+        "check that this is a recording"
+    )
 
 
 def _seconds(offset: Any) -> float:

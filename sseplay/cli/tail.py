@@ -47,6 +47,18 @@ def _request_body(data: str | None) -> bytes | None:
 _CHOICES_TEXT = ", ".join(FORMAT_FLAG_CHOICES[:-1]) + f" or {FORMAT_FLAG_CHOICES[-1]}"
 
 
+def _check_stdout() -> None:
+    """``sseplay tail URL >&-``: Python starts with ``sys.stdout`` None when fd 1 is
+    closed. Say so in one line (exit 11) rather than fail on the first use of it."""
+    if sys.stdout is None:
+        from sseplay.errors import OutputFailed
+
+        raise OutputFailed(
+            "stdout is closed: tail has nowhere to show the stream "
+            "(to discard it, send it to /dev/null: > /dev/null)"
+        )
+
+
 def _output_format(output: str | None, data_only: bool) -> Format:
     default = TERMINAL_FORMAT if sys.stdout.isatty() else PIPED_FORMAT
     chosen = "data" if data_only else output or default
@@ -74,7 +86,11 @@ def tail(
         ),
     ] = None,
     data_only: Annotated[
-        bool, typer.Option("--data-only", help="Print only each event's data.")
+        bool,
+        typer.Option(
+            "--data-only",
+            help="Print only each event's data (control characters escaped on a terminal).",
+        ),
     ] = False,
     method: Annotated[
         str, typer.Option("--method", "-X", metavar="METHOD", help="HTTP method.")
@@ -209,6 +225,7 @@ def tail(
 ) -> None:
     """Show an SSE stream as it arrives; exit codes make it an assertion for CI."""
     skip_imports_tail_never_uses()
+    _check_stdout()
     from sseplay.client.options import TailOptions
 
     options = TailOptions(
@@ -256,8 +273,8 @@ def _run_tail(options: "TailOptions", chosen: Format, record: Path | None, quiet
     import time
 
     from sseplay.client.hooks import Hooks
-    from sseplay.client.options import redact_url
     from sseplay.client.reconnect import reconnecting_stream
+    from sseplay.client.redaction import redact_url
     from sseplay.client.render import make_renderer, now
     from sseplay.errors import OutputFailed
     from sseplay.model import visible

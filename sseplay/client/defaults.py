@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from typing import Literal
 
+from sseplay import __version__
 from sseplay.parser import DEFAULT_MAX_EVENT_SIZE as DEFAULT_MAX_EVENT_SIZE
 
 DEFAULT_METHOD = "GET"
 DEFAULT_CONTENT_TYPE = "application/json"  # of a request body, unless a header names one
 DEFAULT_CONNECT_TIMEOUT = 10.0  # seconds to connect and get the response headers
+# What tail names itself as (RFC 9110 10.1.5: product/version), unless -H gives another.
+USER_AGENT = f"sseplay/{__version__}"
 
 Format = Literal["pretty", "json", "raw", "data"]
 # Each output format and what it shows (sseplay.client.render draws them).

@@ -10,6 +10,7 @@ limit and by what is left of ``--timeout`` (``Clock``).
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,8 +19,10 @@ from typing import TypeVar
 import httpx
 from httpx._decoders import SUPPORTED_DECODERS  # see sseplay/client/CONTRACT.md
 
+from sseplay.client.defaults import USER_AGENT
 from sseplay.client.hooks import Hooks
-from sseplay.client.options import SENDABLE_VALUE, ReconnectOptions, RequestOptions, redact_url
+from sseplay.client.options import SENDABLE_VALUE, ReconnectOptions, RequestOptions
+from sseplay.client.redaction import redact_url
 from sseplay.errors import IdleTimedOut, StreamError, TimedOut
 from sseplay.model import visible
 
@@ -37,6 +40,24 @@ NOT_UP_YET_STATUSES = frozenset({502, 503, 504})
 _BODY_HEADERS = frozenset(
     {"content-encoding", "content-language", "content-location", "content-type", "content-length"}
 )
+# Credentials that do not follow a redirect to another origin. Fetch 4.4 step 13 deletes
+# only Authorization there, because the other credentials a browser sends are Cookie and
+# Proxy-Authorization, forbidden request-headers a page cannot set (Fetch 2.2.2) that the
+# browser adds per origin itself. tail's -H headers are all set by hand, so each one that
+# carries a credential goes with Authorization (as curl drops Cookie with Authorization
+# unless told --location-trusted): the cookie and proxy headers, API keys (X-Api-Key,
+# Api-Key, Ocp-Apim-Subscription-Key: any name ending in -Key) and any name that says
+# auth, token, secret, password, session or credential.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "cookie2"})
+_CREDENTIAL_NAME = re.compile(
+    r"auth|token|secret|passw|session|credential|cookie|signature|(?:^|-)(?:api-?)?key$"
+)
+
+
+def is_credential(name: str) -> bool:
+    """Whether a request header carries a credential (it is not sent across origins)."""
+    lowered = name.lower()
+    return lowered in _CREDENTIAL_HEADERS or _CREDENTIAL_NAME.search(lowered) is not None
 
 
 class StreamOver(Exception):
@@ -146,6 +167,9 @@ def request_headers(
     request: RequestOptions, last_event_id: str, hooks: Hooks
 ) -> list[tuple[str, str]]:
     headers = [("Accept", "text/event-stream"), ("Cache-Control", "no-store")]
+    if not any(name.lower() == "user-agent" for name, _ in request.header_pairs):
+        # Not httpx's python-httpx/VERSION: a server's logs should name the client.
+        headers.append(("User-Agent", USER_AGENT))
     headers.extend(request.header_pairs)
     if last_event_id:
         # 9.2.3: the id goes back as Last-Event-ID, UTF-8 encoded. A header value loses its
@@ -160,6 +184,10 @@ def request_headers(
                 "reconnecting without it"
             )
     return headers
+
+
+def _say_nothing(text: str) -> None:
+    pass
 
 
 def _same_origin(first: httpx.URL, second: httpx.URL) -> bool:
@@ -187,8 +215,10 @@ async def open_response(
     limits: ReconnectOptions,
     headers: list[tuple[str, str]],
     clock: Clock,
+    tell: Callable[[str], None] = _say_nothing,
 ) -> httpx.Response:
-    """Send the request and follow redirects (Fetch 4.4); the first other response."""
+    """Send the request and follow redirects (Fetch 4.4); the first other response.
+    ``tell`` hears which credential headers a redirect to another origin left behind."""
     url = httpx.URL(request.url)
     method, body = request.method, request.request_body
     visited = [url]
@@ -207,7 +237,8 @@ async def open_response(
             target = url.join(location)
         except httpx.InvalidURL:
             raise StreamError(
-                f"{redact_url(url)} redirected to a malformed URL: {visible(location)!r}"
+                f"{redact_url(url)} redirected to a malformed URL: "
+                f"{visible(redact_url(location))!r}"
             ) from None
         if target.scheme not in ("http", "https"):
             raise StreamError(f"{redact_url(url)} redirected to {redact_url(target)}: not http(s)")
@@ -226,9 +257,14 @@ async def open_response(
             headers = [
                 (name, value) for name, value in headers if name.lower() not in _BODY_HEADERS
             ]
-        # Fetch 4.4 step 13: credentials are not sent to another origin.
+        # Fetch 4.4 step 13: credentials are not sent to another origin (every one of the
+        # user's, see _CREDENTIAL_HEADERS).
         if not _same_origin(url, target):
-            headers = [(name, value) for name, value in headers if name.lower() != "authorization"]
+            dropped = [name for name, _ in headers if is_credential(name)]
+            if dropped:
+                headers = [(name, value) for name, value in headers if not is_credential(name)]
+                names = ", ".join(dict.fromkeys(dropped))
+                tell(f"{names} not sent to another origin: {redact_url(target)}")
         visited.append(target)
         url = target
 

@@ -25,6 +25,7 @@ from sseplay.client.defaults import (
     DEFAULT_MAX_EVENT_SIZE,
     DEFAULT_METHOD,
 )
+from sseplay.client.redaction import redact_url as redact_url  # re-exported: it moved
 from sseplay.errors import UsageError
 from sseplay.model import field_problem
 
@@ -58,28 +59,16 @@ def check_url(url: str) -> httpx.URL:
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL as error:
-        raise UsageError(f"malformed URL {url!r}: {error}") from None
+        raise UsageError(f"malformed URL {redact_url(url)!r}: {error}") from None
     if parsed.scheme not in ("http", "https"):
-        raise UsageError(f"unsupported URL scheme in {url!r}: use http:// or https://")
+        raise UsageError(f"unsupported URL scheme in {redact_url(url)!r}: use http:// or https://")
     if not parsed.host:
-        raise UsageError(f"the URL {url!r} has no host: write it like http://127.0.0.1:8000/events")
+        raise UsageError(
+            f"the URL {redact_url(url)!r} has no host: write it like http://127.0.0.1:8000/events"
+        )
     if parsed.port is not None and not 0 < parsed.port <= 65535:
         raise UsageError(f"the port of {redact_url(url)} is {parsed.port}: ports are 1 to 65535")
     return parsed
-
-
-def redact_url(url: str | httpx.URL) -> str:
-    """The URL without its password (recordings get committed as fixtures, status lines
-    end up in CI logs). A user name alone may be a token, so it is hidden too."""
-    try:
-        parsed = httpx.URL(str(url))
-    except httpx.InvalidURL:
-        return str(url)
-    if not parsed.userinfo:
-        return str(url)
-    username, _, password = parsed.userinfo.decode("ascii", "replace").partition(":")
-    userinfo = f"{username}:***" if password else "***"
-    return str(parsed.copy_with(userinfo=userinfo.encode()))
 
 
 # ---------------------------------------------------------------------------

@@ -34,7 +34,8 @@ from sseplay.client.exchange import (
     request_headers,
 )
 from sseplay.client.hooks import Hooks
-from sseplay.client.options import TailOptions, redact_url
+from sseplay.client.options import TailOptions
+from sseplay.client.redaction import redact_url
 from sseplay.client.selection import Selection
 from sseplay.errors import ExitCode, GaveUp, IdleTimedOut, SseplayError, StreamError
 from sseplay.model import Event
@@ -174,6 +175,14 @@ async def reconnecting_stream(
     connected_once = False
     waiting = _Waiting(limits.wait, hooks)
     clients = Clients(request, limits)
+    told: set[str] = set()
+
+    def tell_once(text: str) -> None:
+        """A redirect is followed again on every reconnection: say what it drops once."""
+        if text not in told:
+            told.add(text)
+            hooks.status(text)
+
     exit_code = int(ExitCode.OK)
     try:
         while True:
@@ -181,7 +190,7 @@ async def reconnecting_stream(
             delivered = False
             try:
                 headers = request_headers(request, parser.last_event_id, hooks)
-                response = await open_response(clients, request, limits, headers, clock)
+                response = await open_response(clients, request, limits, headers, clock, tell_once)
                 try:
                     await check_response(response, limits, clock)
                     connected_once = True

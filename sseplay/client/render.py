@@ -1,6 +1,7 @@
 """Showing events: pretty (rich, for people), json (a line each, for scripts), raw, data-only.
 
-Event data is untrusted: it is written as plain text, never as rich markup.
+Event data is untrusted: it is written as plain text, never as rich markup, and on a
+terminal every format but raw shows control characters escaped.
 Every event is flushed as soon as it is written.
 """
 
@@ -51,13 +52,27 @@ class _EventLines:
         self.out.flush()
 
 
-class JsonRenderer(_EventLines):
-    """One JSON object per event and line: time, type, id, data, and retry when set."""
+# Controls that json.dumps and orjson leave raw in a string (they escape only U+0000 to
+# U+001F), and that a terminal may act on: DEL, C1 (0x9B is a one-byte CSI on some
+# terminals) and the bidirectional controls.
+_RAW_IN_JSON_DUMPS = re.compile("[\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
-    def __init__(self, out: IO[str]) -> None:
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+class JsonRenderer(_EventLines):
+    """One JSON object per event and line: time, type, id, data, and retry when set.
+
+    With ``escape`` (stdout is a terminal), the controls JSON leaves raw are written as
+    ``\\uXXXX`` escapes too: the same JSON (RFC 8259 7), never obeyed by the terminal."""
+
+    def __init__(self, out: IO[str], escape: bool = False) -> None:
         super().__init__(out)
         self._arrived: datetime | None = None
         self._time = ""
+        self._escape = escape
 
     def line(self, event: Event, arrived: datetime) -> str:
         if arrived is not self._arrived:  # the events of a chunk share their arrival
@@ -70,14 +85,25 @@ class JsonRenderer(_EventLines):
         }
         if event.retry is not None:
             item["retry"] = event.retry
-        return json_line(item)
+        line = json_line(item)
+        # Such a control can only stand inside a JSON string, where \uXXXX means it.
+        return _RAW_IN_JSON_DUMPS.sub(_json_escape, line) if self._escape else line
 
 
 class DataRenderer(_EventLines):
-    """Just the data of each event, one event per line."""
+    """Just the data of each event, one event per line.
+
+    With ``escape`` (stdout is a terminal), control characters are shown escaped as
+    ``pretty`` shows them (``\\x1b``); into a pipe or a file the data is written exactly
+    as it came, for scripts."""
+
+    def __init__(self, out: IO[str], escape: bool = False) -> None:
+        super().__init__(out)
+        self._escape = escape
 
     def line(self, event: Event, arrived: datetime) -> str:
-        return event.data + "\n"
+        data = visible(event.data, multiline=True) if self._escape else event.data
+        return data + "\n"
 
 
 class RawRenderer:
@@ -96,10 +122,6 @@ class RawRenderer:
         self.out.flush()
 
 
-# Controls that json.dumps leaves raw in a string (it escapes only U+0000 to U+001F).
-_RAW_IN_JSON_DUMPS = re.compile("[\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
 class PrettyRenderer:
     """A header line per event (time, type, id), then the data: JSON pretty-printed and
     highlighted, anything else as plain text.
@@ -107,7 +129,7 @@ class PrettyRenderer:
     The stream is untrusted and this goes to a terminal: every control character in the
     type, id and data is shown as an escape (``\\x1b``), never sent to the terminal raw,
     and nothing is read as rich markup. (``--format raw`` writes the bytes as they came;
-    ``json`` escapes them as JSON does.)"""
+    ``json`` and ``data`` escape them too when stdout is a terminal.)"""
 
     def __init__(self, console: Any) -> None:
         self.console = console
@@ -143,11 +165,15 @@ class PrettyRenderer:
         self.console.file.flush()
 
 
-def make_renderer(kind: Format, width: int | None = None) -> Renderer:
+def make_renderer(kind: Format, width: int | None = None, terminal: bool | None = None) -> Renderer:
+    """The renderer of ``kind`` on stdout. ``terminal`` (by default: whether stdout is
+    one) makes ``json`` and ``data`` escape control characters; ``raw`` never does."""
+    if terminal is None:
+        terminal = sys.stdout.isatty()
     if kind == "json":
-        return JsonRenderer(sys.stdout)
+        return JsonRenderer(sys.stdout, escape=terminal)
     if kind == "data":
-        return DataRenderer(sys.stdout)
+        return DataRenderer(sys.stdout, escape=terminal)
     if kind == "raw":
         return RawRenderer(sys.stdout.buffer)
     from rich.console import Console
