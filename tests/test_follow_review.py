@@ -27,8 +27,8 @@ from sseplay.sources.follow_input import prepare_file, prepare_stdin
 from sseplay.stream import Stream
 from sseplay.timer import Timer
 from tests.conftest import ROOT, ServeProcess, run_cli, sseplay, write_lines
-from tests.test_fanout import FakeClock, FakeOutlet
-from tests.test_follow import WAIT, Reader
+from tests.core.test_player import FakeClock, FakeOutlet
+from tests.sources.test_follow import WAIT, Reader
 
 # A producer that writes small JSON Lines records as fast as the pipe takes them, forever.
 _FLOOD = (

@@ -27,7 +27,7 @@ from sseplay.sources.redis_reader import Backoff, Entry, RedisTarget, StreamRead
 from sseplay.timer import Timer
 from tests.conftest import ROOT, run_cli
 from tests.redis_server import REDIS_SERVER, RedisServer
-from tests.test_redis import Client, key, publish, serve_redis, server, settled
+from tests.sources.test_redis import Client, key, publish, serve_redis, server, settled
 
 redis = pytest.importorskip("redis")
 

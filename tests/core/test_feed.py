@@ -9,7 +9,7 @@ import pytest
 from sseplay.feed import Feed, LiveEvent, Resume
 from sseplay.model import PING, with_id
 from sseplay.timer import Timer
-from tests.test_fanout import FakeClock, FakeOutlet
+from tests.core.test_player import FakeClock, FakeOutlet
 
 
 def event(n: int, size: int = 0) -> LiveEvent:
