@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CI recipe of docs/ci.md as one script: start a mock SSE stream on a free port in
 # the background, take its URL from its stdout, assert on the stream, stop the server.
-# Run it from anywhere; it exits 0 when the stream is as expected. tests/test_ci_recipe.py
+# Run it from anywhere; it exits 0 when the stream is as expected. tests/e2e/test_ci_recipe.py
 # runs it, so the recipe stays true.
 set -euo pipefail
 cd "$(dirname "$0")/.."

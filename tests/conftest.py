@@ -13,7 +13,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from sseplay.http.listen import bind
 from sseplay.http.uvicorn.server import streaming_server
 from sseplay.replay import Replay
 from sseplay.schedule import Plan, Timing
+from tests.support import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -85,10 +85,12 @@ class LiveServer:
 
     def __enter__(self) -> LiveServer:
         self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the test server did not start"
-            time.sleep(0.005)
+        wait_until(
+            lambda: self.server.started,
+            timeout=10,
+            message="the test server did not start",
+            interval=0.005,
+        )
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 
 from sseplay.config import FieldMapping, StreamOptions, Timing
@@ -187,8 +188,6 @@ def follow(path: Path | str, *flags: str) -> ServeProcess:
 
 def connected(process: ServeProcess, count: int) -> None:
     """Wait until the server counts ``count`` connections (its /healthz says so)."""
-    import httpx
-
     health = process.url.rsplit("/", 1)[0] + "/healthz"
     deadline = time.monotonic() + WAIT
     while httpx.get(health, timeout=WAIT).json()["connections"] < count:
@@ -384,8 +383,6 @@ def test_a_client_that_stops_reading_never_holds_the_others_and_is_cut_off(
 
 
 def _connections(process: ServeProcess) -> int:
-    import httpx
-
     health = process.url.rsplit("/", 1)[0] + "/healthz"
     count: int = httpx.get(health, timeout=WAIT).json()["connections"]
     return count
@@ -545,3 +542,28 @@ def test_existing_records_read_back_from_disk_go_on_while_the_file_grows(
         append(path, {"n": 601})
         assert client.wait_for(601) == list(range(1, 602))
         assert not client.ended.is_set()
+
+
+def test_once_with_a_followed_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    # A followed file never ends, so --once never stopped the server (a CI job hung);
+    # standard input ends when it closes, and --once stops after it as it should.
+    path = write_lines(tmp_path / "log.jsonl", [{"n": 1}])
+    result = run_cli("serve", str(path), "--follow", "--once", "--port", "0", timeout=WAIT)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith("sseplay: error: --once waits for the end of the stream")
+    assert "log.jsonl" in result.stderr
+
+
+def test_complete_lines_that_are_one_json_array_are_refused_whatever_follows(
+    tmp_path: Path,
+) -> None:
+    # The layout was sniffed in the whole file (JSON Lines, with the unfinished line) but
+    # the check read the complete lines only (a JSON array): its elements were served as
+    # events 1 and 2, where a restart once the line is complete serves [1, 2] as event 1.
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(b'[1, 2]\n{"n"')
+    result = run_cli("serve", str(path), "--follow", "--port", "0", timeout=WAIT)
+    assert result.returncode == 3
+    assert result.stderr.count("\n") == 1
+    assert "--follow needs JSON Lines" in result.stderr

@@ -18,7 +18,7 @@ from sseplay import Stream
 from sseplay.config import ServerConfig
 from sseplay.server import Server
 from tests.conftest import IN_CI, SAMPLES, write_lines
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, PageServer
+from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, PageServer
 
 SCORES = str(SAMPLES / "scores.json")  # three events
 pytest.importorskip("zttp", reason="--http2 needs zttp: pip install 'sseplay[http2]'")

@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from sseplay.eventfile import FieldMapping, load_event_file
 from sseplay.mapping import parse_time
 from sseplay.spool import Spools
 from tests.conftest import ROOT, run_cli, sseplay, write_lines
+from tests.support import FakeClock, wait_until
 
 TIMED = FieldMapping(time_field="t")
 
@@ -282,13 +282,6 @@ def first_line(process: Any, timeout: float = 15) -> str:
     return line
 
 
-def wait_for(condition: Any, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.01)
-
-
 def test_a_named_pipe_is_read_like_standard_input(tmp_path: Path) -> None:
     fifo = tmp_path / "events.fifo"
     os.mkfifo(fifo)
@@ -384,7 +377,7 @@ def test_a_signal_during_the_check_is_one_line_exit_130_and_no_spool_file(
         assert process.stdin is not None
         process.stdin.write(LINES)
         process.stdin.flush()
-        wait_for(lambda: any(p.is_file() for p in temporary.rglob("*")))
+        wait_until(lambda: any(p.is_file() for p in temporary.rglob("*")), timeout=15)
         process.send_signal(sig)
         assert process.wait(timeout=10) == 130
         out, err = process.stdout.read(), process.stderr.read()
@@ -458,16 +451,6 @@ def test_spooling_stops_before_the_disk_is_full(tmp_path: Path) -> None:
 # --- the progress bar (issue 10 item 15) ---------------------------------------------
 
 
-class FakeClock:
-    def __init__(self, step: float = 0.0) -> None:
-        self.now = 0.0
-        self.step = step
-
-    def __call__(self) -> float:
-        self.now += self.step
-        return self.now
-
-
 def terminal() -> tuple[Console, io.StringIO]:
     buffer = io.StringIO()
     return Console(file=buffer, force_terminal=True, width=120, color_system=None), buffer
@@ -475,7 +458,7 @@ def terminal() -> tuple[Console, io.StringIO]:
 
 def test_the_bar_shows_bytes_rate_and_time_left_after_a_second() -> None:
     console, buffer = terminal()
-    clock = FakeClock()
+    clock = FakeClock(now=0.0)
     with StartupProgress(console, clock=clock) as progress:
         report = progress.reporter("checking big.json")
         assert report is not None
@@ -495,7 +478,7 @@ def test_the_bar_shows_bytes_rate_and_time_left_after_a_second() -> None:
 
 def test_no_bar_when_stderr_is_not_a_terminal() -> None:
     buffer = io.StringIO()
-    with StartupProgress(Console(file=buffer), clock=FakeClock(step=10)) as progress:
+    with StartupProgress(Console(file=buffer), clock=FakeClock(now=0.0, step=10)) as progress:
         assert progress.reporter("checking big.json") is None
     assert buffer.getvalue() == ""
 
@@ -504,7 +487,7 @@ def test_the_check_of_a_file_reports_its_progress(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "big.jsonl", [{"n": n, "pad": "x" * 100} for n in range(30_000)])
     console, buffer = terminal()
     # Each look at the clock is a second later: the check "runs past a second" at once.
-    with StartupProgress(console, clock=FakeClock(step=1.0)) as progress:
+    with StartupProgress(console, clock=FakeClock(now=0.0, step=1.0)) as progress:
         event_file = load_event_file(
             path.name, path, FieldMapping(), on_progress=progress.reporter("checking big.jsonl")
         )

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
+import os
 import resource
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,8 @@ import httpx
 import pytest
 
 import sseplay
+import sseplay.server as server_module
+import sseplay.stream as stream_module
 from sseplay import (
     CannotServe,
     FieldMapping,
@@ -30,6 +37,7 @@ from sseplay import (
     atail,
     tail,
 )
+from sseplay.eventfile import load_event_file
 from tests.conftest import ROOT, run_cli
 
 TOKENS = [{"token": "Hel"}, {"token": "lo"}, "[DONE]"]
@@ -261,3 +269,84 @@ def test_a_gz_file_is_decompressed_once_and_the_copy_goes_with_the_stream(
     del stream, server
     gc.collect()
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def _stream() -> Stream:
+    return Stream.from_records([{"n": 1}, {"n": 2}], interval=0)
+
+
+def test_a_stopped_server_says_it_is_not_running_and_names_no_removed_ca_file() -> None:
+    server = Server(_stream(), self_signed=True)
+    with server:
+        ca_file = server.ca_file
+        assert ca_file is not None
+        assert os.path.exists(ca_file)
+        trust = ssl.create_default_context(cafile=ca_file)
+        response = httpx.get(server.url, verify=trust, timeout=10)
+        assert response.status_code == 200
+    # Before: repr() and urls read the closed socket (OSError: Bad file descriptor), and
+    # ca_file still named the CA file removed with the server.
+    assert "not running" in repr(server)
+    with pytest.raises(RuntimeError, match="not running"):
+        server.urls  # noqa: B018
+    assert server.ca_file is None
+    assert not os.path.exists(ca_file)
+
+
+def test_a_server_starts_after_a_start_that_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_startup = server_module.StreamingServer.startup
+    calls: list[int] = []
+
+    async def fails_once(
+        self: server_module.StreamingServer, sockets: list[socket.socket] | None = None
+    ) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("the first start-up fails")
+        await real_startup(self, sockets)
+
+    monkeypatch.setattr(server_module.StreamingServer, "startup", fails_once)
+    server = Server(_stream())
+    with pytest.raises(server_module.CannotServe, match="the first start-up fails"):
+        server.start()
+    # Before: the first failure stayed recorded, so the second start, which worked, was
+    # reported as failed after joining its thread: a wait for ever on a running server.
+    started: list[Server] = []
+    starting = threading.Thread(target=lambda: started.append(server.start()), daemon=True)
+    starting.start()
+    starting.join(10)
+    try:
+        assert started, "the second start did not return"
+        assert httpx.get(server.url, timeout=10).status_code == 200
+    finally:
+        server.stop()
+    starting.join(10)
+    assert not starting.is_alive()
+
+
+def test_a_server_keeps_the_copy_its_stream_reads_back(
+    monkeypatch: pytest.MonkeyPatch, sse_server: Callable[..., Server]
+) -> None:
+    # Events beyond the memory budget are read back from the stream's temporary copy
+    # (64 MiB by default; none here, so that a few records are enough).
+    monkeypatch.setattr(
+        stream_module, "load_event_file", functools.partial(load_event_file, memory_budget=0)
+    )
+    # The fixture, like Server(Stream.from_records(...)), keeps no Stream of its own.
+    server = sse_server([{"n": n} for n in range(5)], interval=0)
+    assert not server.routes[0].replay.file.in_memory
+    gc.collect()
+    # Before: the Stream was dropped at once, its copy removed with it, and the stream
+    # ended before its first event ("<records> cannot be read any more").
+    response = httpx.get(server.url, timeout=10)
+    assert response.status_code == 200
+    assert response.text.count("data: ") == 5
+
+
+def test_two_streams_at_one_route_are_refused() -> None:
+    # Before: both were listed (urls, /healthz), and the second was never served.
+    first, second = _stream(), _stream()
+    with pytest.raises(UsageError, match="two streams would be served at /feed"):
+        Server({"feed": first, "/feed/": second})
+    with Server({"feed": first, "other": second}) as server:
+        assert httpx.get(server.url_for("other"), timeout=10).text.count("data: ") == 2

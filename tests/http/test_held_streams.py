@@ -19,6 +19,7 @@ import pytest
 from sseplay.http.hub import AppOptions
 from sseplay.schedule import Timing
 from tests.conftest import make_stream, write_lines
+from tests.support import wait_until
 
 REQUEST = b"GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 
@@ -47,13 +48,6 @@ def _tasks() -> int:
     return sum(isinstance(thing, asyncio.Task) for thing in gc.get_objects())
 
 
-def _wait_for(condition: Any, seconds: float = 5) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "the server never got there"
-        time.sleep(0.01)
-
-
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("broadcast", [False, True], ids=["per-client", "broadcast"])
 def test_an_idle_held_stream_keeps_no_request_task(
@@ -65,14 +59,14 @@ def test_an_idle_held_stream_keeps_no_request_task(
     before = _tasks()
     # A broadcast's subscriber joins live: its next event is 30 s away, the head is now.
     conns = _open_streams(server.port, 20, b"\r\n\r\n" if broadcast else b"data:")
-    _wait_for(lambda: len(server.hub.listeners) == 20)
+    wait_until(lambda: len(server.hub.listeners) == 20, message="the server never got there")
     time.sleep(0.05)  # the requests' tasks have returned
     try:
         assert _tasks() <= before
     finally:
         for conn in conns:
             conn.close()
-    _wait_for(lambda: not server.hub.listeners)
+    wait_until(lambda: not server.hub.listeners, message="the server never got there")
 
 
 @pytest.mark.timeout(60)
@@ -88,7 +82,7 @@ def test_an_idle_held_stream_allocates_under_8_kib(live: Any, tmp_path: Path) ->
         gc.collect()
         first = tracemalloc.take_snapshot()
         conns = _open_streams(server.port, 100)
-        _wait_for(lambda: len(server.hub.listeners) == 120)
+        wait_until(lambda: len(server.hub.listeners) == 120, message="the server never got there")
         time.sleep(0.05)
         gc.collect()
         second = tracemalloc.take_snapshot()
@@ -98,7 +92,7 @@ def test_an_idle_held_stream_allocates_under_8_kib(live: Any, tmp_path: Path) ->
     for conn in warm + conns:
         conn.close()
     assert grown / 100 < 8 << 10, f"{grown / 100 / 1024:.1f} KiB per connection"
-    _wait_for(lambda: not server.hub.listeners)
+    wait_until(lambda: not server.hub.listeners, message="the server never got there")
 
 
 @pytest.mark.timeout(60)
@@ -115,7 +109,7 @@ def test_a_held_stream_that_ends_lets_the_connection_answer_its_next_request(
         received = b""
         while b"data:" not in received:
             received += conn.recv(65536)
-        _wait_for(lambda: len(server.hub.listeners) == 1)
+        wait_until(lambda: len(server.hub.listeners) == 1, message="the server never got there")
         (listener,) = server.hub.listeners
         assert listener.outlet.task is None  # held by its connection, no request task
         # Behind the held stream, on the same connection (RFC 9112 section 9.3.2).
@@ -138,13 +132,16 @@ def test_a_held_stream_whose_client_hangs_up_is_forgotten_and_logged(
     path = write_lines(tmp_path / "slow.jsonl", list(range(5)))
     server = live([make_stream(path, timing=Timing(interval=30))], AppOptions(ping=0))
     conns = _open_streams(server.port, 3)
-    _wait_for(lambda: len(server.hub.listeners) == 3)
+    wait_until(lambda: len(server.hub.listeners) == 3, message="the server never got there")
     assert all(listener.outlet.task is None for listener in server.hub.listeners)  # held
     for conn in conns:
         conn.close()
     # No write is due for 30 s: the connection itself tells the hang-up.
-    _wait_for(lambda: not server.hub.listeners)
-    _wait_for(lambda: caplog.text.count("left /events after 1 events (disconnected)") == 3)
+    wait_until(lambda: not server.hub.listeners, message="the server never got there")
+    wait_until(
+        lambda: caplog.text.count("left /events after 1 events (disconnected)") == 3,
+        message="the server never got there",
+    )
     assert "Traceback" not in caplog.text
 
 

@@ -26,6 +26,7 @@ from sseplay.client.stats import MAX_SAMPLES, TailStats, percentile
 from sseplay.errors import InputError, Invalid, Mismatch, UsageError
 from sseplay.model import Event
 from tests.conftest import ROOT
+from tests.support import FakeClock
 
 
 def ignore(*paths: str) -> tuple[tuple[str, ...], ...]:
@@ -237,14 +238,6 @@ def test_unreadable_and_invalid_schemas_are_usage_errors(tmp_path: Path) -> None
 
 # ---------------------------------------------------------------------------
 # Stats
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_stats_figures_from_an_injected_clock() -> None:

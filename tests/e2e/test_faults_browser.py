@@ -13,9 +13,9 @@ from sseplay.faults.spec import parse_faults
 from sseplay.http.app import create_app
 from sseplay.http.hub import AppOptions
 from sseplay.schedule import Timing
-from tests import test_browser
 from tests.conftest import LiveServer, make_stream, write_json
-from tests.test_browser import PageServer, tutorial_page, wait_for_events
+from tests.e2e import test_browser
+from tests.e2e.test_browser import PageServer, tutorial_page, wait_for_events
 
 # The browser tests' fixtures: one Chromium per module, a fresh page per test.
 browser = test_browser.browser

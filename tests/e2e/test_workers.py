@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from sseplay.errors import ExitCode
+from sseplay.config import ServerConfig
+from sseplay.errors import ExitCode, UsageError
 from tests.conftest import ROOT, ServeProcess, run_cli, write_json
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="workers are forked")
@@ -161,3 +162,28 @@ def test_the_systemd_unit_of_docs_deploy_is_valid(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", result.stderr
+
+
+def test_faults_with_workers_are_refused_in_one_line() -> None:
+    # Before: each worker numbered its own connections, so times=1 (documented as "at
+    # most K times in all") fired once per worker, and conn=1 too.
+    with pytest.raises(UsageError, match="--workers"):
+        ServerConfig(workers=2, faults="status:code=503,times=1")
+    with pytest.raises(UsageError, match="--workers"):
+        ServerConfig(workers=2, fault_header=True)
+    result = run_cli(
+        "serve",
+        "samples/llm.jsonl",
+        "--port",
+        "0",
+        "--workers",
+        "2",
+        "--fault",
+        "status:code=503,times=1",
+        timeout=15,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("sseplay: error: --fault"), result.stderr

@@ -11,14 +11,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from sseplay.errors import UsageError
-from sseplay.model import Event
 from sseplay.outlet import Outlet
 from sseplay.parser import EventStreamParser
 from sseplay.sources.redis_feed import RedisFeed, RedisStream
@@ -34,24 +32,14 @@ from sseplay.sources.redis_reader import (
 from sseplay.timer import Timer
 from tests.conftest import ROOT, ServeProcess, free_port, run_cli, write_lines
 from tests.redis_server import REDIS_SERVER, RedisServer
+from tests.sources.redis_support import Client, publish, serve_redis, settled
+from tests.support import wait_until
 
 redis = pytest.importorskip("redis")
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists(REDIS_SERVER), reason="needs redis-server (apt-get install redis-server)"
 )
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    with RedisServer(tmp_path_factory.mktemp("redis")) as running:
-        yield running
-
-
-@pytest.fixture
-def key(request: pytest.FixtureRequest) -> str:
-    """A stream key of this test's own, on the module's shared server."""
-    return f"{request.node.name}-{time.monotonic_ns()}"
 
 
 def client(server: RedisServer) -> redis.Redis:
@@ -251,10 +239,11 @@ def test_publish_to_a_redis_that_is_down_is_one_line_and_exit_4(tmp_path: Path) 
 
 
 def _wait_for_length(redis_client: redis.Redis, key: str, length: int) -> None:
-    deadline = time.monotonic() + 10
-    while redis_client.xlen(key) < length:
-        assert time.monotonic() < deadline, f"{redis_client.xlen(key)} of {length} entries"
-        time.sleep(0.01)
+    wait_until(
+        lambda: redis_client.xlen(key) >= length,
+        timeout=10,
+        message=lambda: f"{redis_client.xlen(key)} of {length} entries",
+    )
 
 
 def test_publish_follow_publishes_each_appended_record_as_it_is_written(
@@ -469,70 +458,6 @@ def test_the_reader_reconnects_after_a_restart_and_loses_nothing(tmp_path: Path)
 
 
 # sseplay serve redis://
-
-
-class Client:
-    """One SSE connection read in a thread: its events and its raw text."""
-
-    def __init__(self, url: str, last_event_id: str | None = None) -> None:
-        self.url = url
-        self.headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
-        self.events: list[Event] = []
-        self.raw = b""
-        self.status = 0
-        self.ended = False
-        self._stop = threading.Event()
-        self._connected = threading.Event()
-        self.thread = threading.Thread(target=self._read, daemon=True)
-
-    def _read(self) -> None:
-        parser = EventStreamParser()
-        with (
-            httpx.Client(timeout=httpx.Timeout(10, read=20)) as http,
-            http.stream("GET", self.url, headers=self.headers) as response,
-        ):
-            self.status = response.status_code
-            self._connected.set()
-            for chunk in response.iter_raw():
-                self.raw += chunk
-                self.events.extend(parser.feed(chunk))
-                if self._stop.is_set():
-                    return
-        self.ended = True
-
-    def __enter__(self) -> Client:
-        self.thread.start()
-        assert self._connected.wait(10), "the stream did not answer"
-        return self
-
-    def wait_for(self, count: int, seconds: float = 10) -> list[Event]:
-        deadline = time.monotonic() + seconds
-        while len(self.events) < count:
-            assert time.monotonic() < deadline, f"{len(self.events)} of {count} events came"
-            assert self.thread.is_alive() or len(self.events) >= count, "the stream ended"
-            time.sleep(0.005)
-        return self.events[:count]
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self.thread.join(25)
-
-
-def serve_redis(*sources: str, extra: tuple[str, ...] = ()) -> ServeProcess:
-    return ServeProcess(*sources, "--ping", "0.2", *extra)
-
-
-def settled(process: ServeProcess) -> None:
-    """The server's XREAD loop is reading (its /healthz says it is connected)."""
-    base = process.url.rsplit("/", 1)[0]
-    deadline = time.monotonic() + 10
-    while not all(s.get("connected") for s in httpx.get(base + "/healthz").json()["streams"]):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-
-
-def publish(redis_client: redis.Redis, key: str, texts: list[str]) -> list[str]:
-    return [redis_client.xadd(key, {"type": "tick", "data": text}).decode() for text in texts]
 
 
 def test_two_servers_on_one_stream_give_the_same_events_with_the_same_ids(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,73 +14,7 @@ from sseplay.replay import Replay, Start
 from sseplay.schedule import DEFAULT_BATCH_LIMIT, Timing
 from sseplay.timer import TIMER_SLACK, Timer
 from tests.conftest import make_stream, write_lines
-
-
-class FakeHandle:
-    def __init__(self, when: float, callback: Callable[[], object]) -> None:
-        self.when = when
-        self.callback = callback
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-class FakeClock:
-    """Time moves only in ``advance``; ``lag`` makes every timer fire late."""
-
-    def __init__(self, lag: float = 0.0) -> None:
-        self.now = 100.0
-        self.lag = lag
-        self.timers: list[FakeHandle] = []
-        self.fired = 0
-
-    def time(self) -> float:
-        return self.now
-
-    def call_at(self, when: float, callback: Callable[[], object]) -> Any:
-        handle = FakeHandle(when, callback)
-        self.timers.append(handle)
-        return handle
-
-    def armed(self) -> list[FakeHandle]:
-        return [h for h in self.timers if not h.cancelled]
-
-    def advance(self, seconds: float) -> None:
-        until = self.now + seconds
-        while due := sorted((h for h in self.armed() if h.when <= until), key=lambda h: h.when):
-            handle = due[0]
-            self.timers.remove(handle)
-            self.now = max(self.now, handle.when + self.lag)
-            self.fired += 1
-            handle.callback()
-        self.now = max(self.now, until)
-
-
-class FakeOutlet:
-    """Records what would go on the wire, and when."""
-
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
-        self.writes: list[tuple[float, bytes, bool]] = []
-        self.blocked = self.closed = self.completed = False
-        self.on_drained: Callable[[], None] = lambda: None
-
-    def write(self, chunk: bytes, more_body: bool = True) -> bool:
-        assert not self.completed, "written after the end of the response"
-        self.completed = not more_body
-        self.writes.append((round(self.clock.now - 100.0, 9), chunk, more_body))
-        return True
-
-    def ids(self) -> list[list[int]]:
-        """The ids in each write: which events went out together."""
-        return [
-            [int(line[4:]) for line in chunk.decode().split("\n") if line.startswith("id: ")]
-            for _, chunk, _ in self.writes
-        ]
-
-    def times(self) -> list[float]:
-        return [when for when, _, _ in self.writes]
+from tests.support import FakeClock, FakeOutlet
 
 
 def replay(tmp_path: Path, count: int, timing: Timing, name: str = "e.jsonl") -> Replay:

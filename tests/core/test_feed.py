@@ -6,10 +6,10 @@ import logging
 
 import pytest
 
-from sseplay.feed import Feed, LiveEvent, Resume
+from sseplay.feed import CATCH_UP_BYTES, Feed, LiveEvent, Resume
 from sseplay.model import PING, with_id
 from sseplay.timer import Timer
-from tests.test_fanout import FakeClock, FakeOutlet
+from tests.support import FakeClock, FakeOutlet
 
 
 def event(n: int, size: int = 0) -> LiveEvent:
@@ -197,3 +197,39 @@ def test_admitting_after_the_end_writes_the_rest_and_the_end() -> None:
     assert outlet.writes[-1][2] is False
     feed.publish([event(3)])  # nothing after the end
     assert feed.position == 2
+
+
+class _SlowOutlet(FakeOutlet):
+    """A connection whose buffer is full after every write, until it is drained."""
+
+    def write(self, chunk: bytes, more_body: bool = True) -> bool:
+        super().write(chunk, more_body)
+        self.blocked = True
+        return False
+
+    def drain(self) -> None:
+        self.blocked = False
+        self.on_drained()
+
+
+def test_a_slow_subscriber_catches_up_in_bounded_writes() -> None:
+    # The whole backlog went out in one write, up to the history's 16 MiB per slow client,
+    # all of it held in that connection's buffer: memory grew with the slow clients.
+    clock = FakeClock()
+    feed = Feed(Timer(clock), 0)
+    feed.start()
+    slow = _SlowOutlet(clock)
+    feed.admit(feed.subscribe(slow, None), b"")  # type: ignore[arg-type]
+    slow.blocked = True
+    events = [(str(n), with_id(n, b"data: " + b"x" * 10_000 + b"\n\n")) for n in range(1, 801)]
+    for start in range(0, len(events), 100):
+        feed.publish(events[start : start + 100])  # 8 MB while it reads nothing
+    for _ in range(len(events)):
+        if slow.completed or feed.position == sum(len(ids) for ids in slow.ids()):
+            break
+        slow.drain()
+    assert max(len(chunk) for _, chunk, _ in slow.writes) <= CATCH_UP_BYTES + 10_100
+    assert [n for write in slow.ids() for n in write] == list(range(1, 801))
+    slow.drain()
+    feed.publish([(str(801), with_id(801, b"data: live\n\n"))])  # then live, as ever
+    assert slow.ids()[-1] == [801]

@@ -73,7 +73,7 @@ def test_several_files_get_their_own_routes_and_stdin_works(tmp_path: Path) -> N
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=Path(__file__).parent.parent,
+        cwd=ROOT,
     )
     assert process.stdin is not None
     assert process.stdout is not None
