@@ -69,7 +69,7 @@ class Cue:
 
 
 # Why not sse-starlette's ServerSentEvent.encode(), the encoder the FastAPI world uses:
-# it gives the same bytes for an event without retry (tests/test_model.py checks this
+# it gives the same bytes for an event without retry (tests/core/test_model.py checks this
 # over awkward data), but it writes ``retry:`` after the data, where sseplay has always
 # written it first; it costs about 3.9 us an event against 0.6 us here (385 ms against
 # 55 ms for 100,000 events, CPU time), a third more on the load of a 100k-record file;

@@ -14,7 +14,7 @@ logger = logging.getLogger("sseplay.server")
 
 # Python's cyclic collector stalls every stream while it walks the objects of the
 # connections it looks at: a held connection is ~80 of them. Nothing a request leaves
-# behind is a cycle (tests/test_serve.py checks every kind of request), so reference
+# behind is a cycle (tests/http/test_serve.py checks every kind of request), so reference
 # counting frees it all at once and the collector has little to find. Its young
 # generation runs when 50,000 objects more are alive than before, that is as clients
 # join; the middle one, which would walk every client that joined since its last pass
