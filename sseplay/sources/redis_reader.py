@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -52,6 +53,9 @@ SOCKET_MARGIN = 5.0
 CONNECT_TIMEOUT = 5.0
 # The most entries one XREAD or one page of a backfill brings in: a bound on memory.
 BATCH_ENTRIES = 1000
+# The ids read live since the stream was last seen to be the same one: when it turns out
+# to have been made anew, those of its entries were sent already (see ``_check_reset``).
+RECENT_IDS = 10 * BATCH_ENTRIES
 # Backfills at once per stream (each holds a connection of the pool besides XREAD's).
 CONCURRENT_BACKFILLS = 4
 INSTALL_HINT = "pip install 'sseplay[redis]'"
@@ -331,6 +335,11 @@ class StreamReader:
         # entries ever added never goes down (XTRIM and XDEL leave it), so a lower one is
         # another stream under the same key.
         self._added_floor = 0
+        # The ids read since the stream was last found to be the same one, and, after it
+        # was made anew, those of them not to send again (up to the id read when it was).
+        self._recent: deque[str] = deque(maxlen=RECENT_IDS)
+        self._sent: set[str] = set()
+        self._sent_through: tuple[int, int] = (0, 0)
         self._client: redis.asyncio.Redis | None = None
         self._backfills = asyncio.Semaphore(CONCURRENT_BACKFILLS)
 
@@ -431,7 +440,18 @@ class StreamReader:
                 entries = _entries(raw)
                 self.last_id = entries[-1].id
                 self._added_floor += len(entries)
-                self.on_entries(entries)
+                self._recent.extend(entry.id for entry in entries)
+                if self._sent:
+                    entries = self._unsent(entries)
+                if entries:
+                    self.on_entries(entries)
+
+    def _unsent(self, entries: list[Entry]) -> list[Entry]:
+        """``entries`` less those sent before the stream was found made anew."""
+        kept = [entry for entry in entries if entry.id not in self._sent]
+        if (parse_entry_id(entries[-1].id) or (0, 0)) >= self._sent_through:
+            self._sent = set()  # past them all
+        return kept
 
     async def _check_reset(self) -> None:
         """Whether the stream still is the one read up to ``last_id``: its key may have
@@ -440,7 +460,10 @@ class StreamReader:
         ``on_reset``), and the reading goes on from where the stream is now: from its
         start when its ids all came after ``last_id`` or it is gone (every entry is new),
         else after its last generated id (entries up to it may be the ones already sent,
-        which must not all come again). Raises connection errors."""
+        which must not all come again). Read from its start, the entries read live since
+        the stream was last found the same are not sent again: a key deleted and written
+        with an automatic id has its new entries read live before the check (XREAD after
+        ``last_id`` finds them), and they must not come twice. Raises connection errors."""
         if self.last_id == "0-0":
             return
         from redis.exceptions import ResponseError
@@ -460,12 +483,17 @@ class StreamReader:
             same_ids = generated is not None and read is not None and generated >= read
             if same_ids and (not info.get("entries-added") or added >= self._added_floor):
                 self._added_floor = added
+                self._recent.clear()  # all read from this very stream
                 return
             if not same_ids:
                 resume = generated_id
         lost = self.last_id
         self.last_id = resume
         self._added_floor = 0
+        if resume == "0-0":
+            self._sent = set(self._recent)
+            self._sent_through = read or (0, 0)
+        self._recent.clear()
         logger.warning(
             "the stream %s is not the one read up to entry %s any more (its key was "
             "deleted, or Redis restarted and lost it): entries after it may be lost; "
