@@ -36,6 +36,7 @@ import orjson
 from sseplay.config import ServerConfig, is_url
 from sseplay.errors import CannotServe, UsageError
 from sseplay.model import DEFAULT_EVENT_TYPE, encode_body, field_problem, with_id
+from sseplay.records import MAX_RECORD_BYTES
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -240,7 +241,8 @@ def _text(value: bytes | str) -> str:
 
 
 class Entry(NamedTuple):
-    """One stream entry as an event: its Redis id and its wire bytes (``id:`` line first)."""
+    """One stream entry as an event: its Redis id and its wire bytes (``id:`` line first);
+    no bytes for an entry over the size limit, skipped (its id only, to read on after it)."""
 
     id: str
     wire: bytes
@@ -281,8 +283,9 @@ _WARNED_IDS = 1024
 _warned: dict[str, None] = {}
 
 
-def _entries(raw: list[Any]) -> list[Entry]:
-    return [entry_event(_text(entry_id), fields or {}) for entry_id, fields in raw]
+def entry_size(fields: dict[Any, Any]) -> int:
+    """The bytes of an entry's field names and values, as Redis sends them."""
+    return sum(len(key) + len(value) for key, value in fields.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,8 +324,13 @@ class StreamReader:
         block: float = BLOCK_SECONDS,
         backoff: Backoff | None = None,
         on_reset: Callable[[str], None] | None = None,
+        max_entry: int = MAX_RECORD_BYTES,
     ) -> None:
         self.target = target
+        # The largest entry sent (its fields' bytes); a larger one is skipped and logged
+        # once. The same bound as a file's record (``records.MAX_RECORD_BYTES``): an event
+        # is copied while it is made and written, so one entry of 100 MiB cost gigabytes.
+        self.max_entry = max_entry
         self.on_entries = on_entries
         self.block = block
         self.backoff = backoff or Backoff()
@@ -437,7 +445,7 @@ class StreamReader:
             for _key, raw in reply or ():
                 if not raw:
                     continue
-                entries = _entries(raw)
+                entries = self._entries(raw)
                 self.last_id = entries[-1].id
                 self._added_floor += len(entries)
                 self._recent.extend(entry.id for entry in entries)
@@ -445,6 +453,25 @@ class StreamReader:
                     entries = self._unsent(entries)
                 if entries:
                     self.on_entries(entries)
+
+    def _entries(self, raw: list[Any]) -> list[Entry]:
+        entries = []
+        for raw_id, raw_fields in raw:
+            entry_id, fields = _text(raw_id), raw_fields or {}
+            size = entry_size(fields)
+            if size <= self.max_entry:
+                entries.append(entry_event(entry_id, fields))
+                continue
+            if _first_warning(entry_id):  # read live, then by each client that resumes
+                logger.warning(
+                    "entry %s of %s is %d bytes, more than the %d of an event: skipped",
+                    entry_id,
+                    self.target.shown,
+                    size,
+                    self.max_entry,
+                )
+            entries.append(Entry(entry_id, b""))
+        return entries
 
     def _unsent(self, entries: list[Entry]) -> list[Entry]:
         """``entries`` less those sent before the stream was found made anew."""
@@ -518,7 +545,7 @@ class StreamReader:
             while pages is None or read < pages:
                 raw: Any = await self.client.xrange(self.target.stream, start, until, count=count)
                 read += 1
-                page = _entries(raw)
+                page = self._entries(raw)
                 out.extend(page)
                 if len(page) < count:
                     break
