@@ -279,7 +279,9 @@ class RedisFeed:
                 outlet.write(backlog)
             sent += sum(1 for entry in page if entry.wire)
             after = page[-1].id
-            average = max(1, len(backlog) // len(page))
+            # A skipped entry weighs at least the limit it passed: pages of them stay short.
+            weight = len(backlog) + self.reader.max_entry * sum(1 for e in page if not e.wire)
+            average = max(1, weight // len(page))
             count = max(1, min(BATCH_ENTRIES, PAGE_BYTES // average))
 
     async def _resume_point(self, last_event_id: str | None) -> tuple[str | None, bytes]:

@@ -10,6 +10,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,8 +18,8 @@ from sseplay.errors import UsageError
 from sseplay.fanout import Outlet, Timer
 from sseplay.parser import EventStreamParser
 from sseplay.records import MAX_RECORD_BYTES
-from sseplay.sources.redis_feed import FIRST_PAGE_ENTRIES, RedisFeed, RedisStream
-from sseplay.sources.redis_reader import Backoff
+from sseplay.sources.redis_feed import FIRST_PAGE_ENTRIES, PAGE_BYTES, RedisFeed, RedisStream
+from sseplay.sources.redis_reader import Backoff, Entry, StreamReader
 from tests.redis_server import REDIS_SERVER, RedisServer
 
 redis = pytest.importorskip("redis")
@@ -110,3 +111,53 @@ def test_an_entry_over_the_limit_is_skipped_once_live_and_in_backfills(
         "an event: skipped"
         for entry_id in skipped
     ]
+
+
+def test_a_backfill_after_skipped_entries_reads_short_pages(
+    server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Skipped entries are read from Redis all the same: they weigh in the page size, so
+    # that a resume over big entries never asks for a thousand of them at once.
+    key = f"ticks-{time.monotonic_ns()}"
+    redis_client = redis.Redis(port=server.port)
+    limit = PAGE_BYTES // 4
+    start = redis_client.xadd(key, {"data": "before"}).decode()
+    for _ in range(FIRST_PAGE_ENTRIES + 4):
+        redis_client.xadd(key, {"data": "x" * limit})
+    redis_client.xadd(key, {"data": "last"})
+    counts: list[int] = []
+    backfill = StreamReader.backfill
+
+    async def counted(self: StreamReader, *args: Any, **kwargs: Any) -> list[Entry]:
+        counts.append(kwargs["count"])
+        return await backfill(self, *args, **kwargs)
+
+    monkeypatch.setattr(StreamReader, "backfill", counted)
+
+    async def scenario() -> bytes:
+        loop = asyncio.get_running_loop()
+        source = RedisStream(server.url(key), block=0.1, max_entry_bytes=limit)
+        redis_feed = RedisFeed(source)
+        redis_feed.start(Timer(loop), ping=0)
+        chunks: list[bytes] = []
+
+        async def send(message: dict[str, object]) -> None:
+            chunks.append(message["body"])  # type: ignore[arg-type]
+
+        outlet = Outlet(send, 10, lambda outlet: None)
+        try:
+            await redis_feed.join(outlet, start, b"")
+            deadline = loop.time() + 10
+            while b"data: last" not in b"".join(chunks):
+                assert loop.time() < deadline, b"".join(chunks)
+                await asyncio.sleep(0.01)
+        finally:
+            outlet.close()
+            await redis_feed.stop()
+        return b"".join(chunks)
+
+    events = EventStreamParser().feed(asyncio.run(scenario()))
+    assert [event.data for event in events] == ["last"]
+    # The first page's size is a guess; the next ones hold about PAGE_BYTES of entries.
+    assert counts[0] == FIRST_PAGE_ENTRIES
+    assert max(counts[1:]) <= 4, counts
