@@ -10,8 +10,16 @@ On Linux each worker listens on the port with a socket of its own (SO_REUSEPORT)
 kernel then spreads new connections evenly by their addresses. One listening socket
 shared by forked workers would hand most of them to whichever worker wakes first
 (the thundering-herd imbalance reported to uvicorn and gunicorn); that is the fallback
-where SO_REUSEPORT is missing. The parent holds the port with a bound socket that does
-not listen (it gets no connections), so ``--port 0`` is chosen once for all.
+where SO_REUSEPORT is missing.
+
+The parent makes those sockets, one per worker, and each worker serves its own (a worker
+started again gets the socket of the one it replaces, with the connections waiting on
+it). Before, it binds the port once without SO_REUSEPORT: Linux lets a SO_REUSEPORT
+socket join a port only when every socket there has SO_REUSEPORT and the same user, so
+a socket of its own per worker would also let a second ``--workers`` server of the same
+user join the port, each client getting either server's file; the probe fails with
+"Address already in use" when anything listens there, as a plain server's bind does.
+``--port 0`` is chosen by the probe, once for all.
 
 The parent prints the URLs once every worker accepts connections, stops them all on
 Ctrl-C or SIGTERM, and starts a new worker when one dies.
@@ -66,8 +74,8 @@ def worker_count(requested: int) -> int:
 
 
 class WorkerServer(Server):
-    """One worker's server: it listens on the shared port with a socket of its own
-    (SO_REUSEPORT), or serves the one inherited from the parent."""
+    """One worker's server: it serves the socket the parent made for it (one of its own,
+    SO_REUSEPORT; or the one all workers share where that is missing)."""
 
     shared_socket: socket.socket | None = None
 
@@ -106,16 +114,13 @@ class Supervisor:
         self._pauses: dict[int, float] = {}
         self._stop_signal: int | None = None
         self._wake_reader, self._wake_writer = socket.socketpair()
-        if REUSE_PORT:
-            self._port_holder = bind(config.host, config.port, reuse_port=True, listen=False)
-            config = dataclasses.replace(config, port=self._port_holder.getsockname()[1])
-        else:
-            self._port_holder = bind(config.host, config.port)
+        # One listening socket per worker (SO_REUSEPORT), or one for all of them.
+        self._sockets = _listen(config.host, config.port, self.count if REUSE_PORT else 1)
+        self._port_holder = self._sockets[0]
+        config = dataclasses.replace(config, port=self._port_holder.getsockname()[1])
         self.config = config
         # Built (and checked) once here; each worker runs its own forked copy.
         self.server = WorkerServer(dict(streams), config=config)
-        if not REUSE_PORT:
-            self.server.shared_socket = self._port_holder
 
     def run(self) -> None:
         previous = {
@@ -132,7 +137,8 @@ class Supervisor:
             signal.set_wakeup_fd(old_wakeup)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            self._port_holder.close()
+            for sock in self._sockets:
+                sock.close()
             self._wake_reader.close()
             self._wake_writer.close()
 
@@ -144,7 +150,7 @@ class Supervisor:
         receive, send = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=_worker_main,
-            args=(self.server, number, send),
+            args=(self.server, number, send, self._sockets),
             name=f"sseplay worker {number}",
             daemon=False,
         )
@@ -280,8 +286,38 @@ class _WorkerTag(logging.Filter):
         return True
 
 
-def _worker_main(server: WorkerServer, number: int, messages: Connection) -> None:
+def _listen(host: str, port: int, count: int) -> list[socket.socket]:
+    """``count`` sockets listening on the port: with SO_REUSEPORT when more than one,
+    after a probe without it that refuses a port another process listens on."""
+    if count == 1 and not REUSE_PORT:
+        return [bind(host, port)]
+    # SO_REUSEADDR and no SO_REUSEPORT: EADDRINUSE if any socket listens on the port,
+    # whoever made it, but not for the TIME_WAIT connections of a server just stopped.
+    probe = bind(host, port, listen=False)
+    port = probe.getsockname()[1]
+    probe.close()
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sockets.append(bind(host, port, reuse_port=True))
+    except CannotServe:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _worker_main(
+    server: WorkerServer, number: int, messages: Connection, sockets: list[socket.socket]
+) -> None:
     """A forked worker: serve until stopped. Its exit code tells the parent how it ended."""
+    # Its own socket (the only one where SO_REUSEPORT is missing); the others' copies,
+    # inherited by the fork, are closed so that only their workers hold them.
+    own = sockets[(number - 1) % len(sockets)]
+    for sock in sockets:
+        if sock is not own:
+            sock.close()
+    server.shared_socket = own
     # uvicorn handles SIGINT and SIGTERM while it serves, and re-raises the one that
     # stopped it when it is done: these no-op handlers make that a clean exit 0, as in
     # the single-process command (the parent kills a worker that has not started yet).

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -31,6 +32,11 @@ MAX_RETRY_MS = 2**31 - 1
 SELECTORS = ("conn", "times", "p")
 # A request may name this many faults in its Sseplay-Fault header or ?fault= at most.
 MAX_REQUEST_FAULTS = 16
+# The request-named specs with a ``times=`` whose firings are remembered (issue 23: every
+# distinct spec a client names was kept forever). A spec holds at most a request head
+# (16 KiB), so the counters hold a few MiB at most; one named again after this many other
+# counted specs were named since starts counting anew.
+MAX_REQUEST_COUNTERS = 256
 
 _CONN_RANGE = re.compile(r"^([1-9][0-9]{0,17})(?:-([1-9][0-9]{0,17}))?$")
 
@@ -321,11 +327,18 @@ def choose(
 
 @dataclass(slots=True)
 class FaultCounters:
-    """What the server counts: connections per route, firings per fault and per kind."""
+    """What the server counts: connections per route, firings per fault and per kind.
+
+    Only faults with ``times=`` need their firings remembered. Those of ``--fault`` are
+    counted by their place among the server's specs (a fixed few). Those a request names
+    are counted by the spec itself, so that requests naming the same spec share its
+    ``times=``; at most ``MAX_REQUEST_COUNTERS`` of them, the least recently named
+    forgotten first (it then fires anew, as a spec never seen before does)."""
 
     connections: dict[str, int] = field(default_factory=dict)
     fired: dict[object, int] = field(default_factory=dict)
     by_kind: dict[str, int] = field(default_factory=dict)
+    request_fired: OrderedDict[FaultSpec, int] = field(default_factory=OrderedDict)
 
     def next_connection(self, route: str) -> int:
         number = self.connections.get(route, 0) + 1
@@ -335,12 +348,26 @@ class FaultCounters:
     def fire(self, chosen: Chosen) -> bool:
         """Count a firing; False when the fault has used up its ``times=``."""
         spec = chosen.spec
-        count = self.fired.get(chosen.key, 0)
-        if spec.times is not None and count >= spec.times:
-            return False
-        self.fired[chosen.key] = count + 1
+        if spec.times is not None:
+            if isinstance(chosen.key, FaultSpec):
+                if not self._fire_request(chosen.key, spec.times):
+                    return False
+            else:
+                count = self.fired.get(chosen.key, 0)
+                if count >= spec.times:
+                    return False
+                self.fired[chosen.key] = count + 1
         self.by_kind[spec.kind] = self.by_kind.get(spec.kind, 0) + 1
         return True
+
+    def _fire_request(self, key: FaultSpec, times: int) -> bool:
+        counters = self.request_fired
+        count = counters.get(key, 0)
+        counters[key] = count if count >= times else count + 1
+        counters.move_to_end(key)  # named again: the last to be forgotten
+        while len(counters) > MAX_REQUEST_COUNTERS:
+            counters.popitem(last=False)
+        return count < times
 
 
 # What an event's bytes become under ``malformed``.

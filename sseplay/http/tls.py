@@ -26,6 +26,10 @@ logger = logging.getLogger("sseplay.server")
 SELF_SIGNED_NAMES = ("localhost", "127.0.0.1", "::1")
 # Long enough for any session, short enough that a leaked throwaway key soon means nothing.
 SELF_SIGNED_DAYS = 30
+# The most read of a --certfile or --keyfile. A PEM chain with its key is a few KiB (an
+# RSA-4096 leaf and two intermediates come to about 7 KiB); this leaves room for long chains
+# and stops ``/dev/zero`` or a multi-GB file given by mistake from exhausting memory.
+MAX_PEM_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +56,19 @@ def _no_password() -> str:
 
 
 def _read(flag: str, path: Path) -> bytes:
+    """The file's bytes, read at most ``MAX_PEM_BYTES`` + 1 of them: more is not a PEM file."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read(MAX_PEM_BYTES + 1)
     except OSError as error:
         raise CannotServe(f"{flag} {path}: cannot read it: {error.strerror}") from None
+    if len(data) > MAX_PEM_BYTES:
+        what = "certificate" if flag == "--certfile" else "key"
+        raise CannotServe(
+            f"{flag} {path}: more than {MAX_PEM_BYTES >> 20} MiB, too large for a PEM {what} "
+            f"file (a chain and its key are a few KiB): give the PEM {what} file"
+        )
+    return data
 
 
 def check_pair(certfile: Path, keyfile: Path | None) -> None:

@@ -31,9 +31,11 @@ import logging
 
 import orjson
 
+from sseplay.errors import UsageError
 from sseplay.feed import Feed, LiveSubscriber, Resume
 from sseplay.model import encode_body, encode_comment
 from sseplay.outlet import Outlet
+from sseplay.records import MAX_RECORD_BYTES
 from sseplay.replay import shown_id
 from sseplay.sources.redis_reader import (
     BATCH_ENTRIES,
@@ -75,8 +77,14 @@ class RedisStream:
         retry: int | None = None,
         block: float | None = None,
         backoff: Backoff | None = None,
+        max_entry_bytes: int = MAX_RECORD_BYTES,
     ) -> None:
         self.target = url if isinstance(url, RedisTarget) else RedisTarget.parse(url)
+        if max_entry_bytes < 1:
+            raise UsageError(f"max_entry_bytes={max_entry_bytes}: write a number of bytes >= 1")
+        # An entry larger (its fields' bytes) is skipped and logged once, as a file's
+        # record over the limit is.
+        self.max_entry_bytes = max_entry_bytes
         self.retry = retry
         self.block = block
         self.backoff = backoff
@@ -145,6 +153,7 @@ class RedisFeed:
             **({"block": source.block} if source.block is not None else {}),
             backoff=source.backoff,
             on_reset=self._reset,
+            max_entry=source.max_entry_bytes,
         )
         self._feed: Feed | None = None
         self._task: asyncio.Task[None] | None = None
@@ -192,7 +201,9 @@ class RedisFeed:
             logger.exception("the reading of %s stopped", self.target.shown)
 
     def _publish(self, entries: list[Entry]) -> None:
-        self.feed.publish([(entry.id, entry.wire) for entry in entries])
+        events = [(entry.id, entry.wire) for entry in entries if entry.wire]  # none: skipped
+        if events:
+            self.feed.publish(events)
         self.edge = entries[-1].id
         moved, self._moved = self._moved, asyncio.Event()
         moved.set()
@@ -261,14 +272,17 @@ class RedisFeed:
                 raise
             backlog = b"".join(entry.wire for entry in page)
             if len(page) < count or outlet.closed:
-                subscriber.sent = sent + len(page)
+                subscriber.sent = sent + sum(1 for entry in page if entry.wire)
                 feed.admit(subscriber, backlog=backlog)
                 return subscriber
             feed.unsubscribe(subscriber)
-            outlet.write(backlog)
-            sent += len(page)
+            if backlog:
+                outlet.write(backlog)
+            sent += sum(1 for entry in page if entry.wire)
             after = page[-1].id
-            average = max(1, len(backlog) // len(page))
+            # A skipped entry weighs at least the limit it passed: pages of them stay short.
+            weight = len(backlog) + self.reader.max_entry * sum(1 for e in page if not e.wire)
+            average = max(1, weight // len(page))
             count = max(1, min(BATCH_ENTRIES, PAGE_BYTES // average))
 
     async def _resume_point(self, last_event_id: str | None) -> tuple[str | None, bytes]:

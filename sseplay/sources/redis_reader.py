@@ -1,4 +1,5 @@
-"""Redis Streams as a live source: the ``redis://`` URL, and one reader per stream key.
+"""Redis Streams as a live source: one reader per stream key (the ``redis://`` URL it
+reads is ``redis_target.RedisTarget``).
 
 ``sseplay serve redis://HOST:PORT/DB?stream=KEY`` serves a Redis stream live: one blocking
 ``XREAD`` loop per stream key and process (``StreamReader.run``) hands every batch of new
@@ -25,175 +26,45 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 import orjson
 
-from sseplay.config import ServerConfig, is_url
-from sseplay.errors import CannotServe, UsageError
 from sseplay.model import DEFAULT_EVENT_TYPE, encode_body, field_problem, with_id
+from sseplay.records import MAX_RECORD_BYTES
+
+# Where the stream is, and the errors of a Redis out of reach: in redis_target, named here
+# too, where the command and the server have always taken them from.
+from sseplay.sources.redis_target import RedisTarget as RedisTarget
+from sseplay.sources.redis_target import RedisUnavailable as RedisUnavailable
+from sseplay.sources.redis_target import check_redis_route as check_redis_route
+from sseplay.sources.redis_target import connection_errors as connection_errors
+from sseplay.sources.redis_target import redis_asyncio as redis_asyncio
+from sseplay.sources.redis_target import unavailable as unavailable
 
 if TYPE_CHECKING:
     import redis.asyncio
 
 logger = logging.getLogger("sseplay.redis")
 
-SCHEMES = ("redis", "rediss")
-DEFAULT_PORT = 6379
-# Redis's default number of databases is 16, but a server may have more (``databases``).
-MAX_DB = 2**31 - 1
 # How long one XREAD waits for new entries before it asks again; a lost Redis that
 # closes nothing (a cable pulled) is noticed after this plus SOCKET_MARGIN.
 BLOCK_SECONDS = 5.0
 SOCKET_MARGIN = 5.0
-CONNECT_TIMEOUT = 5.0
 # The most entries one XREAD or one page of a backfill brings in: a bound on memory.
 BATCH_ENTRIES = 1000
+# The ids read live since the stream was last seen to be the same one: when it turns out
+# to have been made anew, those of its entries were sent already (see ``_check_reset``).
+RECENT_IDS = 10 * BATCH_ENTRIES
 # Backfills at once per stream (each holds a connection of the pool besides XREAD's).
 CONCURRENT_BACKFILLS = 4
-INSTALL_HINT = "pip install 'sseplay[redis]'"
 # A stream entry id: milliseconds and sequence number, both unsigned 64-bit (Redis
 # "Streams introduction", entry IDs).
 _ENTRY_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})", re.ASCII)
 _MAX_U64 = 2**64 - 1
-
-
-def check_redis_route(config: ServerConfig) -> None:
-    """What a Redis route cannot be served with (the flags act on replayed files); the CLI
-    asks before it connects, so that a usage error is never hidden by Redis being down."""
-    if config.faults or config.fault_header:
-        raise UsageError(
-            "--fault and --fault-header act on replayed files, not on redis:// streams: "
-            "serve the Redis stream from a server of its own"
-        )
-    if config.workers is not None:
-        raise UsageError("--workers does not serve redis:// streams yet: drop --workers")
-    if config.once:
-        raise UsageError("--once waits for the end of a replay, and a redis:// stream never ends")
-
-
-@dataclass(frozen=True, slots=True)
-class RedisTarget:
-    """A Redis stream: where the server is and which key; built by ``parse`` only."""
-
-    host: str
-    port: int
-    db: int
-    stream: str
-    tls: bool = False
-    username: str | None = None
-    # Kept out of repr, logs and /healthz: ``shown`` is the URL without it.
-    password: str | None = field(default=None, repr=False)
-
-    @classmethod
-    def parse(cls, url: str, flag: str = "") -> RedisTarget:
-        """``redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]?stream=KEY`` (``rediss://``: TLS);
-        a UsageError that says what is wrong and how to write it otherwise."""
-        where = f"{flag} {url}" if flag else url
-        example = "write it like redis://127.0.0.1:6379/0?stream=events"
-
-        def bad(problem: str) -> UsageError:
-            return UsageError(f"{_hide_password(where)}: {problem}; {example}")
-
-        if not isinstance(url, str) or not is_url(url):
-            raise bad("not a URL")
-        scheme = url.split("://", 1)[0].lower()
-        if scheme not in SCHEMES:
-            raise bad(f"the scheme {scheme}:// is not one sseplay reads (redis://, rediss://)")
-        try:
-            parts = urlsplit(url)
-        except ValueError:  # an unclosed [ of an IPv6 address
-            raise bad("the host is not a valid [IPv6] address") from None
-        try:
-            port = parts.port
-        except ValueError:
-            raise bad("the port must be a number from 1 to 65535") from None
-        if port == 0:
-            raise bad("the port must be a number from 1 to 65535")
-        host = parts.hostname
-        if not host:
-            raise bad("it names no host")
-        path = parts.path.strip("/")
-        if path and (not path.isdigit() or not path.isascii() or int(path) > MAX_DB):
-            raise bad(f"the database {path!r} must be a number, like /0")
-        if parts.fragment:
-            raise bad("a URL of a stream has no #fragment")
-        try:
-            query = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=True)
-        except ValueError:  # ?stream or ?=x: no KEY=VALUE pair
-            raise bad("it names no stream key: add ?stream=KEY") from None
-        if any(not key for key, _ in query):
-            raise bad("a parameter has no name: add ?stream=KEY")
-        streams = [value for key, value in query if key == "stream"]
-        unknown = sorted({key for key, _ in query if key != "stream"})
-        if unknown:
-            raise bad(f"unknown parameter {unknown[0]!r} (the only one is stream=KEY)")
-        if not streams or not streams[0]:
-            raise bad("it names no stream key: add ?stream=KEY")
-        if len(streams) > 1:
-            raise bad("one stream key per URL: serve each stream as a source of its own")
-        return cls(
-            host=host,
-            port=port or DEFAULT_PORT,
-            db=int(path or 0),
-            stream=streams[0],
-            tls=scheme == "rediss",
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password is not None else None,
-        )
-
-    @property
-    def shown(self) -> str:
-        """The URL without its password, for logs, errors and ``/healthz``."""
-        scheme = "rediss" if self.tls else "redis"
-        user = f"{self.username}@" if self.username else ""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{user}{host}:{self.port}/{self.db}?stream={self.stream}"
-
-    def client(self, socket_timeout: float | None) -> redis.asyncio.Redis:
-        """A redis-py asyncio client for this server; it connects at its first command."""
-        module = redis_asyncio()
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        client: redis.asyncio.Redis = module.Redis(
-            host=self.host,
-            port=self.port,
-            db=self.db,
-            username=self.username,
-            password=self.password,
-            ssl=self.tls,
-            socket_connect_timeout=CONNECT_TIMEOUT,
-            socket_timeout=socket_timeout,
-            # RESP2: the replies keep one shape whatever redis-py's default protocol is.
-            protocol=2,
-            # The loop retries itself, with back-off, from the last id it read.
-            retry=Retry(NoBackoff(), 0),
-        )
-        return client
-
-
-def _hide_password(text: str) -> str:
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", text)
-
-
-def redis_asyncio() -> Any:
-    """``redis.asyncio``, or a one-line error that says how to install it."""
-    try:
-        import redis.asyncio
-    except ImportError:
-        raise CannotServe(f"redis:// needs the redis package (redis-py): {INSTALL_HINT}") from None
-    return redis.asyncio
-
-
-def connection_errors() -> tuple[type[BaseException], ...]:
-    """What a lost or unreachable Redis raises (redis-py wraps socket errors in these)."""
-    from redis.exceptions import ConnectionError, TimeoutError
-
-    return (ConnectionError, TimeoutError, OSError)
 
 
 def raise_if_cancelled() -> None:
@@ -204,17 +75,6 @@ def raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
-
-
-class RedisUnavailable(CannotServe):
-    """Redis cannot be reached, or refuses us, at start-up (exit 4)."""
-
-
-def unavailable(target: RedisTarget, error: BaseException) -> RedisUnavailable:
-    reason = str(error) or type(error).__name__
-    return RedisUnavailable(
-        f"cannot connect to Redis at {target.shown}: {reason} (is redis-server running there?)"
-    )
 
 
 # Entry ids.
@@ -236,7 +96,8 @@ def _text(value: bytes | str) -> str:
 
 
 class Entry(NamedTuple):
-    """One stream entry as an event: its Redis id and its wire bytes (``id:`` line first)."""
+    """One stream entry as an event: its Redis id and its wire bytes (``id:`` line first);
+    no bytes for an entry over the size limit, skipped (its id only, to read on after it)."""
 
     id: str
     wire: bytes
@@ -277,8 +138,9 @@ _WARNED_IDS = 1024
 _warned: dict[str, None] = {}
 
 
-def _entries(raw: list[Any]) -> list[Entry]:
-    return [entry_event(_text(entry_id), fields or {}) for entry_id, fields in raw]
+def entry_size(fields: dict[Any, Any]) -> int:
+    """The bytes of an entry's field names and values, as Redis sends them."""
+    return sum(len(key) + len(value) for key, value in fields.items())
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,8 +179,13 @@ class StreamReader:
         block: float = BLOCK_SECONDS,
         backoff: Backoff | None = None,
         on_reset: Callable[[str], None] | None = None,
+        max_entry: int = MAX_RECORD_BYTES,
     ) -> None:
         self.target = target
+        # The largest entry sent (its fields' bytes); a larger one is skipped and logged
+        # once. The same bound as a file's record (``records.MAX_RECORD_BYTES``): an event
+        # is copied while it is made and written, so one entry of 100 MiB cost gigabytes.
+        self.max_entry = max_entry
         self.on_entries = on_entries
         self.block = block
         self.backoff = backoff or Backoff()
@@ -331,6 +198,11 @@ class StreamReader:
         # entries ever added never goes down (XTRIM and XDEL leave it), so a lower one is
         # another stream under the same key.
         self._added_floor = 0
+        # The ids read since the stream was last found to be the same one, and, after it
+        # was made anew, those of them not to send again (up to the id read when it was).
+        self._recent: deque[str] = deque(maxlen=RECENT_IDS)
+        self._sent: set[str] = set()
+        self._sent_through: tuple[int, int] = (0, 0)
         self._client: redis.asyncio.Redis | None = None
         self._backfills = asyncio.Semaphore(CONCURRENT_BACKFILLS)
 
@@ -428,10 +300,40 @@ class StreamReader:
             for _key, raw in reply or ():
                 if not raw:
                     continue
-                entries = _entries(raw)
+                entries = self._entries(raw)
                 self.last_id = entries[-1].id
                 self._added_floor += len(entries)
-                self.on_entries(entries)
+                self._recent.extend(entry.id for entry in entries)
+                if self._sent:
+                    entries = self._unsent(entries)
+                if entries:
+                    self.on_entries(entries)
+
+    def _entries(self, raw: list[Any]) -> list[Entry]:
+        entries = []
+        for raw_id, raw_fields in raw:
+            entry_id, fields = _text(raw_id), raw_fields or {}
+            size = entry_size(fields)
+            if size <= self.max_entry:
+                entries.append(entry_event(entry_id, fields))
+                continue
+            if _first_warning(entry_id):  # read live, then by each client that resumes
+                logger.warning(
+                    "entry %s of %s is %d bytes, more than the %d of an event: skipped",
+                    entry_id,
+                    self.target.shown,
+                    size,
+                    self.max_entry,
+                )
+            entries.append(Entry(entry_id, b""))
+        return entries
+
+    def _unsent(self, entries: list[Entry]) -> list[Entry]:
+        """``entries`` less those sent before the stream was found made anew."""
+        kept = [entry for entry in entries if entry.id not in self._sent]
+        if (parse_entry_id(entries[-1].id) or (0, 0)) >= self._sent_through:
+            self._sent = set()  # past them all
+        return kept
 
     async def _check_reset(self) -> None:
         """Whether the stream still is the one read up to ``last_id``: its key may have
@@ -440,7 +342,10 @@ class StreamReader:
         ``on_reset``), and the reading goes on from where the stream is now: from its
         start when its ids all came after ``last_id`` or it is gone (every entry is new),
         else after its last generated id (entries up to it may be the ones already sent,
-        which must not all come again). Raises connection errors."""
+        which must not all come again). Read from its start, the entries read live since
+        the stream was last found the same are not sent again: a key deleted and written
+        with an automatic id has its new entries read live before the check (XREAD after
+        ``last_id`` finds them), and they must not come twice. Raises connection errors."""
         if self.last_id == "0-0":
             return
         from redis.exceptions import ResponseError
@@ -460,12 +365,17 @@ class StreamReader:
             same_ids = generated is not None and read is not None and generated >= read
             if same_ids and (not info.get("entries-added") or added >= self._added_floor):
                 self._added_floor = added
+                self._recent.clear()  # all read from this very stream
                 return
             if not same_ids:
                 resume = generated_id
         lost = self.last_id
         self.last_id = resume
         self._added_floor = 0
+        if resume == "0-0":
+            self._sent = set(self._recent)
+            self._sent_through = read or (0, 0)
+        self._recent.clear()
         logger.warning(
             "the stream %s is not the one read up to entry %s any more (its key was "
             "deleted, or Redis restarted and lost it): entries after it may be lost; "
@@ -490,7 +400,7 @@ class StreamReader:
             while pages is None or read < pages:
                 raw: Any = await self.client.xrange(self.target.stream, start, until, count=count)
                 read += 1
-                page = _entries(raw)
+                page = self._entries(raw)
                 out.extend(page)
                 if len(page) < count:
                     break
