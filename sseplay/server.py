@@ -227,15 +227,8 @@ class Server:
         app = create_app(
             self.routes,
             AppOptions(
-                broadcast=config.broadcast,
-                ping=config.ping,
-                cors_origins=config.cors_origins,
-                send_timeout=config.send_timeout,
-                epoch=config.epoch,
-                workers=config.workers,
+                config,
                 access=access if access.token or access.allowed_hosts is not None else None,
-                faults=config.faults,
-                fault_header=config.fault_header,
                 seed=seed,
             ),
             complete,

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from sseplay.config import ServerConfig
 from sseplay.eventfile import FieldMapping, load_event_file
 from sseplay.http.app import create_app, hub_of
 from sseplay.http.hub import AppOptions, Hub, Route
@@ -109,7 +110,7 @@ def live() -> Callable[..., LiveServer]:
         options: AppOptions | None = None,
         on_complete: Callable[[], None] | None = None,
     ) -> LiveServer:
-        app = create_app(streams, options or AppOptions(ping=0), on_complete)
+        app = create_app(streams, options or AppOptions(ServerConfig(ping=0)), on_complete)
         return stack.enter_context(LiveServer(app))
 
     with stack:

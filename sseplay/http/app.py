@@ -48,7 +48,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hub.start()
         for redis_feed in hub.redis_feeds.values():
-            redis_feed.start(hub.timer, options.ping)
+            redis_feed.start(hub.timer, options.config.ping)
         try:
             yield
         finally:
@@ -62,10 +62,10 @@ def create_app(
         app.add_middleware(AccessGuard, rules=options.access)
     app.add_middleware(
         CORSMiddleware,
-        allow_origins=list(options.cors_origins),
+        allow_origins=list(options.config.cors_origins),
         # Credentials (EventSource withCredentials) only for origins listed by name: with
         # "*" they are invalid (Fetch, CORS protocol), and Starlette would echo any origin.
-        allow_credentials="*" not in options.cors_origins,
+        allow_credentials="*" not in options.config.cors_origins,
         allow_methods=["GET", "POST"],
         allow_headers=["*"],
     )
@@ -89,7 +89,7 @@ def create_app(
                 "connections": len(hub.listeners),
                 # Which process answered, of how many on this port (--workers).
                 "worker": os.getpid(),
-                "workers": options.workers or 1,
+                "workers": options.config.workers or 1,
                 "faults": dict(sorted(hub.fault_counters.by_kind.items()))
                 if hub.fault_counters is not None
                 else {},

@@ -154,7 +154,7 @@ class StreamEndpoint(Generic[Position]):
         if during:
             outlet: Outlet = self._faulty_outlet(send, receive, direct, task, number, during)
         else:
-            outlet = Outlet(send, hub.options.send_timeout, self._cut_off, direct, task)
+            outlet = Outlet(send, hub.options.config.send_timeout, self._cut_off, direct, task)
         logger.log(
             logging.WARNING if opening.warn else logging.INFO,
             "%s connected to %s%s",
@@ -203,7 +203,7 @@ class StreamEndpoint(Generic[Position]):
         elif isinstance(outlet, FaultyOutlet) and outlet.fault_end:
             how = f"ended by {outlet.fault_end}"
         elif outlet.cut_off:
-            how = f"cut off: it read nothing for {hub.options.send_timeout:g} s"
+            how = f"cut off: it read nothing for {hub.options.config.send_timeout:g} s"
         elif outlet.failure:
             how = f"ended: {outlet.failure}"
         else:
@@ -230,8 +230,8 @@ class StreamEndpoint(Generic[Position]):
         assert hub.fault_counters is not None
         number = hub.fault_counters.next_connection(route)
         resuming = bool(raw_id)
-        chosen = choose(options.faults, options.seed, route, number, resuming)
-        if options.fault_header:
+        chosen = choose(options.config.faults, options.seed, route, number, resuming)
+        if options.config.fault_header:
             named = (
                 header(scope, b"sseplay-fault"),
                 query_parameter(scope["query_string"], b"fault"),
@@ -275,13 +275,13 @@ class StreamEndpoint(Generic[Position]):
         seed = hub.options.seed
         return FaultyOutlet(
             send,
-            hub.options.send_timeout,
+            hub.options.config.send_timeout,
             self._cut_off,
             direct,
             task,
             chosen=during,
             fire=lambda fault, where: hub.fire(fault, route, number, where),
             transport=transport_of(receive),
-            ping=hub.options.ping,
+            ping=hub.options.config.ping,
             jitter=lambda n: draw(seed, "jitter", route, number, n),
         )

@@ -8,11 +8,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sseplay.broadcast import Broadcast
-from sseplay.config import DEFAULT_PING, DEFAULT_SEND_TIMEOUT
+from sseplay.config import ServerConfig
 from sseplay.feed import Feed, LiveSubscriber, Resume
 from sseplay.model import encode_comment
 from sseplay.outlet import Listener, Outlet
@@ -28,7 +28,7 @@ from sseplay.replay import (
 from sseplay.timer import Timer
 
 if TYPE_CHECKING:
-    from sseplay.faults.spec import Chosen, FaultCounters, FaultSpec
+    from sseplay.faults.spec import Chosen, FaultCounters
     from sseplay.http.access import AccessRules
 
     # Imported where a followed file or a Redis stream is served: a server of plain
@@ -74,22 +74,17 @@ class LiveRoute:
 
 @dataclass(frozen=True, slots=True)
 class AppOptions:
-    broadcast: bool = False
-    ping: float = DEFAULT_PING
-    cors_origins: tuple[str, ...] = ("*",)
-    send_timeout: float = DEFAULT_SEND_TIMEOUT
-    # Body chunks straight to uvicorn's transport when it allows (see ``direct``).
-    direct_writes: bool = True
-    # --epoch: when the broadcast timelines start, in Unix seconds; None = at start-up.
-    epoch: float | None = None
-    # --workers: how many processes serve this port (for /healthz); None = just this one.
-    workers: int | None = None
+    """What an app serves with: the server's options as they were given (one object, read
+    where it is needed, never copied field by field), and what ``Server`` works out from
+    them once."""
+
+    config: ServerConfig = field(default_factory=ServerConfig)
     # --token and the Host check (``sseplay.http.access``); None = every request is answered.
     access: AccessRules | None = None
-    # --fault, --fault-header and the seed of their p= draws (see ``sseplay.faults.spec``).
-    faults: tuple[FaultSpec, ...] = ()
-    fault_header: bool = False
+    # The seed of the faults' p= draws: ``config.seed``, or one drawn at start-up.
     seed: int = 0
+    # Body chunks straight to uvicorn's transport when it allows (see ``direct``).
+    direct_writes: bool = True
 
 
 class Hub:
@@ -122,7 +117,7 @@ class Hub:
         # Connections handed over from their replay to a feed: the old listener -> the new.
         self._moved: dict[Listener, Listener] = {}
         # Faults are looked at per connection only when there are any to look at.
-        self.faulty = bool(options.faults) or options.fault_header
+        self.faulty = bool(options.config.faults) or options.config.fault_header
         # Fault injection is imported only by a server that has faults to inject.
         self.fault_counters: FaultCounters | None = None
         if self.faulty:
@@ -153,24 +148,26 @@ class Hub:
                 continue
             from sseplay.sources.follow import Follower, GrowingReplay, new_feed
 
-            feed = new_feed(stream.follow, self.timer, self.options.ping, self._broadcast_ended)
+            feed = new_feed(
+                stream.follow, self.timer, self.options.config.ping, self._broadcast_ended
+            )
             replay = stream.replay if isinstance(stream.replay, GrowingReplay) else None
             follower = Follower(stream.follow, feed, replay)
             self.feeds[stream.route] = feed
             self.followers[stream.route] = follower
             feed.start()
             self._following.append(loop.create_task(follower.run()))
-        if self.options.broadcast:
+        if self.options.config.broadcast:
             origin = None
-            if self.options.epoch is not None:
+            if self.options.config.epoch is not None:
                 # The epoch is a wall-clock moment shared by hosts and workers; the timer
                 # runs on the loop's monotonic clock, so it is mapped onto it once, here.
-                origin = self.timer.time() + (self.options.epoch - time.time())
+                origin = self.timer.time() + (self.options.config.epoch - time.time())
             for stream in self._streams:
                 if stream.replay is None:
                     continue
                 broadcast = Broadcast(
-                    stream.replay, self.timer, self.options.ping, self._broadcast_ended
+                    stream.replay, self.timer, self.options.config.ping, self._broadcast_ended
                 )
                 if stream.follow is not None:
                     broadcast.hand_over = self._broadcast_handed_over
@@ -210,7 +207,7 @@ class Hub:
             self.listeners.add(subscriber)
             broadcast.admit(subscriber, preamble)
             return subscriber
-        ping = self.options.ping
+        ping = self.options.config.ping
         player = Player(outlet, stream.replay, self.timer, start, ping, self.on_complete)
         if stream.follow is not None:
             player.hand_over = self._player_handed_over
@@ -250,7 +247,7 @@ class Hub:
             return UNKNOWN if unknown else FROM_THE_START
         # No existing records to replay (none at start-up, or the file was truncated or
         # replaced since): the live part from its start, as far as the history reaches.
-        if self.options.broadcast:
+        if self.options.config.broadcast:
             first = feed.position  # a broadcast is joined live
         else:
             first = feed.first if follower.reset_at is None else follower.reset_at

@@ -16,6 +16,7 @@ import pytest
 
 from sseplay.client.api import tail
 from sseplay.client.stats import TailStats
+from sseplay.config import ServerConfig
 from sseplay.errors import ExitCode, Invalid, Mismatch, StreamError
 from sseplay.http.app import create_app
 from sseplay.http.hub import AppOptions
@@ -391,7 +392,7 @@ def test_wait_finds_a_server_that_comes_up_late(tmp_path: Path) -> None:
         assert "cannot connect" in first
         assert first.rstrip().endswith("retrying for up to 10 s (--wait)")
         time.sleep(0.2)  # refused a few more times
-        app = create_app([make_stream(events, retry=10)], AppOptions(ping=0))
+        app = create_app([make_stream(events, retry=10)], AppOptions(ServerConfig(ping=0)))
         with LiveServer(app, port=port):
             out, err = tail_process.communicate(timeout=15)
     finally:

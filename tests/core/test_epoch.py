@@ -84,7 +84,7 @@ def test_a_future_epoch_waits_and_its_first_event_comes_at_the_epoch(
 ) -> None:
     epoch = time.time() + 0.5
     stream = make_stream(events_file(tmp_path, 5), timing=Timing(interval=INTERVAL))
-    server = live([stream], AppOptions(broadcast=True, ping=0, epoch=epoch))
+    server = live([stream], AppOptions(ServerConfig(broadcast=True, ping=0, epoch=epoch)))
     got = timed_ids(server.url + "/events", 5)
     assert [n for n, _ in got] == [1, 2, 3, 4, 5]
     lateness = [at - (epoch + (n - 1) * INTERVAL) for n, at in got]
@@ -98,7 +98,7 @@ def test_a_past_epoch_starts_where_the_timeline_is_and_keeps_what_resumes_need(
     others are, and a client that was on another one resumes from its Last-Event-ID."""
     epoch = time.time() - 1.0  # 20 events are due
     stream = make_stream(events_file(tmp_path, 200), timing=Timing(interval=INTERVAL))
-    server = live([stream], AppOptions(broadcast=True, ping=0, epoch=epoch))
+    server = live([stream], AppOptions(ServerConfig(broadcast=True, ping=0, epoch=epoch)))
     (first, at), *_ = timed_ids(server.url + "/events", 1)
     # Event n is due at (n - 1) * INTERVAL after the epoch; it arrived at ``at``. The server
     # maps the epoch onto its loop clock, the test reads the wall clock: allow a few ms.
@@ -112,7 +112,7 @@ def test_an_epoch_whose_timeline_is_over_answers_204(
 ) -> None:
     epoch = time.time() - 60
     stream = make_stream(events_file(tmp_path, 5), timing=Timing(interval=INTERVAL))
-    server = live([stream], AppOptions(broadcast=True, ping=0, epoch=epoch))
+    server = live([stream], AppOptions(ServerConfig(broadcast=True, ping=0, epoch=epoch)))
     assert httpx.get(server.url + "/events", timeout=5).status_code == 204
     assert httpx.get(server.url + "/healthz", timeout=5).json()["status"] == "ok"
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from sseplay.config import ServerConfig
 from sseplay.eventfile import FieldMapping
 from sseplay.http.app import create_app, hub_of
 from sseplay.http.hub import AppOptions
@@ -126,7 +127,9 @@ def wait_for_events(page: Any, count: int, timeout: float = 15) -> list[dict[str
 def test_tutorial_event_source_on_another_origin_gets_every_score(
     page: Any, page_server: Callable[[str], PageServer]
 ) -> None:
-    app = create_app([make_stream(SAMPLES / "scores.json", retry=100)], AppOptions(ping=0))
+    app = create_app(
+        [make_stream(SAMPLES / "scores.json", retry=100)], AppOptions(ServerConfig(ping=0))
+    )
     with LiveServer(app) as server:
         site = page_server(tutorial_page(server.url + "/events"))
         page.goto(site.url)
@@ -157,7 +160,7 @@ def test_awkward_records_arrive_exactly(
     page: Any, page_server: Callable[[str], PageServer], tmp_path: Path
 ) -> None:
     path = write_lines(tmp_path / "awkward.jsonl", AWKWARD)
-    app = create_app([make_stream(path, retry=100)], AppOptions(ping=0))
+    app = create_app([make_stream(path, retry=100)], AppOptions(ServerConfig(ping=0)))
     with LiveServer(app) as server:
         site = page_server(tutorial_page(server.url + "/events"))
         page.goto(site.url)
@@ -176,7 +179,7 @@ def test_browser_reconnects_after_a_restart_with_no_duplicate_and_no_gap(
 
     def app() -> Any:
         stream = make_stream(path, timing=Timing(interval=0.04), retry=150)
-        return create_app([stream], AppOptions(ping=0))
+        return create_app([stream], AppOptions(ServerConfig(ping=0)))
 
     first = LiveServer(app())
     port = first.port
@@ -199,7 +202,7 @@ def test_after_the_last_event_the_browser_stops_for_good(
 ) -> None:
     path = write_lines(tmp_path / "three.jsonl", ["a", "b", "c"])
     requests: list[str] = []
-    app = create_app([make_stream(path, retry=50)], AppOptions(ping=0))
+    app = create_app([make_stream(path, retry=50)], AppOptions(ServerConfig(ping=0)))
 
     async def counting(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] == "/events":
@@ -222,7 +225,7 @@ def test_named_types_reach_their_listeners_not_onmessage(
 ) -> None:
     mapping = FieldMapping(data_field="payload", event_field="type", id_field="id")
     stream = make_stream(SAMPLES / "notifications.json", mapping=mapping, retry=100)
-    with LiveServer(create_app([stream], AppOptions(ping=0))) as server:
+    with LiveServer(create_app([stream], AppOptions(ServerConfig(ping=0)))) as server:
         site = page_server(tutorial_page(server.url + "/events", ("presence", "notification")))
         page.goto(site.url)
         page.wait_for_function("window.source.readyState === 2", timeout=10000)
@@ -242,7 +245,9 @@ def test_broadcast_two_pages_see_the_same_events_at_the_same_moments(
 ) -> None:
     path = write_lines(tmp_path / "live.jsonl", [f"tick {n}" for n in range(200)])
     stream = make_stream(path, timing=Timing(interval=0.05), retry=100)
-    with LiveServer(create_app([stream], AppOptions(ping=0, broadcast=True))) as server:
+    with LiveServer(
+        create_app([stream], AppOptions(ServerConfig(ping=0, broadcast=True)))
+    ) as server:
         site = page_server(tutorial_page(server.url + "/events"))
         # Separate contexts, so that one page's loading does not hold up the other's events.
         contexts = [browser.new_context(), browser.new_context()]
@@ -284,7 +289,7 @@ def test_viewer_lists_streams_shows_pauses_filters_and_never_runs_data(
         ),
         make_stream(SAMPLES / "scores.json", "/scores"),
     ]
-    with LiveServer(create_app(streams, AppOptions(ping=0))) as server:
+    with LiveServer(create_app(streams, AppOptions(ServerConfig(ping=0)))) as server:
         page.goto(server.url + "/")
         options = page.locator("#streams option").all_text_contents()
         assert options == ["/hostile (hostile.jsonl, 60 events)", "/scores (scores.json, 3 events)"]
@@ -338,7 +343,7 @@ def test_viewer_shows_every_event_type_even_open_and_error(page: Any, tmp_path: 
     path = write_lines(tmp_path / "types.jsonl", records)
     mapping = FieldMapping(data_field="n", event_field="kind")
     stream = make_stream(path, mapping=mapping, timing=Timing(interval=0.001), retry=60_000)
-    with LiveServer(create_app([stream], AppOptions(ping=0))) as server:
+    with LiveServer(create_app([stream], AppOptions(ServerConfig(ping=0)))) as server:
         page.goto(server.url + "/")
         page.wait_for_function("document.querySelectorAll('.event').length >= 253", timeout=15000)
         rows = _viewer_rows(page)
@@ -359,7 +364,9 @@ def test_viewer_shows_local_times_labelled_and_big_integers_exactly(
     records = [{"big": 12345678901234567890123, "small": 1.5e-7, "text": 'a "quoted" {x}'}]
     path = write_lines(tmp_path / "big.jsonl", records)
     try:
-        with LiveServer(create_app([make_stream(path)], AppOptions(ping=0))) as server:
+        with LiveServer(
+            create_app([make_stream(path)], AppOptions(ServerConfig(ping=0)))
+        ) as server:
             page.goto(server.url + "/")
             page.wait_for_function("document.querySelectorAll('.event').length === 1")
             (row,) = _viewer_rows(page)
@@ -384,7 +391,7 @@ def test_viewer_resumes_with_the_last_id_as_utf8_and_stops_at_204(
     records = [{"id": ident, "n": n} for n, ident in enumerate(["a", "é", "日本"])]
     path = write_lines(tmp_path / "ids.jsonl", records)
     stream = make_stream(path, mapping=FieldMapping(id_field="id"), retry=50)
-    app = create_app([stream], AppOptions(ping=0))
+    app = create_app([stream], AppOptions(ServerConfig(ping=0)))
     requests: list[bytes] = []
 
     async def counting(scope: Any, receive: Any, send: Any) -> None:
@@ -413,7 +420,7 @@ def test_docs_screenshot_shows_an_open_stream(page: Any) -> None:
         ),
         make_stream(SAMPLES / "scores.json", "/scores"),
     ]
-    with LiveServer(create_app(streams, AppOptions(ping=0))) as server:
+    with LiveServer(create_app(streams, AppOptions(ServerConfig(ping=0)))) as server:
         page.set_viewport_size({"width": 1280, "height": 600})
         page.goto(server.url + "/")
         page.wait_for_function("document.querySelectorAll('.event').length >= 4")

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from sseplay.config import ServerConfig
 from sseplay.faults.spec import parse_faults
 from sseplay.http.app import create_app
 from sseplay.http.hub import AppOptions
@@ -31,7 +32,9 @@ def fault_server(tmp_path: Path, *faults: str, fault_header: bool = False) -> Li
     path = write_json(tmp_path / "five.json", RECORDS)
     # retry: 100 so that the browser's reconnection is quick (its default is 3 s).
     stream = make_stream(path, timing=Timing(interval=0.02), retry=100)
-    options = AppOptions(ping=0, faults=parse_faults(faults), fault_header=fault_header)
+    options = AppOptions(
+        ServerConfig(ping=0, faults=parse_faults(faults), fault_header=fault_header)
+    )
     return LiveServer(create_app([stream], options))
 
 

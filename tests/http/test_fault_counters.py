@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 
+from sseplay.config import ServerConfig
 from sseplay.faults.spec import (
     MAX_REQUEST_COUNTERS,
     FaultCounters,
@@ -66,7 +67,7 @@ def test_a_fault_header_still_works_on_a_real_server_and_memory_stays_bounded(
 ) -> None:
     path = write_json(tmp_path / "five.json", [{"n": n} for n in range(1, 6)])
     stream = make_stream(path, timing=Timing(interval=0))
-    server = live([stream], AppOptions(ping=0, seed=1, fault_header=True))
+    server = live([stream], AppOptions(ServerConfig(ping=0, fault_header=True), seed=1))
     url = server.url + "/events"
     with httpx.Client(timeout=10) as client:
         header = {"Sseplay-Fault": "status:code=503,times=1"}

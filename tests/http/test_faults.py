@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from sseplay.config import ServerConfig
 from sseplay.errors import ExitCode, UsageError
 from sseplay.faults.spec import choose, malform, parse_fault, parse_faults
 from sseplay.http.hub import AppOptions
@@ -51,9 +52,11 @@ def serve(
     **options: Any,
 ) -> LiveServer:
     stream = make_stream(path, timing=Timing(interval=interval), retry=retry)
-    settings: dict[str, Any] = {"ping": 0, "faults": parse_faults(faults), "seed": 1}
-    settings.update(options)
-    return live([stream], AppOptions(**settings))
+    app_settings = {"seed": options.pop("seed", 1)}
+    if "direct_writes" in options:
+        app_settings["direct_writes"] = options.pop("direct_writes")
+    settings: dict[str, Any] = {"ping": 0, "faults": parse_faults(faults), **options}
+    return live([stream], AppOptions(ServerConfig(**settings), **app_settings))
 
 
 def raw_get(

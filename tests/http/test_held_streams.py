@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from sseplay.config import ServerConfig
 from sseplay.http.hub import AppOptions
 from sseplay.schedule import Timing
 from tests.conftest import make_stream, write_lines
@@ -55,7 +56,7 @@ def test_an_idle_held_stream_keeps_no_request_task(
 ) -> None:
     path = write_lines(tmp_path / "slow.jsonl", list(range(5)))
     stream = make_stream(path, timing=Timing(interval=30))
-    server = live([stream], AppOptions(ping=0, broadcast=broadcast))
+    server = live([stream], AppOptions(ServerConfig(ping=0, broadcast=broadcast)))
     before = _tasks()
     # A broadcast's subscriber joins live: its next event is 30 s away, the head is now.
     conns = _open_streams(server.port, 20, b"\r\n\r\n" if broadcast else b"data:")
@@ -75,7 +76,7 @@ def test_an_idle_held_stream_allocates_under_8_kib(live: Any, tmp_path: Path) ->
     with the request's task and the middleware's frames held; node's whole resident cost
     is 14.5 KiB). The test's own sockets are in the figure too."""
     path = write_lines(tmp_path / "slow.jsonl", list(range(5)))
-    server = live([make_stream(path, timing=Timing(interval=30))], AppOptions(ping=0))
+    server = live([make_stream(path, timing=Timing(interval=30))], AppOptions(ServerConfig(ping=0)))
     warm = _open_streams(server.port, 20)  # first-use allocations are not per connection
     tracemalloc.start()
     try:
@@ -103,7 +104,9 @@ def test_a_held_stream_that_ends_lets_the_connection_answer_its_next_request(
     connection goes on: the request pipelined behind the stream is answered."""
     caplog.set_level("INFO")
     path = write_lines(tmp_path / "three.jsonl", list(range(3)))
-    server = live([make_stream(path, timing=Timing(interval=0.05))], AppOptions(ping=0))
+    server = live(
+        [make_stream(path, timing=Timing(interval=0.05))], AppOptions(ServerConfig(ping=0))
+    )
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
         conn.sendall(REQUEST)
         received = b""
@@ -130,7 +133,7 @@ def test_a_held_stream_whose_client_hangs_up_is_forgotten_and_logged(
 ) -> None:
     caplog.set_level("INFO")
     path = write_lines(tmp_path / "slow.jsonl", list(range(5)))
-    server = live([make_stream(path, timing=Timing(interval=30))], AppOptions(ping=0))
+    server = live([make_stream(path, timing=Timing(interval=30))], AppOptions(ServerConfig(ping=0)))
     conns = _open_streams(server.port, 3)
     wait_until(lambda: len(server.hub.listeners) == 3, message="the server never got there")
     assert all(listener.outlet.task is None for listener in server.hub.listeners)  # held

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from sseplay.config import ServerConfig
 from sseplay.eventfile import FieldMapping, load_event_file
 from sseplay.http.hub import AppOptions, Route
 from sseplay.http.uvicorn.protocol import MAX_REQUEST_HEAD_BYTES
@@ -203,7 +204,9 @@ def test_pipelined_requests_then_a_hang_up_end_only_that_connection(
     caplog.set_level("INFO")
     path = write_lines(tmp_path / "ticks.jsonl", list(range(100_000)))
     stream = make_stream(path, timing=Timing(interval=0.005))
-    server = live([stream], AppOptions(ping=0, broadcast=broadcast, direct_writes=direct))
+    server = live(
+        [stream], AppOptions(ServerConfig(ping=0, broadcast=broadcast), direct_writes=direct)
+    )
     good = stream_reader(server.port)
     assert drain(good, 0.1)
     for _ in range(5):
@@ -406,7 +409,7 @@ def test_a_request_head_beyond_the_limit_gets_431_and_costs_nothing(
 def test_many_hostile_clients_at_once_leave_the_others_served(live: Any, tmp_path: Path) -> None:
     path = write_lines(tmp_path / "ticks.jsonl", list(range(100_000)))
     stream = make_stream(path, timing=Timing(interval=0.01, loop=True))
-    server = live([stream], AppOptions(ping=0))
+    server = live([stream], AppOptions(ServerConfig(ping=0)))
     good = stream_reader(server.port)
     assert drain(good, 0.1)
     attacks = [PIPELINED] * 10
