@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from sseplay.fanout import Listener
+from sseplay.http.uvicorn.close_delimited import CloseDelimitedCycle
 from sseplay.http.uvicorn.direct import LeanEvent, LeanFlowControl, LeanPipeline
 
 logger = logging.getLogger("sseplay.server")
@@ -175,6 +176,10 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         if cycle is not before and type(cycle.message_event) is asyncio.Event:
             # A new request, whose task has not run yet: nothing waits on its event.
             cycle.message_event = LeanEvent(cycle.message_event.is_set())  # type: ignore[assignment]
+        if cycle is not before and cycle.scope["http_version"] == "1.0":
+            # HTTP/1.0 has no chunked coding: its stream ends with the connection
+            # (RFC 9112 sections 6.3 and 7). The same object, with that class's ``send``.
+            cycle.__class__ = CloseDelimitedCycle
 
     def hold(self, held: Held) -> bool:
         """Take over a stream whose response has started, so that its endpoint can
