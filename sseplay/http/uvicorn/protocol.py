@@ -18,6 +18,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from sseplay.fanout import Listener
 from sseplay.http.uvicorn.close_delimited import CloseDelimitedCycle
 from sseplay.http.uvicorn.direct import LeanEvent, LeanFlowControl, LeanPipeline
+from sseplay.http.uvicorn.heads import HeadWatch
 
 logger = logging.getLogger("sseplay.server")
 
@@ -130,15 +131,56 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         self.pipeline = LeanPipeline()  # type: ignore[assignment]
         self._head = _HeadCount()
 
+    @property
+    def _watch(self) -> HeadWatch | None:
+        """The server's watch on request heads (``heads.py``): sseplay's server has one,
+        a plain uvicorn server does not. A property: the protocol has no room for
+        another attribute (see the class's docstring)."""
+        state = self.server_state
+        return state if isinstance(state, HeadWatch) else None
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.flow = LeanFlowControl(transport)  # type: ignore[assignment]
+        watch = self._watch
+        if watch is not None:
+            watch.admit(self)
+            watch.wait_for_head(self, self.loop)  # the first request's, from now
+
+    def head_timed_out(self) -> None:
+        """The request head has not all come within the header timeout: close. A client
+        that sent some of it is told 408 Request Timeout (RFC 9110 section 15.5.9),
+        unless a response is under way on this connection (the head is a pipelined
+        request's); one that sent nothing is closed without a word."""
+        head = self._head
+        if head.refused or self.transport.is_closing():
+            return
+        cycle = self.cycle
+        started = head.in_message or head.seen > 0
+        if started and (cycle is None or cycle.response_complete):
+            message = b"Request head not received in time\n"
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\n"
+                b"content-type: text/plain; charset=utf-8\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%b" % (len(message), message)
+            )
+        host, port = self.client or ("?", 0)
+        timeout = self.server_state.header_timeout  # type: ignore[attr-defined]
+        logger.info("%s:%s sent no whole request head within %g s: closed", host, port, timeout)
+        self.transport.close()
+
+    def drop(self) -> None:
+        """Close now, to make room near the open-file limit (``HeadWatch.admit``)."""
+        self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         head = self._head
         if head.refused:
             return
         if head.in_head:
+            watch = self._watch
+            if watch is not None:  # a head begins (or goes on): it has a deadline
+                watch.wait_for_head(self, self.loop)
             room = MAX_REQUEST_HEAD_BYTES - head.seen
             if len(data) > room:
                 # Fine only if the head ends (an empty line, RFC 9112 section 2.1) in the room.
@@ -166,10 +208,16 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         self._head.in_message = True
+        watch = self._watch
+        if watch is not None:  # a pipelined request's head, begun in the same read
+            watch.wait_for_head(self, self.loop)
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
         self._head.in_head = False
+        watch = self._watch
+        if watch is not None:
+            watch.head_arrived(self)
         before = self.cycle
         super().on_headers_complete()
         cycle = self.cycle
@@ -211,6 +259,9 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        watch = self._watch
+        if watch is not None:
+            watch.gone(self)
         self._end_held()
 
     def on_response_complete(self) -> None:
