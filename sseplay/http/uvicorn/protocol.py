@@ -30,6 +30,14 @@ UNFINISHED = "ASGI callable returned without completing response."
 # same 16 KiB as uvicorn's h11 protocol (h11's default) and Node.js; uvicorn's httptools
 # protocol, which sseplay runs on, has no limit of its own.
 MAX_REQUEST_HEAD_BYTES = 16 << 10
+# What a connection may send ahead of a response still under way (pipelined requests,
+# RFC 9112 section 9.3.2, which can be answered only once it ends: behind a stream,
+# perhaps never): at most MAX_PIPELINED whole requests queued and READ_AHEAD_BYTES
+# received. Beyond, the connection is closed. uvicorn stops reading at the first queued
+# request, but only after parsing all it had read (up to 256 KiB: thousands of tiny
+# requests, each a request object), and the request's own ``receive`` reads on.
+MAX_PIPELINED = 16
+READ_AHEAD_BYTES = 64 << 10
 # --once: after the first whole replay, how long the server waits for that client to
 
 
@@ -94,10 +102,11 @@ def _request_parser(protocol: HttpToolsProtocol) -> httptools.HttpRequestParser:
 class _HeadCount:
     """How much of a request head has arrived (see ``HeadLimitedHttpToolsProtocol``)."""
 
-    __slots__ = ("held", "in_head", "in_message", "refused", "seen", "tail")
+    __slots__ = ("ahead", "held", "in_head", "in_message", "refused", "seen", "tail")
 
     def __init__(self) -> None:
         self.held: Held | None = None  # the stream handed over to this connection
+        self.ahead = 0  # bytes received ahead of the response under way (MAX_PIPELINED)
         self.in_head = True  # the next bytes belong to a request line or headers
         self.in_message = False  # the parser has begun a request it has not finished
         self.seen = 0
@@ -177,6 +186,18 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         head = self._head
         if head.refused:
             return
+        cycle = self.cycle
+        if cycle is not None and (
+            self.pipeline or (not cycle.response_complete and not cycle.more_body)
+        ):
+            # The response's request is all read (or others already wait behind it):
+            # these bytes are further requests, which must wait for it to end.
+            head.ahead += len(data)
+            if head.ahead > READ_AHEAD_BYTES:
+                self._refuse_read_ahead(f"over {READ_AHEAD_BYTES} bytes of further requests")
+                return
+        else:
+            head.ahead = 0
         if head.in_head:
             watch = self._watch
             if watch is not None:  # a head begins (or goes on): it has a deadline
@@ -214,6 +235,16 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
+        if self._head.refused:  # the rest of a read that was refused: no more requests
+            return
+        cycle = self.cycle
+        if (
+            cycle is not None
+            and not cycle.response_complete
+            and len(self.pipeline) >= MAX_PIPELINED
+        ):
+            self._refuse_read_ahead(f"over {MAX_PIPELINED} further requests")
+            return
         self._head.in_head = False
         watch = self._watch
         if watch is not None:
@@ -259,6 +290,11 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        # Requests queued behind the response will never be answered: let them go now,
+        # and the reference each has to this connection (uvicorn keeps them).
+        for queued, _ in self.pipeline:
+            queued.on_response = _nothing
+        self.pipeline.clear()
         watch = self._watch
         if watch is not None:
             watch.gone(self)
@@ -309,13 +345,37 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
             if held is None or held.cycle is not cycle:
                 cycle.on_response = _nothing
 
+    def on_body(self, body: bytes) -> None:
+        if self._head.refused:
+            return
+        if self.pipeline and len(self.cycle.body) + len(body) > READ_AHEAD_BYTES:
+            # The body of a queued request, all in one read with the requests before it.
+            self._refuse_read_ahead(f"over {READ_AHEAD_BYTES} bytes of further requests")
+            return
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
         head = self._head
+        if head.refused:
+            return
         head.in_message = False
         head.in_head = True
         head.seen = 0
         head.tail = b""
         super().on_message_complete()
+
+    def _refuse_read_ahead(self, how_much: str) -> None:
+        """Close a connection that sent too much ahead of its response (see
+        ``MAX_PIPELINED``): at once, with whatever was still to be written to it."""
+        self._head.refused = True
+        host, port = self.client or ("?", 0)
+        logger.warning(
+            "%s:%s sent %s ahead of its response, still under way: closed",
+            host,
+            port,
+            how_much,
+        )
+        self.transport.abort()
 
     def _refuse_head(self) -> None:
         self._head.refused = True
