@@ -28,6 +28,10 @@ MIN_PING = 0.1
 # A client that has not taken a chunk for this long is cut off, so that one
 # frozen reader never holds memory or slows anyone else down.
 DEFAULT_SEND_TIMEOUT = 10.0
+# A connection whose request head (request line and headers, RFC 9112 section 2.1) has
+# not all arrived this long after it began is closed: heads that never end would
+# otherwise hold their connections (and open files) for good.
+DEFAULT_HEADER_TIMEOUT = 10.0
 # The largest reconnection delay a browser can wait: its timers hold a signed 32-bit
 # count of milliseconds (HTML 8.6 "Timers"), and a longer one fires at once.
 MAX_RETRY_MS = 2**31 - 1
@@ -240,6 +244,8 @@ class ServerConfig:
     # Origins allowed to read the streams from a page; None = any origin.
     cors: tuple[str, ...] | None = None
     send_timeout: float = DEFAULT_SEND_TIMEOUT
+    # --header-timeout: how long a request head may take to arrive, in seconds.
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
     once: bool = False
     # HTTPS: a certificate and its key (the key may be in certfile), or a throwaway pair.
     certfile: str | None = None
@@ -305,6 +311,7 @@ class ServerConfig:
         if _finite("--ping", self.ping) != 0:
             _at_least("--ping", self.ping, MIN_PING)
         _more_than("--send-timeout", self.send_timeout, 0)
+        _more_than("--header-timeout", self.header_timeout, 0)
         if self.cors is not None:
             if isinstance(self.cors, str):
                 object.__setattr__(self, "cors", (self.cors,))

@@ -246,7 +246,9 @@ class Server:
         self._tls = tls
         self._warn_if_exposed()
         self._hub = hub_of(app)
-        self._server = streaming_server(app, self._hub, **extra)
+        self._server = streaming_server(
+            app, self._hub, header_timeout=config.header_timeout, **extra
+        )
         return self._server
 
     def _listen(self) -> socket.socket:

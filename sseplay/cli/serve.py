@@ -26,6 +26,7 @@ from sseplay.cli.shared import (
     setup_logging,
 )
 from sseplay.config import (
+    DEFAULT_HEADER_TIMEOUT,
     DEFAULT_INTERVAL,
     DEFAULT_PING,
     DEFAULT_ROUTE,
@@ -131,6 +132,14 @@ def serve(
             metavar="SECONDS", help="Cut off a client that takes no data for this many seconds."
         ),
     ] = DEFAULT_SEND_TIMEOUT,
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            metavar="SECONDS",
+            help="Close a connection whose request line and headers have not all come"
+            " within this many seconds.",
+        ),
+    ] = DEFAULT_HEADER_TIMEOUT,
     url_file: Annotated[
         Path | None,
         typer.Option(
@@ -212,6 +221,7 @@ def serve(
         ping=ping,
         cors=tuple(cors) if cors else None,
         send_timeout=send_timeout,
+        header_timeout=header_timeout,
         once=once,
         certfile=certfile,
         keyfile=keyfile,

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette import routing
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sseplay.http.access import AccessGuard
 from sseplay.http.endpoint import StreamEndpoint
@@ -119,7 +120,26 @@ def create_app(
         headers = {"Cache-Control": "max-age=86400"}
         return Response(FAVICON, media_type="image/svg+xml", headers=headers)
 
+    served = [stream.route for stream in streams] + [r.route for r in live]
+    app.router.default = _NotFound(served, app.router.default)
     return app
+
+
+class _NotFound:
+    """The answer for a path no route serves: sseplay's own 404, naming the routes it
+    serves (in the order /healthz lists them), instead of FastAPI's bare ``Not Found``,
+    so that a mistyped stream URL says what to write instead."""
+
+    def __init__(self, routes: list[str], otherwise: ASGIApp) -> None:
+        self.routes = routes
+        self.otherwise = otherwise  # Starlette's, for a WebSocket
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.otherwise(scope, receive, send)
+            return
+        body = {"error": f"no stream at {scope['path']}", "routes": self.routes}
+        await JSONResponse(body, status_code=404)(scope, receive, send)
 
 
 def _stream_health(stream: Route, hub: Hub) -> dict[str, Any]:

@@ -42,6 +42,7 @@ def test_the_httptools_protocol_methods_sseplay_overrides() -> None:
         "data_received": ["self", "data"],
         "connection_lost": ["self", "exc"],
         "on_message_begin": ["self"],
+        "on_body": ["self", "body"],
         "on_headers_complete": ["self"],
         "on_message_complete": ["self"],
         "on_response_complete": ["self"],

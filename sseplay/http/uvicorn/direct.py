@@ -4,13 +4,15 @@ At thousands of connections each event is one small write, and the four awaits
 between the timer and the socket (three Starlette middleware wrappers, then
 uvicorn's ``send``) cost more CPU than the write itself. When the server is
 uvicorn's httptools protocol, a body chunk that may go out now is framed the way
-uvicorn frames it (HTTP/1.1 chunked transfer coding, RFC 9112 section 7.1) and
-handed to the transport directly. Everything else goes through ASGI ``send``:
-the response start (so middleware adds its headers), the last chunk (so uvicorn
-knows the response is complete), a paused transport (back-pressure), a
-disconnected client, and any other server. It also lets a client cut off for not
-reading be dropped at once (``abort``). ``DirectBody.of`` checks what it
-relies on and says None when anything is not as expected.
+uvicorn frames it (HTTP/1.1 chunked transfer coding, RFC 9112 section 7.1), or
+unframed for an HTTP/1.0 request (``close_delimited``: its body ends with the
+connection, RFC 9112 section 6.3), and handed to the transport directly.
+Everything else goes through ASGI ``send``: the response start (so middleware
+adds its headers), the last chunk (so uvicorn knows the response is complete), a
+paused transport (back-pressure), a disconnected client, and any other server.
+It also lets a client cut off for not reading be dropped at once (``abort``).
+``DirectBody.of`` checks what it relies on and says None when anything is not as
+expected.
 
 It also tells a connection that has gone from one that has not (``gone``), on
 either path. uvicorn marks a response disconnected when its connection is lost,
@@ -27,15 +29,18 @@ from typing import Any
 from starlette.types import Receive, Scope
 
 _HTTPTOOLS_CYCLE = ("uvicorn.protocols.http.httptools_impl", "RequestResponseCycle")
+# sseplay's cycle of an HTTP/1.0 request (a subclass of uvicorn's, not imported here).
+_CLOSE_DELIMITED_CYCLE = ("sseplay.http.uvicorn.close_delimited", "CloseDelimitedCycle")
 
 
 class DirectBody:
-    __slots__ = ("_cycle", "_flow", "_transport", "fast")
+    __slots__ = ("_chunked", "_cycle", "_flow", "_transport", "fast")
 
     def __init__(self, cycle: Any, fast: bool = True) -> None:
         self._cycle = cycle
         self._flow = cycle.flow
         self._transport = cycle.transport
+        self._chunked = cycle.chunked_encoding is True
         # False: body chunks go through ASGI ``send``; ``gone`` and ``abort`` still work.
         self.fast = fast
 
@@ -48,13 +53,13 @@ class DirectBody:
         ``receive`` too simply leaves the response on ASGI ``send``."""
         cycle: Any = getattr(receive, "__self__", None)
         kind = type(cycle)
-        if (kind.__module__, kind.__qualname__) != _HTTPTOOLS_CYCLE:
+        if (kind.__module__, kind.__qualname__) not in (_HTTPTOOLS_CYCLE, _CLOSE_DELIMITED_CYCLE):
             return None
         try:
             ready = (
                 cycle.scope is scope
                 and cycle.response_started
-                and cycle.chunked_encoding is True
+                and (cycle.chunked_encoding is True or getattr(cycle, "close_delimited", False))
                 and not cycle.response_complete
                 and scope["method"] != "HEAD"
                 and isinstance(cycle.flow.write_paused, bool)
@@ -81,7 +86,10 @@ class DirectBody:
             or self._flow.write_paused
         ):
             return False
-        self._transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        if self._chunked:
+            self._transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        else:
+            self._transport.write(chunk)
         return True
 
     def abort(self) -> None:

@@ -15,7 +15,9 @@ import httptools
 from starlette.types import Receive, Scope
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from sseplay.http.uvicorn.close_delimited import CloseDelimitedCycle
 from sseplay.http.uvicorn.direct import LeanEvent, LeanFlowControl, LeanPipeline
+from sseplay.http.uvicorn.heads import HeadWatch
 from sseplay.outlet import Listener
 
 logger = logging.getLogger("sseplay.server")
@@ -28,6 +30,14 @@ UNFINISHED = "ASGI callable returned without completing response."
 # same 16 KiB as uvicorn's h11 protocol (h11's default) and Node.js; uvicorn's httptools
 # protocol, which sseplay runs on, has no limit of its own.
 MAX_REQUEST_HEAD_BYTES = 16 << 10
+# What a connection may send ahead of a response still under way (pipelined requests,
+# RFC 9112 section 9.3.2, which can be answered only once it ends: behind a stream,
+# perhaps never): at most MAX_PIPELINED whole requests queued and READ_AHEAD_BYTES
+# received. Beyond, the connection is closed. uvicorn stops reading at the first queued
+# request, but only after parsing all it had read (up to 256 KiB: thousands of tiny
+# requests, each a request object), and the request's own ``receive`` reads on.
+MAX_PIPELINED = 16
+READ_AHEAD_BYTES = 64 << 10
 # --once: after the first whole replay, how long the server waits for that client to
 
 
@@ -92,10 +102,11 @@ def _request_parser(protocol: HttpToolsProtocol) -> httptools.HttpRequestParser:
 class _HeadCount:
     """How much of a request head has arrived (see ``HeadLimitedHttpToolsProtocol``)."""
 
-    __slots__ = ("held", "in_head", "in_message", "refused", "seen", "tail")
+    __slots__ = ("ahead", "held", "in_head", "in_message", "refused", "seen", "tail")
 
     def __init__(self) -> None:
         self.held: Held | None = None  # the stream handed over to this connection
+        self.ahead = 0  # bytes received ahead of the response under way (MAX_PIPELINED)
         self.in_head = True  # the next bytes belong to a request line or headers
         self.in_message = False  # the parser has begun a request it has not finished
         self.seen = 0
@@ -129,15 +140,68 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         self.pipeline = LeanPipeline()  # type: ignore[assignment]
         self._head = _HeadCount()
 
+    @property
+    def _watch(self) -> HeadWatch | None:
+        """The server's watch on request heads (``heads.py``): sseplay's server has one,
+        a plain uvicorn server does not. A property: the protocol has no room for
+        another attribute (see the class's docstring)."""
+        state = self.server_state
+        return state if isinstance(state, HeadWatch) else None
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.flow = LeanFlowControl(transport)  # type: ignore[assignment]
+        watch = self._watch
+        if watch is not None:
+            watch.admit(self)
+            watch.wait_for_head(self, self.loop)  # the first request's, from now
+
+    def head_timed_out(self) -> None:
+        """The request head has not all come within the header timeout: close. A client
+        that sent some of it is told 408 Request Timeout (RFC 9110 section 15.5.9),
+        unless a response is under way on this connection (the head is a pipelined
+        request's); one that sent nothing is closed without a word."""
+        head = self._head
+        if head.refused or self.transport.is_closing():
+            return
+        cycle = self.cycle
+        started = head.in_message or head.seen > 0
+        if started and (cycle is None or cycle.response_complete):
+            message = b"Request head not received in time\n"
+            self.transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\n"
+                b"content-type: text/plain; charset=utf-8\r\n"
+                b"content-length: %d\r\nconnection: close\r\n\r\n%b" % (len(message), message)
+            )
+        host, port = self.client or ("?", 0)
+        timeout = self.server_state.header_timeout  # type: ignore[attr-defined]
+        logger.info("%s:%s sent no whole request head within %g s: closed", host, port, timeout)
+        self.transport.close()
+
+    def drop(self) -> None:
+        """Close now, to make room near the open-file limit (``HeadWatch.admit``)."""
+        self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
         head = self._head
         if head.refused:
             return
+        cycle = self.cycle
+        if cycle is not None and (
+            self.pipeline or (not cycle.response_complete and not cycle.more_body)
+        ):
+            # The response's request is all read (or others already wait behind it):
+            # these bytes are further requests, which must wait for it to end.
+            head.ahead += len(data)
+            if head.ahead > READ_AHEAD_BYTES:
+                self._refuse_read_ahead(f"over {READ_AHEAD_BYTES} bytes of further requests")
+                return
+        else:
+            head.ahead = 0
         if head.in_head:
+            watch = self._watch
+            if watch is not None:  # a head begins (or goes on): it has a deadline
+                watch.wait_for_head(self, self.loop)
             room = MAX_REQUEST_HEAD_BYTES - head.seen
             if len(data) > room:
                 # Fine only if the head ends (an empty line, RFC 9112 section 2.1) in the room.
@@ -165,16 +229,36 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         self._head.in_message = True
+        watch = self._watch
+        if watch is not None:  # a pipelined request's head, begun in the same read
+            watch.wait_for_head(self, self.loop)
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
+        if self._head.refused:  # the rest of a read that was refused: no more requests
+            return
+        cycle = self.cycle
+        if (
+            cycle is not None
+            and not cycle.response_complete
+            and len(self.pipeline) >= MAX_PIPELINED
+        ):
+            self._refuse_read_ahead(f"over {MAX_PIPELINED} further requests")
+            return
         self._head.in_head = False
+        watch = self._watch
+        if watch is not None:
+            watch.head_arrived(self)
         before = self.cycle
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not before and type(cycle.message_event) is asyncio.Event:
             # A new request, whose task has not run yet: nothing waits on its event.
             cycle.message_event = LeanEvent(cycle.message_event.is_set())  # type: ignore[assignment]
+        if cycle is not before and cycle.scope["http_version"] == "1.0":
+            # HTTP/1.0 has no chunked coding: its stream ends with the connection
+            # (RFC 9112 sections 6.3 and 7). The same object, with that class's ``send``.
+            cycle.__class__ = CloseDelimitedCycle
 
     def hold(self, held: Held) -> bool:
         """Take over a stream whose response has started, so that its endpoint can
@@ -206,6 +290,14 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
+        # Requests queued behind the response will never be answered: let them go now,
+        # and the reference each has to this connection (uvicorn keeps them).
+        for queued, _ in self.pipeline:
+            queued.on_response = _nothing
+        self.pipeline.clear()
+        watch = self._watch
+        if watch is not None:
+            watch.gone(self)
         self._end_held()
 
     def on_response_complete(self) -> None:
@@ -253,13 +345,37 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
             if held is None or held.cycle is not cycle:
                 cycle.on_response = _nothing
 
+    def on_body(self, body: bytes) -> None:
+        if self._head.refused:
+            return
+        if self.pipeline and len(self.cycle.body) + len(body) > READ_AHEAD_BYTES:
+            # The body of a queued request, all in one read with the requests before it.
+            self._refuse_read_ahead(f"over {READ_AHEAD_BYTES} bytes of further requests")
+            return
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
         head = self._head
+        if head.refused:
+            return
         head.in_message = False
         head.in_head = True
         head.seen = 0
         head.tail = b""
         super().on_message_complete()
+
+    def _refuse_read_ahead(self, how_much: str) -> None:
+        """Close a connection that sent too much ahead of its response (see
+        ``MAX_PIPELINED``): at once, with whatever was still to be written to it."""
+        self._head.refused = True
+        host, port = self.client or ("?", 0)
+        logger.warning(
+            "%s:%s sent %s ahead of its response, still under way: closed",
+            host,
+            port,
+            how_much,
+        )
+        self.transport.abort()
 
     def _refuse_head(self) -> None:
         self._head.refused = True

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from starlette.types import ASGIApp
 
+from sseplay.config import DEFAULT_HEADER_TIMEOUT
+from sseplay.http.uvicorn.heads import HeadWatch
 from sseplay.http.uvicorn.protocol import (
     MAX_REQUEST_HEAD_BYTES,
     UNFINISHED,
@@ -32,9 +34,13 @@ class StreamingServer(uvicorn.Server):
     """uvicorn's server, ending the open streams first when it stops; uvicorn alone would
     wait out its graceful timeout for them and then cancel them."""
 
-    def __init__(self, config: uvicorn.Config, hub: Hub) -> None:
+    def __init__(
+        self, config: uvicorn.Config, hub: Hub, header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    ) -> None:
         super().__init__(config)
         self.hub = hub
+        # The state uvicorn shares between the connections, watching their request heads.
+        self.server_state = HeadWatch(header_timeout)
         # Only the command handles Ctrl-C and SIGTERM: a library server leaves the
         # process's signal handlers to the program that embeds it.
         self.handle_signals = False
@@ -51,6 +57,9 @@ class StreamingServer(uvicorn.Server):
         quiet_cut_offs = _CutOffFilter(self.hub)
         uvicorn_log = logging.getLogger("uvicorn.error")
         uvicorn_log.addFilter(quiet_cut_offs)
+        if isinstance(self.server_state, HeadWatch):
+            # Now, not earlier: ``sseplay serve`` raises the limit before it serves.
+            self.server_state.measure_room()
         try:
             await super().serve(sockets)
         finally:
@@ -88,9 +97,11 @@ class _CutOffFilter(logging.Filter):
         return True
 
 
-def streaming_server(app: ASGIApp, hub: Hub, **config: Any) -> StreamingServer:
+def streaming_server(
+    app: ASGIApp, hub: Hub, header_timeout: float = DEFAULT_HEADER_TIMEOUT, **config: Any
+) -> StreamingServer:
     """A server for ``app`` (made by ``create_app``, or wrapping one), configured the way
-    sseplay runs it."""
+    sseplay runs it; ``header_timeout``: see ``sseplay.http.uvicorn.heads``."""
     settings: dict[str, Any] = {
         "log_config": None,
         "access_log": False,
@@ -104,4 +115,4 @@ def streaming_server(app: ASGIApp, hub: Hub, **config: Any) -> StreamingServer:
         "h11_max_incomplete_event_size": MAX_REQUEST_HEAD_BYTES,
     }
     settings.update(config)
-    return StreamingServer(uvicorn.Config(app, **settings), hub)
+    return StreamingServer(uvicorn.Config(app, **settings), hub, header_timeout)
