@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from tests.conftest import ROOT, sseplay
+import pytest
+
+from tests.conftest import ROOT, ServeProcess, sseplay
 from tests.test_ci_recipe import shell_env
 
 SCRIPT = ROOT / "docs" / "ci-smoke.sh"
@@ -59,3 +63,22 @@ def test_every_format_tail_accepts_is_in_its_help_and_the_readme() -> None:
     ).stdout
     (line,) = [line for line in shown.splitlines() if "-f, --format" in line]
     assert re.search(r"\braw or data\b", line), line
+
+
+def test_a_lone_redis_stream_is_served_where_the_readme_says(tmp_path: Path) -> None:
+    """One ``redis://...?stream=ticks`` is served at /events, as one file is; beside another
+    source its key names the route. The README's host A line shows the URL it prints."""
+    from tests.redis_server import REDIS_SERVER, RedisServer
+
+    if not os.path.exists(REDIS_SERVER):
+        pytest.skip("needs redis-server (apt-get install redis-server)")
+    pytest.importorskip("redis")
+    (line,) = [line for line in README.splitlines() if "# host A" in line]
+    command, _, shown = line.partition("# host A: ")
+    with RedisServer(tmp_path / "redis") as redis_server:
+        url = redis_server.url("ticks")
+        assert shlex.split(command)[2] == url.replace(str(redis_server.port), "6379")
+        with ServeProcess(url) as alone:
+            assert urlsplit(alone.url).path == urlsplit(shown.strip()).path == "/events"
+        with ServeProcess(url, "samples/llm.jsonl") as beside:
+            assert [urlsplit(u).path for u in beside.urls] == ["/ticks", "/llm"]
