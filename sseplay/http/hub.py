@@ -123,6 +123,8 @@ class Hub:
         self._moved: dict[Listener, Listener] = {}
         # Faults are looked at per connection only when there are any to look at.
         self.faulty = bool(options.faults) or options.fault_header
+        # Whether the seed was logged for a request's own faults (--fault-header): once.
+        self.seed_named = False
         # Fault injection is imported only by a server that has faults to inject.
         self.fault_counters: FaultCounters | None = None
         if self.faulty:
