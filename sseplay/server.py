@@ -220,16 +220,27 @@ class Server:
 
         access = AccessRules.of(config.host, config.token, config.allowed_hosts)
         seed = config.seed
+        # A seed drawn here is logged, so a run can be repeated, but only when a fault draws
+        # from it; a request's own faults (--fault-header) have it logged when one of them
+        # first does (sseplay.http.endpoint), unless it was given or is logged already.
+        seed_named = seed is not None
         if seed is None:
             seed = random.randrange(1 << 32)
-            if any(spec.p is not None for spec in config.faults) or config.fault_header:
-                logger.info("faults with p= drawn with --seed %d (give it to repeat them)", seed)
+            if config.faults:
+                from sseplay.faults.spec import seeded
+
+                if drawn := seeded(config.faults):
+                    seed_named = True
+                    logger.info(
+                        "faults with %s drawn with --seed %d (give it to repeat them)", drawn, seed
+                    )
         app = create_app(
             self.routes,
             AppOptions(
                 config,
                 access=access if access.token or access.allowed_hosts is not None else None,
                 seed=seed,
+                seed_named=seed_named,
             ),
             complete,
             over,

@@ -50,7 +50,9 @@ def serve(
             metavar="FILE...",  # any number of them
             help="Event files (JSON array or JSON Lines, .gz too; - for stdin), or Redis "
             "streams served live: redis://HOST:PORT/DB?stream=KEY (the timing and mapping "
-            "flags apply to files only). ROUTE=FILE serves FILE at /ROUTE.",
+            "flags apply to files only). ROUTE=FILE serves FILE at /ROUTE. sample:NAME is a "
+            "sample that comes with sseplay: sample:llm, sample:scores, sample:ticks, "
+            "sample:notifications.",
             show_default=False,
         ),
     ],

@@ -32,9 +32,53 @@ def _names_a_file(argument: str) -> bool:
         return False
 
 
+SAMPLE_PREFIX = "sample:"
+
+
+def samples_directory() -> Path:
+    """Where the bundled samples are. An installed wheel carries the repository's samples/
+    as ``sseplay/samples`` (pyproject's ``force-include``). From a clone (``PYTHONPATH``) or
+    an editable install there is no such directory beside the code: hatchling's editable
+    wheel copies force-included files into site-packages, where ``import sseplay`` (found
+    through the .pth first) never looks, so the repository's own samples/ is read, which
+    also stays current as it is edited."""
+    from importlib.resources import files  # only when a sample is named: no start-up cost
+
+    packaged = files("sseplay") / "samples"
+    if isinstance(packaged, Path) and packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "samples"
+
+
+def sample_names() -> list[str]:
+    """The names ``sample:NAME`` accepts: the stems of the bundled event files."""
+    directory = samples_directory()
+    if not directory.is_dir():
+        return []
+    return sorted(
+        entry.name.split(".")[0]
+        for entry in directory.iterdir()
+        if entry.suffix in (".json", ".jsonl") and entry.is_file()
+    )
+
+
+def _file_of(argument: str) -> str:
+    """``sample:NAME`` is the bundled sample NAME (unless a file has that very name); any
+    other argument is the file (or URL) it names."""
+    if not argument.startswith(SAMPLE_PREFIX) or _names_a_file(argument):
+        return argument
+    name = argument.removeprefix(SAMPLE_PREFIX)
+    names = sample_names()
+    if name not in names:
+        listed = ", ".join(SAMPLE_PREFIX + known for known in names) or "none are installed"
+        raise UsageError(f"{argument}: no such sample; the samples are {listed}")
+    return str(min(p for p in samples_directory().iterdir() if p.name.split(".")[0] == name))
+
+
 def routes_of(files: Sequence[str], default_route: str) -> dict[str, str]:
     """Route -> file argument. ``ROUTE=FILE`` names the route; a lone unnamed file gets
-    ``--route``, and each of several gets its file name's stem."""
+    ``--route``, and each of several gets its file name's stem. ``sample:NAME`` is a file
+    too: the bundled sample's path (so ``sample:llm`` beside another file is ``/llm``)."""
     routes: dict[str, str] = {}
     for index, argument in enumerate(files):
         name, equals, path = argument.partition("=")
@@ -42,15 +86,17 @@ def routes_of(files: Sequence[str], default_route: str) -> dict[str, str]:
         if equals and not url and not _names_a_file(argument) and (route := "/" + name.strip("/")):
             if problem := route_problem(route):
                 raise UsageError(f"{argument}: {problem}")
+            path = _file_of(path)
         elif len(files) == 1:
-            route, path = default_route, argument
+            route, path = default_route, _file_of(argument)
         else:
-            stem = "stdin" if argument == STDIN_NAME else Path(argument).name.split(".")[0]
+            path = _file_of(argument)
+            stem = "stdin" if argument == STDIN_NAME else Path(path).name.split(".")[0]
             if url:  # a Redis stream: its key names the route
                 from sseplay.sources.redis_reader import RedisTarget
 
                 stem = RedisTarget.parse(argument).stream
-            route, path = "/" + (stem or f"stream{index + 1}"), argument
+            route = "/" + (stem or f"stream{index + 1}")
             if problem := route_problem(route):
                 raise UsageError(
                     f"{argument}: its name gives the route {route!r}, which cannot be served: "

@@ -43,7 +43,7 @@ def _request_body(data: str | None) -> bytes | None:
         raise UsageError(f"-d {data}: cannot read the file: {error.strerror}") from None
 
 
-# "pretty, json or raw", for the help and the usage error.
+# "pretty, json, raw or data", for the help and the usage error.
 _CHOICES_TEXT = ", ".join(FORMAT_FLAG_CHOICES[:-1]) + f" or {FORMAT_FLAG_CHOICES[-1]}"
 
 
@@ -81,8 +81,8 @@ def tail(
             "--format",
             "-f",
             metavar="FORMAT",
-            help=f"{_CHOICES_TEXT}. [default: {TERMINAL_FORMAT} on a terminal,"
-            f" {PIPED_FORMAT} when piped]",
+            help=f"{_CHOICES_TEXT} (data: only each event's data, as --data-only). "
+            f"[default: {TERMINAL_FORMAT} on a terminal, {PIPED_FORMAT} when piped]",
         ),
     ] = None,
     data_only: Annotated[

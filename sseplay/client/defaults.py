@@ -24,8 +24,8 @@ FORMAT_DESCRIPTIONS: dict[Format, str] = {
     "data": "only each event's data, a line per event",
 }
 FORMATS: tuple[Format, ...] = tuple(FORMAT_DESCRIPTIONS)
-# What --format takes by name; "data" is chosen with --data-only.
-FORMAT_FLAG_CHOICES: tuple[Format, ...] = ("pretty", "json", "raw")
+# What --format takes by name: every format ("data" is --data-only too).
+FORMAT_FLAG_CHOICES: tuple[Format, ...] = FORMATS
 # --format when none is given: pretty on a terminal, json when piped.
 TERMINAL_FORMAT: Format = "pretty"
 PIPED_FORMAT: Format = "json"

@@ -298,6 +298,21 @@ def draw(seed: int, *parts: object) -> float:
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") / 2**64
 
 
+def seeded(specs: Iterable[FaultSpec]) -> str:
+    """What ``specs`` draw from the seed, as the log names it ("p=", "jitter=", "p= and
+    jitter="), or "" when nothing: then the seed is not worth a line."""
+    specs = tuple(specs)
+    uses = [
+        name
+        for name, used in (
+            ("p=", any(spec.p is not None for spec in specs)),
+            ("jitter=", any(spec.jitter_ms for spec in specs)),
+        )
+        if used
+    ]
+    return " and ".join(uses)
+
+
 @dataclass(frozen=True, slots=True)
 class Chosen:
     """A fault that applies to a connection; ``key`` names it for its ``times=`` budget."""

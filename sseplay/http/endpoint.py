@@ -225,7 +225,7 @@ class StreamEndpoint(Generic[Position]):
         fault (or a bad fault in the request) answered instead of the stream."""
         hub, route = self.hub, self.source.route
         options = hub.options
-        from sseplay.faults.spec import choose, parse_request_faults
+        from sseplay.faults.spec import choose, parse_request_faults, seeded
 
         assert hub.fault_counters is not None
         number = hub.fault_counters.next_connection(route)
@@ -247,6 +247,13 @@ class StreamEndpoint(Generic[Position]):
                     body = f"sseplay: bad Sseplay-Fault or ?fault=: {problem}\n"
                     await Response(body, 400, media_type="text/plain")(scope, receive, send)
                     return None
+                if not hub.seed_named and (drawn := seeded(specs)):
+                    hub.seed_named = True  # once: the same seed draws every request's faults
+                    logger.info(
+                        "a request's faults with %s drawn with --seed %d (give it to repeat them)",
+                        drawn,
+                        options.seed,
+                    )
                 chosen += choose(specs, options.seed, route, number, resuming, scope="request")
         for fault in chosen:
             spec = fault.spec

@@ -81,8 +81,10 @@ class AppOptions:
     config: ServerConfig = field(default_factory=ServerConfig)
     # --token and the Host check (``sseplay.http.access``); None = every request is answered.
     access: AccessRules | None = None
-    # The seed of the faults' p= draws: ``config.seed``, or one drawn at start-up.
+    # The seed of the faults' p= draws: ``config.seed``, or one drawn at start-up, and
+    # whether the user already knows it (given, or logged at start-up).
     seed: int = 0
+    seed_named: bool = False
     # Body chunks straight to uvicorn's transport when it allows (see ``direct``).
     direct_writes: bool = True
 
@@ -118,6 +120,9 @@ class Hub:
         self._moved: dict[Listener, Listener] = {}
         # Faults are looked at per connection only when there are any to look at.
         self.faulty = bool(options.config.faults) or options.config.fault_header
+        # Whether the seed is known to the user; else it is logged the first time a
+        # request's own fault (--fault-header) draws from it.
+        self.seed_named = options.seed_named
         # Fault injection is imported only by a server that has faults to inject.
         self.fault_counters: FaultCounters | None = None
         if self.faulty:
