@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.conftest import ROOT, ServeProcess, sseplay
-from tests.test_ci_recipe import shell_env
+from tests.e2e.test_ci_recipe import shell_env
 
 SCRIPT = ROOT / "docs" / "ci-smoke.sh"
 

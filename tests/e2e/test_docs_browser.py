@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests import test_browser
 from tests.conftest import ROOT, ServeProcess
-from tests.test_browser import PageServer, tutorial_page, wait_for_events
+from tests.e2e import test_browser
+from tests.e2e.test_browser import PageServer, tutorial_page, wait_for_events
 
 browser = test_browser.browser
 page = test_browser.page
