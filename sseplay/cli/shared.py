@@ -5,6 +5,7 @@ No ``from __future__ import annotations`` here: the flags below are the commands
 annotations, which Typer reads at run time (see ``startup.py``).
 """
 
+import atexit
 import logging
 import signal
 import sys
@@ -13,6 +14,8 @@ from contextlib import contextmanager
 from typing import Annotated
 
 import typer
+
+from sseplay.log_limit import limit_repeats
 
 # The file argument that means standard input.
 STDIN_NAME = "-"
@@ -31,6 +34,9 @@ def setup_logging(quiet: bool, verbose: bool) -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    # A warning that repeats (a bad line in a followed file, clients falling behind) is
+    # one line, then a count, not thousands a second; counts pending at exit are written.
+    atexit.register(limit_repeats(handler).flush)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
