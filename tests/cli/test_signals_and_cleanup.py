@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, sseplay
 
 LINES = b'{"n": 1}\n{"n": 2}\n{"n": 3}\n'
@@ -98,3 +100,39 @@ def test_sighup_during_the_start_up_check_is_one_line_exit_130_and_no_spool(
     assert code == 130, err
     assert err == CHECK_LINE
     assert left_behind(temporary) == []
+
+
+def blocked_on_a_fifo(pid: int) -> bool:
+    """Whether the process sleeps in open() of a FIFO, waiting for a writer (Linux's
+    fs/pipe.c ``wait_for_partner``)."""
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text().strip() == "wait_for_partner"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/wchan").exists(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("where", ["event-file", "certfile"])
+def test_a_signal_while_a_fifo_waits_for_its_writer_stops_serve(
+    tmp_path: Path, where: str, sig: int
+) -> None:
+    # Opening a FIFO for reading waits until a writer opens it: a signal then must stop
+    # serve, not be swallowed while open() is resumed (the --certfile case hung for good).
+    fifo = tmp_path / "nobody-writes.fifo"
+    os.mkfifo(fifo)
+    if where == "event-file":
+        args = [str(fifo)]
+    else:
+        events = tmp_path / "events.jsonl"
+        events.write_bytes(LINES)
+        args = [str(events), "--certfile", str(fifo), "--keyfile", str(fifo)]
+    with serve(tmp_path, *args) as process:
+        wait_for(lambda: blocked_on_a_fifo(process.pid), "open() of the FIFO")
+        process.send_signal(sig)
+        code = process.wait(WAIT)
+        out = process.stdout.read() if process.stdout else b""
+        err = process.stderr.read().decode() if process.stderr else ""
+    assert code == 130, err
+    assert err == CHECK_LINE
+    assert out == b""
