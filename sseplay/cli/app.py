@@ -76,6 +76,16 @@ def fail(error: SseplayError) -> NoReturn:
     raise SystemExit(int(error.exit_code))
 
 
+def _say(line: str) -> None:
+    """Write ``line`` on stderr, if it can still be written: after SIGHUP the terminal may
+    be gone (EIO), and the exit status must still say how the command stopped."""
+    try:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a terminal hung up, or stderr closed
+        pass
+
+
 def _usage_line(error: Any, command_path: str = "sseplay") -> str:
     """One line for a mistake on the command line, where click would print three: what is
     wrong, the suggestion if there is one, and where to read more. ``command_path`` names
@@ -121,14 +131,14 @@ def main(args: Sequence[str] | None = None) -> None:
         fail(error)
     except Interrupted as stopped:  # a command's own Ctrl-C handling, with its words
         if stopped.said:
-            sys.stderr.write(f"sseplay: {stopped.said}\n")
+            _say(f"sseplay: {stopped.said}\n")
         raise SystemExit(int(ExitCode.INTERRUPTED)) from None
     except (typer.Abort, KeyboardInterrupt):  # Ctrl-C, caught by click first or not
-        sys.stderr.write("sseplay: interrupted\n")
+        _say("sseplay: interrupted\n")
         raise SystemExit(int(ExitCode.INTERRUPTED)) from None
     except BrokenPipeError:
         sys.exit(int(ExitCode.OK))
     if code == ExitCode.INTERRUPTED:  # Typer turns a Ctrl-C in a command into Exit(130)
-        sys.stderr.write("sseplay: interrupted\n")
+        _say("sseplay: interrupted\n")
     if isinstance(code, int) and code:
         raise SystemExit(code)

@@ -23,6 +23,7 @@ from sseplay.cli.shared import (
     SpeedOption,
     TimeFieldOption,
     VerboseOption,
+    hangup_stops,
     setup_logging,
 )
 from sseplay.config import (
@@ -260,7 +261,7 @@ def serve(
         },
     )
     setup_logging(quiet, verbose)
-    with url_file_written(url_file) as write_urls:
+    with hangup_stops(), url_file_written(url_file) as write_urls:
         run_serve(routes, options, config, write_urls)
 
 

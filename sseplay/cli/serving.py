@@ -212,15 +212,30 @@ def run_serve(
         serve_with_workers(streams, config, announce)
         return
     server = Server(streams, config=config)
+    serving = False
 
     def ready() -> None:
+        nonlocal serving
+        serving = True
         announce(server.urls, server.all_routes[0].route)
 
-    # uvicorn re-raises the signal that stopped it once it is done; with these
-    # handlers in place that is a no-op instead of a KeyboardInterrupt traceback.
-    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
+    def stop(signum: int, frame: object) -> None:
+        # Before the server is ready, it is still starting: reading the certificate (which
+        # may be a FIFO that no one writes, and open() waits for a writer), binding. A
+        # no-op here would have open() resumed and the signal lost (PEP 475): stop as
+        # the start-up check does. Once it serves, uvicorn handles SIGINT and SIGTERM,
+        # and re-raises the one that stopped it once it is done: then this is a no-op
+        # instead of a KeyboardInterrupt traceback.
+        if not serving:
+            raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.run(ready)
+    except KeyboardInterrupt:
+        if serving:
+            raise
+        raise Interrupted("interrupted during the start-up check; nothing was served") from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

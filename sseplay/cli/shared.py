@@ -1,10 +1,11 @@
 """What the commands share: the flags that shape a replay (``serve``, ``publish``), standard
-input's name, logging, SIGTERM during the start-up check, and ``Interrupted``.
+input's name, logging, SIGTERM and SIGHUP (the terminal closing), and ``Interrupted``.
 
 No ``from __future__ import annotations`` here: the flags below are the commands'
 annotations, which Typer reads at run time (see ``startup.py``).
 """
 
+import atexit
 import logging
 import signal
 import sys
@@ -14,12 +15,14 @@ from typing import Annotated
 
 import typer
 
+from sseplay.log_limit import limit_repeats
+
 # The file argument that means standard input.
 STDIN_NAME = "-"
 
 
 class Interrupted(Exception):
-    """Ctrl-C (or SIGTERM during a start-up check) stopped a command: ``app.main`` writes
+    """Ctrl-C (or SIGTERM or SIGHUP during a start-up check) stopped a command: ``app.main`` writes
     ``sseplay: SAID`` on stderr, when there is something to say, and exits 130."""
 
     def __init__(self, said: str | None = "interrupted") -> None:
@@ -31,6 +34,9 @@ def setup_logging(quiet: bool, verbose: bool) -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    # A warning that repeats (a bad line in a followed file, clients falling behind) is
+    # one line, then a count, not thousands a second; counts pending at exit are written.
+    atexit.register(limit_repeats(handler).flush)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -39,19 +45,47 @@ def setup_logging(quiet: bool, verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
+# SIGHUP: the terminal closing (POSIX only; Windows has no such signal).
+SIGHUP: int | None = getattr(signal, "SIGHUP", None)
+
+
 @contextmanager
 def sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM during the start-up check stops it like Ctrl-C does, so that a check that
-    takes a while is stopped cleanly (temporary files removed) and not killed."""
+    """SIGTERM and SIGHUP during the start-up check stop it like Ctrl-C does, so that a
+    check that takes a while is stopped cleanly (temporary files removed) and not killed."""
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    stops = [signal.SIGTERM] if SIGHUP is None else [signal.SIGTERM, SIGHUP]
+    previous = {sig: signal.signal(sig, interrupt) for sig in stops}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def hangup_stops() -> Iterator[None]:
+    """SIGHUP (the terminal closing, ``kill -HUP``) stops the command as SIGTERM does, in
+    whatever state it is: its default action kills the process on the spot, and the copy
+    of standard input, the ``--self-signed`` key and the ``--url-file`` were left behind.
+    The signal is passed on as SIGTERM, so that whichever handler stops the command
+    cleanly at that moment (the start-up check's, uvicorn's, the ``--workers``
+    supervisor's) is the one that runs, and the exit status is SIGTERM's."""
+    if SIGHUP is None:
+        yield
+        return
+
+    def as_sigterm(signum: int, frame: object) -> None:
+        signal.raise_signal(signal.SIGTERM)
+
+    previous = signal.signal(SIGHUP, as_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(SIGHUP, previous)
 
 
 # Flags that `serve` and `publish` share: declared once, each a type alias the two
