@@ -74,7 +74,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sseplay.model import PING, encode_comment
-from sseplay.outlet import Listener, Outlet
+from sseplay.outlet import PIECE_BYTES, Listener, Outlet
 from sseplay.replay import shown_id
 from sseplay.timer import TIMER_SLACK, Timer
 
@@ -362,15 +362,17 @@ class Feed:
                 return
             chunk = b""
             if subscriber.seen_until < self.position:
+                notice = b""
                 if subscriber.seen_until < self.oldest:
                     # It fell behind further than the history reaches while its writes
                     # were held up: said in the stream, never silently skipped.
                     notice = self._missed(subscriber.seen_until, "while this client read slowly")
                     subscriber.seen_until = self.oldest
-                    # Written apart: ``notice + event`` would copy a large event for this
-                    # client alone (the loop goes on with the events once it is out).
-                    outlet.write(notice)
-                    continue
+                    if len(self._history[0][1]) > PIECE_BYTES:
+                        # Apart: ``notice + event`` would copy a large event for this client
+                        # alone (the loop goes on with the events once the notice is out).
+                        outlet.write(notice)
+                        continue
                 backlog: list[bytes] = []
                 size = 0
                 skip = subscriber.seen_until - self.oldest
@@ -381,7 +383,7 @@ class Feed:
                     size += len(wire)
                 subscriber.sent += len(backlog)
                 subscriber.seen_until += len(backlog)
-                chunk = b"".join(backlog)
+                chunk = notice + b"".join(backlog)
             caught_up = subscriber.seen_until >= self.position
             if caught_up and self.ended:
                 subscriber.complete = True
