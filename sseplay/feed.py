@@ -74,7 +74,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sseplay.model import PING, encode_comment
-from sseplay.outlet import Listener, Outlet
+from sseplay.outlet import PIECE_BYTES, Listener, Outlet
 from sseplay.replay import shown_id
 from sseplay.timer import TIMER_SLACK, Timer
 
@@ -368,6 +368,11 @@ class Feed:
                     # were held up: said in the stream, never silently skipped.
                     notice = self._missed(subscriber.seen_until, "while this client read slowly")
                     subscriber.seen_until = self.oldest
+                    if len(self._history[0][1]) > PIECE_BYTES:
+                        # Apart: ``notice + event`` would copy a large event for this client
+                        # alone (the loop goes on with the events once the notice is out).
+                        outlet.write(notice)
+                        continue
                 backlog: list[bytes] = []
                 size = 0
                 skip = subscriber.seen_until - self.oldest

@@ -14,6 +14,16 @@ from typing import Any, Protocol, cast
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
+# A chunk larger than this goes through ASGI ``send`` in pieces of at most this size, each
+# once the connection has taken the one before: uvicorn frames each body message into a
+# new bytes object (``b"".join`` in its httptools ``RequestResponseCycle.send``), and a
+# whole 20 MiB event so framed for each of 40 clients was 800 MiB (issue 23). What a
+# connection holds of its own is then about the transport's high-water mark (64 KiB) and
+# one piece; the event's bytes are the broadcast's, the feed's or the replay's, held once.
+PIECE_BYTES = 256 << 10
+# ``_finish``: a write whose first step has not been taken yet.
+_UNSTARTED = object()
+
 
 class DirectWriter(Protocol):
     """What an outlet needs of the fast path that writes body chunks straight to the
@@ -108,6 +118,8 @@ class Outlet:
                 return True
             if not more_body:
                 self.completed = True
+            if len(chunk) > PIECE_BYTES:
+                return self._write_pieces(send, chunk, more_body)
             message = {"type": "http.response.body", "body": chunk, "more_body": more_body}
             # ASGI's send is a coroutine function; typed Awaitable by Starlette.
             coroutine = cast(Coroutine[Any, Any, None], send(message))
@@ -121,23 +133,69 @@ class Outlet:
         except Exception as error:  # uvloop's RuntimeError on a closed transport, and others
             self.fail(f"a write failed: {type(error).__name__}: {error}")
             return False
-        self.blocked = True
-        self._finisher = self._loop.create_task(self._finish(coroutine, blocker))
-        self._timeout = self._loop.call_later(self._send_timeout, self.cut)
+        self._block(coroutine, blocker, None)
         return False
 
-    async def _finish(self, coroutine: Coroutine[Any, Any, None], blocker: object) -> None:
+    def _write_pieces(self, send: Send, chunk: bytes, more_body: bool) -> bool:
+        """``write`` for a chunk larger than ``PIECE_BYTES``: its pieces go out while the
+        connection takes them at once; the rest waits, in order, until it drains."""
+        start = 0
         try:
-            while True:
-                if isinstance(blocker, asyncio.Future):
-                    # Wait without taking its result: the coroutine takes it (or its error).
-                    await asyncio.wait((blocker,))
-                else:  # a bare yield, as asyncio.sleep(0) does
-                    await asyncio.sleep(0)
+            while start < len(chunk):
+                body = chunk[start : start + PIECE_BYTES]
+                start += PIECE_BYTES
+                more = more_body or start < len(chunk)
+                message = {"type": "http.response.body", "body": body, "more_body": more}
+                coroutine = cast(Coroutine[Any, Any, None], send(message))
                 try:
                     blocker = coroutine.send(None)
                 except StopIteration:
+                    continue
+                rest = (chunk, start, more_body) if start < len(chunk) else None
+                self._block(coroutine, blocker, rest)
+                return False
+        except OSError:
+            self.closed = True
+            return False
+        except Exception as error:
+            self.fail(f"a write failed: {type(error).__name__}: {error}")
+            return False
+        return True
+
+    def _block(
+        self,
+        coroutine: Coroutine[Any, Any, None],
+        blocker: object,
+        rest: tuple[bytes, int, bool] | None,
+    ) -> None:
+        self.blocked = True
+        self._finisher = self._loop.create_task(self._finish(coroutine, blocker, rest))
+        self._timeout = self._loop.call_later(self._send_timeout, self.cut)
+
+    async def _finish(
+        self,
+        coroutine: Coroutine[Any, Any, None],
+        blocker: object,
+        rest: tuple[bytes, int, bool] | None,
+    ) -> None:
+        """Drive a write the client's back-pressure held up to its end; then the ``rest``
+        of a large chunk (the chunk, the offset reached, ``more_body``) a piece at a time."""
+        try:
+            while True:
+                await _drive(coroutine, blocker)
+                send = self._send
+                if rest is None or send is None:
                     break
+                chunk, start, more_body = rest
+                body = chunk[start : start + PIECE_BYTES]
+                start += PIECE_BYTES
+                more = more_body or start < len(chunk)
+                rest = (chunk, start, more_body) if start < len(chunk) else None
+                # It took a piece: it reads, and has ``send_timeout`` for the next one.
+                self._restart_timeout()
+                message = {"type": "http.response.body", "body": body, "more_body": more}
+                coroutine = cast(Coroutine[Any, Any, None], send(message))
+                blocker = _UNSTARTED
         except asyncio.CancelledError:
             coroutine.close()
             raise
@@ -155,6 +213,11 @@ class Outlet:
             self._timeout = None
         if not self.closed:
             self.on_drained()
+
+    def _restart_timeout(self) -> None:
+        if self._timeout is not None:
+            self._timeout.cancel()
+            self._timeout = self._loop.call_later(self._send_timeout, self.cut)
 
     def cut(self) -> None:
         """The client took nothing for ``send_timeout`` seconds: stop writing to it and
@@ -209,6 +272,21 @@ class Outlet:
 
 def _nothing() -> None:
     pass
+
+
+async def _drive(coroutine: Coroutine[Any, Any, None], blocker: object) -> None:
+    """Run ``coroutine`` (an ASGI ``send``) to its end, from where it stopped on
+    ``blocker`` (or from its start: ``_UNSTARTED``)."""
+    while True:
+        if isinstance(blocker, asyncio.Future):
+            # Wait without taking its result: the coroutine takes it (or its error).
+            await asyncio.wait((blocker,))
+        elif blocker is not _UNSTARTED:  # a bare yield, as asyncio.sleep(0) does
+            await asyncio.sleep(0)
+        try:
+            blocker = coroutine.send(None)
+        except StopIteration:
+            return
 
 
 class Listener:

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable
 
 from sseplay.model import PING
-from sseplay.outlet import Listener, Outlet
+from sseplay.outlet import PIECE_BYTES, Listener, Outlet
 from sseplay.replay import Replay, Start, Unreadable
 from sseplay.timer import TIMER_SLACK, Timer
 
@@ -98,6 +98,12 @@ class Player(Listener):
                 return None
             self._fetching = asyncio.get_running_loop().create_task(self._fetch())
             return None
+        if prefix and len(chunk) > PIECE_BYTES:
+            # Apart: ``prefix + chunk`` would copy a large event for this connection alone.
+            # Held up, the prefix goes out first and the chunk is taken again once drained.
+            if not self._write(now, prefix, True):
+                return None
+            prefix = b""
         self.sent += stop - n
         self.n = stop
         if following is not None and stop == n + 1:

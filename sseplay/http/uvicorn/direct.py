@@ -33,14 +33,33 @@ _HTTPTOOLS_CYCLE = ("uvicorn.protocols.http.httptools_impl", "RequestResponseCyc
 _CLOSE_DELIMITED_CYCLE = ("sseplay.http.uvicorn.close_delimited", "CloseDelimitedCycle")
 
 
+# A chunk up to this size is framed into one new bytes object (one write, the fastest
+# for the small events of a busy stream); a larger one is written with its framing apart,
+# so that every connection sends the very same bytes object (a framed copy per
+# connection was 40 copies of a 20 MiB event for 40 clients, issue 23).
+FRAMED_COPY_BYTES = 16 << 10
+# On a transport that copies what it cannot send at once (asyncio's: a bytearray buffer;
+# TLS: the encrypted bytes), a chunk above this goes through ``send`` instead, which the
+# outlet feeds in pieces of at most this size as the connection drains
+# (``sseplay.outlet.PIECE_BYTES``).
+COPYING_TRANSPORT_BYTES = 256 << 10
+
+
 class DirectBody:
-    __slots__ = ("_chunked", "_cycle", "_flow", "_transport", "fast")
+    __slots__ = ("_chunked", "_cycle", "_flow", "_shares", "_transport", "fast")
 
     def __init__(self, cycle: Any, fast: bool = True) -> None:
         self._cycle = cycle
         self._flow = cycle.flow
         self._transport = cycle.transport
         self._chunked = cycle.chunked_encoding is True
+        # uvloop's TCP transport keeps a reference to each buffer it is given (a pending
+        # write is a memoryview of it, never a copy: uvloop/handles/stream.pyx,
+        # ``_buffer_write`` and ``_exec_write``) and its ``writelines`` writes them with
+        # one writev. asyncio's (3.11: ``selector_events``) joins ``writelines`` and
+        # copies the unsent rest of any write into its buffer; TLS encrypts a copy.
+        kind = type(self._transport)
+        self._shares = kind.__module__ == "uvloop.loop" and kind.__name__ == "TCPTransport"
         # False: body chunks go through ASGI ``send``; ``gone`` and ``abort`` still work.
         self.fast = fast
 
@@ -86,8 +105,18 @@ class DirectBody:
             or self._flow.write_paused
         ):
             return False
+        size = len(chunk)
+        if size > FRAMED_COPY_BYTES:
+            if not self._shares:
+                if size > COPYING_TRANSPORT_BYTES:
+                    return False
+            elif self._chunked:
+                # The chunk's size line and its CRLF apart (RFC 9112 section 7.1): the
+                # event's bytes are shared by every connection that sends them.
+                self._transport.writelines((b"%x\r\n" % size, chunk, b"\r\n"))
+                return True
         if self._chunked:
-            self._transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            self._transport.write(b"%x\r\n%b\r\n" % (size, chunk))
         else:
             self._transport.write(chunk)
         return True
