@@ -274,11 +274,11 @@ def _run_tail(options: "TailOptions", chosen: Format, record: Path | None, quiet
 
     from sseplay.client.hooks import Hooks
     from sseplay.client.reconnect import reconnecting_stream
-    from sseplay.client.redaction import redact_url
     from sseplay.client.render import make_renderer, now
     from sseplay.errors import OutputFailed
     from sseplay.model import visible
     from sseplay.recording import Recorder
+    from sseplay.redaction import redact_url
 
     renderer = make_renderer(chosen)
 

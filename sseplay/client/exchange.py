@@ -22,9 +22,9 @@ from httpx._decoders import SUPPORTED_DECODERS  # see sseplay/client/CONTRACT.md
 from sseplay.client.defaults import USER_AGENT
 from sseplay.client.hooks import Hooks
 from sseplay.client.options import SENDABLE_VALUE, ReconnectOptions, RequestOptions
-from sseplay.client.redaction import redact_url
 from sseplay.errors import IdleTimedOut, StreamError, TimedOut
 from sseplay.model import visible
+from sseplay.redaction import redact_url
 
 T = TypeVar("T")
 

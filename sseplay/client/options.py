@@ -25,9 +25,9 @@ from sseplay.client.defaults import (
     DEFAULT_MAX_EVENT_SIZE,
     DEFAULT_METHOD,
 )
-from sseplay.client.redaction import redact_url as redact_url  # re-exported: it moved
 from sseplay.errors import UsageError
 from sseplay.model import field_problem
+from sseplay.redaction import redact_url as redact_url  # re-exported: it moved
 
 if TYPE_CHECKING:  # sseplay.client.assertions is imported only when its options are used
     from sseplay.client.assertions import ExpectedStream, SchemaSet

@@ -35,11 +35,11 @@ from sseplay.client.exchange import (
 )
 from sseplay.client.hooks import Hooks
 from sseplay.client.options import TailOptions
-from sseplay.client.redaction import redact_url
 from sseplay.client.selection import Selection
 from sseplay.errors import ExitCode, GaveUp, IdleTimedOut, SseplayError, StreamError
 from sseplay.model import Event
 from sseplay.parser import EventStreamParser, EventTooLarge
+from sseplay.redaction import redact_url
 
 if TYPE_CHECKING:  # sseplay.client.assertions is imported only when its options are used
     from sseplay.client.stats import TailStats

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sseplay.client.redaction import redact_url
+from sseplay.redaction import redact_url
 from tests.conftest import SSE_HEAD, RawServer, run_cli
 
 END = b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"

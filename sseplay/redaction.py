@@ -1,13 +1,15 @@
-"""How ``sseplay tail`` shows a URL: without the secrets in it.
+"""Secrets kept out of what sseplay shows and writes: URLs, headers, query strings.
 
 Recordings get committed as fixtures and status lines end up in CI logs, so the password
-of a URL and the values of the query parameters that carry a credential are shown as
-``***`` everywhere tail prints or writes a URL; the request still carries them.
+of a URL, the values of the query parameters that carry a credential and the headers that
+carry one are ``***`` everywhere sseplay prints or writes them (``tail``'s URLs, the
+proxy's recordings, issue 24); the request itself still carries them.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from urllib.parse import unquote_plus
 
 import httpx
@@ -55,3 +57,28 @@ def redact_url(url: str | httpx.URL) -> str:
         userinfo = f"{username}:{REDACTED}" if password else REDACTED
         text = str(parsed.copy_with(userinfo=userinfo.encode()))
     return _redact_query_and_fragment(text)
+
+
+# Headers that carry a credential (RFC 9110 11.6.2 Authorization, 11.7.2
+# Proxy-Authorization; RFC 6265 Cookie and Set-Cookie) and the API-key headers providers
+# take instead (X-Api-Key, Api-Key). Lower case: header names are case-insensitive.
+SECRET_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"}
+)
+# Query parameters whose value is a secret, in recordings (the URL rule above adds apikey).
+SECRET_QUERY = frozenset({"key", "api_key", "token", "access_token"})
+
+
+def redact_headers(
+    headers: Iterable[tuple[str, str]], extra: Iterable[str] = ()
+) -> tuple[tuple[str, str], ...]:
+    """The headers with lower-case names, the value of each secret one ``***``.
+
+    ``extra`` adds names (``--redact NAME``), compared case-insensitively."""
+    raise NotImplementedError
+
+
+def redact_query(query: str, extra: Iterable[str] = ()) -> str:
+    """A raw query string with the value of each secret parameter ``***`` (names kept,
+    everything else byte for byte). ``extra`` adds names, compared case-insensitively."""
+    raise NotImplementedError
