@@ -129,7 +129,7 @@ class Server:
         if isinstance(streams, Recordings):
             if recordings is not None:
                 raise UsageError("give Server one Recordings, not two")
-            streams, recordings = {}, streams
+            recordings, streams = streams, {}
         elif recordings is not None and not isinstance(recordings, Recordings):
             raise UsageError(f"recordings= expects Recordings, not {type(recordings).__name__}")
         self.recordings = recordings
