@@ -179,6 +179,11 @@ class Recordings:
         if not exchange.is_stream and pieces:
             # Not a stream: the whole body at once, when its last piece had come.
             pieces = [(pieces[-1][0], b"".join(data for _, data in pieces))]
+        if not exchange.is_stream and status >= 200 and status not in (204, 304):
+            # Its length, worked out again for the bytes sent (RFC 9110 section 8.6; none
+            # in a 204 or a 304, which have no content).
+            size = sum(len(data) for _, data in pieces)
+            headers += ((b"content-length", str(size).encode()),)
         moments = [exchange.response_offset, *(offset for offset, _ in pieces)]
         deadlines = scaled(moments, self.timing)
         return Answer(
