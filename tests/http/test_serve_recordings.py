@@ -20,7 +20,7 @@ from tests.http.recordings_support import JSON, raw_request, write_recording
 # Comments, odd spacing, events with and without id:, retry:, CRLF and CR line ends.
 BLOCKS = [
     (0.010, ": welcome\n\n"),
-    (0.020, "data: {\"n\":1}\n\n"),
+    (0.020, 'data: {"n":1}\n\n'),
     (0.030, "id:7\nevent:  odd\ndata:two  spaces  \n\n"),
     (0.040, "data: crlf\r\ndata: second\r\n\r\n"),
     (0.050, "retry: 250\rdata: cr\r\r"),
