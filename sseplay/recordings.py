@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sseplay.config import Timing
-from sseplay.errors import UsageError
+from sseplay.errors import InputError, UsageError
 from sseplay.exchange import Exchange, is_exchange_header, load_exchanges
 from sseplay.matching import Matcher
 from sseplay.model import PING
@@ -133,9 +133,10 @@ class Recordings:
         self.ping = float(ping)
         self.exchanges = load_exchanges(self.source)
         if not self.exchanges:
-            raise UsageError(
-                f"{self.label}: no recordings in it (version 2 *.jsonl files, as "
-                "sseplay record writes them)"
+            raise InputError(
+                self.label,
+                "is a directory with no recordings in it (the *.jsonl files that sseplay "
+                "record --out DIR writes): record into it, or serve an event file",
             )
         for exchange in self.exchanges:
             if exchange.end is None:
