@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from sseplay.client.options import TailOptions
     from sseplay.config import FieldMapping, ServerConfig, StreamOptions, Timing
     from sseplay.model import Event
+    from sseplay.recordings import Recordings
     from sseplay.server import Server
     from sseplay.sources.redis_feed import RedisStream
     from sseplay.stream import Stream
@@ -45,6 +46,8 @@ _LAZY = {
     "ServerConfig": "sseplay.config",
     "Stream": "sseplay.stream",
     "Server": "sseplay.server",
+    # Recorded exchanges served back (``Server(Recordings("rec/"))``, issue 24).
+    "Recordings": "sseplay.recordings",
     # A Redis stream served live (``Server({"/feed": RedisStream(url)})``); redis-py is
     # imported only when it connects.
     "RedisStream": "sseplay.sources.redis_feed",
@@ -65,6 +68,7 @@ __all__ = [
     "Invalid",
     "Mismatch",
     "OutputFailed",
+    "Recordings",
     "RedisStream",
     "Server",
     "ServerConfig",

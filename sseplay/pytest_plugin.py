@@ -19,6 +19,7 @@ import pytest
 from sseplay.config import StreamKeywords
 
 if TYPE_CHECKING:  # imported when a test uses the fixture, not whenever pytest starts
+    from sseplay.recordings import Recordings
     from sseplay.server import Server
     from sseplay.stream import Stream
 
@@ -43,17 +44,42 @@ def stream_of(source: Source, options: Mapping[str, Any]) -> Stream:
     return Stream.from_records(source, **options)
 
 
+# The keywords of ``Recordings`` (the rest go to ``Server``).
+RECORDING_KEYWORDS = frozenset({"match_ignore", "chunks", "speed", "max_gap", "interval"})
+
+
+def recordings_of(
+    source: str | os.PathLike[str], options: Mapping[str, Any]
+) -> tuple[Recordings, dict[str, Any]]:
+    """A directory of recordings (``sseplay record --out DIR``) and the ``Server`` options:
+    ``ping`` goes to the recordings too, which get none unless asked."""
+    from sseplay.recordings import Recordings
+
+    recording_options = {k: v for k, v in options.items() if k in RECORDING_KEYWORDS}
+    server_options = {k: v for k, v in options.items() if k not in recording_options}
+    if "ping" in server_options:
+        recording_options["ping"] = server_options["ping"]
+    return Recordings(source, **recording_options), server_options
+
+
 @pytest.fixture
 def sse_server() -> Iterator[Callable[..., Server]]:
     """A factory: ``sse_server(records_or_path_or_stream, **options)`` returns a running
     ``Server`` (its ``url`` is the stream's), stopped when the test ends. Options are
     those of ``Stream.from_file`` (``interval``, ``loop``, ``id_field``...) and of
-    ``Server`` (``broadcast``, ``ping``, ``cors``...)."""
+    ``Server`` (``broadcast``, ``ping``, ``cors``...). A directory of recordings
+    (``sseplay record --out DIR``) is served as ``Recordings``: ``url`` is the base URL
+    that stands for the upstream, and ``match_ignore``, ``chunks``, ``speed``... apply."""
     from sseplay.server import Server
 
     servers: list[Server] = []
 
     def start(source: Source, **options: Any) -> Server:
+        if isinstance(source, str | os.PathLike) and os.path.isdir(source):
+            recordings, server_options = recordings_of(source, options)
+            server = Server(recordings, **server_options)
+            servers.append(server.start())
+            return server
         stream_options = {k: v for k, v in options.items() if k in StreamKeywords.__annotations__}
         server_options = {k: v for k, v in options.items() if k not in stream_options}
         server = Server(stream_of(source, stream_options), **server_options)

@@ -20,6 +20,7 @@ from sseplay.http.hub import AppOptions, Hub, LiveRoute, Route
 from sseplay.http.listen import bind, stream_urls, tls_settings
 from sseplay.http.tls import TlsFiles, server_tls
 from sseplay.http.uvicorn.server import StreamingServer, streaming_server
+from sseplay.recordings import Recordings
 from sseplay.stream import Stream
 
 if TYPE_CHECKING:
@@ -65,6 +66,29 @@ def _warn_of_faults_that_cannot_fire(faults: Sequence[FaultSpec], routes: Sequen
             )
 
 
+# The server's root, as ``stream_urls`` reads a route: the base URL of recordings.
+_BASE = Route("/", "recordings", None)
+
+
+def _check_recordings_config(config: ServerConfig) -> None:
+    """Server settings that recordings cannot honour, said at once rather than ignored."""
+    if config.broadcast:
+        raise UsageError(
+            "--broadcast shares one timeline of a file: each recorded exchange is played to "
+            "the request that matches it; drop --broadcast"
+        )
+    if config.faults or config.fault_header:
+        raise UsageError(
+            "--fault does not act on recordings yet: serve them without --fault, or serve "
+            "an event file with it"
+        )
+    if config.workers is not None:
+        raise UsageError(
+            "recordings are matched in one process (the nth request gets the nth "
+            "recording): drop --workers"
+        )
+
+
 def _is_redis_stream(value: object) -> TypeGuard[RedisStream]:
     """Whether ``value`` is a ``RedisStream``, without importing Redis support: while
     its module is not imported, no value can be one."""
@@ -83,15 +107,17 @@ class Server:
 
     def __init__(
         self,
-        streams: Stream | RedisStream | Mapping[str, Stream | RedisStream],
+        streams: Stream | RedisStream | Recordings | Mapping[str, Stream | RedisStream],
         *,
+        recordings: Recordings | None = None,
         config: ServerConfig | None = None,
         **settings: Any,
     ) -> None:
         """``settings`` are the fields of ``ServerConfig`` (``host``, ``port=0``,
         ``broadcast``, ``ping``, ``cors``, ``send_timeout``, ``once``, ``faults``,
         ``certfile``, ``token``, ``epoch``...), checked as it checks them; or pass a
-        ready ``config``."""
+        ready ``config``. ``Recordings`` (alone, or as ``recordings=`` beside streams)
+        answer every request that no stream route or sseplay's own routes serve."""
         if config is None:
             try:
                 config = ServerConfig(**settings)
@@ -100,9 +126,18 @@ class Server:
         elif settings:
             raise TypeError("give Server either config= or its settings, not both")
         self.config = config
+        if isinstance(streams, Recordings):
+            if recordings is not None:
+                raise UsageError("give Server one Recordings, not two")
+            recordings, streams = streams, {}
+        elif recordings is not None and not isinstance(recordings, Recordings):
+            raise UsageError(f"recordings= expects Recordings, not {type(recordings).__name__}")
+        self.recordings = recordings
+        if recordings is not None:
+            _check_recordings_config(config)
         if not isinstance(streams, Mapping):  # one stream: at /events
             streams = {DEFAULT_ROUTE: streams}
-        if not streams:
+        if not streams and recordings is None:
             raise UsageError("a server needs at least one stream")
         routes: list[Route] = []
         # In the order given: ``urls`` lists them so.
@@ -153,7 +188,11 @@ class Server:
         """Every stream's URL, in the order the streams were given."""
         if self._sock is None:
             raise RuntimeError("the server is not running: start it first")
-        return stream_urls(self._sock, self.all_routes, "https" if self._tls else "http")
+        scheme = "https" if self._tls else "http"
+        urls = stream_urls(self._sock, self.all_routes, scheme)
+        if self.recordings is not None:  # the base URL a client of the upstream is given
+            urls.append(stream_urls(self._sock, [_BASE], scheme)[0].rstrip("/"))
+        return urls
 
     @property
     def ca_file(self) -> str | None:
@@ -163,7 +202,10 @@ class Server:
 
     @property
     def url(self) -> str:
-        """The URL of ``/events``, or of the only stream."""
+        """The URL of ``/events``, or of the only stream; with recordings alone, the
+        server's base URL (``http://127.0.0.1:PORT``), which stands for the upstream."""
+        if not self.all_routes:
+            return self.urls[0]
         only = self.all_routes[0].route
         return self.url_for(DEFAULT_ROUTE if len(self.all_routes) > 1 else only)
 
@@ -182,7 +224,8 @@ class Server:
 
     def __repr__(self) -> str:
         where = self.urls[0] if self._sock is not None else "not running"
-        return f"<Server {where} ({len(self.all_routes)} streams)>"
+        recorded = f", {len(self.recordings.exchanges)} recordings" if self.recordings else ""
+        return f"<Server {where} ({len(self.all_routes)} streams{recorded})>"
 
     # Running it.
 
@@ -205,7 +248,9 @@ class Server:
                 on_complete()
             if config.once and self._server is not None and not completed:
                 completed = True
-                wait = once_wait(self.routes)
+                # Recordings alone: no event-stream client is waiting to be told its
+                # replay is over; every recording has been played, so stop now.
+                wait = once_wait(self.routes) if self.all_routes else 0.0
                 logger.info(
                     "--once: a client got the whole replay; stopping once it is told so "
                     "(204), or in %g s",
@@ -245,6 +290,7 @@ class Server:
             complete,
             over,
             live=self.live_routes,
+            recordings=self.recordings,
         )
         tls = server_tls(config.certfile, config.keyfile, config.self_signed, config.host)
         try:

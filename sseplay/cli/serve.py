@@ -10,7 +10,14 @@ from typing import Annotated, Any
 
 import typer
 
-from sseplay.cli.serving import is_url_argument, routes_of, run_serve, url_file_written
+from sseplay.cli.serving import (
+    is_url_argument,
+    recordings_argument,
+    routes_of,
+    run_recordings,
+    run_serve,
+    url_file_written,
+)
 from sseplay.cli.shared import (
     STDIN_NAME,
     DataFieldOption,
@@ -53,7 +60,8 @@ def serve(
             "streams served live: redis://HOST:PORT/DB?stream=KEY (the timing and mapping "
             "flags apply to files only). ROUTE=FILE serves FILE at /ROUTE. sample:NAME is a "
             "sample that comes with sseplay: sample:llm, sample:scores, sample:ticks, "
-            "sample:notifications.",
+            "sample:notifications. A directory of recordings (sseplay record --out DIR), or "
+            "one recording file, answers every request with the recording that matches it.",
             show_default=False,
         ),
     ],
@@ -108,9 +116,13 @@ def serve(
         typer.Option(metavar="MS", help="Send retry: MS, the browser's reconnection delay."),
     ] = None,
     ping: Annotated[
-        float,
-        typer.Option(metavar="SECONDS", help="Seconds between heartbeat comments; 0 = off."),
-    ] = DEFAULT_PING,
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Seconds between heartbeat comments; 0 = off. "
+            f"[default: {DEFAULT_PING:g}; 0 for recordings, which get only what was recorded]",
+        ),
+    ] = None,
     host: Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")] = (
         "127.0.0.1"
     ),
@@ -204,10 +216,67 @@ def serve(
             metavar="N", help="Seed of the p= draws of --fault. [default: a new one, logged]"
         ),
     ] = None,
+    match_ignore: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="PATH",
+            help="Recordings: leave this JSON body field out of matching (repeatable; "
+            "dotted, * for any key or index: user, metadata.*, messages.*.id).",
+            show_default=False,
+        ),
+    ] = None,
+    chunks: Annotated[
+        bool,
+        typer.Option(
+            "--chunks",
+            help="Recordings: send the body by the recorded network reads, with their "
+            "pauses, instead of event by event.",
+        ),
+    ] = False,
+    record_missing: Annotated[
+        str | None,
+        typer.Option(
+            metavar="UPSTREAM",
+            help="Recordings: forward a request that matches none to UPSTREAM and record it.",
+        ),
+    ] = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Replay event files as SSE streams; prints each stream's URL when ready."""
+    recorded = recordings_argument(files)
+    if recorded is None:
+        for flag, used in (
+            ("--match-ignore", match_ignore is not None),
+            ("--chunks", chunks),
+            ("--record-missing", record_missing is not None),
+        ):
+            if used:
+                raise UsageError(
+                    f"{flag} applies to recordings: give a directory of them "
+                    "(sseplay record --out DIR), or one recording file"
+                )
+    else:
+        _check_recording_flags(
+            {
+                "--route": route != DEFAULT_ROUTE,
+                "--time-field": time_field is not None,
+                "--loop": loop,
+                "--data-field": data_field is not None,
+                "--event-field": event_field is not None,
+                "--event-type": event_type is not None,
+                "--id-field": id_field is not None,
+                "--follow": follow,
+                "--from-end": from_end,
+                "--broadcast": broadcast,
+                "--epoch": epoch is not None,
+                "--retry": retry is not None,
+                "--workers": workers is not None,
+                "--fault": bool(fault),
+                "--fault-header": fault_header,
+                "--record-missing": record_missing is not None,
+            }
+        )
     options = StreamOptions(
         FieldMapping(data_field, event_field, id_field, event_type, time_field),
         Timing(interval=interval, speed=speed, max_gap=max_gap, loop=loop),
@@ -221,7 +290,7 @@ def serve(
         host=host,
         port=port,
         broadcast=broadcast,
-        ping=ping,
+        ping=DEFAULT_PING if ping is None else ping,
         cors=tuple(cors) if cors else None,
         send_timeout=send_timeout,
         header_timeout=header_timeout,
@@ -238,6 +307,19 @@ def serve(
         fault_header=fault_header,
         seed=seed,
     )
+    if recorded is not None:
+        recording_options: dict[str, Any] = {
+            "match_ignore": tuple(match_ignore or ()),
+            "chunks": chunks,
+            "speed": speed,
+            "max_gap": max_gap,
+            "interval": interval,
+            "ping": 0.0 if ping is None else ping,
+        }
+        setup_logging(quiet, verbose)
+        with hangup_stops(), url_file_written(url_file) as write_urls:
+            run_recordings(recorded, recording_options, config, write_urls)
+        return
     if files.count(STDIN_NAME) > 1:
         raise UsageError("standard input (-) can be read only once")
     routes = routes_of(files, check_route("/" + route.strip("/")))
@@ -298,3 +380,20 @@ def _check_file_flags(routes: dict[str, str], given: dict[str, bool]) -> None:
             f"{flags[0]} applies to files only: a redis:// stream sends each entry as it is "
             f"read, with its own type and id; drop {flags[0]}"
         )
+
+
+def _check_recording_flags(given: dict[str, bool]) -> None:
+    """A flag that shapes a file's events or its routes, given with recordings: it would
+    silently do nothing (a recording is played as it was recorded), so it is a usage error."""
+    flags = [flag for flag, used in given.items() if used]
+    if not flags:
+        return
+    if flags[0] == "--record-missing":
+        raise UsageError(
+            "--record-missing is not built yet: record the missing exchanges with "
+            "sseplay record UPSTREAM --out DIR, then serve DIR"
+        )
+    raise UsageError(
+        f"{flags[0]} does not apply to recordings: each is played as it was recorded, "
+        f"to the request that matches it; drop {flags[0]}"
+    )

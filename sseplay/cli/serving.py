@@ -155,6 +155,76 @@ def _redis_streams(routes: dict[str, str], options: StreamOptions) -> dict[str, 
     return streams
 
 
+def recordings_argument(files: Sequence[str]) -> str | None:
+    """The argument when ``serve`` is given recordings (``sseplay record --out DIR``): one
+    directory, or one file whose first line is a version 2 recording header; else None."""
+    directories = [argument for argument in files if _is_directory(argument)]
+    if directories and len(files) > 1:
+        raise UsageError(
+            f"{directories[0]} is a directory of recordings: serve it alone "
+            "(sseplay serve DIR), without other files"
+        )
+    if len(files) != 1 or files[0] == STDIN_NAME or is_url_argument(files[0]):
+        return None
+    argument = files[0]
+    if directories:
+        return argument
+    try:
+        with open(argument, "rb") as file:
+            first = file.readline(1 << 20)
+    except OSError:
+        return None  # the start-up check says what is wrong with it
+    if b'"recording"' not in first:  # cheap: most event files stop here
+        return None
+    import json
+
+    from sseplay.exchange import is_exchange_header
+
+    try:
+        return argument if is_exchange_header(json.loads(first)) else None
+    except ValueError:
+        return None
+
+
+def _is_directory(argument: str) -> bool:
+    try:
+        return Path(argument).is_dir()
+    except OSError:
+        return False
+
+
+def run_recordings(
+    source: str, recording_options: dict[str, Any], config: ServerConfig, write_urls: Any
+) -> None:
+    """``serve DIR``: load and check the recordings, then answer requests with them until
+    Ctrl-C, SIGTERM or ``--once`` (every recording played)."""
+    from sseplay.cli.startup import server_stack_importing
+
+    with server_stack_importing():
+        from sseplay.server import Server
+    from sseplay.recordings import Recordings
+
+    try:
+        with sigterm_interrupts():
+            recordings = Recordings(source, **recording_options)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted during the start-up check; nothing was served") from None
+
+    def announce(urls: list[str]) -> None:
+        for url in urls:
+            print(url, flush=True)
+        write_urls(urls)
+        logging.getLogger("sseplay.server").info(
+            "serving %d recordings from %s", len(recordings.exchanges), source
+        )
+
+    from sseplay.cli.process import raise_open_file_limit, tune_collector
+
+    raise_open_file_limit()
+    tune_collector()
+    _run_until_stopped(Server(recordings, config=config), announce)
+
+
 def run_serve(
     routes: dict[str, str], options: StreamOptions, config: ServerConfig, write_urls: Any
 ) -> None:
@@ -212,12 +282,17 @@ def run_serve(
         serve_with_workers(streams, config, announce)
         return
     server = Server(streams, config=config)
+    _run_until_stopped(server, lambda urls: announce(urls, server.all_routes[0].route))
+
+
+def _run_until_stopped(server: Any, announce: Any) -> None:
+    """Serve in the foreground; ``announce(urls)`` once it accepts connections."""
     serving = False
 
     def ready() -> None:
         nonlocal serving
         serving = True
-        announce(server.urls, server.all_routes[0].route)
+        announce(server.urls)
 
     def stop(signum: int, frame: object) -> None:
         # Before the server is ready, it is still starting: reading the certificate (which

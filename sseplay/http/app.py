@@ -6,7 +6,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -18,6 +18,9 @@ from sseplay.http.access import AccessGuard
 from sseplay.http.endpoint import StreamEndpoint
 from sseplay.http.hub import AppOptions, Hub, LiveRoute, Route
 from sseplay.http.route_sources import FileSource, RedisSource
+
+if TYPE_CHECKING:
+    from sseplay.recordings import Recordings
 
 # The page's icon, so that a browser's request for /favicon.ico is not a 404 every time.
 FAVICON = (
@@ -33,11 +36,13 @@ def create_app(
     on_complete: Callable[[], None] | None = None,
     on_over: Callable[[], None] | None = None,
     live: Sequence[LiveRoute] = (),
+    recordings: Recordings | None = None,
 ) -> FastAPI:
     """The whole server. ``on_complete`` runs when a client has received a whole replay
     (or, in broadcast mode, when the shared timeline has played to its end); ``on_over``
     after a client was answered 204 because the replay is over. The app's ``state.hub``
-    holds its open streams: ``StreamingServer`` ends them when it stops."""
+    holds its open streams: ``StreamingServer`` ends them when it stops. ``recordings``
+    answer every request that no route serves (``sseplay.http.recorded``)."""
     hub = Hub(streams, options, on_complete, on_over)
 
     for live_route in live:
@@ -67,7 +72,8 @@ def create_app(
         # Credentials (EventSource withCredentials) only for origins listed by name: with
         # "*" they are invalid (Fetch, CORS protocol), and Starlette would echo any origin.
         allow_credentials="*" not in options.config.cors_origins,
-        allow_methods=["GET", "POST"],
+        # Recordings answer any method the upstream was asked with.
+        allow_methods=["GET", "POST"] if recordings is None else ["*"],
         allow_headers=["*"],
     )
 
@@ -107,6 +113,7 @@ def create_app(
                     }
                     for r in live
                 ],
+                **({"recordings": recordings.listing()} if recordings is not None else {}),
             }
         )
 
@@ -121,7 +128,12 @@ def create_app(
         return Response(FAVICON, media_type="image/svg+xml", headers=headers)
 
     served = [stream.route for stream in streams] + [r.route for r in live]
-    app.router.default = _NotFound(served, app.router.default)
+    if recordings is not None:
+        from sseplay.http.recorded import RecordedEndpoint
+
+        app.router.default = RecordedEndpoint(recordings, hub, app.router.default)
+    else:
+        app.router.default = _NotFound(served, app.router.default)
     return app
 
 

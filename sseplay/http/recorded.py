@@ -1,0 +1,120 @@
+"""Recorded exchanges over HTTP: every request that sseplay's own routes do not answer
+is matched to a recording (``sseplay.recordings``) and answered as the upstream did;
+one that matches none is a 404 that says what was recorded and what differed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from sseplay.http.request import client_of, disconnect
+from sseplay.http.uvicorn.direct import DirectBody
+from sseplay.outlet import Listener, Outlet
+from sseplay.recordings import ExchangePlayer, Recordings
+
+if TYPE_CHECKING:
+    from sseplay.http.hub import Hub
+
+logger = logging.getLogger("sseplay.server")
+
+
+async def read_body(receive: Receive) -> bytes | None:
+    """The request's whole body; None when the client left before sending it."""
+    parts: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+class RecordedEndpoint:
+    """The app's default answer when recordings are served: the recording that matches
+    the request, played back; ``otherwise`` (Starlette's) for a WebSocket."""
+
+    def __init__(self, recordings: Recordings, hub: Hub, otherwise: ASGIApp) -> None:
+        self.recordings = recordings
+        self.hub = hub
+        self.otherwise = otherwise
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.otherwise(scope, receive, send)
+            return
+        hub, recordings = self.hub, self.recordings
+        timer = hub.timer
+        origin = timer.time()  # the recording's offsets count from the request
+        body = await read_body(receive)
+        if body is None:
+            return
+        method, path = scope["method"], scope["path"]
+        query = bytes(scope["query_string"]).decode("latin-1")
+        exchange = recordings.matcher.find(method, path, query, body)
+        if exchange is None:
+            explained = recordings.matcher.explain(method, path, query, body)
+            logger.warning(
+                "%s %s %s: no recording matches (%s)",
+                client_of(scope),
+                method,
+                path,
+                explained.get("differs", "nothing recorded"),
+            )
+            await JSONResponse(explained, status_code=404)(scope, receive, send)
+            return
+        answer = recordings.answer(exchange)
+        shown = exchange.path.name if exchange.path is not None else recordings.label
+        logger.info("%s %s %s: playing %s", client_of(scope), method, path, shown)
+        # The head when the upstream sent it: one wait, before the connection has a body.
+        delay = origin + answer.head_at - timer.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await send(
+            {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
+        )
+        if method == "HEAD":  # the head a GET would get, and no body (RFC 9110 9.3.2)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        direct = DirectBody.of(scope, receive, fast=hub.options.direct_writes)
+        config = hub.options.config
+        outlet = Outlet(send, config.send_timeout, hub.cut_off_stream, direct, task)
+        player = ExchangePlayer(outlet, answer, timer, origin, recordings.ping, self._ended)
+        hub.listeners.add(player)
+        try:
+            player.begin()
+            # The request's task waits here: a disconnect, or the end of the response
+            # written by the timer, wakes it (uvicorn answers http.disconnect then).
+            await disconnect(receive)
+        except asyncio.CancelledError:
+            if not (outlet.cut_off or outlet.failure):
+                raise
+            task.uncancel()
+        finally:
+            self._left(scope, player, shown)
+
+    def _ended(self, player: ExchangePlayer) -> None:
+        if self.recordings.played(player.answer.exchange) and self.hub.on_complete is not None:
+            self.hub.on_complete()
+
+    def _left(self, scope: Scope, listener: Listener, shown: str) -> None:
+        hub, outlet = self.hub, listener.outlet
+        outlet.close()
+        hub.listeners.discard(listener)
+        if listener.complete:
+            how = "got the whole recording"
+        elif hub.stopping:
+            how = "the server stopped"
+        elif outlet.cut_off:
+            how = f"cut off: it read nothing for {hub.options.config.send_timeout:g} s"
+        elif outlet.failure:
+            how = f"ended: {outlet.failure}"
+        else:
+            how = "disconnected"
+        logger.info("%s left %s after %d pieces (%s)", client_of(scope), shown, listener.sent, how)

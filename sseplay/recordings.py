@@ -1,0 +1,315 @@
+"""``Recordings``: recorded exchanges (``sseplay record``, version 2 files) served back.
+
+A request is matched to a recording (``sseplay.matching``) and answered with what the
+upstream answered: its status and headers, then its body on the recorded timing. An
+event stream goes out block by block, byte for byte, each block at its recorded offset;
+with ``chunks`` the body goes out by the recorded network reads instead, so a client
+sees the read boundaries (and the pauses between them) it saw upstream. Nothing is
+added: no ``id:``, no ``: ping`` unless ``ping`` is asked for.
+
+The deadlines are absolute from the moment the request came (the recording's offsets
+count from the moment the request went upstream), scaled by ``speed`` and capped by
+``max_gap`` as a file's are (``sseplay.schedule``), and played by the server's shared
+``Timer`` into an ``Outlet``: no task per connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sseplay.config import Timing
+from sseplay.errors import InputError, UsageError
+from sseplay.exchange import Exchange, is_exchange_header, load_exchanges
+from sseplay.matching import Matcher
+from sseplay.model import PING
+from sseplay.outlet import Listener, Outlet
+from sseplay.timer import TIMER_SLACK, Timer
+
+logger = logging.getLogger("sseplay.server")
+
+# Response headers a replay never repeats. Hop-by-hop ones belong to the recorded
+# connection, not to this one (RFC 9110 section 7.6.1); the length and the framing are
+# the server's own (RFC 9112 section 6: content-length and transfer-encoding are worked
+# out again for the bytes sent); the body was recorded decoded, so content-encoding no
+# longer applies. uvicorn writes a current date and its own server header to every
+# response: a recorded one beside them would be a second, conflicting copy.
+DROPPED_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "content-encoding",
+        "date",
+        "server",
+    }
+)
+# A value the recorder redacted (``sseplay.redaction.REDACTED``): the secret is not on
+# disk, and a ``Set-Cookie: ***`` would only hand the client a cookie that never was.
+REDACTED_VALUE = "***"
+
+
+def is_recordings_source(argument: str | os.PathLike[str]) -> bool:
+    """Whether ``argument`` names recordings: a directory, or a file whose first line is
+    a version 2 recording header (``sseplay record`` wrote it)."""
+    path = Path(argument)
+    try:
+        if path.is_dir():
+            return True
+        if not path.is_file():
+            return False
+        with path.open("rb") as file:
+            first = file.readline(1 << 20)
+    except OSError:
+        return False
+    import json
+
+    try:
+        return is_exchange_header(json.loads(first))
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One matched exchange as it is played back: the head, when it goes out, and the
+    pieces of the body with their deadlines (seconds after the request came)."""
+
+    exchange: Exchange
+    status: int
+    headers: tuple[tuple[bytes, bytes], ...]
+    head_at: float
+    pieces: tuple[tuple[float, bytes], ...]
+    is_stream: bool
+
+
+class Recordings:
+    """Recorded exchanges, served by ``Server`` for every request that its own routes
+    (streams, ``/healthz``, the viewer) do not answer.
+
+    ``source`` is a directory of recordings (every version 2 ``*.jsonl`` in it, in file
+    name order) or one recording file. ``match_ignore``: dotted paths of JSON body fields
+    left out of matching (``user``, ``metadata.*``). ``chunks``: replay the recorded
+    network reads instead of the event blocks. ``speed``, ``max_gap`` and ``interval``
+    shape the timing as they do a file's; ``ping``: seconds of silence before a ``: ping``
+    comment in a replayed event stream, 0 (the default) for none."""
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str],
+        *,
+        match_ignore: Sequence[str] = (),
+        chunks: bool = False,
+        speed: float = 1.0,
+        max_gap: float | None = None,
+        interval: float | None = None,
+        ping: float = 0.0,
+    ) -> None:
+        if isinstance(match_ignore, str):
+            match_ignore = (match_ignore,)
+        for path in match_ignore:
+            if not isinstance(path, str) or not path or path.startswith(".") or ".." in path:
+                raise UsageError(
+                    f"--match-ignore {path!r} is not a dotted path: write it like user, "
+                    "metadata.* or messages.*.id"
+                )
+        if not isinstance(chunks, bool):
+            raise UsageError(f"--chunks must be true or false, not {chunks!r}")
+        if isinstance(ping, bool) or not isinstance(ping, int | float) or ping < 0:
+            raise UsageError(f"--ping must be a number of seconds, 0 or more, not {ping!r}")
+        self.timing = Timing(interval=interval, speed=speed, max_gap=max_gap)
+        self.source = Path(source)
+        self.label = str(source)
+        self.match_ignore = tuple(match_ignore)
+        self.chunks = chunks
+        self.ping = float(ping)
+        self.exchanges = load_exchanges(self.source)
+        if not self.exchanges:
+            raise InputError(
+                self.label,
+                "is a directory with no recordings in it (the *.jsonl files that sseplay "
+                "record --out DIR writes): record into it, or serve an event file",
+            )
+        for exchange in self.exchanges:
+            if exchange.end is None:
+                logger.warning(
+                    "%s: partial recording (no end line): played as far as it goes",
+                    exchange.path or self.label,
+                )
+        self.matcher = Matcher(self.exchanges, self.match_ignore)
+        # --once: which recordings a client has had whole; all of them ends the run.
+        self._played: set[int] = set()
+
+    def __repr__(self) -> str:
+        return f"<Recordings {self.label} ({len(self.exchanges)} exchanges)>"
+
+    def listing(self) -> list[dict[str, str]]:
+        """What ``/healthz`` lists: each recording's method, path and file."""
+        return [
+            {
+                "method": exchange.request.method,
+                "path": exchange.request.path,
+                "file": str(exchange.path) if exchange.path is not None else self.label,
+            }
+            for exchange in self.exchanges
+        ]
+
+    def played(self, exchange: Exchange) -> bool:
+        """Note that a client had ``exchange`` whole; True once every one has been."""
+        self._played.add(id(exchange))
+        return all(id(known) in self._played for known in self.exchanges)
+
+    def answer(self, exchange: Exchange) -> Answer:
+        """How ``exchange`` is played back, on this object's timing."""
+        response = exchange.response
+        status = response.status if response is not None else 502
+        headers = tuple(
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in (response.headers if response is not None else ())
+            if name.lower() not in DROPPED_HEADERS and value != REDACTED_VALUE
+        )
+        pieces = _pieces(exchange, self.chunks)
+        if not exchange.is_stream and pieces:
+            # Not a stream: the whole body at once, when its last piece had come.
+            pieces = [(pieces[-1][0], b"".join(data for _, data in pieces))]
+        if not exchange.is_stream and status >= 200 and status not in (204, 304):
+            # Its length, worked out again for the bytes sent (RFC 9110 section 8.6; none
+            # in a 204 or a 304, which have no content).
+            size = sum(len(data) for _, data in pieces)
+            headers += ((b"content-length", str(size).encode()),)
+        moments = [exchange.response_offset, *(offset for offset, _ in pieces)]
+        deadlines = scaled(moments, self.timing)
+        return Answer(
+            exchange,
+            status,
+            headers,
+            deadlines[0],
+            tuple(zip(deadlines[1:], (data for _, data in pieces), strict=True)),
+            exchange.is_stream,
+        )
+
+
+def _pieces(exchange: Exchange, chunks: bool) -> list[tuple[float, bytes]]:
+    """The body as recorded: its blocks (an event stream) or pieces, or with ``chunks``
+    the same bytes cut at the recorded network reads."""
+    parts = exchange.blocks if exchange.is_stream else exchange.body
+    pieces = [(part.offset, part.raw) for part in parts]
+    if not chunks or not exchange.reads:
+        return pieces
+    body = b"".join(data for _, data in pieces)
+    cut: list[tuple[float, bytes]] = []
+    at = 0
+    for read in exchange.reads:
+        if at >= len(body):
+            break
+        cut.append((read.offset, body[at : at + read.size]))
+        at += read.size
+    if at < len(body):  # reads cut short (a partial recording): the rest at the end
+        cut.append((pieces[-1][0], body[at:]))
+    return cut
+
+
+def scaled(moments: Sequence[float], timing: Timing) -> list[float]:
+    """Recorded moments (seconds, in order) as deadlines: each gap divided by the speed
+    and capped by ``max_gap``, or, with ``interval``, the head at once and every piece
+    one interval after the one before (as ``sseplay.schedule.Plan`` times a file)."""
+    deadlines: list[float] = []
+    elapsed = previous = 0.0
+    for index, moment in enumerate(moments):
+        if timing.interval is not None:
+            gap = timing.interval / timing.speed if index > 1 else 0.0
+        else:
+            gap = max(0.0, moment - previous) / timing.speed
+            if timing.max_gap is not None:
+                gap = min(gap, timing.max_gap)
+        elapsed += gap
+        deadlines.append(elapsed)
+        previous = max(previous, moment)
+    return deadlines
+
+
+class ExchangePlayer(Listener):
+    """One response body played back by the shared timer: each piece at its absolute
+    deadline (``origin`` plus its offset), what is due together in one write, and a
+    ``: ping`` after ``ping`` seconds of silence when asked for."""
+
+    __slots__ = ("_last_write", "_next", "_on_end", "answer", "origin", "ping", "timer")
+
+    def __init__(
+        self,
+        outlet: Outlet,
+        answer: Answer,
+        timer: Timer,
+        origin: float,
+        ping: float,
+        on_end: Callable[[ExchangePlayer], None] | None = None,
+    ) -> None:
+        super().__init__(outlet)
+        self.answer = answer
+        self.timer = timer
+        self.origin = origin
+        self.ping = ping if answer.is_stream else 0.0
+        self._next = 0
+        self._last_write = timer.time()
+        self._on_end = on_end
+        outlet.on_drained = self._drained
+
+    def begin(self) -> None:
+        when = self.play(self.timer.time())
+        if when is not None:
+            self.timer.at(when, self)
+
+    def play(self, now: float) -> float | None:
+        if self.outlet.blocked:
+            return None  # ``_drained`` brings it back
+        pieces = self.answer.pieces
+        horizon = now - self.origin + TIMER_SLACK
+        stop = self._next
+        while stop < len(pieces) and pieces[stop][0] <= horizon:
+            stop += 1
+        if stop > self._next:
+            chunk = b"".join(data for _, data in pieces[self._next : stop])
+            self.sent += stop - self._next
+            self._next = stop
+            last = stop == len(pieces)
+            self._last_write = now
+            if last:
+                self._write_end(chunk)
+                return None
+            if not self.outlet.write(chunk):
+                return None
+        elif not pieces:
+            self._write_end(b"")
+            return None
+        elif self.ping and now - self._last_write >= self.ping - TIMER_SLACK:
+            self._last_write = now
+            if not self.outlet.write(PING):
+                return None
+        due = self.origin + pieces[self._next][0]
+        return min(due, self._last_write + self.ping) if self.ping else due
+
+    def _write_end(self, chunk: bytes) -> None:
+        self.outlet.write(chunk, more_body=False)
+        if not self.outlet.blocked:
+            self._finished()
+
+    def _drained(self) -> None:
+        if self.outlet.completed:
+            self._finished()
+        else:
+            self.timer.at(self.timer.time(), self)
+
+    def _finished(self) -> None:
+        if self.complete:
+            return
+        self.complete = True
+        if self._on_end is not None:
+            self._on_end(self)
