@@ -17,18 +17,24 @@ import httpx
 # Query (and fragment) parameters whose value is a secret, compared case-insensitively
 # after percent-decoding the name: what APIs take instead of an Authorization header, and
 # OAuth 2.0's access_token (RFC 6750 2.3, and the fragment of RFC 6749 4.2.2).
-SECRET_PARAMETERS = frozenset({"token", "key", "api_key", "apikey", "access_token"})
+SECRET_QUERY = frozenset({"token", "key", "api_key", "apikey", "access_token"})
+# Headers that carry a credential (RFC 9110 11.6.2 Authorization, 11.7.2
+# Proxy-Authorization; RFC 6265 Cookie and Set-Cookie) and the API-key headers providers
+# take instead (X-Api-Key, Api-Key). Lower case: header names are case-insensitive.
+SECRET_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"}
+)
 _PARAMETER_SEPARATOR = re.compile("([&;])")  # ';' too: some servers split on it
 REDACTED = "***"
 
 
-def _redact_parameters(text: str) -> str:
-    """``text`` (a query or fragment) with the value of each secret parameter ``***``;
-    everything else is kept byte for byte."""
+def _redact_parameters(text: str, names: frozenset[str] = SECRET_QUERY) -> str:
+    """``text`` (a query or fragment) with the value of each parameter of ``names``
+    (lower case) ``***``; everything else is kept byte for byte."""
     parts = _PARAMETER_SEPARATOR.split(text)
     for index in range(0, len(parts), 2):
         name, equals, value = parts[index].partition("=")
-        if equals and value and unquote_plus(name).strip().lower() in SECRET_PARAMETERS:
+        if equals and value and unquote_plus(name).strip().lower() in names:
             parts[index] = f"{name}={REDACTED}"
     return "".join(parts)
 
@@ -59,14 +65,8 @@ def redact_url(url: str | httpx.URL) -> str:
     return _redact_query_and_fragment(text)
 
 
-# Headers that carry a credential (RFC 9110 11.6.2 Authorization, 11.7.2
-# Proxy-Authorization; RFC 6265 Cookie and Set-Cookie) and the API-key headers providers
-# take instead (X-Api-Key, Api-Key). Lower case: header names are case-insensitive.
-SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"}
-)
-# Query parameters whose value is a secret, in recordings (the URL rule above adds apikey).
-SECRET_QUERY = frozenset({"key", "api_key", "token", "access_token"})
+def _names(base: frozenset[str], extra: Iterable[str]) -> frozenset[str]:
+    return base | {name.strip().lower() for name in extra}
 
 
 def redact_headers(
@@ -75,10 +75,13 @@ def redact_headers(
     """The headers with lower-case names, the value of each secret one ``***``.
 
     ``extra`` adds names (``--redact NAME``), compared case-insensitively."""
-    raise NotImplementedError
+    secret = _names(SECRET_HEADERS, extra)
+    pairs = ((name.lower(), value) for name, value in headers)
+    return tuple((name, REDACTED if name in secret else value) for name, value in pairs)
 
 
 def redact_query(query: str, extra: Iterable[str] = ()) -> str:
     """A raw query string with the value of each secret parameter ``***`` (names kept,
-    everything else byte for byte). ``extra`` adds names, compared case-insensitively."""
-    raise NotImplementedError
+    everything else byte for byte). ``extra`` adds names, compared case-insensitively
+    after percent-decoding, as the defaults are."""
+    return _redact_parameters(query, _names(SECRET_QUERY, extra))
