@@ -5,6 +5,7 @@ No ``from __future__ import annotations``: Typer reads this command's annotation
 time (see ``startup.py``). The proxy (uvicorn, httpx) is imported only when it runs.
 """
 
+import logging
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -62,6 +63,8 @@ def record(
 
     proxy = RecordingProxy(upstream, out, redact=redact or (), host=host, port=port)
     setup_logging(quiet, verbose)
+    if not verbose:  # a line per request from httpx: the proxy logs its own per exchange
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     serving = False
 
     def ready() -> None:
