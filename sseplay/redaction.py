@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus
 
-import httpx
+if TYPE_CHECKING:  # imported where a URL is redacted: recordings (the core) need no httpx
+    import httpx
 
 # Query (and fragment) parameters whose value is a secret, compared case-insensitively
 # after percent-decoding the name: what APIs take instead of an Authorization header, and
@@ -53,6 +55,8 @@ def redact_url(url: str | httpx.URL) -> str:
     Recordings get committed as fixtures, status lines end up in CI logs. A user name
     alone may be a token, so it is hidden too. A URL that does not parse still loses
     its secret parameters (it is shown in the usage error)."""
+    import httpx
+
     text = str(url)
     try:
         parsed = httpx.URL(text)
