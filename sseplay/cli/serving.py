@@ -170,6 +170,10 @@ def recordings_argument(files: Sequence[str]) -> str | None:
     if directories:
         return argument
     try:
+        # Only a regular file is looked into: a FIFO or /dev/fd/N would block here, or lose
+        # its first line to this look.
+        if not Path(argument).is_file():
+            return None
         with open(argument, "rb") as file:
             first = file.readline(1 << 20)
     except OSError:
