@@ -69,7 +69,24 @@ class StreamingServer(uvicorn.Server):
         self.hub.close_all()
         if self.config.is_ssl:
             asyncio.get_running_loop().call_later(TLS_CLOSE_SECONDS, self._abort_closing)
-        await super().shutdown(sockets)
+        try:
+            await super().shutdown(sockets)
+        finally:
+            await self._abort_the_rest()
+
+    async def _abort_the_rest(self) -> None:
+        """Drop every connection still open once the graceful shutdown is over (on a busy
+        machine a TLS close can start after ``_abort_closing`` looked), while the loop still
+        runs to close their transports: left to a closed loop, they are only reported as
+        unclosed resources."""
+        left = False
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+                left = True
+        if left:
+            await asyncio.sleep(0)  # their connection_lost callbacks run now
 
     def _abort_closing(self) -> None:
         """Drop the TLS connections that are still closing: a TLS close waits for the
