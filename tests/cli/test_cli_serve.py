@@ -44,7 +44,9 @@ def test_stops_within_a_second_with_streams_open(sig: int) -> None:
         code, out, err = serve.stop(sig)
         elapsed = time.monotonic() - started
     assert code == 0
-    assert elapsed < 1.0
+    # It ends its streams itself: about 0.5 s on an idle machine. Waiting for them instead
+    # would take until the next event, 30 s away; a busy machine may add a few seconds.
+    assert elapsed < 10.0
     assert "Traceback" not in err
     assert out == "", "nothing but the URL goes to stdout"
 

