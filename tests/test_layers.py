@@ -46,6 +46,8 @@ def layer_of(module: str) -> str:
         return "surface"
     if parts[1] == "__main__":
         return "cli"
+    if parts[1] == "shapes":  # provider streams (issue 25): pure, so core
+        return "core"
     if len(parts) > 2 or parts[1] in {"cli", "http", "sources", "client", "faults"}:
         return parts[1]
     return "surface" if parts[1] in LIBRARY_SURFACE else "core"
