@@ -43,8 +43,9 @@ RESERVED_ROUTES = frozenset({"/", "/healthz", "/favicon.ico"})
 # A route is plain path segments: letters, digits and RFC 3986's unreserved marks.
 # Nothing that a URL would need to escape, nothing Starlette reads as a parameter
 # (``{name}``), no ``?`` or ``#`` that would end the path, no empty segment that turns
-# ``//host`` into another origin in the viewer.
-_ROUTE_SEGMENT = re.compile(r"^[A-Za-z0-9._~-]+$")
+# ``//host`` into another origin in the viewer. A ``:`` is a path character (RFC 3986
+# section 3.3, pchar), which a provider's route holds (``/v1/models/m:generateContent``).
+_ROUTE_SEGMENT = re.compile(r"^[A-Za-z0-9._~:-]+$")
 _URL_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -87,7 +88,7 @@ def route_problem(route: str) -> str | None:
         return f"the route {route!r} must start with / and name a path, like /events"
     if any(not _ROUTE_SEGMENT.match(part) or part in (".", "..") for part in segments[1:]):
         return (
-            f"the route {route!r} may hold only letters, digits and . _ ~ - between single "
+            f"the route {route!r} may hold only letters, digits and . _ ~ : - between single "
             "slashes: name it with ROUTE=FILE"
         )
     if route in RESERVED_ROUTES:
