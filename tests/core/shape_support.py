@@ -43,12 +43,14 @@ def shaped(
     )
 
 
-def transport(shape: str, turns: Sequence[dict[str, Any]], **options: Any) -> httpx.MockTransport:
+def transport(
+    shape: str, turns: Sequence[dict[str, Any]], http: Any = httpx, **options: Any
+) -> Any:
     """Answers every POST with the shape: the nth request gets the nth turn, then the last."""
     played = turns_from(turns)
     count = [0]
 
-    def handle(request: httpx.Request) -> httpx.Response:
+    def handle(request: Any) -> Any:
         the_shape = SHAPES[shape]
         asked = the_shape.request(request.url.path, request.url.query.decode(), request.content)
         turn = played[min(count[0], len(played) - 1)]
@@ -63,9 +65,10 @@ def transport(shape: str, turns: Sequence[dict[str, Any]], **options: Any) -> ht
             number=count[0],
         )
         headers = [(name.decode(), value.decode()) for name, value in answer.headers]
-        return httpx.Response(answer.status, headers=headers, content=answer.body)
+        return http.Response(answer.status, headers=headers, content=answer.body)
 
-    return httpx.MockTransport(handle)
+    # ``http``: httpx, or httpx2 for the SDKs built on it (anthropic 2.x).
+    return http.MockTransport(handle)
 
 
 def events(body: bytes) -> list[bytes]:
