@@ -171,8 +171,17 @@ class StreamOptions:
     # come; --from-end: a client without Last-Event-ID starts at the live edge.
     follow: bool = False
     from_end: bool = False
+    # --no-ids: no ``id:`` lines, as an LLM provider sends none (a client cannot resume:
+    # every reconnection starts from the first event).
+    no_ids: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.no_ids, bool):
+            raise UsageError(f"--no-ids must be true or false, not {self.no_ids!r}")
+        if self.no_ids and self.follow:
+            raise UsageError(
+                "--follow numbers events so that clients resume by them: drop --no-ids"
+            )
         if self.retry is not None:
             _integer("--retry", self.retry, 0, MAX_RETRY_MS)
         for flag, value in (("--follow", self.follow), ("--from-end", self.from_end)):
@@ -209,6 +218,7 @@ class StreamOptions:
             options.get("retry"),
             options.get("follow", False),
             options.get("from_end", False),
+            options.get("no_ids", False),
         )
 
 
@@ -228,6 +238,7 @@ class StreamKeywords(TypedDict, total=False):
     retry: int | None
     follow: bool
     from_end: bool
+    no_ids: bool
 
 
 MAPPING_KEYWORDS = ("data_field", "event_field", "id_field", "event_type", "time_field")

@@ -99,6 +99,13 @@ def serve(
             help="With --follow: clients without Last-Event-ID start at the live edge.",
         ),
     ] = False,
+    no_ids: Annotated[
+        bool,
+        typer.Option(
+            "--no-ids",
+            help="Send no id: lines (as LLM providers send none); clients cannot resume.",
+        ),
+    ] = False,
     broadcast: Annotated[
         bool,
         typer.Option("--broadcast", help="One shared timeline from server start for all clients."),
@@ -317,6 +324,7 @@ def serve(
                 "--fault": bool(fault),
                 "--fault-header": fault_header,
                 "--record-missing": record_missing is not None,
+                "--no-ids": no_ids,
             }
         )
     options = StreamOptions(
@@ -325,6 +333,7 @@ def serve(
         retry,
         follow,
         from_end,
+        no_ids,
     )
     if follow and workers is not None:
         raise UsageError("--follow reads its input in one process: drop --workers")
