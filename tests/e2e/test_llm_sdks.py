@@ -30,6 +30,23 @@ TOOLS_OPENAI: Any = [
 MESSAGES: Any = [{"role": "user", "content": "Hi"}]
 
 
+# Every SDK client a test opened, closed after it (an unclosed one leaves its socket to
+# the collector, whose ResourceWarning would land in some later test).
+_CLIENTS: list[Any] = []
+
+
+def opened(client: Any) -> Any:
+    _CLIENTS.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _CLIENTS:
+        _CLIENTS.pop().close()
+
+
 @pytest.fixture
 def shaped() -> Iterator[Any]:
     """``shaped(turns, shape, **server_settings)``: the base URL of a running server."""
@@ -65,7 +82,7 @@ def data_lines(response: httpx.Response) -> list[Any]:
 def openai_client(base: str) -> Any:
     import openai
 
-    return openai.OpenAI(base_url=base + "/v1", api_key="sk-test", max_retries=0)
+    return opened(openai.OpenAI(base_url=base + "/v1", api_key="sk-test", max_retries=0))
 
 
 def test_openai_chat_stream_joins_to_the_text_and_has_no_usage_unless_asked(shaped: Any) -> None:
@@ -152,7 +169,7 @@ def test_openai_responses_stream_gives_the_final_response(shaped: Any) -> None:
 def anthropic_client(base: str) -> Any:
     import anthropic
 
-    return anthropic.Anthropic(base_url=base, api_key="sk-ant-test", max_retries=0)
+    return opened(anthropic.Anthropic(base_url=base, api_key="sk-ant-test", max_retries=0))
 
 
 def test_anthropic_stream_gives_the_final_message(shaped: Any) -> None:
@@ -182,7 +199,7 @@ def test_gemini_stream_joins_to_the_text(shaped: Any) -> None:
     from google.genai import types
 
     base = shaped([{"text": TEXT}], "gemini")
-    client = genai.Client(api_key="test", http_options=types.HttpOptions(base_url=base))
+    client = opened(genai.Client(api_key="test", http_options=types.HttpOptions(base_url=base)))
     chunks = list(client.models.generate_content_stream(model="gemini-2.5-flash", contents="Hi"))
     assert "".join(chunk.text or "" for chunk in chunks) == TEXT
     whole = client.models.generate_content(model="gemini-2.5-flash", contents="Hi")
@@ -195,7 +212,7 @@ def test_gemini_stream_joins_to_the_text(shaped: Any) -> None:
 def test_ollama_chat_stream_ends_with_done(shaped: Any) -> None:
     import ollama
 
-    client = ollama.Client(host=shaped([{"text": TEXT}], "ollama"))
+    client = opened(ollama.Client(host=shaped([{"text": TEXT}], "ollama")))
     parts = list(client.chat(model="llama3.2", messages=MESSAGES, stream=True))
     assert [part.done for part in parts] == [False] * (len(parts) - 1) + [True]
     assert "".join(part.message.content or "" for part in parts) == TEXT
