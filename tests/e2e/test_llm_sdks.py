@@ -320,3 +320,17 @@ def test_anthropic_overloaded_error_turn_and_error_event_and_a_cut(shaped: Any) 
     client = anthropic_client(shaped([{"text": TEXT}], "anthropic", faults=["drop:after=4"]))
     with client.messages.stream(model="m", max_tokens=10, messages=MESSAGES) as stream:
         assert stream.get_final_message().stop_reason is None
+
+
+@pytest.mark.parametrize("fault", ["error-event:after=3", "drop:after=3"])
+def test_openai_responses_without_response_completed_is_the_sdk_s_error(
+    shaped: Any, fault: str
+) -> None:
+    # response.failed (error-event), or a stream that just ends: the SDK's own "ended
+    # without its terminal event".
+    client = openai_client(shaped([{"text": TEXT}], "openai-responses", faults=[fault]))
+    with (
+        pytest.raises(RuntimeError, match=r"response\.completed"),
+        client.responses.stream(model="gpt-4o", input="Hi") as stream,
+    ):
+        stream.get_final_response()
