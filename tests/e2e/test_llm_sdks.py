@@ -334,3 +334,20 @@ def test_openai_responses_without_response_completed_is_the_sdk_s_error(
         client.responses.stream(model="gpt-4o", input="Hi") as stream,
     ):
         stream.get_final_response()
+
+
+def test_gemini_and_ollama_error_event_raise_the_sdk_s_errors(shaped: Any) -> None:
+    import ollama
+    from google import genai
+    from google.genai import errors, types
+
+    base = shaped([{"text": TEXT}], "gemini", faults=["error-event:after=2"])
+    client = opened(genai.Client(api_key="test", http_options=types.HttpOptions(base_url=base)))
+    with pytest.raises(errors.APIError):
+        list(client.models.generate_content_stream(model="gemini-2.5-flash", contents="Hi"))
+    # NDJSON: the frames are the events a fault counts.
+    base = shaped([{"text": TEXT}], "ollama", faults=["error-event:after=2"])
+    got: list[Any] = []
+    with pytest.raises(ollama.ResponseError):
+        got.extend(opened(ollama.Client(host=base)).chat(model="m", messages=MESSAGES, stream=True))
+    assert len(got) == 2
