@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from sseplay.model import Event
     from sseplay.recordings import Recordings
     from sseplay.server import Server
+    from sseplay.shaped import Turns
     from sseplay.sources.redis_feed import RedisStream
     from sseplay.stream import Stream
 
@@ -42,6 +43,7 @@ _LAZY = {
     "Event": "sseplay.model",
     "FieldMapping": "sseplay.config",
     "Timing": "sseplay.config",
+    "Turns": "sseplay.shaped",
     "StreamOptions": "sseplay.config",
     "ServerConfig": "sseplay.config",
     "Stream": "sseplay.stream",
@@ -79,6 +81,7 @@ __all__ = [
     "TailOptions",
     "TimedOut",
     "Timing",
+    "Turns",
     "UsageError",
     "__version__",
     "atail",

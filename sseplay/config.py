@@ -43,8 +43,9 @@ RESERVED_ROUTES = frozenset({"/", "/healthz", "/favicon.ico"})
 # A route is plain path segments: letters, digits and RFC 3986's unreserved marks.
 # Nothing that a URL would need to escape, nothing Starlette reads as a parameter
 # (``{name}``), no ``?`` or ``#`` that would end the path, no empty segment that turns
-# ``//host`` into another origin in the viewer.
-_ROUTE_SEGMENT = re.compile(r"^[A-Za-z0-9._~-]+$")
+# ``//host`` into another origin in the viewer. A ``:`` is a path character (RFC 3986
+# section 3.3, pchar), which a provider's route holds (``/v1/models/m:generateContent``).
+_ROUTE_SEGMENT = re.compile(r"^[A-Za-z0-9._~:-]+$")
 _URL_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -87,7 +88,7 @@ def route_problem(route: str) -> str | None:
         return f"the route {route!r} must start with / and name a path, like /events"
     if any(not _ROUTE_SEGMENT.match(part) or part in (".", "..") for part in segments[1:]):
         return (
-            f"the route {route!r} may hold only letters, digits and . _ ~ - between single "
+            f"the route {route!r} may hold only letters, digits and . _ ~ : - between single "
             "slashes: name it with ROUTE=FILE"
         )
     if route in RESERVED_ROUTES:
@@ -170,8 +171,17 @@ class StreamOptions:
     # come; --from-end: a client without Last-Event-ID starts at the live edge.
     follow: bool = False
     from_end: bool = False
+    # --no-ids: no ``id:`` lines, as an LLM provider sends none (a client cannot resume:
+    # every reconnection starts from the first event).
+    no_ids: bool = False
 
     def __post_init__(self) -> None:
+        if not isinstance(self.no_ids, bool):
+            raise UsageError(f"--no-ids must be true or false, not {self.no_ids!r}")
+        if self.no_ids and self.follow:
+            raise UsageError(
+                "--follow numbers events so that clients resume by them: drop --no-ids"
+            )
         if self.retry is not None:
             _integer("--retry", self.retry, 0, MAX_RETRY_MS)
         for flag, value in (("--follow", self.follow), ("--from-end", self.from_end)):
@@ -208,6 +218,7 @@ class StreamOptions:
             options.get("retry"),
             options.get("follow", False),
             options.get("from_end", False),
+            options.get("no_ids", False),
         )
 
 
@@ -227,6 +238,7 @@ class StreamKeywords(TypedDict, total=False):
     retry: int | None
     follow: bool
     from_end: bool
+    no_ids: bool
 
 
 MAPPING_KEYWORDS = ("data_field", "event_field", "id_field", "event_type", "time_field")

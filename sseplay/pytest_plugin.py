@@ -21,6 +21,7 @@ from sseplay.config import StreamKeywords
 if TYPE_CHECKING:  # imported when a test uses the fixture, not whenever pytest starts
     from sseplay.recordings import Recordings
     from sseplay.server import Server
+    from sseplay.shaped import Turns
     from sseplay.stream import Stream
 
 Source: TypeAlias = "Stream | str | os.PathLike[str] | Iterable[Any]"
@@ -69,12 +70,20 @@ def sse_server() -> Iterator[Callable[..., Server]]:
     those of ``Stream.from_file`` (``interval``, ``loop``, ``id_field``...) and of
     ``Server`` (``broadcast``, ``ping``, ``cors``...). A directory of recordings
     (``sseplay record --out DIR``) is served as ``Recordings``: ``url`` is the base URL
-    that stands for the upstream, and ``match_ignore``, ``chunks``, ``speed``... apply."""
+    that stands for the upstream, and ``match_ignore``, ``chunks``, ``speed``... apply.
+    ``Turns`` (``sseplay.Turns``) are served at their shape's routes: ``url`` is the
+    base URL an LLM SDK is given."""
     from sseplay.server import Server
 
     servers: list[Server] = []
 
-    def start(source: Source, **options: Any) -> Server:
+    def start(source: Source | Turns, **options: Any) -> Server:
+        from sseplay.shaped import Turns
+
+        if isinstance(source, Turns):  # at its shape's routes; ``url`` is the base URL
+            server = Server(source, **options)
+            servers.append(server.start())
+            return server
         if isinstance(source, str | os.PathLike) and os.path.isdir(source):
             recordings, server_options = recordings_of(source, options)
             server = Server(recordings, **server_options)

@@ -10,14 +10,14 @@ added: no ``id:``, no ``: ping`` unless ``ping`` is asked for.
 The deadlines are absolute from the moment the request came (the recording's offsets
 count from the moment the request went upstream), scaled by ``speed`` and capped by
 ``max_gap`` as a file's are (``sseplay.schedule``), and played by the server's shared
-``Timer`` into an ``Outlet``: no task per connection.
+``Timer`` into an ``Outlet`` (``sseplay.timed``): no task per connection.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +25,7 @@ from sseplay.config import Timing
 from sseplay.errors import InputError, UsageError
 from sseplay.exchange import Exchange, is_exchange_header, load_exchanges
 from sseplay.matching import Matcher
-from sseplay.model import PING
-from sseplay.outlet import Listener, Outlet
-from sseplay.timer import TIMER_SLACK, Timer
+from sseplay.timed import TimedResponse
 
 logger = logging.getLogger("sseplay.server")
 
@@ -79,16 +77,12 @@ def is_recordings_source(argument: str | os.PathLike[str]) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class Answer:
-    """One matched exchange as it is played back: the head, when it goes out, and the
-    pieces of the body with their deadlines (seconds after the request came)."""
+class Answer(TimedResponse):
+    """One matched exchange as it is played back (``sseplay.timed``): the head, when it
+    goes out, and the pieces of the body with their deadlines (seconds after the request
+    came)."""
 
     exchange: Exchange
-    status: int
-    headers: tuple[tuple[bytes, bytes], ...]
-    head_at: float
-    pieces: tuple[tuple[float, bytes], ...]
-    is_stream: bool
 
 
 class Recordings:
@@ -188,12 +182,12 @@ class Recordings:
         moments = [exchange.response_offset, *(offset for offset, _ in pieces)]
         deadlines = scaled(moments, self.timing)
         return Answer(
-            exchange,
-            status,
-            headers,
-            deadlines[0],
-            tuple(zip(deadlines[1:], (data for _, data in pieces), strict=True)),
-            exchange.is_stream,
+            status=status,
+            headers=headers,
+            head_at=deadlines[0],
+            pieces=tuple(zip(deadlines[1:], (data for _, data in pieces), strict=True)),
+            is_stream=exchange.is_stream,
+            exchange=exchange,
         )
 
 
@@ -234,82 +228,3 @@ def scaled(moments: Sequence[float], timing: Timing) -> list[float]:
         deadlines.append(elapsed)
         previous = max(previous, moment)
     return deadlines
-
-
-class ExchangePlayer(Listener):
-    """One response body played back by the shared timer: each piece at its absolute
-    deadline (``origin`` plus its offset), what is due together in one write, and a
-    ``: ping`` after ``ping`` seconds of silence when asked for."""
-
-    __slots__ = ("_last_write", "_next", "_on_end", "answer", "origin", "ping", "timer")
-
-    def __init__(
-        self,
-        outlet: Outlet,
-        answer: Answer,
-        timer: Timer,
-        origin: float,
-        ping: float,
-        on_end: Callable[[ExchangePlayer], None] | None = None,
-    ) -> None:
-        super().__init__(outlet)
-        self.answer = answer
-        self.timer = timer
-        self.origin = origin
-        self.ping = ping if answer.is_stream else 0.0
-        self._next = 0
-        self._last_write = timer.time()
-        self._on_end = on_end
-        outlet.on_drained = self._drained
-
-    def begin(self) -> None:
-        when = self.play(self.timer.time())
-        if when is not None:
-            self.timer.at(when, self)
-
-    def play(self, now: float) -> float | None:
-        if self.outlet.blocked:
-            return None  # ``_drained`` brings it back
-        pieces = self.answer.pieces
-        horizon = now - self.origin + TIMER_SLACK
-        stop = self._next
-        while stop < len(pieces) and pieces[stop][0] <= horizon:
-            stop += 1
-        if stop > self._next:
-            chunk = b"".join(data for _, data in pieces[self._next : stop])
-            self.sent += stop - self._next
-            self._next = stop
-            last = stop == len(pieces)
-            self._last_write = now
-            if last:
-                self._write_end(chunk)
-                return None
-            if not self.outlet.write(chunk):
-                return None
-        elif not pieces:
-            self._write_end(b"")
-            return None
-        elif self.ping and now - self._last_write >= self.ping - TIMER_SLACK:
-            self._last_write = now
-            if not self.outlet.write(PING):
-                return None
-        due = self.origin + pieces[self._next][0]
-        return min(due, self._last_write + self.ping) if self.ping else due
-
-    def _write_end(self, chunk: bytes) -> None:
-        self.outlet.write(chunk, more_body=False)
-        if not self.outlet.blocked:
-            self._finished()
-
-    def _drained(self) -> None:
-        if self.outlet.completed:
-            self._finished()
-        else:
-            self.timer.at(self.timer.time(), self)
-
-    def _finished(self) -> None:
-        if self.complete:
-            return
-        self.complete = True
-        if self._on_end is not None:
-            self._on_end(self)

@@ -109,10 +109,14 @@ UNKNOWN = Start(0, known=False)
 
 
 class Replay:
-    def __init__(self, file: EventFile, plan: Plan, retry: int | None = None) -> None:
+    def __init__(
+        self, file: EventFile, plan: Plan, retry: int | None = None, *, no_ids: bool = False
+    ) -> None:
         self.file = file
         self.plan = plan
         self.retry = retry
+        # --no-ids: every event without its ``id:`` line.
+        self.no_ids = no_ids
         # Round one of a file held in memory, ids included: the common case is a lookup.
         self._first_round: list[bytes] | None = None
         if file.in_memory:
@@ -185,6 +189,8 @@ class Replay:
         """Wire bytes of ``cues``, records ``first_index``... of round ``round_number``."""
         first_n = round_number * self.file.count + first_index
         out = []
+        if self.no_ids:
+            return [cue.body for cue in cues]
         for offset, cue in enumerate(cues):
             if self.file.positional_ids:
                 out.append(with_id(first_n + offset + 1, cue.body))

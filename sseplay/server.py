@@ -21,6 +21,7 @@ from sseplay.http.listen import bind, stream_urls, tls_settings
 from sseplay.http.tls import TlsFiles, server_tls
 from sseplay.http.uvicorn.server import StreamingServer, streaming_server
 from sseplay.recordings import Recordings
+from sseplay.shaped import Turns
 from sseplay.stream import Stream
 
 if TYPE_CHECKING:
@@ -89,6 +90,19 @@ def _check_recordings_config(config: ServerConfig) -> None:
         )
 
 
+def _check_turns_config(config: ServerConfig) -> None:
+    """Server settings that shaped routes cannot honour, said at once rather than ignored."""
+    if config.broadcast:
+        raise UsageError(
+            "--broadcast shares one timeline of a file: each request to a shaped route gets "
+            "its own turn; drop --broadcast"
+        )
+    if config.workers is not None:
+        raise UsageError(
+            "turns are counted in one process (the nth request gets the nth turn): drop --workers"
+        )
+
+
 def _is_redis_stream(value: object) -> TypeGuard[RedisStream]:
     """Whether ``value`` is a ``RedisStream``, without importing Redis support: while
     its module is not imported, no value can be one."""
@@ -107,9 +121,10 @@ class Server:
 
     def __init__(
         self,
-        streams: Stream | RedisStream | Recordings | Mapping[str, Stream | RedisStream],
+        streams: Stream | RedisStream | Recordings | Turns | Mapping[str, Stream | RedisStream],
         *,
         recordings: Recordings | None = None,
+        turns: Turns | Sequence[Turns] = (),
         config: ServerConfig | None = None,
         **settings: Any,
     ) -> None:
@@ -117,7 +132,9 @@ class Server:
         ``broadcast``, ``ping``, ``cors``, ``send_timeout``, ``once``, ``faults``,
         ``certfile``, ``token``, ``epoch``...), checked as it checks them; or pass a
         ready ``config``. ``Recordings`` (alone, or as ``recordings=`` beside streams)
-        answer every request that no stream route or sseplay's own routes serve."""
+        answer every request that no stream route or sseplay's own routes serve.
+        ``Turns`` (alone, or as ``turns=`` beside streams) answer POST at their shape's
+        routes (``/v1/chat/completions``...), as an LLM provider would."""
         if config is None:
             try:
                 config = ServerConfig(**settings)
@@ -126,6 +143,16 @@ class Server:
         elif settings:
             raise TypeError("give Server either config= or its settings, not both")
         self.config = config
+        if isinstance(turns, Turns):
+            turns = (turns,)
+        if isinstance(streams, Turns):
+            turns, streams = (*turns, streams), {}
+        for shaped in turns:
+            if not isinstance(shaped, Turns):
+                raise UsageError(f"turns= expects Turns, not {type(shaped).__name__}")
+        self.turns: tuple[Turns, ...] = tuple(turns)
+        if self.turns:
+            _check_turns_config(config)
         if isinstance(streams, Recordings):
             if recordings is not None:
                 raise UsageError("give Server one Recordings, not two")
@@ -137,7 +164,7 @@ class Server:
             _check_recordings_config(config)
         if not isinstance(streams, Mapping):  # one stream: at /events
             streams = {DEFAULT_ROUTE: streams}
-        if not streams and recordings is None:
+        if not streams and recordings is None and not self.turns:
             raise UsageError("a server needs at least one stream")
         routes: list[Route] = []
         # In the order given: ``urls`` lists them so.
@@ -190,7 +217,8 @@ class Server:
             raise RuntimeError("the server is not running: start it first")
         scheme = "https" if self._tls else "http"
         urls = stream_urls(self._sock, self.all_routes, scheme)
-        if self.recordings is not None:  # the base URL a client of the upstream is given
+        if self.recordings is not None or self.turns:
+            # The base URL a client of the upstream (or an SDK) is given.
             urls.append(stream_urls(self._sock, [_BASE], scheme)[0].rstrip("/"))
         return urls
 
@@ -203,11 +231,21 @@ class Server:
     @property
     def url(self) -> str:
         """The URL of ``/events``, or of the only stream; with recordings alone, the
-        server's base URL (``http://127.0.0.1:PORT``), which stands for the upstream."""
+        server's base URL (``http://127.0.0.1:PORT``), which stands for the upstream (or
+        the provider, with turns alone)."""
         if not self.all_routes:
             return self.urls[0]
         only = self.all_routes[0].route
         return self.url_for(DEFAULT_ROUTE if len(self.all_routes) > 1 else only)
+
+    @property
+    def base_url(self) -> str:
+        """The server's root, ``http://127.0.0.1:PORT``: the base URL an SDK is given for
+        shaped routes (``Turns``), or a client of the upstream for recordings."""
+        if self._sock is None:
+            raise RuntimeError("the server is not running: start it first")
+        scheme = "https" if self._tls else "http"
+        return stream_urls(self._sock, [_BASE], scheme)[0].rstrip("/")
 
     def url_for(self, route: str) -> str:
         wanted = "/" + route.strip("/")
@@ -291,6 +329,7 @@ class Server:
             over,
             live=self.live_routes,
             recordings=self.recordings,
+            turns=self.turns,
         )
         tls = server_tls(config.certfile, config.keyfile, config.self_signed, config.host)
         try:

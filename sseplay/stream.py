@@ -49,7 +49,7 @@ class Stream:
 
                 kind = GrowingReplay
             plan = Plan(event_file.count, event_file.times, options.timing)
-            self.replay = kind(event_file, plan, options.retry)
+            self.replay = kind(event_file, plan, options.retry, no_ids=options.no_ids)
         elif follow is None:
             raise ValueError("a stream needs an event file, or an input to follow")
 

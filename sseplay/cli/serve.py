@@ -99,6 +99,13 @@ def serve(
             help="With --follow: clients without Last-Event-ID start at the live edge.",
         ),
     ] = False,
+    no_ids: Annotated[
+        bool,
+        typer.Option(
+            "--no-ids",
+            help="Send no id: lines (as LLM providers send none); clients cannot resume.",
+        ),
+    ] = False,
     broadcast: Annotated[
         bool,
         typer.Option("--broadcast", help="One shared timeline from server start for all clients."),
@@ -199,7 +206,7 @@ def serve(
             metavar="SPEC",
             help="Make streams fail at exact events (repeatable): KIND[:KEY=VALUE,...], like "
             "drop:after=5,conn=1. Kinds: status, refuse, hang, drop, reset, cut, stall, delay, "
-            "slice, duplicate, skip, malformed; selectors: conn=, times=, p=.",
+            "slice, duplicate, skip, error-event, malformed; selectors: conn=, times=, p=.",
             show_default=False,
         ),
     ] = None,
@@ -240,11 +247,53 @@ def serve(
             help="Recordings: forward a request that matches none to UPSTREAM and record it.",
         ),
     ] = None,
+    shape: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SHAPE",
+            help="Serve TURNS.jsonl (one model response a line) as an LLM provider streams "
+            "it, at its routes: openai-chat, openai-responses, anthropic, gemini, ollama.",
+            show_default=False,
+        ),
+    ] = None,
+    chunk: Annotated[
+        str | None,
+        typer.Option(
+            metavar="UNIT:N",
+            help="--shape: tokens of N words (words:N) or N characters (chars:N). "
+            "[default: words:1]",
+        ),
+    ] = None,
+    ttft: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS", help="--shape: seconds before the first token. [default: 0]"
+        ),
+    ] = None,
+    tps: Annotated[
+        float | None,
+        typer.Option(
+            metavar="N",
+            help="--shape: tokens per second; 0 = as fast as the client reads. [default: 0]",
+        ),
+    ] = None,
+    jitter: Annotated[
+        float | None,
+        typer.Option(
+            metavar="F",
+            help="--shape: each gap varies by up to this fraction, drawn from --seed. [default: 0]",
+        ),
+    ] = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Replay event files as SSE streams; prints each stream's URL when ready."""
-    recorded = recordings_argument(files)
+    shaping = {"--chunk": chunk, "--ttft": ttft, "--tps": tps, "--jitter": jitter}
+    if shape is None:
+        for flag, value in shaping.items():
+            if value is not None:
+                raise UsageError(f"{flag} applies to --shape SHAPE TURNS.jsonl: add --shape")
+    recorded = None if shape is not None else recordings_argument(files)
     if recorded is None:
         for flag, used in (
             ("--match-ignore", match_ignore is not None),
@@ -275,6 +324,7 @@ def serve(
                 "--fault": bool(fault),
                 "--fault-header": fault_header,
                 "--record-missing": record_missing is not None,
+                "--no-ids": no_ids,
             }
         )
     options = StreamOptions(
@@ -283,6 +333,7 @@ def serve(
         retry,
         follow,
         from_end,
+        no_ids,
     )
     if follow and workers is not None:
         raise UsageError("--follow reads its input in one process: drop --workers")
@@ -307,6 +358,38 @@ def serve(
         fault_header=fault_header,
         seed=seed,
     )
+    if shape is not None:
+        from sseplay.cli.shaped import run_shaped, shape_options
+
+        turns_options = shape_options(
+            shape,
+            files,
+            {"chunk": chunk, "ttft": ttft, "tps": tps, "jitter": jitter, "seed": seed},
+            ping,
+            {
+                "--route": route != DEFAULT_ROUTE,
+                "--interval": interval is not None,
+                "--time-field": time_field is not None,
+                "--speed": speed != 1.0,
+                "--max-gap": max_gap is not None,
+                "--loop": loop,
+                "--data-field": data_field is not None,
+                "--event-field": event_field is not None,
+                "--event-type": event_type is not None,
+                "--id-field": id_field is not None,
+                "--follow": follow,
+                "--from-end": from_end,
+                "--epoch": epoch is not None,
+                "--retry": retry is not None,
+                "--match-ignore": match_ignore is not None,
+                "--chunks": chunks,
+                "--record-missing": record_missing is not None,
+            },
+        )
+        setup_logging(quiet, verbose)
+        with hangup_stops(), url_file_written(url_file) as write_urls:
+            run_shaped(turns_options, config, write_urls)
+        return
     if recorded is not None:
         recording_options: dict[str, Any] = {
             "match_ignore": tuple(match_ignore or ()),

@@ -92,7 +92,9 @@ class FaultyOutlet(Outlet):
         "_base_blocked",
         "_chosen",
         "_drain",
+        "_error_frame",
         "_fire",
+        "_framed",
         "_jitter",
         "_owed_drain",
         "_ping",
@@ -119,6 +121,8 @@ class FaultyOutlet(Outlet):
         transport: asyncio.BaseTransport | None,
         ping: float,
         jitter: Callable[[int], float],
+        error_frame: bytes | None = None,
+        framed: bool = False,
     ) -> None:
         self._base_blocked = False
         self._producer_drained: Callable[[], None] = _nothing
@@ -129,6 +133,12 @@ class FaultyOutlet(Outlet):
         self._transport = transport
         self._ping = ping or DEFAULT_STALL_PING
         self._jitter = jitter
+        # A shaped stream's own mid-stream error (``error-event``); None elsewhere, where
+        # the fault only ends the stream.
+        self._error_frame = error_frame
+        # Each write is one event (a shaped stream that is not SSE: an NDJSON line, an
+        # element of a JSON array), instead of blocks ended by a blank line.
+        self._framed = framed
         self._queue: deque[_Item] = deque()
         self._drain = asyncio.Event()
         self._owed_drain = False
@@ -171,7 +181,11 @@ class FaultyOutlet(Outlet):
             self._started = True
             self._after(0)
         start = 0
-        while self.fault_end is None:
+        if self._framed:
+            if chunk:
+                self._event(chunk)
+            start = len(chunk)
+        while self.fault_end is None and start < len(chunk):
             end = chunk.find(b"\n\n", start)
             if end < 0:
                 if start < len(chunk):
@@ -228,10 +242,23 @@ class FaultyOutlet(Outlet):
         """What fires after event ``n`` of this connection (0: before the first)."""
         for chosen in self._chosen:
             spec = chosen.spec
-            if spec.after != n or spec.kind not in ("drop", "reset", "stall", "slice"):
+            if spec.after != n or spec.kind not in (
+                "drop",
+                "reset",
+                "stall",
+                "slice",
+                "error-event",
+            ):
                 continue
             if not self._fire(chosen, spec.where):
                 continue
+            if spec.kind == "error-event":
+                # After a 200 the status cannot change: the provider's error goes in the
+                # body, and the response ends (llm-wire.md, "Mid-stream error").
+                if self._error_frame:
+                    self._emit(self._error_frame)
+                self._end("fault error-event", _End(b""))
+                return
             if spec.kind == "drop":
                 if spec.retry is not None:
                     self._emit(encode_retry(spec.retry))

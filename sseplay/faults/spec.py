@@ -24,7 +24,17 @@ from sseplay.errors import UsageError
 
 # The kinds that answer instead of a stream, and those that act on the stream's events.
 BEFORE_STREAM = ("status", "refuse", "hang")
-DURING_STREAM = ("drop", "reset", "cut", "stall", "delay", "slice", "duplicate", "skip")
+DURING_STREAM = (
+    "drop",
+    "reset",
+    "cut",
+    "stall",
+    "delay",
+    "slice",
+    "duplicate",
+    "skip",
+    "error-event",
+)
 KINDS = (*BEFORE_STREAM, *DURING_STREAM, "malformed")
 # The largest reconnection delay a browser can wait (HTML 8.6 "Timers": a signed 32-bit
 # count of milliseconds), as for --retry.
@@ -82,7 +92,8 @@ class FaultSpec:
     body: str | None = None
     # hang
     headers: bool = False
-    # drop, reset, cut, stall, delay, slice: after the Nth event of the connection
+    # drop, reset, cut, stall, delay, slice, error-event: after the Nth event of the
+    # connection
     after: int = 0
     # drop: a retry: field first
     retry: int | None = None
@@ -200,6 +211,8 @@ PARAMETERS: dict[str, dict[str, tuple[str, _Parser]]] = {
         "retry": ("retry", lambda s, k, v: _whole(s, k, v, 0, MAX_RETRY_MS, " of milliseconds")),
     },
     "reset": {**_AFTER},
+    # A shaped stream's own mid-stream error (``sseplay.shaped``), then the end.
+    "error-event": {**_AFTER},
     "cut": {**_AFTER, "bytes": ("cut_bytes", lambda s, k, v: _whole(s, k, v, 0, 2**62))},
     "stall": {
         **_AFTER,

@@ -21,6 +21,7 @@ from sseplay.http.route_sources import FileSource, RedisSource
 
 if TYPE_CHECKING:
     from sseplay.recordings import Recordings
+    from sseplay.shaped import Turns
 
 # The page's icon, so that a browser's request for /favicon.ico is not a 404 every time.
 FAVICON = (
@@ -37,12 +38,14 @@ def create_app(
     on_over: Callable[[], None] | None = None,
     live: Sequence[LiveRoute] = (),
     recordings: Recordings | None = None,
+    turns: Sequence[Turns] = (),
 ) -> FastAPI:
     """The whole server. ``on_complete`` runs when a client has received a whole replay
     (or, in broadcast mode, when the shared timeline has played to its end); ``on_over``
     after a client was answered 204 because the replay is over. The app's ``state.hub``
     holds its open streams: ``StreamingServer`` ends them when it stops. ``recordings``
-    answer every request that no route serves (``sseplay.http.recorded``)."""
+    answer every request that no route serves (``sseplay.http.recorded``); ``turns``
+    answer POST at their shape's routes (``sseplay.http.shaped``)."""
     hub = Hub(streams, options, on_complete, on_over)
 
     for live_route in live:
@@ -88,6 +91,13 @@ def create_app(
             routing.Route(live_route.route, redis_endpoint, methods=["GET", "POST"])
         )
 
+    for shaped in turns:
+        from sseplay.http.shaped import ShapedEndpoint
+
+        for shaped_route in shaped.routes:
+            shaped_endpoint = ShapedEndpoint(shaped, shaped_route, hub)
+            app.router.routes.append(routing.Route(shaped_route, shaped_endpoint, methods=["POST"]))
+
     @app.get("/healthz")
     async def healthz() -> JSONResponse:
         return JSONResponse(
@@ -114,6 +124,7 @@ def create_app(
                     for r in live
                 ],
                 **({"recordings": recordings.listing()} if recordings is not None else {}),
+                **({"shapes": [shaped.listing() for shaped in turns]} if turns else {}),
             }
         )
 
@@ -128,6 +139,7 @@ def create_app(
         return Response(FAVICON, media_type="image/svg+xml", headers=headers)
 
     served = [stream.route for stream in streams] + [r.route for r in live]
+    served += [route for shaped in turns for route in shaped.routes]
     if recordings is not None:
         from sseplay.http.recorded import RecordedEndpoint
 

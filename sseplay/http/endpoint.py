@@ -30,6 +30,7 @@ from sseplay.outlet import Listener, Outlet
 if TYPE_CHECKING:
     from sseplay.faults.spec import Chosen
     from sseplay.http.hub import Hub
+    from sseplay.shaped import ShapedResponse
 
 logger = logging.getLogger("sseplay.server")
 # How long a connection dropped at shutdown waits for uvicorn to see it gone.
@@ -216,56 +217,10 @@ class StreamEndpoint(Generic[Position]):
             how,
         )
 
-    # Faults (see ``sseplay.faults.spec``); only a server with faults configured comes here.
-
     async def _pick_faults(
         self, scope: Scope, receive: Receive, send: Send, raw_id: bytes | None
     ) -> tuple[int, list[Chosen]] | None:
-        """This connection's number and the faults that act on its stream; None when a
-        fault (or a bad fault in the request) answered instead of the stream."""
-        hub, route = self.hub, self.source.route
-        options = hub.options
-        from sseplay.faults.spec import choose, parse_request_faults, seeded
-
-        assert hub.fault_counters is not None
-        number = hub.fault_counters.next_connection(route)
-        resuming = bool(raw_id)
-        chosen = choose(options.config.faults, options.seed, route, number, resuming)
-        if options.config.fault_header:
-            named = (
-                header(scope, b"sseplay-fault"),
-                query_parameter(scope["query_string"], b"fault"),
-            )
-            for raw in named:
-                if not raw:
-                    continue
-                try:
-                    specs = parse_request_faults(raw.decode("utf-8"))
-                except (UsageError, UnicodeDecodeError) as error:
-                    problem = str(error) if isinstance(error, UsageError) else "not UTF-8"
-                    logger.warning("%s named a bad fault: %s", client_of(scope), problem)
-                    body = f"sseplay: bad Sseplay-Fault or ?fault=: {problem}\n"
-                    await Response(body, 400, media_type="text/plain")(scope, receive, send)
-                    return None
-                if not hub.seed_named and (drawn := seeded(specs)):
-                    hub.seed_named = True  # once: the same seed draws every request's faults
-                    logger.info(
-                        "a request's faults with %s drawn with --seed %d (give it to repeat them)",
-                        drawn,
-                        options.seed,
-                    )
-                chosen += choose(specs, options.seed, route, number, resuming, scope="request")
-        for fault in chosen:
-            spec = fault.spec
-            if not spec.before_stream:
-                continue
-            where = f"before the stream ({spec.code})" if spec.kind == "status" else spec.where
-            if hub.fire(fault, route, number, where):
-                from sseplay.http.fault_answers import answer_instead
-
-                await answer_instead(spec, scope, receive, send, hub.headers)
-                return None
-        return number, [fault for fault in chosen if not fault.spec.before_stream]
+        return await pick_faults(self.hub, self.source.route, scope, receive, send, raw_id)
 
     def _faulty_outlet(
         self,
@@ -276,19 +231,92 @@ class StreamEndpoint(Generic[Position]):
         number: int,
         during: list[Chosen],
     ) -> FaultyOutlet:
-        from sseplay.faults.spec import draw
-
-        hub, route = self.hub, self.source.route
-        seed = hub.options.seed
-        return FaultyOutlet(
-            send,
-            hub.options.config.send_timeout,
-            self._cut_off,
-            direct,
-            task,
-            chosen=during,
-            fire=lambda fault, where: hub.fire(fault, route, number, where),
-            transport=transport_of(receive),
-            ping=hub.options.config.ping,
-            jitter=lambda n: draw(seed, "jitter", route, number, n),
+        return faulty_outlet(
+            self.hub, self.source.route, send, receive, direct, task, number, during
         )
+
+
+# Faults (see ``sseplay.faults.spec``); only a server with faults configured comes here.
+# Shared by the stream routes and the shaped ones (``sseplay.http.shaped``).
+
+
+async def pick_faults(
+    hub: Hub, route: str, scope: Scope, receive: Receive, send: Send, raw_id: bytes | None
+) -> tuple[int, list[Chosen]] | None:
+    """This connection's number and the faults that act on its stream; None when a
+    fault (or a bad fault in the request) answered instead of the stream."""
+    options = hub.options
+    from sseplay.faults.spec import choose, parse_request_faults, seeded
+
+    assert hub.fault_counters is not None
+    number = hub.fault_counters.next_connection(route)
+    resuming = bool(raw_id)
+    chosen = choose(options.config.faults, options.seed, route, number, resuming)
+    if options.config.fault_header:
+        named = (
+            header(scope, b"sseplay-fault"),
+            query_parameter(scope["query_string"], b"fault"),
+        )
+        for raw in named:
+            if not raw:
+                continue
+            try:
+                specs = parse_request_faults(raw.decode("utf-8"))
+            except (UsageError, UnicodeDecodeError) as error:
+                problem = str(error) if isinstance(error, UsageError) else "not UTF-8"
+                logger.warning("%s named a bad fault: %s", client_of(scope), problem)
+                body = f"sseplay: bad Sseplay-Fault or ?fault=: {problem}\n"
+                await Response(body, 400, media_type="text/plain")(scope, receive, send)
+                return None
+            if not hub.seed_named and (drawn := seeded(specs)):
+                hub.seed_named = True  # once: the same seed draws every request's faults
+                logger.info(
+                    "a request's faults with %s drawn with --seed %d (give it to repeat them)",
+                    drawn,
+                    options.seed,
+                )
+            chosen += choose(specs, options.seed, route, number, resuming, scope="request")
+    for fault in chosen:
+        spec = fault.spec
+        if not spec.before_stream:
+            continue
+        where = f"before the stream ({spec.code})" if spec.kind == "status" else spec.where
+        if hub.fire(fault, route, number, where):
+            from sseplay.http.fault_answers import answer_instead
+
+            await answer_instead(spec, scope, receive, send, hub.headers)
+            return None
+    return number, [fault for fault in chosen if not fault.spec.before_stream]
+
+
+def faulty_outlet(
+    hub: Hub,
+    route: str,
+    send: Send,
+    receive: Receive,
+    direct: DirectBody | None,
+    task: asyncio.Task[None],
+    number: int,
+    during: list[Chosen],
+    shaped: ShapedResponse | None = None,
+) -> FaultyOutlet:
+    """The outlet of a connection that faults act on; ``shaped``: a shaped answer, whose
+    own mid-stream error ``error-event`` sends, and whose frames are its events when it
+    is not SSE."""
+    from sseplay.faults.spec import draw
+
+    seed = hub.options.seed
+    return FaultyOutlet(
+        send,
+        hub.options.config.send_timeout,
+        hub.cut_off_stream,
+        direct,
+        task,
+        chosen=during,
+        fire=lambda fault, where: hub.fire(fault, route, number, where),
+        transport=transport_of(receive),
+        ping=hub.options.config.ping,
+        jitter=lambda n: draw(seed, "jitter", route, number, n),
+        error_frame=shaped.error_frame if shaped is not None else None,
+        framed=shaped is not None and not shaped.sse,
+    )

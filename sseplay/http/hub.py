@@ -118,6 +118,9 @@ class Hub:
         self._following: list[asyncio.Task[None]] = []
         # Connections handed over from their replay to a feed: the old listener -> the new.
         self._moved: dict[Listener, Listener] = {}
+        # Shaped routes (``sseplay.http.shaped``): requests so far per route, which picks
+        # each one's turn; kept here, where a control API can reach it.
+        self.turn_counts: dict[str, int] = {}
         # Faults are looked at per connection only when there are any to look at.
         self.faulty = bool(options.config.faults) or options.config.fault_header
         # Whether the seed is known to the user; else it is logged the first time a

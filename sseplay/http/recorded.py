@@ -14,7 +14,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from sseplay.http.request import client_of, disconnect
 from sseplay.http.uvicorn.direct import DirectBody
 from sseplay.outlet import Listener, Outlet
-from sseplay.recordings import ExchangePlayer, Recordings
+from sseplay.recordings import Answer, Recordings
+from sseplay.timed import TimedPlayer
 
 if TYPE_CHECKING:
     from sseplay.http.hub import Hub
@@ -85,7 +86,7 @@ class RecordedEndpoint:
         direct = DirectBody.of(scope, receive, fast=hub.options.direct_writes)
         config = hub.options.config
         outlet = Outlet(send, config.send_timeout, hub.cut_off_stream, direct, task)
-        player = ExchangePlayer(outlet, answer, timer, origin, recordings.ping, self._ended)
+        player = TimedPlayer(outlet, answer, timer, origin, recordings.ping, self._ended)
         hub.listeners.add(player)
         try:
             player.begin()
@@ -99,8 +100,9 @@ class RecordedEndpoint:
         finally:
             self._left(scope, player, shown)
 
-    def _ended(self, player: ExchangePlayer) -> None:
-        if self.recordings.played(player.answer.exchange) and self.hub.on_complete is not None:
+    def _ended(self, player: TimedPlayer) -> None:
+        assert isinstance(player.response, Answer)
+        if self.recordings.played(player.response.exchange) and self.hub.on_complete is not None:
             self.hub.on_complete()
 
     def _left(self, scope: Scope, listener: Listener, shown: str) -> None:

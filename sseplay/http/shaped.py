@@ -1,0 +1,100 @@
+"""Shaped routes over HTTP: each route of a ``Turns`` (``sseplay.shaped``) answers POST
+with the next turn, in its provider's shape, played on the shared timer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from starlette.types import Receive, Scope, Send
+
+from sseplay.faults.outlet import FaultyOutlet
+from sseplay.http.recorded import read_body
+from sseplay.http.request import client_of, disconnect
+from sseplay.http.uvicorn.direct import DirectBody
+from sseplay.outlet import Outlet
+from sseplay.timed import TimedPlayer
+
+if TYPE_CHECKING:
+    from sseplay.http.hub import Hub
+    from sseplay.shaped import Turns
+
+logger = logging.getLogger("sseplay.server")
+
+
+class ShapedEndpoint:
+    """One route of a ``Turns``: the nth request gets the nth turn (then the last), as
+    its provider sends it. The count is the hub's (``Hub.turn_counts``), per route."""
+
+    def __init__(self, turns: Turns, route: str, hub: Hub) -> None:
+        self.turns = turns
+        self.route = route
+        self.hub = hub
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hub, turns, route = self.hub, self.turns, self.route
+        timer = hub.timer
+        origin = timer.time()  # the frames' offsets count from the request
+        body = await read_body(receive)
+        if body is None:
+            return
+        number = hub.turn_counts[route] = hub.turn_counts.get(route, 0) + 1
+        query = bytes(scope["query_string"]).decode("latin-1")
+        response = turns.respond(number, scope["path"], query, body)
+        index = turns.index(number)
+        shown = f"turn {index + 1} of {turns.label}"
+        logger.info("%s POST %s: %s (%s)", client_of(scope), scope["path"], shown, turns.shape.name)
+        number_on_route, during = 0, None
+        if hub.faulty and response.is_stream:
+            from sseplay.http.endpoint import pick_faults
+
+            picked = await pick_faults(hub, route, scope, receive, send, None)
+            if picked is None:  # answered instead of the stream
+                return
+            number_on_route, during = picked
+        await send(
+            {"type": "http.response.start", "status": response.status, "headers": response.headers}
+        )
+        task = asyncio.current_task()
+        assert task is not None
+        direct = DirectBody.of(scope, receive, fast=hub.options.direct_writes)
+        if during:
+            from sseplay.http.endpoint import faulty_outlet
+
+            outlet: Outlet = faulty_outlet(
+                hub, route, send, receive, direct, task, number_on_route, during, response
+            )
+        else:
+            config = hub.options.config
+            outlet = Outlet(send, config.send_timeout, hub.cut_off_stream, direct, task)
+        one_by_one = isinstance(outlet, FaultyOutlet) and not response.sse
+        player = TimedPlayer(outlet, response, timer, origin, turns.ping, one_by_one=one_by_one)
+        hub.listeners.add(player)
+        try:
+            player.begin()
+            # The request's task waits here: a disconnect, or the end of the response
+            # written by the timer, wakes it (uvicorn answers http.disconnect then).
+            await disconnect(receive)
+        except asyncio.CancelledError:
+            if not (outlet.cut_off or outlet.failure):
+                raise
+            task.uncancel()
+        finally:
+            outlet.close()
+            hub.listeners.discard(player)
+            if player.complete:
+                how = "got the whole turn"
+            elif hub.stopping:
+                how = "the server stopped"
+            elif isinstance(outlet, FaultyOutlet) and outlet.fault_end:
+                how = f"ended by {outlet.fault_end}"
+            elif outlet.cut_off:
+                how = f"cut off: it read nothing for {hub.options.config.send_timeout:g} s"
+            elif outlet.failure:
+                how = f"ended: {outlet.failure}"
+            else:
+                how = "disconnected"
+            logger.info(
+                "%s left %s after %d frames (%s)", client_of(scope), route, player.sent, how
+            )
