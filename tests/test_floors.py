@@ -10,7 +10,6 @@ from packaging.version import Version
 
 from tests.conftest import ROOT
 
-LLM_SDKS = {"openai", "anthropic", "google-genai", "ollama"}
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
@@ -27,13 +26,6 @@ def _declared_floors() -> dict[str, Version]:
         floors[canonicalize_name(requirement.name)] = min(
             Version(s.version) for s in requirement.specifier if s.operator == ">="
         )
-    # The LLM SDKs of the test extra: the referees of serve --shape, run on their floors.
-    for line in PYPROJECT["project"]["optional-dependencies"]["test"]:
-        requirement = Requirement(line)
-        if canonicalize_name(requirement.name) in LLM_SDKS:
-            floors[canonicalize_name(requirement.name)] = min(
-                Version(s.version) for s in requirement.specifier if s.operator == ">="
-            )
     return floors
 
 
