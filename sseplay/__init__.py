@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from sseplay.client.api import atail, tail
     from sseplay.client.options import TailOptions
     from sseplay.config import FieldMapping, ServerConfig, StreamOptions, Timing
+    from sseplay.http.proxy_server import RecordingProxy
     from sseplay.model import Event
     from sseplay.recordings import Recordings
     from sseplay.server import Server
@@ -50,6 +51,8 @@ _LAZY = {
     "Server": "sseplay.server",
     # Recorded exchanges served back (``Server(Recordings("rec/"))``, issue 24).
     "Recordings": "sseplay.recordings",
+    # The recording proxy of ``sseplay record`` (``with RecordingProxy(url, "rec/")``).
+    "RecordingProxy": "sseplay.http.proxy_server",
     # A Redis stream served live (``Server({"/feed": RedisStream(url)})``); redis-py is
     # imported only when it connects.
     "RedisStream": "sseplay.sources.redis_feed",
@@ -70,6 +73,7 @@ __all__ = [
     "Invalid",
     "Mismatch",
     "OutputFailed",
+    "RecordingProxy",
     "Recordings",
     "RedisStream",
     "Server",

@@ -53,18 +53,24 @@ def _seconds(offset: float) -> float:
 class ExchangeWriter:
     """Writes one recording as the exchange goes: each call writes whole lines and flushes.
 
-    The file is created (never an existing one overwritten: ``path`` is where it went).
+    The file is created (never an existing one overwritten: ``path`` is where it went),
+    unless ``replace`` is given.
     Secrets are redacted here too, whatever the caller did (the default names; the
     caller's ``--redact`` names are its own to apply). A call after ``end`` or ``close``
     does nothing; a write that fails raises OutputFailed, and the file keeps whole lines.
     """
 
-    def __init__(self, path: Path, upstream: str, request: RecordedRequest) -> None:
+    def __init__(
+        self, path: Path, upstream: str, request: RecordedRequest, *, replace: bool = False
+    ) -> None:
         self.path = path
+        # ``replace``: the file named is the one written, emptied first (``tail --record
+        # FILE``, which may name a device: never unlinked, never renamed).
+        exclusive = os.O_TRUNC if replace else os.O_EXCL
         while True:
             try:
                 self._fd: int | None = os.open(
-                    self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o666
+                    self.path, os.O_WRONLY | os.O_CREAT | exclusive | os.O_APPEND, 0o666
                 )
                 break
             except FileExistsError:  # another exchange took the name since it was chosen

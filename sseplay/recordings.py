@@ -94,7 +94,9 @@ class Recordings:
     left out of matching (``user``, ``metadata.*``). ``chunks``: replay the recorded
     network reads instead of the event blocks. ``speed``, ``max_gap`` and ``interval``
     shape the timing as they do a file's; ``ping``: seconds of silence before a ``: ping``
-    comment in a replayed event stream, 0 (the default) for none."""
+    comment in a replayed event stream, 0 (the default) for none. ``record_missing``: an
+    upstream base URL; a request that matches no recording is forwarded there, and its
+    exchange recorded into the directory and played from then on."""
 
     def __init__(
         self,
@@ -106,6 +108,7 @@ class Recordings:
         max_gap: float | None = None,
         interval: float | None = None,
         ping: float = 0.0,
+        record_missing: str | None = None,
     ) -> None:
         if isinstance(match_ignore, str):
             match_ignore = (match_ignore,)
@@ -125,8 +128,9 @@ class Recordings:
         self.match_ignore = tuple(match_ignore)
         self.chunks = chunks
         self.ping = float(ping)
+        self.record_missing = _upstream(record_missing, self.source)
         self.exchanges = load_exchanges(self.source)
-        if not self.exchanges:
+        if not self.exchanges and self.record_missing is None:
             raise InputError(
                 self.label,
                 "is a directory with no recordings in it (the *.jsonl files that sseplay "
@@ -144,6 +148,11 @@ class Recordings:
 
     def __repr__(self) -> str:
         return f"<Recordings {self.label} ({len(self.exchanges)} exchanges)>"
+
+    def add(self, exchange: Exchange) -> None:
+        """One more recording (``record_missing`` made it): matched from now on."""
+        self.exchanges.append(exchange)
+        self.matcher.add(exchange)
 
     def listing(self) -> list[dict[str, str]]:
         """What ``/healthz`` lists: each recording's method, path and file."""
@@ -189,6 +198,27 @@ class Recordings:
             is_stream=exchange.is_stream,
             exchange=exchange,
         )
+
+
+def _upstream(upstream: str | None, source: Path) -> str | None:
+    """``record_missing``: an http(s) base URL, and recordings in a directory (where the
+    new ones go: a file stands alone)."""
+    if upstream is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(upstream) if isinstance(upstream, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        raise UsageError(
+            f"--record-missing {upstream!r} is not an http:// or https:// URL: write it "
+            "like https://api.openai.com or http://127.0.0.1:9000"
+        )
+    if not source.is_dir():
+        raise UsageError(
+            f"--record-missing records into a directory, and {source} is not one: serve "
+            "the directory of recordings (sseplay serve DIR --record-missing UPSTREAM)"
+        )
+    return upstream
 
 
 def _pieces(exchange: Exchange, chunks: bool) -> list[tuple[float, bytes]]:

@@ -94,3 +94,17 @@ class FakeOutlet:
 
     def times(self) -> list[float]:
         return [when for when, _, _ in self.writes]
+
+
+def recorded_events(path: Any) -> list[tuple[float, Any]]:
+    """The events of a version 2 recording (``tail --record``, ``sseplay record``), each
+    with the offset of the block that completed it, parsed as a client parses them."""
+    from sseplay.exchange import read_exchange
+    from sseplay.parser import EventStreamParser
+
+    parser = EventStreamParser()
+    return [
+        (block.offset, event)
+        for block in read_exchange(path).blocks
+        for event in parser.feed(block.raw)
+    ]

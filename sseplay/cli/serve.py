@@ -288,6 +288,12 @@ def serve(
     verbose: VerboseOption = False,
 ) -> None:
     """Replay event files as SSE streams; prints each stream's URL when ready."""
+    if record_missing is not None and len(files) == 1 and not Path(files[0]).exists():
+        # The first run of ``serve rec/ --record-missing URL`` records into a new directory.
+        try:
+            Path(files[0]).mkdir(parents=True)
+        except OSError as error:
+            raise UsageError(f"{files[0]}: cannot create it: {error.strerror}") from None
     shaping = {"--chunk": chunk, "--ttft": ttft, "--tps": tps, "--jitter": jitter}
     if shape is None:
         for flag, value in shaping.items():
@@ -323,7 +329,6 @@ def serve(
                 "--workers": workers is not None,
                 "--fault": bool(fault),
                 "--fault-header": fault_header,
-                "--record-missing": record_missing is not None,
                 "--no-ids": no_ids,
             }
         )
@@ -398,6 +403,7 @@ def serve(
             "max_gap": max_gap,
             "interval": interval,
             "ping": 0.0 if ping is None else ping,
+            "record_missing": record_missing,
         }
         setup_logging(quiet, verbose)
         with hangup_stops(), url_file_written(url_file) as write_urls:
@@ -471,11 +477,6 @@ def _check_recording_flags(given: dict[str, bool]) -> None:
     flags = [flag for flag, used in given.items() if used]
     if not flags:
         return
-    if flags[0] == "--record-missing":
-        raise UsageError(
-            "--record-missing is not built yet: record the missing exchanges with "
-            "sseplay record UPSTREAM --out DIR, then serve DIR"
-        )
     raise UsageError(
         f"{flags[0]} does not apply to recordings: each is played as it was recorded, "
         f"to the request that matches it; drop {flags[0]}"

@@ -146,7 +146,11 @@ def tail(
     ] = None,
     record: Annotated[
         Path | None,
-        typer.Option(metavar="FILE", help="Write every event to FILE for 'sseplay serve FILE'."),
+        typer.Option(
+            metavar="FILE",
+            help="Write the stream to FILE as it came, byte for byte with its timing, for "
+            "'sseplay serve FILE'.",
+        ),
     ] = None,
     max_event_size: Annotated[
         int,
@@ -274,11 +278,10 @@ def _run_tail(options: "TailOptions", chosen: Format, record: Path | None, quiet
 
     from sseplay.client.hooks import Hooks
     from sseplay.client.reconnect import reconnecting_stream
+    from sseplay.client.recorder import TailRecorder
     from sseplay.client.render import make_renderer, now
     from sseplay.errors import OutputFailed
     from sseplay.model import visible
-    from sseplay.recording import Recorder
-    from sseplay.redaction import redact_url
 
     renderer = make_renderer(chosen)
 
@@ -292,12 +295,21 @@ def _run_tail(options: "TailOptions", chosen: Format, record: Path | None, quiet
 
     recorder = None
     if record is not None:
-        recorder = Recorder(record, redact_url(options.url), time.monotonic())
+        # The stream as it came (issue 24's recording format): what ``serve FILE`` plays
+        # byte for byte.
+        recorder = TailRecorder(record, time.monotonic())
+        recording = recorder
+
+        def show_and_record(chunk: bytes) -> None:
+            renderer.raw(chunk)
+            recording.raw(chunk)
+
     hooks = (
-        Hooks(show_raw, on_status, recorder.event)
+        Hooks(show_and_record, on_status, connected=recorder.connected)
         if recorder is not None
         else Hooks(show_raw, on_status)
     )
+    ended = "tail stopped"  # unless the stream ends as tail was asked to let it
 
     interrupted = False
 
@@ -312,6 +324,7 @@ def _run_tail(options: "TailOptions", chosen: Format, record: Path | None, quiet
             asyncio.get_running_loop().call_later(0.05, interrupt, task)
 
     async def run() -> None:
+        nonlocal ended
         task = asyncio.current_task()
         assert task is not None
         with contextlib.suppress(NotImplementedError, RuntimeError):  # no signals here
@@ -323,10 +336,7 @@ def _run_tail(options: "TailOptions", chosen: Format, record: Path | None, quiet
                     for item in batch:
                         renderer.event(item, arrived)
                 renderer.flush()
-                if recorder is not None:
-                    recorder.flush()
-        if recorder is not None:
-            recorder.flush()
+        ended = "complete"
 
     try:
         try:
@@ -346,4 +356,4 @@ def _run_tail(options: "TailOptions", chosen: Format, record: Path | None, quiet
         raise Interrupted from None
     finally:
         if recorder is not None:
-            recorder.close()
+            recorder.close(ended)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from sseplay.errors import InputError, Invalid, Mismatch, UsageError
+from sseplay.exchange_model import is_exchange_header
 from sseplay.model import DEFAULT_EVENT_TYPE, Event, visible
 from sseplay.recording import is_header
 from sseplay.records import iter_lines
@@ -82,6 +83,8 @@ def read_expected(path: str | os.PathLike[str]) -> tuple[Event, ...]:
                 items.append((f"{where}: line {number}", json.loads(line)))
             except ValueError as error:
                 raise InputError(f"{where}: line {number}", f"invalid JSON: {error}") from None
+    if items and is_exchange_header(items[0][1]):
+        return _recorded_events(Path(path), where)
     if items and is_header(items[0][1]):
         items = items[1:]
     events = []
@@ -90,6 +93,23 @@ def read_expected(path: str | os.PathLike[str]) -> tuple[Event, ...]:
             events.append(_event_of(item))
         except ValueError as error:
             raise InputError(at, str(error)) from None
+    if not events:
+        raise InputError(where, "it holds no events: record one with 'sseplay tail --record'")
+    return tuple(events)
+
+
+def _recorded_events(path: Path, where: str) -> tuple[Event, ...]:
+    """The events of a version 2 recording (``tail --record``, ``sseplay record``): its
+    blocks parsed as a client parses the stream (WHATWG HTML 9.2.6), each with the last
+    event ID in effect, as tail prints them. An unterminated last block is no event."""
+    from sseplay.exchange import read_exchange
+    from sseplay.parser import EventStreamParser
+
+    exchange = read_exchange(path)
+    parser = EventStreamParser(max_event_size=1 << 62)
+    events: list[Event] = []
+    for block in exchange.blocks:
+        events.extend(parser.feed(block.raw))
     if not events:
         raise InputError(where, "it holds no events: record one with 'sseplay tail --record'")
     return tuple(events)

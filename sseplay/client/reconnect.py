@@ -197,6 +197,7 @@ async def reconnecting_stream(
                     if stats is not None:
                         stats.connected()
                     hooks.status(f"connected to {shown_url}")
+                    hooks.connected(response)
                     parser.reset()
                     async for chunk in chunks(response, limits, clock):
                         hooks.raw(chunk)

@@ -20,6 +20,7 @@ from sseplay.http.hub import AppOptions, Hub, LiveRoute, Route
 from sseplay.http.route_sources import FileSource, RedisSource
 
 if TYPE_CHECKING:
+    from sseplay.http.recorded import RecordedEndpoint
     from sseplay.recordings import Recordings
     from sseplay.shaped import Turns
 
@@ -47,6 +48,7 @@ def create_app(
     answer every request that no route serves (``sseplay.http.recorded``); ``turns``
     answer POST at their shape's routes (``sseplay.http.shaped``)."""
     hub = Hub(streams, options, on_complete, on_over)
+    recorded: RecordedEndpoint | None = None
 
     for live_route in live:
         from sseplay.sources.redis_feed import RedisFeed
@@ -64,6 +66,8 @@ def create_app(
             for redis_feed in hub.redis_feeds.values():
                 await redis_feed.stop()
             await hub.stop_following()
+            if recorded is not None:
+                await recorded.aclose()
 
     app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.hub = hub
@@ -143,7 +147,8 @@ def create_app(
     if recordings is not None:
         from sseplay.http.recorded import RecordedEndpoint
 
-        app.router.default = RecordedEndpoint(recordings, hub, app.router.default)
+        recorded = RecordedEndpoint(recordings, hub, app.router.default)
+        app.router.default = recorded
     else:
         app.router.default = _NotFound(served, app.router.default)
     return app

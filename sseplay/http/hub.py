@@ -107,6 +107,8 @@ class Hub:
         self.headers = EVENT_STREAM_HEADERS
         self.cut_off = 0
         self.stopping = False
+        # What else ends when the server stops (the exchanges ``--record-missing`` relays).
+        self.on_stop: list[Callable[[], None]] = []
         self._timer: Timer | None = None
         self._streams = streams
         self.broadcasts: dict[str, Broadcast] = {}
@@ -331,6 +333,8 @@ class Hub:
     def close_all(self) -> None:
         """End every open stream: the server is stopping."""
         self.stopping = True
+        for stop in self.on_stop:
+            stop()
         for broadcast in self.broadcasts.values():
             broadcast.closed = True
         for feed in self.feeds.values():

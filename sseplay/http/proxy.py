@@ -122,6 +122,7 @@ class _Recording:
         self.writer: ExchangeWriter | None = None
         self.decoder: ContentDecoder = IdentityDecoder()
         self.splitter: BlockSplitter | None = None
+        self.ended: str | None = None  # how it ended, once its end line is written
         self._try(lambda: setattr(self, "writer", ExchangeWriter(path, upstream, request)))
 
     def offset(self) -> float:
@@ -199,6 +200,8 @@ class _Recording:
             self._try(lambda: writer.block(self.offset(), rest))
         if self.writer is not None:
             self._try(lambda: writer.end(self.offset(), how))
+            if self.writer is not None:
+                self.ended = how
         self._drop()
 
 
@@ -212,7 +215,7 @@ class ProxyApp:
         self.redact = tuple(redact)
         self.client: httpx.AsyncClient | None = None
         # The exchanges in flight, each with the reason it would be stopped for.
-        self.flights: dict[asyncio.Task[None], list[str]] = {}
+        self.flights: dict[asyncio.Task[Path | None], list[str]] = {}
 
     def new_client(self) -> httpx.AsyncClient:
         """The one client of the proxy: no redirects followed (the client sees them), no
@@ -242,6 +245,13 @@ class ProxyApp:
         if scope["type"] != "http":
             return
         body = await _whole_body(receive)
+        await self.forward(scope, body, receive, send)
+
+    async def forward(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> Path | None:
+        """Forward one request whose ``body`` has been read, relay the answer and record
+        the exchange; the recording's path when it was recorded whole (``complete``),
+        else None (the upstream failed, the client left, the proxy stopped). Also what
+        ``serve DIR --record-missing`` does with a request no recording matches."""
         reason = [CLIENT_LEFT]
         relay = asyncio.ensure_future(self._exchange(scope, body, send, reason))
         self.flights[relay] = reason
@@ -255,8 +265,13 @@ class ProxyApp:
             left.cancel()
             relay.cancel()
             self.flights.pop(relay, None)
+        if relay.cancelled() or relay.exception() is not None:
+            return None
+        return relay.result()
 
-    async def _exchange(self, scope: Scope, body: bytes, send: Send, reason: list[str]) -> None:
+    async def _exchange(
+        self, scope: Scope, body: bytes, send: Send, reason: list[str]
+    ) -> Path | None:
         assert self.client is not None, "the proxy's client is made before it serves"
         method: str = scope["method"]
         path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
@@ -278,7 +293,7 @@ class ProxyApp:
             request = httpx.Request(method, target, headers=headers, content=body)
         except (httpx.InvalidURL, UnicodeError) as error:
             await _answer(send, 400, f"cannot forward {method} {path}: {error}")
-            return
+            return None
         path_of_file = unique_path(self.out, recording_name(recorded))
         recording = _Recording(path_of_file, self.shown, recorded, self.redact)
         try:
@@ -288,7 +303,7 @@ class ProxyApp:
             logger.warning("%s %s: upstream %s: %s", method, path, self.shown, what)
             recording.finish(f"upstream failed: {what}")
             await _answer(send, 502, f"upstream {self.shown}: {what}")
-            return
+            return None
         except asyncio.CancelledError:
             recording.finish(reason[0])
             raise
@@ -316,6 +331,7 @@ class ProxyApp:
             )
         finally:
             await response.aclose()
+        return recording.path if recording.ended == "complete" else None
 
     async def _relay(self, response: httpx.Response, recording: _Recording, send: Send) -> None:
         raw = response.headers.raw

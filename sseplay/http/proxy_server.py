@@ -47,7 +47,21 @@ class ProxyServer(uvicorn.Server):
 class RecordingProxy:
     """Forwards every request to ``upstream`` and records each exchange into ``out``
     (created if missing). ``redact``: more header or query names whose values never reach
-    the disk. ``port=0`` picks a free port; ``url`` is the base URL to point a client at."""
+    the disk. ``port=0`` picks a free port; ``url`` is the base URL to point a client at.
+
+    Record a real API once, then replay it with no network (``sseplay record`` and
+    ``sseplay serve DIR`` in a program)::
+
+        import openai
+        from sseplay import RecordingProxy, Recordings, Server
+
+        with RecordingProxy("https://api.openai.com", "rec/") as proxy:
+            client = openai.OpenAI(base_url=proxy.url + "/v1")
+            for chunk in client.chat.completions.create(model=..., messages=..., stream=True):
+                ...
+        with Server(Recordings("rec/")) as server:  # the same answer, byte for byte
+            client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
+    """
 
     def __init__(
         self,

@@ -1,6 +1,8 @@
 """Recorded exchanges over HTTP: every request that sseplay's own routes do not answer
 is matched to a recording (``sseplay.recordings``) and answered as the upstream did;
-one that matches none is a 404 that says what was recorded and what differed."""
+one that matches none is a 404 that says what was recorded and what differed, or, with
+``--record-missing UPSTREAM``, is forwarded there by the recording proxy's code
+(``sseplay.http.proxy``), recorded into the directory and matched from then on."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ from typing import TYPE_CHECKING
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sseplay.errors import InputError
+from sseplay.exchange import read_exchange
 from sseplay.http.request import client_of, disconnect
 from sseplay.http.uvicorn.direct import DirectBody
 from sseplay.outlet import Listener, Outlet
@@ -19,6 +23,7 @@ from sseplay.timed import TimedPlayer
 
 if TYPE_CHECKING:
     from sseplay.http.hub import Hub
+    from sseplay.http.proxy import ProxyApp
 
 logger = logging.getLogger("sseplay.server")
 
@@ -43,6 +48,19 @@ class RecordedEndpoint:
         self.recordings = recordings
         self.hub = hub
         self.otherwise = otherwise
+        self.proxy: ProxyApp | None = None
+        if recordings.record_missing is not None:
+            from sseplay.http.proxy import ProxyApp
+
+            self.proxy = ProxyApp(recordings.record_missing, recordings.source)
+            hub.on_stop.append(self.proxy.close_all)
+
+    async def aclose(self) -> None:
+        """The server has stopped: the forwarding client's connections go."""
+        proxy = self.proxy
+        if proxy is not None and proxy.client is not None:
+            client, proxy.client = proxy.client, None
+            await client.aclose()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,6 +75,9 @@ class RecordedEndpoint:
         method, path = scope["method"], scope["path"]
         query = bytes(scope["query_string"]).decode("latin-1")
         exchange = recordings.matcher.find(method, path, query, body)
+        if exchange is None and self.proxy is not None:
+            await self._record_missing(scope, body, receive, send)
+            return
         if exchange is None:
             explained = recordings.matcher.explain(method, path, query, body)
             logger.warning(
@@ -99,6 +120,34 @@ class RecordedEndpoint:
             task.uncancel()
         finally:
             self._left(scope, player, shown)
+
+    async def _record_missing(
+        self, scope: Scope, body: bytes, receive: Receive, send: Send
+    ) -> None:
+        """Forward a request no recording matches, and play its recording from now on
+        (only a whole one: an upstream that failed, a client that left, leave none)."""
+        proxy = self.proxy
+        assert proxy is not None
+        if proxy.client is None:  # made on the first miss, closed with the server
+            proxy.client = proxy.new_client()
+        method, path = scope["method"], scope["path"]
+        logger.info(
+            "%s %s %s: no recording matches: forwarded to %s",
+            client_of(scope),
+            method,
+            path,
+            proxy.shown,
+        )
+        saved = await proxy.forward(scope, body, receive, send)
+        if saved is None:
+            return
+        try:
+            exchange = read_exchange(saved)
+        except InputError as error:
+            logger.error("%s: the new recording cannot be read back: %s", saved, error)
+            return
+        self.recordings.add(exchange)
+        logger.info("%s %s: recorded in %s, played from now on", method, path, saved.name)
 
     def _ended(self, player: TimedPlayer) -> None:
         assert isinstance(player.response, Answer)

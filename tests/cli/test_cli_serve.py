@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import itertools
-import json
 import signal
 import socket
 import subprocess
@@ -17,6 +16,7 @@ import pytest
 
 from sseplay.errors import ExitCode
 from tests.conftest import ROOT, ServeProcess, run_cli, sseplay, write_lines
+from tests.support import recorded_events
 
 
 def test_prints_the_url_and_nothing_else_then_once_exits_zero() -> None:
@@ -210,16 +210,29 @@ def test_a_recording_replays_with_types_ids_and_timing(tmp_path: Path) -> None:
             "tail", serve.url, "--record", str(first_rec), "--format", "json", "--timeout", "10"
         )
     assert result.returncode == 0, result.stderr
+    # Served at the path it was recorded from; a recording is played again to every
+    # request that matches it, so the second tail does not reconnect.
     with ServeProcess(str(first_rec)) as replay:
         again = run_cli(
-            "tail", replay.url, "--record", str(second_rec), "--format", "json", "--timeout", "10"
+            "tail",
+            replay.url + "/events",
+            "--no-reconnect",
+            "--record",
+            str(second_rec),
+            "--format",
+            "json",
+            "--timeout",
+            "10",
         )
     assert again.returncode == 0, again.stderr
 
     def events(path: Path) -> list[dict[str, object]]:
-        lines = [json.loads(line) for line in path.read_text().splitlines()]
-        assert lines[0]["sseplay"] == "recording"
-        return lines[1:]
+        # The recording holds the stream as it came (issue 24's format): its events are
+        # what a client parses from its blocks.
+        return [
+            {"offset": offset, "event": e.event, "id": e.id, "data": e.data}
+            for offset, e in recorded_events(path)
+        ]
 
     one, two = events(first_rec), events(second_rec)
     assert [(e["event"], e["id"], e["data"]) for e in one] == [

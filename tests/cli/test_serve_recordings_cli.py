@@ -95,6 +95,6 @@ def test_flags_that_do_not_apply_are_usage_errors(tmp_path: Path) -> None:
     chunked = run_cli("serve", str(events), "--chunks")
     assert chunked.returncode != 0
     assert "--chunks applies to recordings" in chunked.stderr
-    missing = run_cli("serve", str(tmp_path), "--record-missing", "http://127.0.0.1:9")
+    missing = run_cli("serve", str(events), "--record-missing", "http://127.0.0.1:9")
     assert missing.returncode != 0
-    assert "--record-missing" in missing.stderr
+    assert "--record-missing applies to recordings" in missing.stderr

@@ -12,6 +12,7 @@ import sys
 import httpx
 import httpx._decoders
 import httpx._models
+from httpx._decoders import SUPPORTED_DECODERS
 
 from tests.conftest import ROOT
 
@@ -47,6 +48,31 @@ def test_supported_decoders_is_what_the_response_decodes_by() -> None:
     assert asyncio.run(body("x-unknown", event)) == event
 
 
+def test_the_proxy_decodes_a_copy_with_multi_identity_and_coding_decoders() -> None:
+    """What ``sseplay.http.proxy.content_decoder`` builds: a decoder per coding from the
+    dict, several chained by ``MultiDecoder(children=...)`` (in the order the codings were
+    applied), ``IdentityDecoder`` for none; ``decode`` piece by piece, then ``flush``."""
+    from httpx._decoders import ContentDecoder, IdentityDecoder, MultiDecoder
+
+    event = b"data: x\n\n" * 50
+    twice = gzip.compress(gzip.compress(event))
+    chained = MultiDecoder(children=[SUPPORTED_DECODERS["gzip"](), SUPPORTED_DECODERS["gzip"]()])
+    assert isinstance(chained, ContentDecoder)
+    pieces = [chained.decode(twice[i : i + 7]) for i in range(0, len(twice), 7)]
+    assert b"".join(pieces) + chained.flush() == event
+    identity = IdentityDecoder()
+    assert isinstance(identity, ContentDecoder)
+    assert identity.decode(b"raw") + identity.flush() == b"raw"
+    broken = SUPPORTED_DECODERS["gzip"]()
+    try:
+        broken.decode(b"not gzip at all")
+        broken.flush()
+    except httpx.DecodingError:
+        pass
+    else:
+        raise AssertionError("a body that does not decode raises httpx.DecodingError")
+
+
 def test_httpx_imports_without_its_command_line_module() -> None:
     probe = (
         "import sys\n"
@@ -68,5 +94,11 @@ def test_the_contract_names_the_floor_and_every_private_name() -> None:
     floors = (ROOT / "tests" / "floors.txt").read_text(encoding="utf-8").splitlines()
     floor = next(line for line in floors if line.startswith("httpx=="))
     assert floor in text
-    for name in ("httpx._decoders.SUPPORTED_DECODERS", "httpx._main"):
+    for name in (
+        "httpx._decoders.SUPPORTED_DECODERS",
+        "httpx._decoders.MultiDecoder",
+        "httpx._decoders.IdentityDecoder",
+        "httpx._decoders.ContentDecoder",
+        "httpx._main",
+    ):
         assert f"`{name}`" in text
