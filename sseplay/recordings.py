@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sseplay.config import Timing
 from sseplay.errors import InputError, UsageError
-from sseplay.exchange import Exchange, is_exchange_header, load_exchanges
+from sseplay.exchange import Block, Exchange, is_exchange_header, load_exchanges
 from sseplay.matching import Matcher
 from sseplay.timed import TimedResponse
 
@@ -170,8 +170,20 @@ class Recordings:
         self._played.add(id(exchange))
         return all(id(known) in self._played for known in self.exchanges)
 
-    def answer(self, exchange: Exchange) -> Answer:
-        """How ``exchange`` is played back, on this object's timing."""
+    def answer(self, exchange: Exchange, last_event_id: str | None = None) -> Answer | None:
+        """How ``exchange`` is played back, on this object's timing; for an event stream
+        resumed with ``last_event_id`` (WHATWG HTML 9.2.4), from the block after the one
+        that set that id, or None when no event is left after it: the client is answered
+        204, which tells it to stop reconnecting (9.2.3), as a replayed file does."""
+        if last_event_id and exchange.is_stream:
+            resumed = resumed_blocks(exchange, last_event_id)
+            if resumed is not None:
+                if not any(_dispatches(block.raw) for block in resumed[1:]):
+                    return None
+                return self._answer(exchange, [(b.offset, b.raw) for b in resumed[1:]])
+        return self._answer(exchange, _pieces(exchange, self.chunks))
+
+    def _answer(self, exchange: Exchange, pieces: list[tuple[float, bytes]]) -> Answer:
         response = exchange.response
         status = response.status if response is not None else 502
         headers = tuple(
@@ -179,7 +191,6 @@ class Recordings:
             for name, value in (response.headers if response is not None else ())
             if name.lower() not in DROPPED_HEADERS and value != REDACTED_VALUE
         )
-        pieces = _pieces(exchange, self.chunks)
         if not exchange.is_stream and pieces:
             # Not a stream: the whole body at once, when its last piece had come.
             pieces = [(pieces[-1][0], b"".join(data for _, data in pieces))]
@@ -219,6 +230,44 @@ def _upstream(upstream: str | None, source: Path) -> str | None:
             "the directory of recordings (sseplay serve DIR --record-missing UPSTREAM)"
         )
     return upstream
+
+
+def resumed_blocks(exchange: Exchange, last_event_id: str) -> list[Block] | None:
+    """The blocks from the first one whose ``id`` field sets ``last_event_id`` on, or None
+    when no block does (an unknown id: the recording is played from its start)."""
+    for index, block in enumerate(exchange.blocks):
+        if _block_id(block.raw) == last_event_id:
+            return list(exchange.blocks[index:])
+    return None
+
+
+def _fields(raw: bytes) -> list[tuple[str, str]]:
+    """A block's fields, as an EventSource reads them (WHATWG HTML 9.2.6): lines split at
+    CRLF, LF or CR; the name up to the first colon, one space after it dropped."""
+    text = raw.decode("utf-8", "replace")
+    fields = []
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        if not line or line.startswith(":"):
+            continue
+        name, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        fields.append((name, value))
+    return fields
+
+
+def _block_id(raw: bytes) -> str | None:
+    """The id a block sets (its last ``id`` field without a NULL), or None."""
+    found = None
+    for name, value in _fields(raw):
+        if name == "id" and "\0" not in value:
+            found = value
+    return found
+
+
+def _dispatches(raw: bytes) -> bool:
+    """Whether a block is an event a client dispatches: it has a ``data`` field."""
+    return any(name == "data" for name, _ in _fields(raw))
 
 
 def _pieces(exchange: Exchange, chunks: bool) -> list[tuple[float, bytes]]:

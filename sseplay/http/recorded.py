@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sseplay.errors import InputError
 from sseplay.exchange import read_exchange
-from sseplay.http.request import client_of, disconnect
+from sseplay.http.request import client_of, disconnect, raw_last_event_id
 from sseplay.http.uvicorn.direct import DirectBody
 from sseplay.outlet import Listener, Outlet
 from sseplay.recordings import Answer, Recordings
@@ -89,8 +89,21 @@ class RecordedEndpoint:
             )
             await JSONResponse(explained, status_code=404)(scope, receive, send)
             return
-        answer = recordings.answer(exchange)
+        raw_id = raw_last_event_id(scope)
+        last_event_id = raw_id.decode("utf-8", "replace") if raw_id else None
+        answer = recordings.answer(exchange, last_event_id)
         shown = exchange.path.name if exchange.path is not None else recordings.label
+        if answer is None:
+            logger.info(
+                "%s %s %s: resumed after the last event of %s: 204",
+                client_of(scope),
+                method,
+                path,
+                shown,
+            )
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
         logger.info("%s %s %s: playing %s", client_of(scope), method, path, shown)
         # The head when the upstream sent it: one wait, before the connection has a body.
         delay = origin + answer.head_at - timer.time()
