@@ -248,11 +248,16 @@ class Server:
         return stream_urls(self._sock, [_BASE], scheme)[0].rstrip("/")
 
     def url_for(self, route: str) -> str:
+        """The URL of a stream's route, or of a shaped route (``Turns``)."""
         wanted = "/" + route.strip("/")
-        for stream, url in zip(self.all_routes, self.urls, strict=True):
+        streams = self.urls[: len(self.all_routes)]
+        for stream, url in zip(self.all_routes, streams, strict=True):
             if stream.route == wanted:
                 return url
-        known = [s.route for s in self.all_routes]
+        shaped = [shaped for turns in self.turns for shaped in turns.routes]
+        if wanted in shaped:
+            return self.base_url + wanted
+        known = [s.route for s in self.all_routes] + shaped
         raise KeyError(f"no stream at {wanted}; the routes are {known}")
 
     @property

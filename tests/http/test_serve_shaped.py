@@ -153,3 +153,14 @@ def test_a_route_of_ones_own_and_bad_arguments(echo: Echo) -> None:
         Server(Turns(TURNS, shape="echo-test"), broadcast=True)
     with pytest.raises(UsageError, match="--tps must be a number"):
         Turns(TURNS, shape="echo-test", tps=-1)
+
+
+def test_url_for_names_a_shaped_route() -> None:
+    # It raised ValueError (the base URL made the URL list one longer than the routes).
+    from sseplay.server import Server
+    from sseplay.shaped import Turns
+
+    with Server(Turns([{"text": "hi"}], shape="openai-chat")) as server:
+        assert server.url_for("/v1/chat/completions") == server.base_url + "/v1/chat/completions"
+        with pytest.raises(KeyError, match="/v1/chat/completions"):
+            server.url_for("/nope")
