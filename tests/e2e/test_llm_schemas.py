@@ -163,7 +163,7 @@ def test_tail_schema_exits_invalid_on_a_wrong_chunk_from_a_real_server(tmp_path:
     wrong = copy.deepcopy(good[2])
     _rename("finish_reason", "finishReason")(wrong["choices"][0])
     stream = tmp_path / "chat.jsonl"
-    records = [{"data": json.dumps(good[0])}, {"data": json.dumps(wrong)}, {"data": "[DONE]"}]
+    records = [good[0], wrong, "[DONE]"]  # each record is an event's data
     stream.write_text("".join(json.dumps(r) + "\n" for r in records))
     with ServeProcess(f"chat={stream}") as served:
         result = run_cli(
@@ -171,4 +171,5 @@ def test_tail_schema_exits_invalid_on_a_wrong_chunk_from_a_real_server(tmp_path:
             "--no-reconnect", "-q",
         )  # fmt: skip
     assert result.returncode == ExitCode.INVALID, result.stderr
+    assert "event 2" in result.stderr  # the first passed: only the wrong one breaks it
     assert "breaks --schema" in result.stderr
