@@ -207,7 +207,7 @@ class Indexer:
                 checkpoints.append(position)
             try:
                 cue, raw_time = mapper.cue(record)
-                if len(event_types) < MAX_LISTED_TYPES:
+                if len(event_types) < MAX_LISTED_TYPES and not cue.comment:
                     event_types.add(event_type_of(cue.body))
                 ids.add(cue.id, index)
                 if timeline is not None:

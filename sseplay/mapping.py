@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from sseplay.config import FieldMapping
-from sseplay.model import DEFAULT_EVENT_TYPE, Cue, check_field, encode_body
+from sseplay.model import DEFAULT_EVENT_TYPE, Cue, check_field, encode_body, encode_comment
 from sseplay.recording import recorded_cue
 from sseplay.records import TOO_DEEP
 
@@ -160,6 +160,9 @@ class RecordMapper:
         if self.recording:
             return recorded_cue(record)
         mapping = self.mapping
+        comment = self._comment(record)
+        if comment is not None:
+            return comment
         data = record
         if mapping.data_field is not None:
             data = self._field(record, mapping.data_field, "--data-field")
@@ -169,6 +172,22 @@ class RecordMapper:
         if mapping.time_field is not None:
             raw_time = self._field(record, mapping.time_field, "--time-field")
         return Cue(event_id, body), raw_time
+
+    def _comment(self, record: Any) -> tuple[Cue, Any] | None:
+        """A record that is only ``{"comment": TEXT}`` (and its time field, if any) is sent
+        as comment lines, ``: TEXT`` (each line of TEXT its own), which a client ignores
+        (WHATWG HTML 9.2.6): keep-alives such as OpenRouter's ``: OPENROUTER PROCESSING``.
+        A record with any other key is data as before, so no file changes meaning."""
+        if not isinstance(record, dict) or "comment" not in record:
+            return None
+        time_field = self.mapping.time_field
+        if any(key != "comment" and key != time_field for key in record):
+            return None
+        text = record["comment"]
+        if not isinstance(text, str):
+            raise ValueError(f'"comment" must be a string, the comment\'s text, not {text!r}')
+        raw_time = None if time_field is None else self._field(record, time_field, "--time-field")
+        return Cue(None, encode_comment(text), comment=True), raw_time
 
     def _field(self, record: Any, path: str, flag: str) -> Any:
         value = lookup(record, path)

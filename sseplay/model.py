@@ -62,10 +62,12 @@ class Event(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class Cue:
     """One event ready to send: its own id (None = numbered by position) and its bytes
-    without the ``id:`` line (``encode_without_id``)."""
+    without the ``id:`` line (``encode_without_id``). A ``comment`` cue is comment lines
+    (``encode_comment``): it dispatches no event, so it is sent without an ``id:`` line."""
 
     id: str | None
     body: bytes
+    comment: bool = False
 
 
 # Why not sse-starlette's ServerSentEvent.encode(), the encoder the FastAPI world uses:

@@ -192,7 +192,12 @@ class Replay:
         if self.no_ids:
             return [cue.body for cue in cues]
         for offset, cue in enumerate(cues):
-            if self.file.positional_ids:
+            if cue.comment:
+                # No id: an id line would set the client's last event ID (9.2.6) with no
+                # event. The comment keeps its position, so the events around it keep
+                # their numbers (record numbers) and resuming is unchanged.
+                out.append(cue.body)
+            elif self.file.positional_ids:
                 out.append(with_id(first_n + offset + 1, cue.body))
             elif cue.id is None:
                 out.append(cue.body)

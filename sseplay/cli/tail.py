@@ -92,6 +92,15 @@ def tail(
             help="Print only each event's data (control characters escaped on a terminal).",
         ),
     ] = False,
+    framing: Annotated[
+        str,
+        typer.Option(
+            metavar="FRAMING",
+            help="How the body is split into events: sse (text/event-stream), ndjson (one "
+            "JSON value a line: Ollama) or json-array (a streamed JSON array: Gemini without "
+            "?alt=sse); each JSON value is an event of type message, without id.",
+        ),
+    ] = "sse",
     method: Annotated[
         str, typer.Option("--method", "-X", metavar="METHOD", help="HTTP method.")
     ] = DEFAULT_METHOD,
@@ -258,6 +267,7 @@ def tail(
         schema=schema or None,
         stats=stats_file if stats_file is not None else stats,
         wait=wait,
+        framing=framing,  # type: ignore[arg-type]  # checked by TailOptions
     )
     _run_tail(options, _output_format(output, data_only), record, quiet)
 

@@ -23,6 +23,7 @@ from sseplay.client.defaults import USER_AGENT
 from sseplay.client.hooks import Hooks
 from sseplay.client.options import SENDABLE_VALUE, ReconnectOptions, RequestOptions
 from sseplay.errors import IdleTimedOut, StreamError, TimedOut
+from sseplay.framing import ACCEPT, Framing, is_json_stream_type
 from sseplay.model import visible
 from sseplay.redaction import redact_url
 
@@ -164,9 +165,9 @@ def describe(error: httpx.HTTPError, url: str) -> str:
 
 
 def request_headers(
-    request: RequestOptions, last_event_id: str, hooks: Hooks
+    request: RequestOptions, last_event_id: str, hooks: Hooks, framing: Framing = "sse"
 ) -> list[tuple[str, str]]:
-    headers = [("Accept", "text/event-stream"), ("Cache-Control", "no-store")]
+    headers = [("Accept", ACCEPT[framing]), ("Cache-Control", "no-store")]
     if not any(name.lower() == "user-agent" for name, _ in request.header_pairs):
         # Not httpx's python-httpx/VERSION: a server's logs should name the client.
         headers.append(("User-Agent", USER_AGENT))
@@ -269,6 +270,13 @@ async def open_response(
         url = target
 
 
+_WHAT: dict[Framing, str] = {
+    "sse": "an event stream",
+    "ndjson": "a JSON stream for --framing ndjson",
+    "json-array": "a JSON stream for --framing json-array",
+}
+
+
 async def check_response(response: httpx.Response, limits: ReconnectOptions, clock: Clock) -> None:
     """Return for a 200 event stream in a coding tail decodes; raise otherwise."""
     url = redact_url(response.url)
@@ -279,7 +287,10 @@ async def check_response(response: httpx.Response, limits: ReconnectOptions, clo
     # MIME Sniffing 4.4 "parse a MIME type": the essence is compared ASCII
     # case-insensitively, and parameters (charset=...) may follow.
     essence = content_type.split(";")[0].strip(" \t").lower()
-    if response.status_code == 200 and essence == "text/event-stream":
+    expected = (
+        essence == "text/event-stream" if limits.framing == "sse" else is_json_stream_type(essence)
+    )
+    if response.status_code == 200 and expected:
         codings = [
             coding.strip().lower()
             for coding in response.headers.get_list("content-encoding", split_commas=True)
@@ -296,7 +307,10 @@ async def check_response(response: httpx.Response, limits: ReconnectOptions, clo
     if response.status_code != 200:
         problem = f"{url} answered {response.status_code} {visible(response.reason_phrase)}"
     else:
-        problem = f"{url} is not an event stream (Content-Type: {visible(content_type) or 'none'})"
+        shown_type = visible(content_type) or "none"
+        problem = f"{url} is not {_WHAT[limits.framing]} (Content-Type: {shown_type})"
+        if limits.framing == "sse" and is_json_stream_type(essence):
+            problem += "; --framing ndjson or json-array reads a JSON stream"
     message = f"{problem}; the body starts: {text!r}" if text else problem
     if response.status_code in NOT_UP_YET_STATUSES:
         raise NotUpYet(message)

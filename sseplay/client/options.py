@@ -26,6 +26,7 @@ from sseplay.client.defaults import (
     DEFAULT_METHOD,
 )
 from sseplay.errors import UsageError
+from sseplay.framing import FRAMINGS, Framing
 from sseplay.model import field_problem
 from sseplay.redaction import redact_url as redact_url  # re-exported: it moved
 
@@ -247,8 +248,16 @@ class ReconnectOptions:
     max_retries: int | None = None
     max_event_size: int = DEFAULT_MAX_EVENT_SIZE
     wait: float | None = None
+    # How the body is split into events: "sse" (text/event-stream), "ndjson" (one JSON
+    # value per line) or "json-array" (a streamed JSON array); see sseplay.framing.
+    framing: Framing = "sse"
 
     def __post_init__(self) -> None:
+        if self.framing not in FRAMINGS:
+            raise UsageError(
+                f"--framing must be {', '.join(FRAMINGS[:-1])} or {FRAMINGS[-1]}, "
+                f"not {self.framing!r}"
+            )
         _whole("--max-retries", self.max_retries, 0)
         _whole("--max-event-size", self.max_event_size, 1)
         _finite_seconds("--timeout", self.timeout)
@@ -373,6 +382,7 @@ class TailOptions:
         schema: Any = None,
         stats: Any = False,
         wait: float | None = None,
+        framing: Framing = "sse",
     ) -> None:
         set_ = object.__setattr__  # frozen: the parts are set once, here
         request = RequestOptions(
@@ -380,7 +390,14 @@ class TailOptions:
         )
         selection = SelectOptions(event_types, count, until)
         reconnecting = ReconnectOptions(
-            timeout, idle_timeout, connect_timeout, reconnect, max_retries, max_event_size, wait
+            timeout,
+            idle_timeout,
+            connect_timeout,
+            reconnect,
+            max_retries,
+            max_event_size,
+            wait,
+            framing,
         )
         checks = CheckOptions(expect, ignore, ignore_id, exact, schema, stats, selection.types)
         set_(self, "request", request)
@@ -412,6 +429,7 @@ class TailOptions:
     max_retries = _Part[int | None]("reconnecting")
     max_event_size = _Part[int]("reconnecting")
     wait = _Part[float | None]("reconnecting")
+    framing = _Part[Framing]("reconnecting")
     expect = _Part[Any]("checks")
     ignore = _Part[tuple[str, ...]]("checks")
     ignore_id = _Part[bool]("checks")

@@ -37,8 +37,9 @@ from sseplay.client.hooks import Hooks
 from sseplay.client.options import TailOptions
 from sseplay.client.selection import Selection
 from sseplay.errors import ExitCode, GaveUp, IdleTimedOut, SseplayError, StreamError
+from sseplay.framing import FramingError, splitter
 from sseplay.model import Event
-from sseplay.parser import EventStreamParser, EventTooLarge
+from sseplay.parser import EventTooLarge
 from sseplay.redaction import redact_url
 
 if TYPE_CHECKING:  # sseplay.client.assertions is imported only when its options are used
@@ -167,7 +168,9 @@ async def reconnecting_stream(
         stats.start()
     selection = Selection(options.selection, options.checks, hooks)
     clock = Clock(limits.timeout, lambda: selection.shown)
-    parser = EventStreamParser(limits.max_event_size)
+    # The SSE parser, or a JSON splitter (--framing): these carry no ids and no retry, so
+    # a reconnection sends no Last-Event-ID of theirs and waits the default time.
+    parser = splitter(limits.framing, limits.max_event_size)
     parser.last_event_id = request.last_event_id or ""
     shown_url = redact_url(request.url)
     failures = 0  # connections in a row that failed or brought nothing, for the back-off
@@ -189,7 +192,7 @@ async def reconnecting_stream(
             failure: str | None = None
             delivered = False
             try:
-                headers = request_headers(request, parser.last_event_id, hooks)
+                headers = request_headers(request, parser.last_event_id, hooks, limits.framing)
                 response = await open_response(clients, request, limits, headers, clock, tell_once)
                 try:
                     await check_response(response, limits, clock)
@@ -226,6 +229,8 @@ async def reconnecting_stream(
                 return
             except EventTooLarge as error:
                 raise StreamError(f"{error}: raise --max-event-size if that is expected") from None
+            except FramingError as error:
+                raise StreamError(f"{shown_url}: {error} (--framing {limits.framing})") from None
             except httpx.DecodingError as error:
                 # Bytes that the advertised coding cannot decode: the same bytes would come
                 # again on every reconnection, so this is the end.

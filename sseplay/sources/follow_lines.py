@@ -120,4 +120,4 @@ class RecordChecker:
         # The time field, if any, must be there, but live records are sent when they are
         # read: timing flags shape the replay of the existing records only.
         cue, _ = self.mapper.cue(record)
-        return str(number), with_id(number, cue.body)
+        return str(number), cue.body if cue.comment else with_id(number, cue.body)

@@ -19,9 +19,22 @@ from tests.support import recorded_events
 README = (ROOT / "README.md").read_text()
 BASH_BLOCKS = re.findall(r"```bash\n(.*?)```", README, re.S)
 COMMANDS = [line for block in BASH_BLOCKS for line in block.splitlines() if line.strip()]
-SERVE_EXAMPLES = [c.split("&& ", 1)[-1] for c in COMMANDS if "sseplay serve " in c]
-TAIL_EXAMPLES = [c for c in COMMANDS if c.startswith("sseplay tail ")]
+SERVE_EXAMPLES = [
+    c.split("&& ", 1)[-1] for c in COMMANDS if "sseplay serve " in c and "--shape" not in c
+]
+SHAPE_EXAMPLES = [c for c in COMMANDS if c.startswith("sseplay serve --shape ")]
+TAIL_EXAMPLES = [c for c in COMMANDS if c.startswith("sseplay tail ") and "--framing" not in c]
+FRAMING_EXAMPLES = [c for c in COMMANDS if c.startswith("sseplay tail ") and "--framing" in c]
+# What each shape's first route is POSTed, in the shape tests' words.
+SHAPE_REQUESTS = {
+    "openai-chat": ("/v1/chat/completions", {"model": "m", "stream": True}),
+    "openai-responses": ("/v1/responses", {"model": "m", "stream": True}),
+    "anthropic": ("/v1/messages", {"model": "m", "max_tokens": 9, "stream": True}),
+    "gemini": ("/v1beta/models/m:streamGenerateContent", {}),
+    "ollama": ("/api/chat", {"model": "m", "stream": True}),
+}
 DOCUMENTED_BASE = "http://127.0.0.1:8000"
+PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
 
 
 def test_the_two_commands_come_first_and_ci_runs_the_test_command() -> None:
@@ -46,6 +59,44 @@ def test_serve_examples_start_and_serve(command: str) -> None:
             assert b"data: " in next(response.iter_raw())
         code, _, err = serve.stop()
     assert code == 0, err
+
+
+@pytest.mark.parametrize("command", SHAPE_EXAMPLES)
+def test_shape_examples_answer_their_provider_route(command: str) -> None:
+    args = shlex.split(command)[2:]
+    path, body = SHAPE_REQUESTS[args[1]]
+    with ServeProcess(*args) as serve:
+        origin = "/".join(serve.url.split("/")[:3])
+        response = httpx.post(origin + path, json=body, timeout=10)
+        code, _, err = serve.stop()
+    assert response.status_code == 200, response.text
+    assert response.content
+    assert code == 0, err
+
+
+def test_every_shape_has_its_readme_example() -> None:
+    assert sorted(shlex.split(c)[3] for c in SHAPE_EXAMPLES) == sorted(SHAPE_REQUESTS)
+
+
+@pytest.mark.parametrize("command", FRAMING_EXAMPLES)
+def test_framing_examples_run_against_their_shape(command: str, tmp_path: Path) -> None:
+    shape = "ollama" if "--framing ndjson" in command else "gemini"
+    with ServeProcess("--shape", shape, "samples/turns/text.jsonl") as serve:
+        base = "/".join(serve.url.split("/")[:3])
+        result = subprocess.run(
+            [*sseplay(*shlex.split(command.replace(DOCUMENTED_BASE, base))[1:]), "-q"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) >= 2
+
+
+def test_the_sdk_snippets_compile() -> None:
+    (snippets,) = [block for block in PYTHON_BLOCKS if "from openai import" in block]
+    compile(snippets, "README.md", "exec")
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +138,6 @@ def test_tail_examples_run(command: str, example_server: ServeProcess, tmp_path:
 def test_exit_code_table_matches_the_code() -> None:
     rows = re.findall(r"^\| (\d+) \| (\w+) \|", README, re.M)
     assert {int(code): name for code, name in rows} == {int(e): e.name for e in ExitCode}
-
-
-PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, re.S)
 
 
 def test_the_python_api_example_runs() -> None:
