@@ -303,6 +303,11 @@ class ServerConfig:
             raise UsageError(
                 "--control drives each connection of one process: drop --broadcast and --workers"
             )
+        if self.control and self.once:
+            raise UsageError(
+                "--once stops after a whole replay, and with --control a route stays open for "
+                "published events: drop --once (end the test's server with stop())"
+            )
         if self.seed is not None:
             _integer("--seed", self.seed, 0, 2**63 - 1)
         if self.workers is not None and (self.faults or self.fault_header):

@@ -57,6 +57,7 @@ CALL_TIMEOUT = 10.0
 ARMED_KEY = "sseplay.armed"
 
 T = TypeVar("T")
+COMPACT: dict[str, Any] = {"ensure_ascii": False, "separators": (",", ":")}
 
 
 class ControlError(Exception):
@@ -129,7 +130,8 @@ class Control:
         for one sent to a single connection (no ``id:`` field, so that connection's
         Last-Event-ID still names an event of the route, WHATWG HTML 9.2.6)."""
         feed = self._feed(route)
-        text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+        # JSON as a file's records go out: compact, and not ASCII-escaped.
+        text = data if isinstance(data, str) else json.dumps(data, **COMPACT)
         event = event or DEFAULT_EVENT_TYPE
         if not isinstance(event, str) or (problem := field_problem("event", event)):
             raise ControlError(400, f"bad event type: {problem or 'not a text'}")

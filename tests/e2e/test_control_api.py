@@ -56,7 +56,7 @@ def test_the_fixture_gives_a_server_to_drive(sse_server: Callable[..., Server]) 
     reader.wait_for(1)
     assert server.publish("/events", {"n": 2}) == "2"
     reader.wait_for(2)
-    assert reader.events[1] == ("2", '{"n": 2}')
+    assert reader.events[1] == ("2", '{"n":2}')
     (connection,) = server.connections()
     assert server.connections == 1  # still the count, as before
     server.kick(connection["id"])

@@ -82,10 +82,12 @@ def test_a_published_event_reaches_a_client_with_the_next_id_and_resumes() -> No
     with Server(Stream.from_records(RECORDS, interval=0), control=True, ping=0) as server:
         reader = Reader(server.url)
         reader.wait_for(3)  # the file's events; the stream stays open after them
-        answer = control(server, "POST", "publish", route="/events", data={"k": 1}, event="tick")
+        answer = control(
+            server, "POST", "publish", route="/events", data={"k": [1, 2]}, event="tick"
+        )
         assert answer.json() == {"id": "4"}
         reader.wait_for(4)
-        assert reader.events[3] == ("4", '{"k": 1}')
+        assert reader.events[3] == ("4", '{"k":[1,2]}')  # compact, as a file's records
         assert server.publish("/events", "plain text") == "5"
         reader.wait_for(5)
         assert reader.events[4] == ("5", "plain text")
@@ -105,7 +107,7 @@ def test_an_empty_route_is_live_and_takes_published_events() -> None:
         wait_until(lambda: len(server.connections()) == 1)
         assert server.publish("/chat", {"hello": "you"}, event="greeting") == "1"
         reader.wait_for(1)
-        assert reader.events == [("1", '{"hello": "you"}')]
+        assert reader.events == [("1", '{"hello":"you"}')]
     with pytest.raises(UsageError, match="expected a Stream"):
         Server({"/chat": None})  # without control, a route needs a stream
 
@@ -219,3 +221,41 @@ def test_a_client_that_is_not_loopback_is_refused_without_a_token() -> None:
             headers={"Authorization": "Bearer s3cret"},
         )
         assert allowed.status_code == 200
+
+
+def test_an_event_for_one_connection_reaches_it_alone_without_an_id() -> None:
+    with Server(Stream.from_records(RECORDS, interval=0), control=True, ping=0) as server:
+        first, second = Reader(server.url), Reader(server.url)
+        first.wait_for(3)
+        second.wait_for(3)
+        target = server.connections()[0]["id"]
+        answer = control(server, "POST", "publish", route="/events", data="psst", to=target)
+        # No id: the connection's Last-Event-ID still names an event the route has.
+        assert answer.json() == {"id": None}
+        wait_until(lambda: len(first.events) + len(second.events) == 7)
+        targeted, other = (first, second) if len(first.events) == 4 else (second, first)
+        assert targeted.events[-1] == (None, "psst")
+        assert other.events[-1] == ("3", '{"n":3}')
+        assert server.publish("/events", "all") == "4"
+        targeted.wait_for(5)
+        other.wait_for(4)
+        assert targeted.events[-1] == other.events[-1] == ("4", "all")
+
+
+def test_reset_counts_connections_and_firings_from_zero() -> None:
+    stream = Stream.from_records(RECORDS, interval=0)
+    with Server(stream, control=True, faults=["drop:after=1,conn=1"]) as server:
+        assert Reader(server.url).ended.wait(10)  # connection 1: dropped after one event
+        whole = Reader(server.url)
+        whole.wait_for(3)  # connection 2: not
+        assert control(server, "POST", "reset").status_code == 200
+        again = Reader(server.url)  # connection 1 again
+        assert again.ended.wait(10)
+        assert again.ids() == ["1"]
+
+
+def test_control_does_not_go_with_once_broadcast_or_workers() -> None:
+    stream = Stream.from_records(RECORDS)
+    for setting in ({"once": True}, {"broadcast": True}, {"workers": 2}):
+        with pytest.raises(UsageError, match="drop --"):
+            Server(stream, control=True, **setting)
