@@ -113,15 +113,28 @@ class GatedFeed(Feed):
     events after a file's. Its ids are positions, counted on from the file's (id k is the
     event at position k - 1), as a followed file's are, so they resume like any event."""
 
-    def __init__(self, timer: Timer, ping: float, gate: Gate, *, first: int = 0) -> None:
-        super().__init__(timer, ping, first=first)
+    def __init__(
+        self,
+        timer: Timer,
+        ping: float,
+        gate: Gate,
+        *,
+        first: int = 0,
+        on_end: Callable[[], None] | None = None,
+    ) -> None:
+        super().__init__(timer, ping, first=first, on_end=on_end)
         self.gate = gate
 
     def position_of(self, event_id: str) -> int | None:
         number = positive_integer(event_id)
-        if number is None or number > self.position or number - 1 < self.first:
+        if number is None or number > self.position:
             return None
         return number - 1
+
+    def published(self, event_id: str) -> bool:
+        """Whether ``event_id`` names an event of this feed (not one of the file's)."""
+        position = self.position_of(event_id)
+        return position is not None and position >= self.first
 
     def next_id(self) -> str:
         return str(self.position + 1)

@@ -247,7 +247,7 @@ class Control:
     def _feed(self, route: object) -> GatedFeed:
         path = self._route(route)
         feed = self.hub.feeds.get(path)
-        if not isinstance(feed, GatedFeed):
+        if not isinstance(feed, GatedFeed) or path in self.hub.followers:
             raise ControlError(
                 409,
                 f"{path} takes no published events: a followed input's events come from "

@@ -165,9 +165,13 @@ class Hub:
                 continue
             from sseplay.sources.follow import Follower, GrowingReplay, new_feed
 
-            feed = new_feed(
-                stream.follow, self.timer, self.options.config.ping, self._broadcast_ended
-            )
+            ping, gate = self.options.config.ping, self.gates.get(stream.route)
+            feed: Feed
+            if gate is not None:  # --control: its live part is held by the gate too
+                first = stream.follow.count
+                feed = GatedFeed(self.timer, ping, gate, first=first, on_end=self._broadcast_ended)
+            else:
+                feed = new_feed(stream.follow, self.timer, ping, self._broadcast_ended)
             replay = stream.replay if isinstance(stream.replay, GrowingReplay) else None
             follower = Follower(stream.follow, feed, replay)
             self.feeds[stream.route] = feed
@@ -258,7 +262,7 @@ class Hub:
         ``resume`` says. ``known`` is False for a Last-Event-ID that is not UTF-8."""
         route = stream.route
         feed, follower = self.feeds[route], self.followers.get(route)
-        if isinstance(feed, GatedFeed) and stream.replay is not None:
+        if isinstance(feed, GatedFeed) and follower is None and stream.replay is not None:
             return self._control_start(stream.replay, feed, last_event_id, known)
         if follower is None:  # a feed of another source: its own resume rules
             resume = feed.resume(last_event_id if known else None)
@@ -307,7 +311,7 @@ class Hub:
         the file's own ids in the replay (its last one: at the start of the live part)."""
         if not known:
             return UNKNOWN
-        if last_event_id and feed.position_of(last_event_id) is not None:
+        if last_event_id and feed.published(last_event_id):
             return feed.resume(last_event_id)
         start = replay.start_after(last_event_id)
         if start.known and start.n >= replay.file.count:

@@ -119,7 +119,9 @@ def test_a_gated_feed_holds_published_events_and_releases_n(tmp_path: Path) -> N
     assert sent_ids(outlet) == [3, 4, 5, 6, 7]
     # Its ids are positions, counted on from the file's two events.
     assert feed.position_of("4") == 3
-    assert feed.position_of("2") is None
+    assert feed.published("4")
+    assert not feed.published("2")
+    assert not feed.published("8")
     assert feed.resume("4").position == 4
 
 

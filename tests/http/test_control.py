@@ -3,8 +3,10 @@ the connections and their end, faults armed at run time, and who may use it."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +15,7 @@ import pytest
 from sseplay.errors import UsageError
 from sseplay.server import Server
 from sseplay.stream import Stream
+from tests.conftest import write_lines
 from tests.support import wait_until
 
 RECORDS = [{"n": 1}, {"n": 2}, {"n": 3}]
@@ -259,3 +262,28 @@ def test_control_does_not_go_with_once_broadcast_or_workers() -> None:
     for setting in ({"once": True}, {"broadcast": True}, {"workers": 2}):
         with pytest.raises(UsageError, match="drop --"):
             Server(stream, control=True, **setting)
+
+
+def test_a_followed_file_is_held_by_pause_and_takes_no_published_events(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "grows.jsonl", [{"n": 1}])
+    stream = Stream.from_file(path, follow=True, interval=0)
+    with Server(stream, control=True, ping=0) as server:
+        reader = Reader(server.url)
+        reader.wait_for(1)
+        server.pause()
+        with path.open("a") as appended:
+            appended.writelines(json.dumps({"n": n}) + "\n" for n in (2, 3, 4))
+        wait_until(lambda: _published(server) == 4)
+        server.advance(1)
+        reader.wait_for(2)
+        assert reader.ids() == ["1", "2"]  # the appended lines wait: one released
+        server.resume()
+        reader.wait_for(4)
+        assert reader.ids() == ["1", "2", "3", "4"]
+        with pytest.raises(UsageError, match="append to it"):
+            server.publish("/events", "x")
+
+
+def _published(server: Server) -> int:
+    events: int = httpx.get(f"{server.base_url}/healthz").json()["streams"][0]["events"]
+    return events
