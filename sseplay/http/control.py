@@ -90,6 +90,7 @@ class Control:
         self.connections: dict[int, Connection] = {}
         self._by_outlet: dict[Outlet, Connection] = {}
         self._next_id = 1
+        self._kicked: dict[Outlet, bool] = {}
         # Faults armed with conn=next, per route ("" for any route), taken in order.
         self.armed: list[tuple[str, FaultSpec]] = []
 
@@ -110,10 +111,12 @@ class Control:
         if connection is not None:
             connection.listener = new
 
-    def forget(self, outlet: Outlet) -> None:
+    def forget(self, outlet: Outlet) -> bool:
+        """The connection has ended; whether ``kick`` ended it."""
         connection = self._by_outlet.pop(outlet, None)
         if connection is not None:
             self.connections.pop(connection.id, None)
+        return self._kicked.pop(outlet, False)
 
     def take_armed(self, route: str) -> tuple[FaultSpec, ...]:
         """The faults armed for the next connection of ``route``, taken."""
@@ -143,8 +146,12 @@ class Control:
         connection = self._connection(to)
         if connection.route != feed_route(route):
             raise ControlError(400, f"connection {connection.id} is on {connection.route}")
-        connection.listener.outlet.write(body)
-        connection.listener.sent += 1
+        outlet = connection.listener.outlet
+        if outlet.blocked or outlet.closed or outlet.completed:
+            raise ControlError(409, f"connection {connection.id} is not taking events now")
+        # Not counted in its ``sent``: what a paused route's ``advance`` releases to it
+        # is counted in the route's own events.
+        outlet.write(body)
         return None
 
     def pause(self, route: str | None = None) -> None:
@@ -182,7 +189,7 @@ class Control:
         """End one connection's response (its client sees the stream end, and may
         reconnect); one that does not read is dropped."""
         outlet = self._connection(connection_id).listener.outlet
-        logger.info("the control API ends connection %s", connection_id)
+        self._kicked[outlet] = True
         if outlet.blocked:
             outlet.cut()
         elif not outlet.closed and not outlet.completed:

@@ -199,10 +199,11 @@ class StreamEndpoint(Generic[Position]):
         hub, outlet = self.hub, listener.outlet
         # The listener that had the connection last (a replay hands over to a live feed).
         listener = self.source.close(listener)
-        if hub.control is not None:
-            hub.control.forget(outlet)
+        kicked = hub.control is not None and hub.control.forget(outlet)
         if listener.complete:
             how = "got the whole replay"
+        elif kicked:
+            how = "ended by the control API"
         elif hub.stopping:
             how = "the server stopped"
         elif isinstance(outlet, FaultyOutlet) and outlet.fault_end:

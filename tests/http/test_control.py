@@ -4,6 +4,7 @@ the connections and their end, faults armed at run time, and who may use it."""
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 from pathlib import Path
@@ -136,7 +137,8 @@ def test_pause_then_advance_3_releases_exactly_3() -> None:
         assert reader.ids()[-2:] == ["20", "21"]
 
 
-def test_delete_ends_one_connection() -> None:
+def test_delete_ends_one_connection(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "sseplay.server")
     with Server(Stream.from_records(RECORDS, interval=0), control=True) as server:
         first, second = Reader(server.url), Reader(server.url)
         first.wait_for(3)
@@ -154,6 +156,7 @@ def test_delete_ends_one_connection() -> None:
         assert gone.status_code == 404
         server.kick(server.connections()[0]["id"])
         wait_until(lambda: first.ended.is_set() and second.ended.is_set())
+        wait_until(lambda: caplog.text.count("after 3 events (ended by the control API)") == 2)
 
 
 def test_a_fault_armed_for_the_next_connection_fires_on_it_alone() -> None:
