@@ -35,7 +35,7 @@ from starlette.types import Receive, Scope, Send
 
 from sseplay.errors import UsageError
 from sseplay.feed import LiveSubscriber
-from sseplay.gate import GatedFeed
+from sseplay.gate import Gate, GatedFeed
 from sseplay.http.access import is_loopback
 from sseplay.http.request import client_of
 from sseplay.model import DEFAULT_EVENT_TYPE, encode_body, field_problem, with_id
@@ -132,7 +132,8 @@ class Control:
         """Send an event to the route's clients (or to one connection); its id, or None
         for one sent to a single connection (no ``id:`` field, so that connection's
         Last-Event-ID still names an event of the route, WHATWG HTML 9.2.6)."""
-        feed = self._feed(route)
+        path = self._route(route)
+        feed = self._feed(path)
         # JSON as a file's records go out: compact, and not ASCII-escaped.
         text = data if isinstance(data, str) else json.dumps(data, **COMPACT)
         event = event or DEFAULT_EVENT_TYPE
@@ -144,7 +145,7 @@ class Control:
             feed.publish([(event_id, with_id(event_id, body))])
             return event_id
         connection = self._connection(to)
-        if connection.route != feed_route(route):
+        if connection.route != path:
             raise ControlError(400, f"connection {connection.id} is on {connection.route}")
         outlet = connection.listener.outlet
         if outlet.blocked or outlet.closed or outlet.completed:
@@ -262,7 +263,7 @@ class Control:
             )
         return feed
 
-    def _gates(self, route: object) -> list[Any]:
+    def _gates(self, route: object) -> list[Gate]:
         if route is None:
             return list(self.hub.gates.values())
         return [self.hub.gates[self._route(route)]]
@@ -294,10 +295,6 @@ class Control:
                 if line.startswith(b"id: "):
                     return line[4:].decode("utf-8", "replace")
         return None
-
-
-def feed_route(route: object) -> str:
-    return "/" + str(route).strip("/")
 
 
 class ControlEndpoint:
