@@ -281,6 +281,9 @@ class ServerConfig:
     faults: tuple[FaultSpec, ...] = ()
     fault_header: bool = False
     seed: int | None = None
+    # --control: the control API under /_sseplay/ (publish, pause, connections...), for a
+    # test that drives the server; off, every /_sseplay/ path is a 404 (issue 26).
+    control: bool = False
 
     def __post_init__(self) -> None:
         if self.faults:  # fault injection is imported only when there are faults to parse
@@ -293,6 +296,18 @@ class ServerConfig:
             object.__setattr__(self, "faults", ())
         if not isinstance(self.fault_header, bool):
             raise UsageError(f"--fault-header must be true or false, not {self.fault_header!r}")
+        if not isinstance(self.control, bool):
+            raise UsageError(f"--control must be true or false, not {self.control!r}")
+        if self.control and (self.broadcast or self.workers is not None):
+            # One process holds the connections it is asked about, each with its own timeline.
+            raise UsageError(
+                "--control drives each connection of one process: drop --broadcast and --workers"
+            )
+        if self.control and self.once:
+            raise UsageError(
+                "--once stops after a whole replay, and with --control a route stays open for "
+                "published events: drop --once (end the test's server with stop())"
+            )
         if self.seed is not None:
             _integer("--seed", self.seed, 0, 2**63 - 1)
         if self.workers is not None and (self.faults or self.fault_header):

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sseplay.model import PING
 from sseplay.outlet import PIECE_BYTES, Listener, Outlet
 from sseplay.replay import Replay, Start, Unreadable
 from sseplay.timer import TIMER_SLACK, Timer
+
+if TYPE_CHECKING:
+    from sseplay.gate import Gate
 
 
 class Player(Listener):
@@ -22,8 +26,10 @@ class Player(Listener):
     __slots__ = (
         "_due",
         "_fetching",
+        "_held",
         "_last_write",
         "_on_complete",
+        "gate",
         "hand_over",
         "n",
         "origin",
@@ -56,6 +62,10 @@ class Player(Listener):
         # --follow: at the end of the replay the connection is not ended but handed over
         # (to the route's live feed), which then writes to its outlet.
         self.hand_over: Callable[[Player], None] | None = None
+        # --control: the route's gate (``sseplay.gate``), asked before events go out;
+        # ``_held``: it stopped asking the timer for wake-ups while the gate held it.
+        self.gate: Gate | None = None
+        self._held = False
         outlet.on_drained = self._drained
 
     def begin(self, preamble: bytes) -> None:
@@ -69,9 +79,20 @@ class Player(Listener):
             return None
         return self._write_due(now, b"")
 
+    def wake(self, held_for: float) -> None:
+        """The gate let go (``sseplay.gate``): the deadlines move on by ``held_for`` (the
+        gaps of a timed replay are kept), and what may go out now does."""
+        self.origin += held_for
+        self._due += held_for
+        if self._held and not self.closed:
+            self._held = False
+            self.timer.at(self.timer.time(), self)
+
     def _write_due(self, now: float, prefix: bytes) -> float | None:
         plan = self.replay.plan
         n = self.n
+        if self.gate is not None and self.gate.paused:
+            return self._write_released(now, prefix)
         horizon = now + TIMER_SLACK
         # Under load the answer is nearly always "event n, and only it", thousands of
         # times a second: with n's deadline kept, that takes one offset, and only a
@@ -118,6 +139,36 @@ class Player(Listener):
             self.hand_over(self)
         elif last and not self.outlet.blocked:
             self._finished()
+        return None
+
+    def _write_released(self, now: float, prefix: bytes) -> float | None:
+        """``_write_due`` while the gate is paused: what ``advance`` released goes out at
+        once, whatever its deadline; then the player waits, out of the timer, for ``wake``."""
+        assert self.gate is not None
+        n = self.n
+        room = self.gate.room(self.outlet, self.sent) or 0
+        stop = int(min(n + room, self.replay.plan.total))
+        chunk, stop = self.replay.chunk(n, stop) if stop > n else (b"", n)
+        if stop == n:
+            if prefix:
+                self._write(now, prefix, True)
+            if room and not self.replay.is_over(n):  # its next page is not loaded yet
+                self._fetching = asyncio.get_running_loop().create_task(self._fetch())
+                return None
+            self._held = True
+            return None
+        self.sent += stop - n
+        self.n = stop
+        self._due = self.origin + self.replay.plan.offset(stop)
+        last = self.replay.is_over(stop)
+        ends = last and self.hand_over is None
+        self._write(now, prefix + chunk, not ends)
+        if last and self.hand_over is not None:
+            self.hand_over(self)
+        elif last and not self.outlet.blocked:
+            self._finished()
+        elif not last:
+            self._held = not self.outlet.blocked  # else ``_drained`` brings it back
         return None
 
     def _write(self, now: float, chunk: bytes, more_body: bool) -> bool:

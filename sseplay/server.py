@@ -16,6 +16,7 @@ from sseplay.config import DEFAULT_ROUTE, ServerConfig, check_route
 from sseplay.errors import CannotServe, UsageError
 from sseplay.http.access import AccessRules, is_loopback
 from sseplay.http.app import create_app, hub_of
+from sseplay.http.control_methods import ControlMethods, OpenConnections
 from sseplay.http.hub import AppOptions, Hub, LiveRoute, Route
 from sseplay.http.listen import bind, stream_urls, tls_settings
 from sseplay.http.tls import TlsFiles, server_tls
@@ -110,7 +111,7 @@ def _is_redis_stream(value: object) -> TypeGuard[RedisStream]:
     return module is not None and isinstance(value, module.RedisStream)
 
 
-class Server:
+class Server(ControlMethods):
     """Serves streams over HTTP: ``with Server(...)`` in a background thread, ``async with``
     on the running event loop, or ``run()`` in the foreground until stopped.
 
@@ -121,7 +122,11 @@ class Server:
 
     def __init__(
         self,
-        streams: Stream | RedisStream | Recordings | Turns | Mapping[str, Stream | RedisStream],
+        streams: Stream
+        | RedisStream
+        | Recordings
+        | Turns
+        | Mapping[str, Stream | RedisStream | None],
         *,
         recordings: Recordings | None = None,
         turns: Turns | Sequence[Turns] = (),
@@ -178,6 +183,10 @@ class Server:
 
                 check_redis_route(config)
                 every.append(LiveRoute(path, stream.label, stream))
+                continue
+            if stream is None and config.control:  # an empty live route: published to
+                routes.append(Route(path, "published events", None))
+                every.append(routes[-1])
                 continue
             if not isinstance(stream, Stream):
                 raise UsageError(f"{route}: expected a Stream, not {type(stream).__name__}")
@@ -261,9 +270,12 @@ class Server:
         raise KeyError(f"no stream at {wanted}; the routes are {known}")
 
     @property
-    def connections(self) -> int:
-        """How many streams are open now."""
-        return len(self._hub.listeners) if self._hub is not None else 0
+    def connections(self) -> OpenConnections:
+        """How many streams are open now (an int); with ``control=True``, called,
+        ``server.connections()`` lists them (id, route, client, age, events, last id,
+        armed faults), as ``GET /_sseplay/connections`` does."""
+        count = len(self._hub.listeners) if self._hub is not None else 0
+        return OpenConnections(count, self._control_call)
 
     def __repr__(self) -> str:
         where = self.urls[0] if self._sock is not None else "not running"

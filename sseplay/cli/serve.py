@@ -194,6 +194,14 @@ def serve(
             help="Require it: 'Authorization: Bearer SECRET' or ?token=SECRET.",
         ),
     ] = None,
+    control: Annotated[
+        bool,
+        typer.Option(
+            "--control",
+            help="The control API under /_sseplay/ (publish, pause, advance, connections); "
+            "loopback clients only unless --token is set.",
+        ),
+    ] = False,
     allowed_host: Annotated[
         list[str] | None,
         typer.Option(
@@ -362,6 +370,7 @@ def serve(
         faults=_faults(fault),
         fault_header=fault_header,
         seed=seed,
+        control=control,
     )
     if shape is not None:
         from sseplay.cli.shaped import run_shaped, shape_options

@@ -255,6 +255,9 @@ def run_serve(
             for route, file in routes.items():
                 if route in streams:  # a redis:// stream, already connected
                     continue
+                if not file and config.control:  # ROUTE= : an empty live route (issue 26)
+                    streams[route] = None
+                    continue
                 label = "<stdin>" if file == STDIN_NAME else file
                 if options.follow:
                     streams[route] = Stream.followed(file, label, options)

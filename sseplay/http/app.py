@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -49,6 +50,10 @@ def create_app(
     answer POST at their shape's routes (``sseplay.http.shaped``)."""
     hub = Hub(streams, options, on_complete, on_over)
     recorded: RecordedEndpoint | None = None
+    if options.config.control:
+        from sseplay.http.control import Control
+
+        hub.control = Control(hub)
 
     for live_route in live:
         from sseplay.sources.redis_feed import RedisFeed
@@ -57,6 +62,8 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if hub.control is not None:
+            hub.control.loop = asyncio.get_running_loop()
         hub.start()
         for redis_feed in hub.redis_feeds.values():
             redis_feed.start(hub.timer, options.config.ping)
@@ -80,7 +87,7 @@ def create_app(
         # "*" they are invalid (Fetch, CORS protocol), and Starlette would echo any origin.
         allow_credentials="*" not in options.config.cors_origins,
         # Recordings answer any method the upstream was asked with.
-        allow_methods=["GET", "POST"] if recordings is None else ["*"],
+        allow_methods=["GET", "POST", "DELETE"] if recordings is None else ["*"],
         allow_headers=["*"],
     )
 
@@ -101,6 +108,16 @@ def create_app(
         for shaped_route in shaped.routes:
             shaped_endpoint = ShapedEndpoint(shaped, shaped_route, hub)
             app.router.routes.append(routing.Route(shaped_route, shaped_endpoint, methods=["POST"]))
+
+    if hub.control is not None:  # else /_sseplay/ is the 404 of any unknown path
+        from sseplay.http.control import ControlEndpoint
+
+        control_endpoint = ControlEndpoint(hub.control)
+        app.router.routes.append(
+            routing.Route(
+                "/_sseplay/{rest:path}", control_endpoint, methods=["GET", "POST", "DELETE"]
+            )
+        )
 
     @app.get("/healthz")
     async def healthz() -> JSONResponse:

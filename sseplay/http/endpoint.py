@@ -169,6 +169,8 @@ class StreamEndpoint(Generic[Position]):
             listener = await source.open(outlet, opening, receive, direct)
             if listener is None:
                 return
+            if hub.control is not None:  # listed by the control API (--control)
+                hub.control.register(listener, scope, source.route)
             if holder is not None and not (outlet.closed or outlet.completed):
                 held = holder.hold(Held(self, scope, listener, getattr(receive, "__self__", None)))
                 if held:
@@ -197,8 +199,11 @@ class StreamEndpoint(Generic[Position]):
         hub, outlet = self.hub, listener.outlet
         # The listener that had the connection last (a replay hands over to a live feed).
         listener = self.source.close(listener)
+        kicked = hub.control is not None and hub.control.forget(outlet)
         if listener.complete:
             how = "got the whole replay"
+        elif kicked:
+            how = "ended by the control API"
         elif hub.stopping:
             how = "the server stopped"
         elif isinstance(outlet, FaultyOutlet) and outlet.fault_end:
@@ -252,6 +257,12 @@ async def pick_faults(
     number = hub.fault_counters.next_connection(route)
     resuming = bool(raw_id)
     chosen = choose(options.config.faults, options.seed, route, number, resuming)
+    if hub.control is not None and hub.control.armed:  # armed at run time (--control)
+        from sseplay.http.control import ARMED_KEY
+
+        armed = hub.control.take_armed(route)
+        scope[ARMED_KEY] = armed
+        chosen += choose(armed, options.seed, route, number, resuming, scope="request")
     if options.config.fault_header:
         named = (
             header(scope, b"sseplay-fault"),

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from sseplay.broadcast import Broadcast
 from sseplay.config import ServerConfig
 from sseplay.feed import Feed, LiveSubscriber, Resume
+from sseplay.gate import Gate, GatedFeed
 from sseplay.model import encode_comment
 from sseplay.outlet import Listener, Outlet
 from sseplay.player import Player
@@ -30,6 +31,7 @@ from sseplay.timer import Timer
 if TYPE_CHECKING:
     from sseplay.faults.spec import Chosen, FaultCounters
     from sseplay.http.access import AccessRules
+    from sseplay.http.control import Control
 
     # Imported where a followed file or a Redis stream is served: a server of plain
     # files starts without them (start-up time, issue 12).
@@ -123,8 +125,13 @@ class Hub:
         # Shaped routes (``sseplay.http.shaped``): requests so far per route, which picks
         # each one's turn; kept here, where a control API can reach it.
         self.turn_counts: dict[str, int] = {}
-        # Faults are looked at per connection only when there are any to look at.
-        self.faulty = bool(options.config.faults) or options.config.fault_header
+        # --control (``sseplay.http.control``): the API's state, and each file route's gate.
+        self.control: Control | None = None
+        self.gates: dict[str, Gate] = {}
+        # Faults are looked at per connection only when there are any to look at (or
+        # when the control API may arm some at run time).
+        config = options.config
+        self.faulty = bool(config.faults) or config.fault_header or config.control
         # Whether the seed is known to the user; else it is logged the first time a
         # request's own fault (--fault-header) draws from it.
         self.seed_named = options.seed_named
@@ -153,14 +160,20 @@ class Hub:
         """Start the broadcasts' timelines (they run from the moment the server is up) and
         the followers of followed inputs."""
         loop = asyncio.get_running_loop()
+        if self.options.config.control:
+            self._start_control()
         for stream in self._streams:
             if stream.follow is None:
                 continue
             from sseplay.sources.follow import Follower, GrowingReplay, new_feed
 
-            feed = new_feed(
-                stream.follow, self.timer, self.options.config.ping, self._broadcast_ended
-            )
+            ping, gate = self.options.config.ping, self.gates.get(stream.route)
+            feed: Feed
+            if gate is not None:  # --control: its live part is held by the gate too
+                first = stream.follow.count
+                feed = GatedFeed(self.timer, ping, gate, first=first, on_end=self._broadcast_ended)
+            else:
+                feed = new_feed(stream.follow, self.timer, ping, self._broadcast_ended)
             replay = stream.replay if isinstance(stream.replay, GrowingReplay) else None
             follower = Follower(stream.follow, feed, replay)
             self.feeds[stream.route] = feed
@@ -184,6 +197,19 @@ class Hub:
                 self.broadcasts[stream.route] = broadcast
                 broadcast.begin(origin)
 
+    def _start_control(self) -> None:
+        """--control: every file route gets a gate, and one that is not followed a live
+        part after its file's events (as with --follow), where published events go."""
+        for stream in self._streams:
+            gate = self.gates[stream.route] = Gate(self.timer.clock)
+            replay = stream.replay
+            if stream.follow is not None or (replay is not None and replay.plan.loop):
+                continue  # a followed input feeds its own; a loop never gets to one
+            first = replay.file.count if replay is not None else 0
+            feed = GatedFeed(self.timer, self.options.config.ping, gate, first=first)
+            self.feeds[stream.route] = feed
+            feed.start()
+
     async def stop_following(self) -> None:
         """Stop the followers (the server is stopping)."""
         tasks, self._following = self._following, []
@@ -202,10 +228,13 @@ class Hub:
     ) -> Listener:
         """Start a connection's stream; it is listed before its first write, so that a
         shutdown at any moment ends it. A ``Resume`` starts it in the route's live feed."""
+        gate = self.gates.get(stream.route)
         if isinstance(start, Resume):
             feed = self.feeds[stream.route]
             live = feed.subscribe(outlet, start)
             self.listeners.add(live)
+            if gate is not None and isinstance(feed, GatedFeed):
+                gate.join(outlet, 0, _waker(feed, live))
             feed.admit(live, preamble)
             return live
         assert stream.replay is not None
@@ -219,8 +248,11 @@ class Hub:
             return subscriber
         ping = self.options.config.ping
         player = Player(outlet, stream.replay, self.timer, start, ping, self.on_complete)
-        if stream.follow is not None:
+        if stream.route in self.feeds:  # followed, or --control: it goes on live
             player.hand_over = self._player_handed_over
+        if gate is not None:
+            player.gate = gate
+            gate.join(outlet, 0, player.wake)
         self.listeners.add(player)
         player.begin(preamble)
         return player
@@ -232,6 +264,8 @@ class Hub:
         ``resume`` says. ``known`` is False for a Last-Event-ID that is not UTF-8."""
         route = stream.route
         feed, follower = self.feeds[route], self.followers.get(route)
+        if isinstance(feed, GatedFeed) and follower is None and stream.replay is not None:
+            return self._control_start(stream.replay, feed, last_event_id, known)
         if follower is None:  # a feed of another source: its own resume rules
             resume = feed.resume(last_event_id if known else None)
             if known:
@@ -272,6 +306,21 @@ class Hub:
         return Resume(max(first, feed.oldest), notice)
 
     @staticmethod
+    def _control_start(
+        replay: Replay, feed: GatedFeed, last_event_id: str | None, known: bool
+    ) -> Start | Resume:
+        """--control on a file route: a published event's id resumes in the live part,
+        the file's own ids in the replay (its last one: at the start of the live part)."""
+        if not known:
+            return UNKNOWN
+        if last_event_id and feed.published(last_event_id):
+            return feed.resume(last_event_id)
+        start = replay.start_after(last_event_id)
+        if start.known and start.n >= replay.file.count:
+            return Resume(start.n)
+        return start
+
+    @staticmethod
     def _unknown(unknown: bool, last_event_id: str | None, where: str) -> bytes:
         if not unknown:
             return b""
@@ -286,6 +335,8 @@ class Hub:
                 feed = self.feeds[stream.route]
                 subscriber = feed.subscribe(player.outlet, Resume(player.n))
                 self._move(player, subscriber)
+                if isinstance(feed, GatedFeed):
+                    feed.gate.rejoin(player.outlet, _waker(feed, subscriber))
                 feed.admit(subscriber)
                 return
 
@@ -309,12 +360,17 @@ class Hub:
         self.listeners.discard(old)
         self.listeners.add(new)
         self._moved[old] = new
+        if self.control is not None:
+            self.control.moved(new)
 
     def close(self, stream: Route, listener: Listener) -> Listener:
         """The connection has ended; the listener that had it last (after a hand-over)."""
         listener = self._moved.pop(listener, listener)
         listener.outlet.close()
         self.listeners.discard(listener)
+        gate = self.gates.get(stream.route)
+        if gate is not None:
+            gate.leave(listener.outlet)
         feed = self.feeds.get(stream.route)
         if feed is not None and isinstance(listener, LiveSubscriber):
             feed.unsubscribe(listener)
@@ -356,6 +412,11 @@ class Hub:
                 outlet.cut()
             elif not outlet.closed and not outlet.completed:
                 outlet.write(b"", more_body=False)
+
+
+def _waker(feed: GatedFeed, subscriber: LiveSubscriber) -> Callable[[float], None]:
+    """What the gate calls when it lets a feed's subscriber go on (``sseplay.gate``)."""
+    return lambda held_for: feed.wake(subscriber)
 
 
 class JoiningListener(Listener):

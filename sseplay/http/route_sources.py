@@ -63,8 +63,8 @@ class FileSource:
         if isinstance(start, Resume):
             feed = self.hub.feeds[stream.route]
             return feed.ended and start.position >= feed.position
-        if stream.follow is not None:
-            return False  # its replay goes on into the feed
+        if stream.route in self.hub.feeds:
+            return False  # its replay goes on into the feed (followed, or --control)
         assert stream.replay is not None
         broadcast = self.hub.broadcasts.get(stream.route)
         return stream.replay.is_over(start.n) or (broadcast is not None and broadcast.ended)
@@ -79,8 +79,11 @@ class FileSource:
         stream, start = self.stream, opening.at
         if isinstance(start, Resume):
             preamble = start.notice
-            if stream.follow is not None and stream.follow.retry is not None:
-                preamble = encode_retry(stream.follow.retry) + preamble
+            retry = stream.follow.retry if stream.follow is not None else None
+            if retry is None and stream.replay is not None:  # --control: the file's retry
+                retry = stream.replay.retry
+            if retry is not None:
+                preamble = encode_retry(retry) + preamble
         else:
             assert stream.replay is not None
             preamble = stream.replay.preamble(start, opening.shown)
