@@ -189,9 +189,11 @@ def test_the_server_methods_sseplay_overrides() -> None:
     handle_exit = uvicorn.Server.handle_exit
     # Other tests import sse-starlette (the encoder's reference), which replaces this
     # method for the whole process and keeps uvicorn's own: check uvicorn's.
-    app_status = getattr(sys.modules.get("sse_starlette.sse"), "AppStatus", None)
+    sse = sys.modules.get("sse_starlette.sse")
+    app_status = getattr(sse, "AppStatus", None)
     if app_status is not None and handle_exit is app_status.handle_exit:
-        handle_exit = app_status.original_handler
+        # Kept on AppStatus by newer releases, in the module by older ones (2.1).
+        handle_exit = getattr(app_status, "original_handler", None) or sse.original_handler
     assert parameters(handle_exit) == ["self", "sig", "frame"]
 
 

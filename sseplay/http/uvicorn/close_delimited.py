@@ -16,9 +16,11 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
-# Headers an HTTP/1.0 stream does not send: its framing is the close (uvicorn adds
-# "connection: close"), so no Transfer-Encoding and no "Connection: keep-alive".
+# Headers an HTTP/1.0 stream does not send: its framing is the close, so no
+# Transfer-Encoding and no "Connection: keep-alive"; it says "Connection: close" itself
+# (uvicorn 0.54 would add it, 0.45 does not; given, neither adds another).
 _DROPPED = (b"connection", b"transfer-encoding")
+_CLOSE = (b"connection", b"close")
 
 
 class CloseDelimitedCycle(RequestResponseCycle):
@@ -35,6 +37,7 @@ class CloseDelimitedCycle(RequestResponseCycle):
             # Not None: uvicorn then adds no Transfer-Encoding of its own.
             self.chunked_encoding = False
             headers = [(n, v) for n, v in message.get("headers", ()) if n.lower() not in _DROPPED]
+            headers.append(_CLOSE)
             start: Any = {**message, "headers": headers}
             await super().send(start)
         elif kind == "http.response.body" and self.close_delimited and not self.response_complete:
