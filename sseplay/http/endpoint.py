@@ -196,24 +196,10 @@ class StreamEndpoint(Generic[Position]):
     def left(self, scope: Scope, listener: Listener, ended: str | None = None) -> None:
         """The stream has ended, however it did: let go of it, and say so (``ended``: why
         its source ended it, if it did)."""
-        hub, outlet = self.hub, listener.outlet
         # The listener that had the connection last (a replay hands over to a live feed).
         listener = self.source.close(listener)
-        kicked = hub.control is not None and hub.control.forget(outlet)
-        if listener.complete:
-            how = "got the whole replay"
-        elif kicked:
-            how = "ended by the control API"
-        elif hub.stopping:
-            how = "the server stopped"
-        elif isinstance(outlet, FaultyOutlet) and outlet.fault_end:
-            how = f"ended by {outlet.fault_end}"
-        elif outlet.cut_off:
-            how = f"cut off: it read nothing for {hub.options.config.send_timeout:g} s"
-        elif outlet.failure:
-            how = f"ended: {outlet.failure}"
-        else:
-            how = ended or self.source.broken() or "disconnected"
+        otherwise = ended or self.source.broken() or "disconnected"
+        how = how_it_ended(self.hub, listener, "got the whole replay", otherwise)
         logger.info(
             "%s left %s after %d events (%s)",
             client_of(scope),
@@ -331,3 +317,25 @@ def faulty_outlet(
         error_frame=shaped.error_frame if shaped is not None else None,
         framed=shaped is not None and not shaped.sse,
     )
+
+
+def how_it_ended(hub: Hub, listener: Listener, whole: str, otherwise: str = "disconnected") -> str:
+    """Why a response ended, for the line logged when its client leaves (every kind of
+    route says it the same way): ``whole`` when the client got all of it, ``otherwise``
+    when nothing on the server's side ended it."""
+    outlet = listener.outlet
+    # Forgotten first, whatever the answer: the control API lists open connections only.
+    kicked = hub.control is not None and hub.control.forget(outlet)
+    if listener.complete:
+        return whole
+    if kicked:
+        return "ended by the control API"
+    if hub.stopping:
+        return "the server stopped"
+    if isinstance(outlet, FaultyOutlet) and outlet.fault_end:
+        return f"ended by {outlet.fault_end}"
+    if outlet.cut_off:
+        return f"cut off: it read nothing for {hub.options.config.send_timeout:g} s"
+    if outlet.failure:
+        return f"ended: {outlet.failure}"
+    return otherwise

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sseplay.errors import InputError
 from sseplay.exchange import read_exchange
+from sseplay.http.endpoint import how_it_ended
 from sseplay.http.request import client_of, disconnect, raw_last_event_id
 from sseplay.http.uvicorn.direct import DirectBody
 from sseplay.outlet import Listener, Outlet
@@ -168,17 +169,7 @@ class RecordedEndpoint:
             self.hub.on_complete()
 
     def _left(self, scope: Scope, listener: Listener, shown: str) -> None:
-        hub, outlet = self.hub, listener.outlet
-        outlet.close()
-        hub.listeners.discard(listener)
-        if listener.complete:
-            how = "got the whole recording"
-        elif hub.stopping:
-            how = "the server stopped"
-        elif outlet.cut_off:
-            how = f"cut off: it read nothing for {hub.options.config.send_timeout:g} s"
-        elif outlet.failure:
-            how = f"ended: {outlet.failure}"
-        else:
-            how = "disconnected"
+        listener.outlet.close()
+        self.hub.listeners.discard(listener)
+        how = how_it_ended(self.hub, listener, "got the whole recording")
         logger.info("%s left %s after %d pieces (%s)", client_of(scope), shown, listener.sent, how)

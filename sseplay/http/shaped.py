@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from starlette.types import Receive, Scope, Send
 
 from sseplay.faults.outlet import FaultyOutlet
+from sseplay.http.endpoint import how_it_ended
 from sseplay.http.recorded import read_body
 from sseplay.http.request import client_of, disconnect
 from sseplay.http.uvicorn.direct import DirectBody
@@ -83,18 +84,7 @@ class ShapedEndpoint:
         finally:
             outlet.close()
             hub.listeners.discard(player)
-            if player.complete:
-                how = "got the whole turn"
-            elif hub.stopping:
-                how = "the server stopped"
-            elif isinstance(outlet, FaultyOutlet) and outlet.fault_end:
-                how = f"ended by {outlet.fault_end}"
-            elif outlet.cut_off:
-                how = f"cut off: it read nothing for {hub.options.config.send_timeout:g} s"
-            elif outlet.failure:
-                how = f"ended: {outlet.failure}"
-            else:
-                how = "disconnected"
+            how = how_it_ended(hub, player, "got the whole turn")
             logger.info(
                 "%s left %s after %d frames (%s)", client_of(scope), route, player.sent, how
             )
