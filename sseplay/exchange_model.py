@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl
 import orjson
 
 from sseplay.recording import RECORDING_KEY, RECORDING_MARK
+from sseplay.records import MAX_RECORD_BYTES
 
 EXCHANGE_VERSION = 2
 
@@ -91,15 +92,24 @@ _LINE_END = re.compile(rb"\r\n?|\n")
 _BOM = b"\xef\xbb\xbf"
 
 
+# The most a block is held while it has not ended: the record limit of a file.
+MAX_BLOCK_BYTES = MAX_RECORD_BYTES
+
+
 class BlockSplitter:
     """Sans-IO: bytes in (any pieces), completed raw blocks out, byte-exact.
 
     A block ends at an empty line (WHATWG HTML 9.2.6 line ends: CRLF, LF, CR); a CR at the
     end of one piece may be the first half of a CRLF in the next: hold it until it is known.
     The concatenation of every block returned and ``rest()`` is the input, byte for byte.
+
+    A block that grows past ``limit`` bytes without ending (an upstream that never sends an
+    empty line) is given out as it stands, so what is held stays bounded: its bytes still
+    follow each other exactly, only cut in two.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_BLOCK_BYTES) -> None:
+        self.limit = limit
         self._buffer = bytearray()  # the block being read
         self._scanned = 0  # where in it the next line end is looked for
         self._line = 0  # where in it the current line begins
@@ -129,6 +139,12 @@ class BlockSplitter:
             del buffer[:block]
             self._scanned -= block
             self._line -= block
+        if len(buffer) > self.limit:
+            # Everything up to a CR held for its LF goes now; the line goes on after it.
+            cut = self._scanned if self._scanned < len(buffer) else len(buffer)
+            blocks.append(bytes(buffer[:cut]))
+            del buffer[:cut]
+            self._scanned = self._line = 0
         return blocks
 
     def rest(self) -> bytes:

@@ -335,3 +335,16 @@ def test_unique_path_counts_up(tmp_path: Path) -> None:
     assert unique_path(tmp_path, "a.jsonl") == tmp_path / "a-2.jsonl"
     (tmp_path / "a-2.jsonl").touch()
     assert unique_path(tmp_path, "a.jsonl") == tmp_path / "a-3.jsonl"
+
+
+def test_a_block_that_never_ends_is_given_out_at_the_limit_byte_for_byte() -> None:
+    # An upstream that never sends an empty line must not make the splitter hold it all.
+    splitter = BlockSplitter(limit=100)
+    data = b"data: " + b"x" * 250 + b"\r"
+    out: list[bytes] = []
+    for start in range(0, len(data), 7):
+        out += splitter.feed(data[start : start + 7])
+        assert len(splitter._buffer) <= 100 + 7
+    out += splitter.feed(b"\n\ndata: y\n\n")
+    assert b"".join(out) + splitter.rest() == data + b"\n\ndata: y\n\n"
+    assert out[-1] == b"data: y\n\n"
