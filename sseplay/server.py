@@ -13,12 +13,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from sseplay.config import DEFAULT_ROUTE, ServerConfig, check_route
-from sseplay.errors import CannotServe, UsageError
+from sseplay.errors import UsageError
 from sseplay.http.access import AccessRules, is_loopback
 from sseplay.http.app import create_app, hub_of
 from sseplay.http.control_methods import ControlMethods, OpenConnections
 from sseplay.http.hub import AppOptions, Hub, LiveRoute, Route
 from sseplay.http.listen import bind, stream_urls, tls_settings
+from sseplay.http.running import Running
 from sseplay.http.tls import TlsFiles, server_tls
 from sseplay.http.uvicorn.server import StreamingServer, streaming_server
 from sseplay.recordings import Recordings
@@ -111,7 +112,7 @@ def _is_redis_stream(value: object) -> TypeGuard[RedisStream]:
     return module is not None and isinstance(value, module.RedisStream)
 
 
-class Server(ControlMethods):
+class Server(ControlMethods, Running):
     """Serves streams over HTTP: ``with Server(...)`` in a background thread, ``async with``
     on the running event loop, or ``run()`` in the foreground until stopped.
 
@@ -214,7 +215,6 @@ class Server(ControlMethods):
         self._hub: Hub | None = None
         self._thread: threading.Thread | None = None
         self._task: asyncio.Task[None] | None = None
-        self._failure: BaseException | None = None
         self._tls: TlsFiles | None = None
 
     # What a running server tells.
@@ -418,65 +418,5 @@ class Server(ControlMethods):
         finally:
             self._finish()
 
-    def run(self, on_ready: Callable[[], None] | None = None) -> None:
-        """Serve in this thread until Ctrl-C, SIGTERM or ``once``; the command's way."""
-        server = self._prepare()
-        # uvicorn's own loop choice (uvloop when installed), which asyncio.run would skip.
-        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
-            runner.run(self.serve(on_ready, handle_signals=True))
-
-    def start(self) -> Server:
-        """Serve in a background thread; returns once the server accepts connections."""
-        server = self._prepare()
-        ready = threading.Event()
-        # A failed earlier start must not fail this one (and wait forever for its thread).
-        self._failure = None
-
-        def run() -> None:
-            try:
-                with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
-                    runner.run(self.serve(ready.set))
-            except BaseException as error:  # reported to the thread that started it
-                self._failure = error
-            finally:
-                ready.set()
-
-        self._thread = threading.Thread(target=run, name=f"sseplay {self.urls[0]}", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if self._failure is not None or not server.started:
-            self._thread.join()
-            raise CannotServe(f"the server did not start: {self._failure}")
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop serving: open streams are ended, the port is closed. Idempotent."""
-        server = self._server
-        if server is not None:
-            server.should_exit = True
-        thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-
-    def __enter__(self) -> Server:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Server:
-        server = self._prepare()
-        self._task = asyncio.ensure_future(self.serve())
-        while not server.started and not self._task.done():
-            await asyncio.sleep(0.005)
-        if self._task.done():
-            await self._task  # raises what stopped it
-            raise CannotServe("the server did not start")
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._task is not None:
-            await self._task
-            self._task = None
+    def _thread_name(self) -> str:
+        return f"sseplay {self.urls[0]}"

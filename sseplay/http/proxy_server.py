@@ -17,6 +17,7 @@ import uvicorn
 from sseplay.errors import CannotServe
 from sseplay.http.listen import bind
 from sseplay.http.proxy import GRACEFUL_SHUTDOWN_SECONDS, ProxyApp
+from sseplay.http.running import Running
 
 logger = logging.getLogger("sseplay.record")
 
@@ -44,7 +45,7 @@ class ProxyServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-class RecordingProxy:
+class RecordingProxy(Running):
     """Forwards every request to ``upstream`` and records each exchange into ``out``
     (created if missing). ``redact``: more header or query names whose values never reach
     the disk. ``port=0`` picks a free port; ``url`` is the base URL to point a client at.
@@ -63,6 +64,8 @@ class RecordingProxy:
             client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused")
     """
 
+    noun = "proxy"
+
     def __init__(
         self,
         upstream: str,
@@ -80,7 +83,6 @@ class RecordingProxy:
         self._server: ProxyServer | None = None
         self._thread: threading.Thread | None = None
         self._task: asyncio.Task[None] | None = None
-        self._failure: BaseException | None = None
 
     @property
     def url(self) -> str:
@@ -144,62 +146,5 @@ class RecordingProxy:
                 self._sock = None
             self._server = None
 
-    def run(self, on_ready: Callable[[], None] | None = None) -> None:
-        """Serve in this thread until Ctrl-C or SIGTERM."""
-        server = self._prepare()
-        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
-            runner.run(self.serve(on_ready, handle_signals=True))
-
-    def start(self) -> RecordingProxy:
-        """Serve in a background thread; returns once the proxy accepts connections."""
-        server = self._prepare()
-        ready = threading.Event()
-        self._failure = None
-
-        def run() -> None:
-            try:
-                with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
-                    runner.run(self.serve(ready.set))
-            except BaseException as error:  # reported to the thread that started it
-                self._failure = error
-            finally:
-                ready.set()
-
-        self._thread = threading.Thread(target=run, name=f"sseplay record {self.url}", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if self._failure is not None or not server.started:
-            self._thread.join()
-            raise CannotServe(f"the proxy did not start: {self._failure}")
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop: exchanges in flight end (recorded as ``proxy stopped``). Idempotent."""
-        if self._server is not None:
-            self._server.should_exit = True
-        thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-
-    def __enter__(self) -> RecordingProxy:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> RecordingProxy:
-        server = self._prepare()
-        self._task = asyncio.ensure_future(self.serve())
-        while not server.started and not self._task.done():
-            await asyncio.sleep(0.005)
-        if self._task.done():
-            await self._task
-            raise CannotServe("the proxy did not start")
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._task is not None:
-            await self._task
-            self._task = None
+    def _thread_name(self) -> str:
+        return f"sseplay record {self.url}"

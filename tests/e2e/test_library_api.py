@@ -307,7 +307,7 @@ def test_a_server_starts_after_a_start_that_failed(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr(server_module.StreamingServer, "startup", fails_once)
     server = Server(_stream())
-    with pytest.raises(server_module.CannotServe, match="the first start-up fails"):
+    with pytest.raises(CannotServe, match="the first start-up fails"):
         server.start()
     # Before: the first failure stayed recorded, so the second start, which worked, was
     # reported as failed after joining its thread: a wait for ever on a running server.
