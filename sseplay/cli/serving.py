@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -202,15 +202,29 @@ def run_recordings(
 ) -> None:
     """``serve DIR``: load and check the recordings, then answer requests with them until
     Ctrl-C, SIGTERM or ``--once`` (every recording played)."""
+    from sseplay.recordings import Recordings
+
+    serve_loaded(
+        lambda: Recordings(source, **recording_options),
+        lambda recordings: f"{len(recordings.exchanges)} recordings from {source}",
+        config,
+        write_urls,
+    )
+
+
+def serve_loaded(
+    load: Callable[[], Any], described: Callable[[Any], str], config: ServerConfig, write_urls: Any
+) -> None:
+    """Load and check what is served (recordings, turns), stopped by Ctrl-C or SIGTERM
+    with one line; then serve it until stopped, its URLs printed and written."""
     from sseplay.cli.startup import server_stack_importing
 
     with server_stack_importing():
         from sseplay.server import Server
-    from sseplay.recordings import Recordings
 
     try:
         with sigterm_interrupts():
-            recordings = Recordings(source, **recording_options)
+            served = load()
     except KeyboardInterrupt:
         raise Interrupted("interrupted during the start-up check; nothing was served") from None
 
@@ -218,15 +232,13 @@ def run_recordings(
         for url in urls:
             print(url, flush=True)
         write_urls(urls)
-        logging.getLogger("sseplay.server").info(
-            "serving %d recordings from %s", len(recordings.exchanges), source
-        )
+        logging.getLogger("sseplay.server").info("serving %s", described(served))
 
     from sseplay.cli.process import raise_open_file_limit, tune_collector
 
     raise_open_file_limit()
     tune_collector()
-    _run_until_stopped(Server(recordings, config=config), announce)
+    _run_until_stopped(Server(served, config=config), announce)
 
 
 def run_serve(

@@ -3,11 +3,10 @@ streams them (``sseplay.shaped``), until Ctrl-C, SIGTERM or ``--once``."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sseplay.cli.shared import STDIN_NAME, Interrupted, sigterm_interrupts
+from sseplay.cli.shared import STDIN_NAME
 from sseplay.config import ServerConfig, route_problem
 from sseplay.errors import UsageError
 
@@ -59,35 +58,17 @@ def _exists(argument: str) -> bool:
 
 def run_shaped(turns_options: dict[str, Any], config: ServerConfig, write_urls: Any) -> None:
     """Load and check the turns, then answer the shape's routes until stopped."""
-    from sseplay.cli.serving import _run_until_stopped
-    from sseplay.cli.startup import server_stack_importing
-
-    with server_stack_importing():
-        from sseplay.server import Server
+    from sseplay.cli.serving import serve_loaded
     from sseplay.shaped import Turns
 
     options = dict(turns_options)
     source = options.pop("source")
-    try:
-        with sigterm_interrupts():
-            turns = Turns(source, **options)
-    except KeyboardInterrupt:
-        raise Interrupted("interrupted during the start-up check; nothing was served") from None
-
-    def announce(urls: list[str]) -> None:
-        for url in urls:
-            print(url, flush=True)
-        write_urls(urls)
-        logging.getLogger("sseplay.server").info(
-            "serving %d turns from %s as %s at %s",
-            len(turns.turns),
-            turns.label,
-            turns.shape.name,
-            ", ".join(turns.routes),
-        )
-
-    from sseplay.cli.process import raise_open_file_limit, tune_collector
-
-    raise_open_file_limit()
-    tune_collector()
-    _run_until_stopped(Server(turns, config=config), announce)
+    serve_loaded(
+        lambda: Turns(source, **options),
+        lambda turns: (
+            f"{len(turns.turns)} turns from {turns.label} as {turns.shape.name}"
+            f" at {', '.join(turns.routes)}"
+        ),
+        config,
+        write_urls,
+    )
