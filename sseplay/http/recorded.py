@@ -18,6 +18,7 @@ from sseplay.exchange import read_exchange
 from sseplay.http.endpoint import how_it_ended
 from sseplay.http.request import client_of, disconnect, raw_last_event_id
 from sseplay.http.uvicorn.direct import DirectBody
+from sseplay.http.uvicorn.protocol import arrived_at
 from sseplay.outlet import Listener, Outlet
 from sseplay.recordings import Answer, Recordings
 from sseplay.timed import TimedPlayer
@@ -69,10 +70,10 @@ class RecordedEndpoint:
             return
         hub, recordings = self.hub, self.recordings
         timer = hub.timer
-        origin = timer.time()  # the recording's offsets count from the request
         body = await read_body(receive)
         if body is None:
             return
+        origin = arrived_at(scope, timer.time)  # the offsets count from the request
         method, path = scope["method"], scope["path"]
         query = bytes(scope["query_string"]).decode("latin-1")
         exchange = recordings.matcher.find(method, path, query, body)

@@ -14,6 +14,7 @@ from sseplay.http.endpoint import how_it_ended
 from sseplay.http.recorded import read_body
 from sseplay.http.request import client_of, disconnect
 from sseplay.http.uvicorn.direct import DirectBody
+from sseplay.http.uvicorn.protocol import arrived_at
 from sseplay.outlet import Outlet
 from sseplay.timed import TimedPlayer
 
@@ -36,10 +37,10 @@ class ShapedEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hub, turns, route = self.hub, self.turns, self.route
         timer = hub.timer
-        origin = timer.time()  # the frames' offsets count from the request
         body = await read_body(receive)
         if body is None:
             return
+        origin = arrived_at(scope, timer.time)  # the frames' offsets count from the request
         number = hub.turn_counts[route] = hub.turn_counts.get(route, 0) + 1
         query = bytes(scope["query_string"]).decode("latin-1")
         response = turns.respond(number, scope["path"], query, body)

@@ -9,7 +9,8 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
 import httptools
 from starlette.types import Receive, Scope
@@ -37,6 +38,8 @@ MAX_REQUEST_HEAD_BYTES = 16 << 10
 # request, but only after parsing all it had read (up to 256 KiB: thousands of tiny
 # requests, each a request object), and the request's own ``receive`` reads on.
 MAX_PIPELINED = 16
+# The scope key of when the whole request arrived (``arrived_at``).
+ARRIVED = "sseplay.arrived"
 READ_AHEAD_BYTES = 64 << 10
 # --once: after the first whole replay, how long the server waits for that client to
 
@@ -79,6 +82,13 @@ class Held:
 
 def _nothing() -> None:
     pass
+
+
+def arrived_at(scope: Scope, clock: Callable[[], float]) -> float:
+    """When the whole request arrived (on the event loop's clock), or now when it did
+    not come through this protocol (HTTP/2, a test client)."""
+    arrived = scope.get(ARRIVED)
+    return clock() if arrived is None else float(arrived)
 
 
 def holder_of(receive: Receive) -> HeadLimitedHttpToolsProtocol | None:
@@ -362,6 +372,10 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         head.in_head = True
         head.seen = 0
         head.tail = b""
+        # When the whole request arrived: a recorded or shaped answer counts its timing
+        # (time to first token, the recorded gaps) from here, as the upstream it stands
+        # in for would, not from when its task got to run on a busy event loop.
+        cast("dict[str, Any]", self.cycle.scope)[ARRIVED] = self.loop.time()
         super().on_message_complete()
 
     def _refuse_read_ahead(self, how_much: str) -> None:
