@@ -174,19 +174,19 @@ def test_time_to_first_token_counts_from_the_whole_request(echo: Echo) -> None:
     import time
 
     body = b'{"model": "m"}'
-    with Server(Turns([Turn(text="hi")], shape="echo-test", ttft=0.4)) as server:
-        with socket.create_connection(("127.0.0.1", httpx.URL(server.base_url).port)) as raw:
-            raw.sendall(
-                b"POST /v1/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                b"Content-Length: %d\r\n\r\n%s" % (len(body), body[:5])
-            )
-            time.sleep(0.3)  # the rest of the body comes later
-            raw.sendall(body[5:])
-            whole = time.monotonic()
-            raw.settimeout(5)
-            received = b""
-            while b"data: " not in received:
-                received += raw.recv(65536)
-            first_token = time.monotonic() - whole
+    server = Server(Turns([Turn(text="hi")], shape="echo-test", ttft=0.4))
+    with server, socket.create_connection(("127.0.0.1", httpx.URL(server.base_url).port)) as raw:
+        raw.sendall(
+            b"POST /v1/echo HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body[:5])
+        )
+        time.sleep(0.3)  # the rest of the body comes later
+        raw.sendall(body[5:])
+        whole = time.monotonic()
+        raw.settimeout(5)
+        received = b""
+        while b"data: " not in received:
+            received += raw.recv(65536)
+        first_token = time.monotonic() - whole
     assert b'["m", 0, "hi"]' in received
     assert first_token >= 0.39  # it was 0.1 s when the clock started at the head
