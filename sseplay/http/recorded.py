@@ -29,14 +29,23 @@ if TYPE_CHECKING:
 logger = logging.getLogger("sseplay.server")
 
 
-async def read_body(receive: Receive) -> bytes | None:
-    """The request's whole body; None when the client left before sending it."""
+class BodyTooLarge(Exception):
+    """A request body beyond the ``limit`` of ``read_body``."""
+
+
+async def read_body(receive: Receive, limit: int | None = None) -> bytes | None:
+    """The request's whole body; None when the client left before sending it.
+    ``BodyTooLarge`` past ``limit`` bytes (the rest is not read)."""
     parts: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
         parts.append(message.get("body", b""))
+        size += len(parts[-1])
+        if limit is not None and size > limit:
+            raise BodyTooLarge(f"a request body is at most {limit} bytes here")
         if not message.get("more_body", False):
             return b"".join(parts)
 
