@@ -24,12 +24,12 @@ from sseplay.http.running import Running
 from sseplay.http.tls import TlsFiles, server_tls
 from sseplay.http.uvicorn.server import StreamingServer, streaming_server
 from sseplay.recordings import Recordings
+from sseplay.scenario import Scenario
 from sseplay.shaped import Turns
 from sseplay.stream import Stream
 
 if TYPE_CHECKING:
     from sseplay.faults.spec import FaultSpec
-    from sseplay.scenario import Scenario
     from sseplay.sources.redis_feed import RedisStream
 
 logger = logging.getLogger("sseplay.server")
@@ -141,6 +141,7 @@ class Server(ControlMethods, Running):
         | RedisStream
         | Recordings
         | Turns
+        | Scenario
         | Mapping[str, Stream | RedisStream | None]
         | None = None,
         *,
@@ -169,6 +170,10 @@ class Server(ControlMethods, Running):
         self.config = config
         if streams is None:
             streams = {}
+        elif isinstance(streams, Scenario):  # alone: ``sseplay serve --scenario FILE``
+            if scenario is not None:
+                raise UsageError("give Server one scenario, not two")
+            scenario, streams = streams, {}
         self.scenario: Scenario | None = None
         if scenario is not None:
             from sseplay.scenario import load_scenario
