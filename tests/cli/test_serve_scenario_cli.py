@@ -4,6 +4,9 @@ and a bad scenario is one line naming the rule and the field, exit 2."""
 from __future__ import annotations
 
 import json
+import re
+import shlex
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +14,7 @@ import httpx
 import pytest
 
 from sseplay.errors import ExitCode
-from tests.conftest import ServeProcess, run_cli
+from tests.conftest import ROOT, ServeProcess, run_cli
 
 
 def test_serve_scenario_answers_each_request_with_the_file_its_rules_pick() -> None:
@@ -89,3 +92,26 @@ def test_serve_without_a_file_or_a_scenario_says_what_to_give() -> None:
     assert one_line_error() == (
         "give a FILE to serve, or --scenario FILE; see 'sseplay serve --help'"
     )
+
+
+def test_the_readme_s_scenario_is_the_sample_and_its_commands_do_what_they_say() -> None:
+    readme = (ROOT / "README.md").read_text("utf-8")
+    section = readme.split("## Scenarios: answer by request", 1)[1].split("\n## ", 1)[0]
+    shown = re.search(r"```json\n(.*?)```", section, re.S)
+    assert shown is not None
+    sample = ROOT / "samples" / "scenario"
+    assert json.loads(shown.group(1)) == json.loads((sample / "scenario.json").read_text())
+    toml = tomllib.loads((sample / "scenario.toml").read_text("utf-8"))
+    assert toml == json.loads(shown.group(1))  # the TOML sample says the same
+    commands = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert commands is not None
+    serve, plain, weather = commands.group(1).strip().splitlines()
+    assert serve == "sseplay serve --scenario samples/scenario/scenario.json"
+    assert plain.startswith("curl -N -X POST 127.0.0.1:8000/chat -d '{}'")
+    with ServeProcess(*shlex.split(serve)[2:]) as served:
+        url = served.url + "/chat"
+        answers = [httpx.post(url, json={}, timeout=10).status_code for _ in range(3)]
+        forecast = httpx.post(url, json={"kind": "weather"}, headers={"X-Mode": "fast"}, timeout=10)
+    assert answers == [200, 200, 503]
+    assert "Lyon" in forecast.text
+    assert "X-Mode: fast" in weather
