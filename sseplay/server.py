@@ -176,7 +176,7 @@ class Server(ControlMethods, Running):
             scenario, streams = streams, {}
         self.scenario: Scenario | None = None
         if scenario is not None:
-            from sseplay.scenario import load_scenario
+            from sseplay.scenario_file import load_scenario
 
             self.scenario = load_scenario(scenario)
         if isinstance(turns, Turns):

@@ -40,7 +40,8 @@ def run_scenario(
     check_scenario_flags(files, given)
     from sseplay.cli.serving import serve_loaded, url_file_written
     from sseplay.cli.shared import hangup_stops
-    from sseplay.scenario import Scenario, load_scenario
+    from sseplay.scenario import Scenario
+    from sseplay.scenario_file import load_scenario
 
     def described(loaded: Scenario) -> str:
         return f"{len(loaded.rules)} scenario rules from {loaded.label}"

@@ -124,7 +124,7 @@ def scenario_routes(scenario: Scenario, hub: Hub) -> list[routing.Route]:
             if isinstance(answer, Turns):
                 endpoints.append(ShapedEndpoint(answer, rule.path, hub))
                 continue
-            route = Route(rule.path, answer.label, answer.replay)
+            route = Route(rule.path, answer.file.label, answer)
             endpoints.append(StreamEndpoint(FileSource(route, hub), hub))
         answers.append(tuple(endpoints))
     endpoint = ScenarioEndpoint(scenario, hub, counters, tuple(answers))

@@ -12,14 +12,8 @@ import pytest
 
 from sseplay.errors import InputError, UsageError
 from sseplay.mapping import lookup
-from sseplay.scenario import (
-    Counters,
-    Pick,
-    ScenarioRequest,
-    json_equal,
-    load_scenario,
-    parse_scenario,
-)
+from sseplay.scenario import Counters, Pick, ScenarioRequest, json_equal
+from sseplay.scenario_file import load_scenario, parse_scenario
 
 # Where the first rule, at /chat for any method, is named in errors.
 AT = r"^s: routes\[0\] \(\* /chat\): "
@@ -193,11 +187,11 @@ def test_load_reads_json_and_toml_and_every_file_it_plays(tmp_path: Path) -> Non
         '[[routes]]\npath = "/chat"\nplay = ["a.jsonl"]\n[routes.when]\n"body.kind" = "x"\n',
     )
     from_json = load_scenario(json_file)
-    assert [type(answer).__name__ for (answer,) in from_json.answers] == ["Stream", "Turns"]
+    assert [type(answer).__name__ for (answer,) in from_json.answers] == ["Replay", "Turns"]
     assert from_json.paths == ("/chat",)
     from_toml = load_scenario(str(toml_file))
     assert from_toml.rules[0].when[0].expected == "x"
-    assert from_toml.answers[0][0].count == 1  # type: ignore[union-attr]
+    assert from_toml.answers[0][0].file.count == 1  # type: ignore[union-attr]
 
 
 def test_load_says_which_rule_plays_a_missing_or_bad_file(tmp_path: Path) -> None:
