@@ -39,6 +39,7 @@ from sseplay.mapping import MISSING, as_text, lookup
 
 if TYPE_CHECKING:
     from sseplay.faults.spec import FaultSpec
+    from sseplay.recordings import Recordings
     from sseplay.replay import Replay
     from sseplay.shaped import Turns
     from sseplay.spool import Spools
@@ -223,8 +224,9 @@ class Scenario:
 
     label: str
     rules: tuple[Rule, ...]
-    # Per rule, per file of its ``play``: an event file's replay, or a turns file.
-    answers: tuple[tuple[Replay | Turns, ...], ...] = ()
+    # Per rule, per file of its ``play``: an event file's replay, a turns file, or a
+    # recording of an exchange (``sseplay record``).
+    answers: tuple[tuple[Replay | Turns | Recordings, ...], ...] = ()
     # The temporary copies replays are read from (a .gz decompressed), removed with it.
     spools: Spools | None = field(default=None, compare=False)
 

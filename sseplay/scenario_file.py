@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from sseplay.config import StreamOptions, route_problem
 from sseplay.errors import InputError, UsageError
 from sseplay.eventfile import load_event_file
+from sseplay.recordings import Recordings, is_recordings_source
 from sseplay.replay import Replay
 from sseplay.scenario import (
     ALL_KEYS,
@@ -251,10 +252,25 @@ def _replay(path: Path, options: Mapping[str, Any], spools: Spools) -> Replay:
     return Replay(event_file, plan, stream_options.retry, no_ids=stream_options.no_ids)
 
 
-def _answers(rule: Rule, spools: Spools) -> tuple[Replay | Turns, ...]:
+# What a recording of an exchange (``sseplay record``) takes of a rule's options: its
+# timing. It is played as it was recorded, so any other option would do nothing.
+RECORDING_KEYS = ("speed", "max_gap", "interval")
+
+
+def _recording(path: Path, options: Mapping[str, Any]) -> Recordings:
+    for key in options:
+        if key not in RECORDING_KEYS:
+            raise UsageError(
+                f"{path} is a recording (sseplay record), played as it was recorded: "
+                f"drop {key} from the rule, or play it in a rule of its own"
+            )
+    return Recordings(path, **options)
+
+
+def _answers(rule: Rule, spools: Spools) -> tuple[Replay | Turns | Recordings, ...]:
     from sseplay.shaped import Turns
 
-    answers: list[Replay | Turns] = []
+    answers: list[Replay | Turns | Recordings] = []
     options = dict(rule.options)
     for index, path in enumerate(rule.play):
         at = f"{rule.where}: play[{index}]"
@@ -263,6 +279,8 @@ def _answers(rule: Rule, spools: Spools) -> tuple[Replay | Turns, ...]:
         try:
             if rule.shape is not None:
                 answers.append(Turns(path, shape=rule.shape, route=rule.path, **options))
+            elif is_recordings_source(path):
+                answers.append(_recording(path, options))
             else:
                 answers.append(_replay(path, options, spools))
         except UsageError as error:

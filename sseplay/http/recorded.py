@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sseplay.errors import InputError
-from sseplay.exchange import read_exchange
+from sseplay.exchange import Exchange, read_exchange
 from sseplay.http.endpoint import how_it_ended
 from sseplay.http.request import client_of, disconnect, raw_last_event_id
 from sseplay.http.uvicorn.direct import DirectBody
@@ -99,6 +99,16 @@ class RecordedEndpoint:
             )
             await JSONResponse(explained, status_code=404)(scope, receive, send)
             return
+        await self.play(scope, receive, send, exchange, origin)
+
+    async def play(
+        self, scope: Scope, receive: Receive, send: Send, exchange: Exchange, origin: float
+    ) -> None:
+        """Play ``exchange`` back to a request whose body is read, which came at
+        ``origin`` on the hub's timer (a scenario's rules pick it too)."""
+        hub, recordings = self.hub, self.recordings
+        timer = hub.timer
+        method, path = scope["method"], scope["path"]
         raw_id = raw_last_event_id(scope)
         last_event_id = raw_id.decode("utf-8", "replace") if raw_id else None
         answer = recordings.answer(exchange, last_event_id)

@@ -1,7 +1,8 @@
 """A scenario's routes over HTTP (``sseplay.scenario``, issue 26): a request is read (its
 body once, bounded), matched to the first rule that accepts it, counted under its
 scenario key, and answered by the route machinery of what the rule plays: an event
-file's ``StreamEndpoint`` over a ``FileSource``, a turns file's ``ShapedEndpoint``."""
+file's ``StreamEndpoint`` over a ``FileSource``, a turns file's ``ShapedEndpoint``, a
+recording's ``RecordedEndpoint``."""
 
 from __future__ import annotations
 
@@ -15,10 +16,11 @@ from starlette.types import Receive, Scope, Send
 from sseplay.feed import Resume
 from sseplay.http.endpoint import RULE_FAULTS_KEY, StreamEndpoint
 from sseplay.http.hub import Route
-from sseplay.http.recorded import BodyTooLarge, read_body
+from sseplay.http.recorded import BodyTooLarge, RecordedEndpoint, read_body
 from sseplay.http.request import client_of, header, query_parameter
 from sseplay.http.route_sources import FileSource
 from sseplay.http.shaped import ShapedEndpoint
+from sseplay.recordings import Recordings
 from sseplay.replay import Start
 from sseplay.scenario import (
     SCENARIO_HEADER,
@@ -38,7 +40,7 @@ logger = logging.getLogger("sseplay.server")
 # conversation fits; more is answered 413 rather than held in memory.
 MAX_BODY = 8 << 20
 
-Answer = StreamEndpoint[Start | Resume] | ShapedEndpoint
+Answer = StreamEndpoint[Start | Resume] | ShapedEndpoint | RecordedEndpoint
 
 
 def scenario_key(scope: Scope) -> str:
@@ -109,8 +111,17 @@ class ScenarioEndpoint:
         answer = self.answers[rule.index][pick.file]
         if isinstance(answer, ShapedEndpoint):
             await answer.answer(scope, receive, send, body, pick.turn, origin)
+        elif isinstance(answer, RecordedEndpoint):
+            exchange = answer.recordings.exchanges[0]
+            await answer.play(scope, receive, send, exchange, origin)
         else:  # the body is read: the stream's wait for the client to go starts after it
             await answer(scope, receive, send)
+
+
+async def _never(scope: Scope, receive: Receive, send: Send) -> None:
+    """What a recording's endpoint would do with a WebSocket: a scenario's routes are
+    HTTP routes, which Starlette never hands one."""
+    raise AssertionError("a scenario route got a WebSocket")
 
 
 def scenario_routes(scenario: Scenario, hub: Hub) -> list[routing.Route]:
@@ -123,6 +134,9 @@ def scenario_routes(scenario: Scenario, hub: Hub) -> list[routing.Route]:
         for answer in played:
             if isinstance(answer, Turns):
                 endpoints.append(ShapedEndpoint(answer, rule.path, hub))
+                continue
+            if isinstance(answer, Recordings):
+                endpoints.append(RecordedEndpoint(answer, hub, _never))
                 continue
             route = Route(rule.path, answer.file.label, answer)
             endpoints.append(StreamEndpoint(FileSource(route, hub), hub))

@@ -18,6 +18,7 @@ from sseplay.http.scenario import MAX_BODY
 from sseplay.server import Server
 from sseplay.stream import Stream
 from tests.conftest import ROOT
+from tests.http.recordings_support import JSON, write_recording
 
 SAMPLES = ROOT / "samples" / "scenario"
 
@@ -220,3 +221,25 @@ def test_the_sse_server_fixture_takes_a_scenario(
     rule = {"path": "/chat", "play": [str(files / "x.jsonl")], "interval": 0}
     server = sse_server(scenario={"routes": [rule]})
     assert data(httpx.get(server.url + "/chat", timeout=10)) == [{"file": "x"}]
+
+
+def test_a_recording_of_an_exchange_is_played_as_it_was_recorded(files: Path) -> None:
+    blocks = [(0.002, 'data: {"rec": 1}\n\n'), (0.003, 'data: {"rec": 2}\n\n')]
+    write_recording(files / "rec.jsonl", method="POST", target="/upstream", blocks=blocks)
+    write_recording(
+        files / "limited.jsonl", status=429, headers=JSON, pieces=[(0.002, '{"error": "slow"}')]
+    )
+    scenario = write_scenario(
+        files,
+        {"path": "/chat", "play": ["limited.jsonl", "rec.jsonl", "b.jsonl"], "speed": 10},
+    )
+    with Server(scenario=scenario) as server:
+        url = server.url_for("/chat")
+        limited, recorded, replayed = (httpx.post(url, json={}, timeout=10) for _ in range(3))
+    assert limited.status_code == 429
+    assert limited.json() == {"error": "slow"}
+    assert data(recorded) == [{"rec": 1}, {"rec": 2}]  # whatever path it was recorded at
+    assert data(replayed) == [{"file": "b"}]
+    bad = write_scenario(files, {"path": "/chat", "play": ["rec.jsonl"], "data_field": "x"})
+    with pytest.raises(UsageError, match=r"play\[0\]: .*rec.jsonl is a recording .*drop data"):
+        Server(scenario=bad)
