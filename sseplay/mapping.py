@@ -22,17 +22,23 @@ from sseplay.recording import recorded_cue
 from sseplay.records import TOO_DEEP
 
 _MISSING = object()
+# What ``lookup`` returns for a path that names nothing (a scenario's ``when`` tells it).
+MISSING = _MISSING
+_INDEX = re.compile(r"^-?[0-9]{1,18}$", re.ASCII)
 
 
 def lookup(record: Any, path: str) -> Any:
-    """The value at a dotted path (``a.b.0``), or ``_MISSING``; an exact key wins over a path."""
+    """The value at a dotted path (``a.b.0``; ``-1`` is a list's last item), or
+    ``_MISSING``; an exact key wins over a path."""
     if isinstance(record, dict) and path in record:
         return record[path]
     value = record
     for part in path.split("."):
         if isinstance(value, dict) and part in value:
             value = value[part]
-        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+        elif (
+            isinstance(value, list) and _INDEX.match(part) and -len(value) <= int(part) < len(value)
+        ):
             value = value[int(part)]
         else:
             return _MISSING

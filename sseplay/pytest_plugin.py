@@ -72,14 +72,21 @@ def sse_server() -> Iterator[Callable[..., Server]]:
     (``sseplay record --out DIR``) is served as ``Recordings``: ``url`` is the base URL
     that stands for the upstream, and ``match_ignore``, ``chunks``, ``speed``... apply.
     ``Turns`` (``sseplay.Turns``) are served at their shape's routes: ``url`` is the
-    base URL an LLM SDK is given."""
+    base URL an LLM SDK is given. ``sse_server(scenario=FILE_OR_DICT)`` serves a
+    scenario (``sseplay.scenario``): ``url`` is the base URL of its paths."""
     from sseplay.server import Server
 
     servers: list[Server] = []
 
-    def start(source: Source | Turns, **options: Any) -> Server:
+    def start(source: Source | Turns | None = None, **options: Any) -> Server:
         from sseplay.shaped import Turns
 
+        if source is None:  # a scenario alone: sse_server(scenario={...})
+            if "scenario" not in options:
+                raise TypeError("sse_server() needs records, a path, a Stream or scenario=")
+            server = Server(**options)
+            servers.append(server.start())
+            return server
         if isinstance(source, Turns):  # at its shape's routes; ``url`` is the base URL
             server = Server(source, **options)
             servers.append(server.start())

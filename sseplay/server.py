@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import socket
 import sys
@@ -23,6 +24,7 @@ from sseplay.http.running import Running
 from sseplay.http.tls import TlsFiles, server_tls
 from sseplay.http.uvicorn.server import StreamingServer, streaming_server
 from sseplay.recordings import Recordings
+from sseplay.scenario import Scenario
 from sseplay.shaped import Turns
 from sseplay.stream import Stream
 
@@ -105,6 +107,18 @@ def _check_turns_config(config: ServerConfig) -> None:
         )
 
 
+def _check_scenario(config: ServerConfig, scenario: Scenario, taken: Sequence[str]) -> None:
+    """Server settings a scenario cannot honour, and paths served twice."""
+    if config.broadcast or config.workers is not None:
+        raise UsageError(
+            "a scenario counts requests in one process and plays each its own file: "
+            "drop --broadcast and --workers"
+        )
+    for rule in scenario.rules:
+        if rule.path in taken:
+            raise UsageError(f"{rule.where}: path: {rule.path} is served by a stream already")
+
+
 def _is_redis_stream(value: object) -> TypeGuard[RedisStream]:
     """Whether ``value`` is a ``RedisStream``, without importing Redis support: while
     its module is not imported, no value can be one."""
@@ -127,10 +141,13 @@ class Server(ControlMethods, Running):
         | RedisStream
         | Recordings
         | Turns
-        | Mapping[str, Stream | RedisStream | None],
+        | Scenario
+        | Mapping[str, Stream | RedisStream | None]
+        | None = None,
         *,
         recordings: Recordings | None = None,
         turns: Turns | Sequence[Turns] = (),
+        scenario: Scenario | Mapping[str, Any] | str | os.PathLike[str] | None = None,
         config: ServerConfig | None = None,
         **settings: Any,
     ) -> None:
@@ -140,7 +157,9 @@ class Server(ControlMethods, Running):
         ready ``config``. ``Recordings`` (alone, or as ``recordings=`` beside streams)
         answer every request that no stream route or sseplay's own routes serve.
         ``Turns`` (alone, or as ``turns=`` beside streams) answer POST at their shape's
-        routes (``/v1/chat/completions``...), as an LLM provider would."""
+        routes (``/v1/chat/completions``...), as an LLM provider would. ``scenario``
+        (a JSON or TOML file, or the same structure as a dict; ``sseplay.scenario``)
+        answers its paths by its rules, the nth matching request with the nth file."""
         if config is None:
             try:
                 config = ServerConfig(**settings)
@@ -149,6 +168,17 @@ class Server(ControlMethods, Running):
         elif settings:
             raise TypeError("give Server either config= or its settings, not both")
         self.config = config
+        if streams is None:
+            streams = {}
+        elif isinstance(streams, Scenario):  # alone: ``sseplay serve --scenario FILE``
+            if scenario is not None:
+                raise UsageError("give Server one scenario, not two")
+            scenario, streams = streams, {}
+        self.scenario: Scenario | None = None
+        if scenario is not None:
+            from sseplay.scenario_file import load_scenario
+
+            self.scenario = load_scenario(scenario)
         if isinstance(turns, Turns):
             turns = (turns,)
         if isinstance(streams, Turns):
@@ -170,7 +200,7 @@ class Server(ControlMethods, Running):
             _check_recordings_config(config)
         if not isinstance(streams, Mapping):  # one stream: at /events
             streams = {DEFAULT_ROUTE: streams}
-        if not streams and recordings is None and not self.turns:
+        if not streams and recordings is None and not self.turns and self.scenario is None:
             raise UsageError("a server needs at least one stream")
         routes: list[Route] = []
         # In the order given: ``urls`` lists them so.
@@ -206,6 +236,9 @@ class Server(ControlMethods, Running):
         self.routes: tuple[Route, ...] = tuple(routes)
         self.live_routes = tuple(r for r in every if isinstance(r, LiveRoute))
         self.all_routes = tuple(every)
+        if self.scenario is not None:
+            taken = [r.route for r in every] + [r for shaped in self.turns for r in shaped.routes]
+            _check_scenario(config, self.scenario, taken)
         # Held for as long as the server: a stream's temporary copy (records, .gz, a pipe)
         # is removed when the stream goes, and a replay too big to cache reads it back.
         self._streams = tuple(streams.values())
@@ -226,7 +259,7 @@ class Server(ControlMethods, Running):
             raise RuntimeError("the server is not running: start it first")
         scheme = "https" if self._tls else "http"
         urls = stream_urls(self._sock, self.all_routes, scheme)
-        if self.recordings is not None or self.turns:
+        if self.recordings is not None or self.turns or self.scenario is not None:
             # The base URL a client of the upstream (or an SDK) is given.
             urls.append(stream_urls(self._sock, [_BASE], scheme)[0].rstrip("/"))
         return urls
@@ -264,6 +297,7 @@ class Server(ControlMethods, Running):
             if stream.route == wanted:
                 return url
         shaped = [shaped for turns in self.turns for shaped in turns.routes]
+        shaped += self.scenario.paths if self.scenario is not None else ()
         if wanted in shaped:
             return self.base_url + wanted
         known = [s.route for s in self.all_routes] + shaped
@@ -347,6 +381,7 @@ class Server(ControlMethods, Running):
             live=self.live_routes,
             recordings=self.recordings,
             turns=self.turns,
+            scenario=self.scenario,
         )
         tls = server_tls(config.certfile, config.keyfile, config.self_signed, config.host)
         try:

@@ -53,7 +53,7 @@ SHORT_HELP = "Replay event files as SSE streams."
 
 def serve(
     files: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
             metavar="FILE...",  # any number of them
             help="Event files (JSON array or JSON Lines, .gz too; - for stdin), or Redis "
@@ -64,7 +64,7 @@ def serve(
             "one recording file, answers every request with the recording that matches it.",
             show_default=False,
         ),
-    ],
+    ] = None,
     route: Annotated[
         str, typer.Option(metavar="ROUTE", help="Route of a single file.")
     ] = DEFAULT_ROUTE,
@@ -292,10 +292,23 @@ def serve(
             help="--shape: each gap varies by up to this fraction, drawn from --seed. [default: 0]",
         ),
     ] = None,
+    scenario: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Answer by request: rules (JSON, or TOML for .toml) that pick each "
+            "request's file by method, path, body, headers and query.",
+            show_default=False,
+        ),
+    ] = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Replay event files as SSE streams; prints each stream's URL when ready."""
+    if files is None:
+        files = []
+    if not files and scenario is None:
+        raise UsageError("give a FILE to serve, or --scenario FILE; see 'sseplay serve --help'")
     if record_missing is not None and len(files) == 1 and not Path(files[0]).exists():
         # The first run of ``serve rec/ --record-missing URL`` records into a new directory.
         try:
@@ -372,6 +385,37 @@ def serve(
         seed=seed,
         control=control,
     )
+    if scenario is not None:
+        from sseplay.cli.scenario import run_scenario
+
+        run_scenario(
+            scenario,
+            files,
+            {
+                "--route": route != DEFAULT_ROUTE,
+                "--interval": interval is not None,
+                "--time-field": time_field is not None,
+                "--speed": speed != 1.0,
+                "--max-gap": max_gap is not None,
+                "--loop": loop,
+                "--data-field": data_field is not None,
+                "--event-field": event_field is not None,
+                "--event-type": event_type is not None,
+                "--id-field": id_field is not None,
+                "--follow": follow,
+                "--from-end": from_end,
+                "--no-ids": no_ids,
+                "--retry": retry is not None,
+                "--shape": shape is not None,
+                "--match-ignore": match_ignore is not None,
+                "--chunks": chunks,
+                "--record-missing": record_missing is not None,
+            },
+            config,
+            lambda: setup_logging(quiet, verbose),
+            url_file,
+        )
+        return
     if shape is not None:
         from sseplay.cli.shaped import run_shaped, shape_options
 

@@ -23,6 +23,7 @@ from sseplay.http.route_sources import FileSource, RedisSource
 if TYPE_CHECKING:
     from sseplay.http.recorded import RecordedEndpoint
     from sseplay.recordings import Recordings
+    from sseplay.scenario import Scenario
     from sseplay.shaped import Turns
 
 # The page's icon, so that a browser's request for /favicon.ico is not a 404 every time.
@@ -41,13 +42,15 @@ def create_app(
     live: Sequence[LiveRoute] = (),
     recordings: Recordings | None = None,
     turns: Sequence[Turns] = (),
+    scenario: Scenario | None = None,
 ) -> FastAPI:
     """The whole server. ``on_complete`` runs when a client has received a whole replay
     (or, in broadcast mode, when the shared timeline has played to its end); ``on_over``
     after a client was answered 204 because the replay is over. The app's ``state.hub``
     holds its open streams: ``StreamingServer`` ends them when it stops. ``recordings``
     answer every request that no route serves (``sseplay.http.recorded``); ``turns``
-    answer POST at their shape's routes (``sseplay.http.shaped``)."""
+    answer POST at their shape's routes (``sseplay.http.shaped``); a ``scenario``
+    answers its paths by its rules (``sseplay.http.scenario``)."""
     hub = Hub(streams, options, on_complete, on_over)
     recorded: RecordedEndpoint | None = None
     if options.config.control:
@@ -102,6 +105,15 @@ def create_app(
             routing.Route(live_route.route, redis_endpoint, methods=["GET", "POST"])
         )
 
+    if scenario is not None:
+        from sseplay.http.scenario import scenario_routes
+
+        if scenario.faulty and hub.fault_counters is None:  # a rule's own faults
+            from sseplay.faults.spec import FaultCounters
+
+            hub.faulty, hub.fault_counters = True, FaultCounters()
+        app.router.routes.extend(scenario_routes(scenario, hub))
+
     for shaped in turns:
         from sseplay.http.shaped import ShapedEndpoint
 
@@ -146,6 +158,7 @@ def create_app(
                 ],
                 **({"recordings": recordings.listing()} if recordings is not None else {}),
                 **({"shapes": [shaped.listing() for shaped in turns]} if turns else {}),
+                **({"scenario": scenario.listing()} if scenario is not None else {}),
             }
         )
 
@@ -161,6 +174,7 @@ def create_app(
 
     served = [stream.route for stream in streams] + [r.route for r in live]
     served += [route for shaped in turns for route in shaped.routes]
+    served += list(scenario.paths) if scenario is not None else []
     if recordings is not None:
         from sseplay.http.recorded import RecordedEndpoint
 

@@ -218,6 +218,8 @@ class Control:
         """Counters from zero: the shaped routes' turns, the faults' (conn=N, times=)."""
         hub = self.hub
         hub.turn_counts.clear()
+        for reset in hub.on_reset:  # a scenario's counts
+            reset()
         if hub.fault_counters is not None:
             from sseplay.faults.spec import FaultCounters
 

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("sseplay.server")
 # How long a connection dropped at shutdown waits for uvicorn to see it gone.
 DROP_WAIT = 0.5
+# Where a scenario's rule puts its own faults for the stream it plays (``pick_faults``).
+RULE_FAULTS_KEY = "sseplay.rule_faults"
 
 Position = TypeVar("Position")
 
@@ -249,6 +251,8 @@ async def pick_faults(
         armed = hub.control.take_armed(route)
         scope[ARMED_KEY] = armed
         chosen += choose(armed, options.seed, route, number, resuming, scope="request")
+    if rule_faults := scope.get(RULE_FAULTS_KEY):  # ``sseplay.http.scenario``
+        chosen += choose(rule_faults, options.seed, route, number, resuming, scope="scenario")
     if options.config.fault_header:
         named = (
             header(scope, b"sseplay-fault"),

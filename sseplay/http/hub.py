@@ -125,6 +125,8 @@ class Hub:
         # Shaped routes (``sseplay.http.shaped``): requests so far per route, which picks
         # each one's turn; kept here, where a control API can reach it.
         self.turn_counts: dict[str, int] = {}
+        # What else ``POST /_sseplay/reset`` counts from zero (a scenario's counts).
+        self.on_reset: list[Callable[[], None]] = []
         # --control (``sseplay.http.control``): the API's state, and each file route's gate.
         self.control: Control | None = None
         self.gates: dict[str, Gate] = {}

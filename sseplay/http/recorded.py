@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sseplay.errors import InputError
-from sseplay.exchange import read_exchange
+from sseplay.exchange import Exchange, read_exchange
 from sseplay.http.endpoint import how_it_ended
 from sseplay.http.request import client_of, disconnect, raw_last_event_id
 from sseplay.http.uvicorn.direct import DirectBody
@@ -30,14 +30,23 @@ if TYPE_CHECKING:
 logger = logging.getLogger("sseplay.server")
 
 
-async def read_body(receive: Receive) -> bytes | None:
-    """The request's whole body; None when the client left before sending it."""
+class BodyTooLarge(Exception):
+    """A request body beyond the ``limit`` of ``read_body``."""
+
+
+async def read_body(receive: Receive, limit: int | None = None) -> bytes | None:
+    """The request's whole body; None when the client left before sending it.
+    ``BodyTooLarge`` past ``limit`` bytes (the rest is not read)."""
     parts: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return None
         parts.append(message.get("body", b""))
+        size += len(parts[-1])
+        if limit is not None and size > limit:
+            raise BodyTooLarge(f"a request body is at most {limit} bytes here")
         if not message.get("more_body", False):
             return b"".join(parts)
 
@@ -91,6 +100,16 @@ class RecordedEndpoint:
             )
             await JSONResponse(explained, status_code=404)(scope, receive, send)
             return
+        await self.play(scope, receive, send, exchange, origin)
+
+    async def play(
+        self, scope: Scope, receive: Receive, send: Send, exchange: Exchange, origin: float
+    ) -> None:
+        """Play ``exchange`` back to a request whose body is read, which came at
+        ``origin`` on the hub's timer (a scenario's rules pick it too)."""
+        hub, recordings = self.hub, self.recordings
+        timer = hub.timer
+        method, path = scope["method"], scope["path"]
         raw_id = raw_last_event_id(scope)
         last_event_id = raw_id.decode("utf-8", "replace") if raw_id else None
         answer = recordings.answer(exchange, last_event_id)

@@ -35,13 +35,21 @@ class ShapedEndpoint:
         self.hub = hub
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        hub, turns, route = self.hub, self.turns, self.route
-        timer = hub.timer
+        hub, route = self.hub, self.route
         body = await read_body(receive)
         if body is None:
             return
-        origin = arrived_at(scope, timer.time)  # the frames' offsets count from the request
+        origin = arrived_at(scope, hub.timer.time)  # the frames' offsets count from the request
         number = hub.turn_counts[route] = hub.turn_counts.get(route, 0) + 1
+        await self.answer(scope, receive, send, body, number, origin)
+
+    async def answer(
+        self, scope: Scope, receive: Receive, send: Send, body: bytes, number: int, origin: float
+    ) -> None:
+        """Play turn ``number`` (then the last) to a request whose ``body`` is read,
+        which came at ``origin`` on the hub's timer (a scenario's rules pick it too)."""
+        hub, turns, route = self.hub, self.turns, self.route
+        timer = hub.timer
         query = bytes(scope["query_string"]).decode("latin-1")
         response = turns.respond(number, scope["path"], query, body)
         index = turns.index(number)

@@ -20,7 +20,9 @@ README = (ROOT / "README.md").read_text()
 BASH_BLOCKS = re.findall(r"```bash\n(.*?)```", README, re.S)
 COMMANDS = [line for block in BASH_BLOCKS for line in block.splitlines() if line.strip()]
 SERVE_EXAMPLES = [
-    c.split("&& ", 1)[-1] for c in COMMANDS if "sseplay serve " in c and "--shape" not in c
+    c.split("&& ", 1)[-1]
+    for c in COMMANDS
+    if "sseplay serve " in c and "--shape" not in c and "--scenario" not in c
 ]
 SHAPE_EXAMPLES = [c for c in COMMANDS if c.startswith("sseplay serve --shape ")]
 TAIL_EXAMPLES = [c for c in COMMANDS if c.startswith("sseplay tail ") and "--framing" not in c]
