@@ -17,6 +17,7 @@ function codeOf(char) {
 }
 
 function looksLikeJson(data) {
+  if (data === "[DONE]") return false;  // OpenAI's last event, by design not JSON
   const start = data.trimStart()[0];
   return start === "{" || start === "[";
 }

@@ -260,7 +260,9 @@ function redraw() {
   drawing = true;
   requestAnimationFrame(() => {
     drawing = false;
-    if (session) drawTimeline($("timeline"), session.arrivals, session.marks, performance.now() - session.start);
+    if (!session) return;
+    const stalled = session.stall === null ? null : session.stall.since - session.start;
+    drawTimeline($("timeline"), session.arrivals, session.marks, performance.now() - session.start, stalled);
   });
 }
 
@@ -342,8 +344,15 @@ async function connect(request, parser, signal) {
   endStall(performance.now());
   const cut = parser.unfinished ? "; cut in the middle of an event, which is lost" : "";
   const after = " after " + events + (events === 1 ? " event" : " events");
-  if (outcome === "closed") marker(cut ? "fault" : "end", "ended: the server closed the stream" + after + cut, Boolean(cut));
-  else marker("fault", "dropped: " + reason + after + cut, true);
+  if (outcome === "dropped") {
+    marker("fault", "dropped: " + reason + after + cut, true);
+  } else if (!cut && (finished() || session.expected === null)) {
+    marker("end", "ended: the server closed the stream" + after);
+  } else {
+    // Closed before the file's last event, or in the middle of one: a drop, as a client sees it.
+    const short = finished() ? "" : ", before the end (" + session.received + " of " + session.expected + ")";
+    marker("fault", "dropped: the server closed the stream" + after + short + cut, true);
+  }
   return outcome;
 }
 

@@ -16,13 +16,14 @@ function seconds(ms) {
   return ms < 1000 ? Math.round(ms) + " ms" : (ms / 1000).toFixed(ms < 10000 ? 1 : 0) + " s";
 }
 
-// ``arrivals``: ms since the start; ``marks``: { at, kind, label }; ``now``: ms since the start.
-function drawTimeline(svg, arrivals, marks, now) {
+// ``arrivals``: ms since the start; ``marks``: { at, kind, label }; ``now``: ms since the
+// start; ``stalledSince``: the last arrival of a stall going on now, else null.
+function drawTimeline(svg, arrivals, marks, now, stalledSince = null) {
   const width = Math.max(svg.clientWidth || 600, 200);
   const height = 76;
   const histogram = Math.min(220, Math.round(width * 0.3));
   const strip = width - histogram - 24;
-  const span = Math.max(now, arrivals.length ? arrivals[arrivals.length - 1] : 0, 1000);
+  const span = Math.max(now, arrivals.length ? arrivals[arrivals.length - 1] : 0, 250);
   const x = (at) => 4 + (at / span) * (strip - 8);
   svg.setAttribute("viewBox", "0 0 " + width + " " + height);
   const children = [svgElement("rect", { x: 0, y: 0, width: strip, height: 56, class: "lane" })];
@@ -36,6 +37,12 @@ function drawTimeline(svg, arrivals, marks, now) {
   for (const [column, count] of columns) {
     const tall = 14 + 36 * (count / most);
     children.push(svgElement("line", { x1: column, x2: column, y1: 53 - tall, y2: 53, class: "arrival" }));
+  }
+  if (stalledSince !== null) {
+    const silence = svgElement("rect", { x: x(stalledSince), y: 0, width: Math.max(x(now) - x(stalledSince), 1),
+                                         height: 56, class: "stalled", fill: MARK_COLOURS.stall, "fill-opacity": 0.25 });
+    silence.append(svgElement("title", {}, "no event for " + seconds(now - stalledSince)));
+    children.push(silence);
   }
   for (const mark of marks) {
     const at = x(mark.at);

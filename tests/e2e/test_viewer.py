@@ -1,0 +1,310 @@
+"""The viewer at GET / as a debugging page (issue 27), in Debian's Chromium: the answer of
+an LLM stream, the history of each connection, flags, stalls, the timeline, faults named
+in the page's address. Every test takes a screenshot of the state it proves under its
+tmp_path, for a person to look at; every request the page makes stays on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from sseplay.config import ServerConfig
+from sseplay.faults.spec import parse_faults
+from sseplay.http.app import create_app
+from sseplay.http.hub import AppOptions
+from sseplay.schedule import Timing
+from tests.conftest import SAMPLES, LiveServer, ServeProcess, make_stream, write_lines
+from tests.e2e import test_browser
+
+# The browser tests' fixtures: one Chromium per module, a fresh context per test.
+browser = test_browser.browser
+
+pytestmark = pytest.mark.browser
+
+TEN = [{"n": n} for n in range(1, 11)]
+LLM_TEXT = "Server-Sent Events are just text over HTTP."
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A page whose every request is checked to go to 127.0.0.1 (the viewer loads nothing
+    from anywhere else), and whose script errors fail the test."""
+    context = browser.new_context(viewport={"width": 1200, "height": 760})
+    opened = context.new_page()
+    elsewhere: list[str] = []
+    errors: list[str] = []
+
+    def local_only(route: Any) -> None:
+        url = route.request.url
+        if urlsplit(url).hostname == "127.0.0.1":
+            route.continue_()
+        else:
+            elsewhere.append(url)
+            route.abort()
+
+    opened.route("**/*", local_only)
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    yield opened
+    context.close()
+    assert elsewhere == []
+    assert errors == []
+
+
+def serve(tmp_path: Path, records: list[Any], *faults: str, **config: Any) -> LiveServer:
+    path = write_lines(tmp_path / "ten.jsonl", records)
+    # retry: 100 so that a reconnection is quick (a browser's default is 3 s).
+    stream = make_stream(path, timing=Timing(interval=0.03), retry=100)
+    options = AppOptions(ServerConfig(ping=0, faults=parse_faults(faults), **config))
+    return LiveServer(create_app([stream], options))
+
+
+def markers(page: Any) -> list[str]:
+    """The connection history, oldest first."""
+    rows = page.locator(".marker .what").all_text_contents()
+    return list(reversed(rows))
+
+
+def event_ids(page: Any) -> list[str]:
+    return list(reversed(page.locator(".event .id").all_text_contents()))
+
+
+def wait_state(page: Any, state: str, timeout: float = 10) -> None:
+    page.wait_for_function(
+        f"document.querySelector('#state').textContent === {json.dumps(state)}",
+        timeout=timeout * 1000,
+    )
+
+
+def test_the_answer_of_an_llm_stream_is_shown_as_text(page: Any, tmp_path: Path) -> None:
+    stream = make_stream(SAMPLES / "llm.jsonl", timing=Timing(interval=0.02), retry=100)
+    with LiveServer(create_app([stream], AppOptions(ServerConfig(ping=0)))) as server:
+        page.goto(server.url + "/")
+        wait_state(page, "ended")
+        page.screenshot(path=str(tmp_path / "llm-answer.png"))
+        text = page.locator("#answer-text").text_content()
+        facts = page.locator(".facts").text_content()
+        provider = page.locator("#answer-provider").text_content()
+        shown = page.locator(".event:visible").count()
+        page.click("#raw")  # the raw events, one click away
+        raw = page.locator(".event:visible").count()
+        page.screenshot(path=str(tmp_path / "llm-raw.png"))
+    assert text == LLM_TEXT
+    assert provider == "OpenAI Chat \u00b7 complete"
+    assert "finish: stop" in facts
+    assert "first token after" in facts
+    assert "tokens/s" in facts
+    assert (shown, raw) == (0, 11)
+
+
+def test_a_drop_leaves_its_mark_and_the_resume_after_it(page: Any, tmp_path: Path) -> None:
+    with serve(tmp_path, TEN, "drop:after=3,conn=1") as server:
+        page.goto(server.url + "/")
+        wait_state(page, "ended")
+        page.screenshot(path=str(tmp_path / "drop.png"))
+        history = markers(page)
+        ids = event_ids(page)
+        drawn = page.evaluate(
+            """[document.querySelectorAll('#timeline line.arrival').length,
+                document.querySelectorAll('#timeline line.mark.reconnect').length,
+                document.querySelectorAll('#timeline rect.gap-bin').length]"""
+        )
+    assert ids == [f"id {n}" for n in range(1, 11)]
+    assert history[0].startswith("opened: 200")
+    # The server closed it cleanly, but before the file's last event: a drop, as seen.
+    assert (
+        history[1]
+        == "dropped: the server closed the stream after 3 events, before the end (3 of 10)"
+    )
+    assert history[2] == "reconnecting in 100 ms, after id 3"
+    assert history[3].startswith("opened: 200")
+    assert history[4] == "resumed after id 3 (Last-Event-ID)"
+    assert history[5] == "ended: the server closed the stream after 7 events"
+    assert history[6].startswith("finished: 10 events; reconnecting in 100 ms")
+    assert history[-1].startswith("answered 204")
+    arrivals, reconnects, bins = drawn
+    assert arrivals > 0
+    assert reconnects >= 1
+    assert bins > 0
+
+
+def test_a_skip_says_which_ids_are_missing(page: Any, tmp_path: Path) -> None:
+    with serve(tmp_path, TEN, "skip:at=5", "skip:at=6", "skip:at=7") as server:
+        page.goto(server.url + "/")
+        page.wait_for_function("document.querySelectorAll('.event').length >= 7")
+        history = markers(page)
+    assert "ids 5-7 missing" in history
+
+
+def test_malformed_json_and_invisible_characters_are_flagged(page: Any, tmp_path: Path) -> None:
+    records = [{"n": 1}, {"n": 2}, "zero\u200bwidth", "\ufeffbom first", {"n": 5}]
+    with serve(tmp_path, records, "malformed:kind=json,at=2", "malformed:kind=utf8,at=5") as server:
+        page.goto(server.url + "/")
+        page.wait_for_function("document.querySelectorAll('.event').length >= 5")
+        page.screenshot(path=str(tmp_path / "flags.png"))
+        flags = list(
+            reversed(
+                page.locator(".event").evaluate_all(
+                    "(rows) => rows.map((row) => [...row.querySelectorAll('.flag')]"
+                    ".map((f) => f.textContent))"
+                )
+            )
+        )
+        data = list(reversed(page.locator(".event .data").all_text_contents()))
+        labels = page.locator(".event .invisible").evaluate_all(
+            "(marks) => marks.map((m) => getComputedStyle(m, '::after').content)"
+        )
+    assert flags[0] == []
+    assert len(flags[1]) == 1
+    assert flags[1][0].startswith("invalid JSON: ")
+    assert flags[2] == ["invisible: U+200B"]
+    assert flags[3] == ["BOM (U+FEFF) in the data"]
+    assert flags[4][-1] == "1 U+FFFD (bytes that were not UTF-8)"
+    assert data[2] == "zero\u200bwidth"  # shown, not changed: the label is drawn by CSS
+    assert data[3] == "\ufeffbom first"
+    assert sorted(labels) == ['"\u27e8BOM\u27e9"', '"\u27e8U+FFFD\u27e9"', '"\u27e8ZWSP\u27e9"']
+
+
+def test_a_503_shows_its_status_and_body(page: Any, tmp_path: Path) -> None:
+    with serve(tmp_path, TEN, "status:code=503,body=the pool is drained") as server:
+        page.goto(server.url + "/")
+        wait_state(page, "failed")
+        page.screenshot(path=str(tmp_path / "status-503.png"))
+        history = markers(page)
+        empty = page.locator(".empty").count()
+    assert history == ["answered 503 Service Unavailable:\nthe pool is drained"]
+    assert empty == 0  # no "Pick a stream" left over
+
+
+def test_a_stall_shows_the_silence_growing(page: Any, tmp_path: Path) -> None:
+    with serve(tmp_path, TEN, "stall:after=4,for=0") as server:
+        page.goto(server.url + "/")
+        page.wait_for_function(
+            "document.querySelector('.marker[data-kind=stall] .what')?.textContent"
+            ".startsWith('no event for 1 s')"
+        )
+        assert page.locator("#state").text_content() == "stalled"
+        page.wait_for_function(
+            "document.querySelector('.marker[data-kind=stall] .what')"
+            ".textContent.startsWith('no event for 2 s')"
+        )
+        page.screenshot(path=str(tmp_path / "stall.png"))
+        assert event_ids(page) == [f"id {n}" for n in range(1, 5)]
+
+
+def test_the_page_s_own_fault_reaches_the_stream_with_fault_header(
+    page: Any, tmp_path: Path
+) -> None:
+    path = write_lines(tmp_path / "ten.jsonl", TEN)
+    with ServeProcess(
+        str(path), "--fault-header", "--interval", "0.02", "--retry", "100"
+    ) as served:
+        page.goto(served.url.rsplit("/", 1)[0] + "/?fault=drop:after=4")
+        wait_state(page, "ended")
+        page.screenshot(path=str(tmp_path / "page-fault.png"))
+        history = markers(page)
+        notice = page.locator("#notice").text_content()
+        ids = event_ids(page)
+    assert notice == "fault from the address: drop:after=4"
+    # Every connection is dropped after 4 events: 1-4, 5-8, then 9-10 and the end.
+    assert [h for h in history if h.startswith("reconnecting")] == [
+        "reconnecting in 100 ms, after id 4",
+        "reconnecting in 100 ms, after id 8",
+    ]
+    assert [h for h in history if h.startswith("opened")] == [
+        "opened: 200 OK GET /events?fault=drop%3Aafter%3D4"
+    ] * 3
+    assert ids == [f"id {n}" for n in range(1, 11)]
+
+
+def test_without_fault_header_the_page_says_its_fault_is_not_passed_on(
+    page: Any, tmp_path: Path
+) -> None:
+    with serve(tmp_path, TEN[:2]) as server:
+        page.goto(server.url + "/?fault=status:code=503&lastEventId=1")
+        wait_state(page, "ended")
+        notice = page.locator("#notice").text_content()
+        history = markers(page)
+        ids = event_ids(page)
+    assert notice == "?fault= is not passed on: the server was started without --fault-header"
+    assert history[:2] == [
+        "opened: 200 OK GET /events?lastEventId=1",
+        "resumed after id 1 (?lastEventId= of the address)",
+    ]
+    assert ids == ["id 2"]
+
+
+def base_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+ANSWER = "It is 18 \u00b0C and sunny in San Francisco."
+ARGUMENTS = '{"location":"San Francisco","unit":"celsius"}'
+
+
+@pytest.mark.parametrize("shape", ["openai-chat", "openai-responses", "anthropic", "gemini"])
+def test_a_shaped_route_is_played_with_a_body_of_its_provider(
+    page: Any, tmp_path: Path, shape: str
+) -> None:
+    with ServeProcess("--shape", shape, "samples/turns/tool-then-text.jsonl") as served:
+        page.goto(base_of(served.url) + "/")
+        page.wait_for_function("!document.querySelector('#request').hidden")
+        body = json.loads(page.locator("#request-body").input_value())
+        page.click("#send")  # turn 1: a tool call
+        page.wait_for_function("document.querySelector('#state').textContent === 'finished'")
+        tool = page.locator(".tool .name").all_text_contents()
+        arguments = page.locator(".tool pre").all_text_contents()
+        page.click("#send")  # turn 2: the text
+        page.wait_for_function(f"document.querySelector('#answer-text').textContent === {ANSWER!r}")
+        wait_state(page, "finished")
+        page.screenshot(path=str(tmp_path / f"{shape}.png"))
+        facts = page.locator(".facts").text_content()
+        path = page.locator("#request-path").input_value()
+    assert body.get("stream", True) is True
+    assert tool[0].startswith("\u2192 get_weather")
+    assert arguments == [ARGUMENTS]
+    assert "finish: " in facts
+    assert "usage: " in facts
+    if shape == "gemini":
+        assert path == "/v1/models/gemini-2.0-flash:streamGenerateContent?alt=sse"
+
+
+def test_a_recorded_request_is_played_with_its_recorded_body(page: Any, tmp_path: Path) -> None:
+    from tests.http.recordings_support import write_recording
+
+    deltas = ["Recorded", " answers", " replay"]
+    blocks = [(0.01, 'event: message_start\ndata: {"type":"message_start","message":{}}\n\n')]
+    blocks += [
+        (
+            0.02 + 0.01 * n,
+            "event: content_block_delta\ndata: "
+            + json.dumps(
+                {
+                    "type": "content_block_delta",
+                    "index": 0,
+                    "delta": {"type": "text_delta", "text": text},
+                }
+            )
+            + "\n\n",
+        )
+        for n, text in enumerate(deltas)
+    ]
+    blocks.append((0.1, 'event: message_stop\ndata: {"type":"message_stop"}\n\n'))
+    body = '{"model":"claude-x","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+    recording = write_recording(
+        tmp_path / "messages.jsonl", method="POST", target="/v1/messages", body=body, blocks=blocks
+    )
+    with ServeProcess(str(recording)) as served:
+        page.goto(base_of(served.url) + "/")
+        page.wait_for_function("!document.querySelector('#request').hidden")
+        shown = page.locator("#request-body").input_value()
+        page.click("#send")
+        wait_state(page, "finished")
+        text = page.locator("#answer-text").text_content()
+    assert shown == body
+    assert text == "".join(deltas)
