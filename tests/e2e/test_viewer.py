@@ -18,7 +18,7 @@ from sseplay.faults.spec import parse_faults
 from sseplay.http.app import create_app
 from sseplay.http.hub import AppOptions
 from sseplay.schedule import Timing
-from tests.conftest import SAMPLES, LiveServer, ServeProcess, make_stream, write_lines
+from tests.conftest import CONFORMANCE, SAMPLES, LiveServer, ServeProcess, make_stream, write_lines
 from tests.e2e import test_browser
 
 # The browser tests' fixtures: one Chromium per module, a fresh context per test.
@@ -308,3 +308,45 @@ def test_a_recorded_request_is_played_with_its_recorded_body(page: Any, tmp_path
         text = page.locator("#answer-text").text_content()
     assert shown == body
     assert text == "".join(deltas)
+
+
+# The viewer's parser (viewer/parser.js behind a streaming TextDecoder, as the page reads)
+# on every shared vector: whole, byte by byte, and cut in two at every byte (a long one:
+# at 64 places).
+PARSE_EVERY_WAY = """(cases) => {
+  const run = (pieces) => {
+    const events = [];
+    const parser = new EventStreamParser((e) => events.push(e), "");
+    const decoder = new TextDecoder();
+    for (const piece of pieces) parser.feed(decoder.decode(piece, { stream: true }));
+    parser.feed(decoder.decode());
+    return JSON.stringify([events, parser.retry, parser.lastEventId]);
+  };
+  const failures = [];
+  for (const c of cases) {
+    const whole = c.stream !== undefined ? new TextEncoder().encode(c.stream)
+      : Uint8Array.from(c.chunks_hex.join("").match(/../g) || [], (h) => parseInt(h, 16));
+    const expected = JSON.stringify([c.events, c.retry, c.last_event_id]);
+    const ways = [[whole], Array.from(whole, (b) => Uint8Array.of(b))];
+    // Every cut of a short stream; of a long one (70 kB), 64 cuts spread over it.
+    const step = whole.length > 512 ? Math.floor(whole.length / 64) : 1;
+    for (let cut = 1; cut < whole.length; cut += step) ways.push([whole.slice(0, cut), whole.slice(cut)]);
+    for (const pieces of ways) {
+      const got = run(pieces);
+      if (got !== expected) { failures.push([c.name, pieces.length, got]); break; }
+    }
+  }
+  return failures;
+}"""
+
+
+def test_the_viewer_s_parser_passes_the_shared_vectors(page: Any, tmp_path: Path) -> None:
+    cases = [
+        *json.loads((CONFORMANCE / "sse_vectors.json").read_text("utf-8")),
+        *json.loads((CONFORMANCE / "sse_vectors_bytes.json").read_text("utf-8")),
+    ]
+    with serve(tmp_path, TEN[:1]) as server:
+        page.goto(server.url + "/")
+        failures = page.evaluate(PARSE_EVERY_WAY, cases)
+    assert len(cases) >= 45
+    assert failures == []
