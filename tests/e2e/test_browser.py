@@ -410,7 +410,8 @@ def test_viewer_resumes_with_the_last_id_as_utf8_and_stops_at_204(
 
 def test_docs_screenshot_shows_an_open_stream(page: Any) -> None:
     """The README's picture: taken while the stream is open, never while it reconnects.
-    It goes to tests/artifacts/viewer-docs.png; copy it to docs/viewer.png to update."""
+    It goes to tests/artifacts/viewer-docs.png (docs/viewer.png is now the picture of
+    tests/e2e/test_viewer.py's test_docs_picture_an_llm_answer_read_through_a_drop)."""
     mapping = FieldMapping(data_field="payload", event_field="type", id_field="id", time_field="at")
     streams = [
         make_stream(

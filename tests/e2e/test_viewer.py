@@ -27,7 +27,16 @@ browser = test_browser.browser
 pytestmark = pytest.mark.browser
 
 TEN = [{"n": n} for n in range(1, 11)]
-LLM_TEXT = "Server-Sent Events are just text over HTTP."
+
+
+def joined_text(path: Path) -> str:
+    """What the OpenAI chunks of ``path`` say, joined."""
+    chunks = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    return "".join(
+        chunk["choices"][0]["delta"].get("content") or ""
+        for chunk in chunks
+        if isinstance(chunk, dict) and chunk["choices"]
+    )
 
 
 @pytest.fixture
@@ -93,12 +102,30 @@ def test_the_answer_of_an_llm_stream_is_shown_as_text(page: Any, tmp_path: Path)
         page.click("#raw")  # the raw events, one click away
         raw = page.locator(".event:visible").count()
         page.screenshot(path=str(tmp_path / "llm-raw.png"))
-    assert text == LLM_TEXT
+    assert (
+        text == joined_text(SAMPLES / "llm.jsonl") == "Server-Sent Events are just text over HTTP."
+    )
     assert provider == "OpenAI Chat \u00b7 complete"
     assert "finish: stop" in facts
     assert "first token after" in facts
     assert "tokens/s" in facts
     assert (shown, raw) == (0, 11)
+
+
+def test_docs_picture_an_llm_answer_read_through_a_drop(page: Any, tmp_path: Path) -> None:
+    """The README's picture (docs/viewer.png is a copy of the viewer.png written here): the
+    answer of samples/llm.jsonl, a drop and the resume after it, the timeline."""
+    stream = make_stream(SAMPLES / "llm.jsonl", timing=Timing(interval=0.06), retry=250)
+    options = AppOptions(ServerConfig(ping=0, faults=parse_faults(["drop:after=5,conn=1"])))
+    with LiveServer(create_app([stream], options)) as server:
+        page.set_viewport_size({"width": 1100, "height": 560})
+        page.goto(server.url + "/")
+        wait_state(page, "ended")
+        page.screenshot(path=str(tmp_path / "viewer.png"))
+        text = page.locator("#answer-text").text_content()
+        history = markers(page)
+    assert text == joined_text(SAMPLES / "llm.jsonl")
+    assert "resumed after id 5 (Last-Event-ID)" in history
 
 
 def test_a_drop_leaves_its_mark_and_the_resume_after_it(page: Any, tmp_path: Path) -> None:
@@ -330,7 +357,9 @@ PARSE_EVERY_WAY = """(cases) => {
     const ways = [[whole], Array.from(whole, (b) => Uint8Array.of(b))];
     // Every cut of a short stream; of a long one (70 kB), 64 cuts spread over it.
     const step = whole.length > 512 ? Math.floor(whole.length / 64) : 1;
-    for (let cut = 1; cut < whole.length; cut += step) ways.push([whole.slice(0, cut), whole.slice(cut)]);
+    for (let cut = 1; cut < whole.length; cut += step) {
+      ways.push([whole.slice(0, cut), whole.slice(cut)]);
+    }
     for (const pieces of ways) {
       const got = run(pieces);
       if (got !== expected) { failures.push([c.name, pieces.length, got]); break; }
