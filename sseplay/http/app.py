@@ -147,9 +147,10 @@ def create_app(
                 ],
                 **({"recordings": recordings.listing()} if recordings is not None else {}),
                 **({"shapes": [shaped.listing() for shaped in turns]} if turns else {}),
-                # For the viewer: whether it may pass its own ?fault= on, and the streams
-                # it can only ask for with a request of its own (POST, a recorded body).
+                # For the viewer: whether it may pass its own ?fault= on, has a control API
+                # to show, and the streams it can only ask for with a request of its own.
                 "fault_header": options.config.fault_header,
+                "control": options.config.control,
                 "requests": requests,
             }
         )

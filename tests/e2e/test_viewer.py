@@ -20,6 +20,7 @@ from sseplay.http.hub import AppOptions
 from sseplay.schedule import Timing
 from tests.conftest import CONFORMANCE, SAMPLES, LiveServer, ServeProcess, make_stream, write_lines
 from tests.e2e import test_browser
+from tests.support import wait_until
 
 # The browser tests' fixtures: one Chromium per module, a fresh context per test.
 browser = test_browser.browser
@@ -379,3 +380,115 @@ def test_the_viewer_s_parser_passes_the_shared_vectors(page: Any, tmp_path: Path
         failures = page.evaluate(PARSE_EVERY_WAY, cases)
     assert len(cases) >= 45
     assert failures == []
+
+
+def journal_entry(seq: int, ended: str | None, **fields: Any) -> dict[str, Any]:
+    entry = {
+        "seq": seq,
+        "time": 1_796_000_000.25,
+        "route": "/events",
+        "client": "127.0.0.1:5555",
+        "connection": seq,
+        "method": "GET",
+        "path": "/events",
+        "query": "",
+        "headers": [],
+        "body": "",
+        "last_event_id": None,
+        "status": 200,
+        "events": 3,
+        "last_id": "3",
+        "ended": ended,
+        "gap_ms": None,
+        "retry_ms": 100,
+    }
+    return {**entry, **fields}
+
+
+def with_fake_control(app: Any, kicked: list[str]) -> Any:
+    """The control API's connections and journal (issue 26), faked (ahead of the real
+    control routes): the panel is built against the API as specified, and the journal is
+    not in this tree."""
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response, StreamingResponse
+    from starlette.routing import Route
+
+    connection = {"id": 7, "route": "/events", "client": "127.0.0.1:5555", "age": 1.5}
+    connection.update(events=3, last_id="3", faults=["drop:after=3"])
+
+    async def connections(request: Request) -> Response:
+        return JSONResponse({"connections": [connection]})
+
+    async def kick(request: Request) -> Response:
+        kicked.append(request.path_params["id"])
+        return JSONResponse({})
+
+    def sse(event: str | None, value: Any) -> str:
+        return (f"event: {event}\n" if event else "") + f"data: {json.dumps(value)}\n\n"
+
+    async def journal(request: Request) -> Response:
+        assert request.headers["accept"] == "text/event-stream"
+        body = [
+            sse(None, journal_entry(1, "cut off")),
+            sse("open", journal_entry(2, None, last_event_id="3", status=None, events=0)),
+            sse("end", journal_entry(2, "204", last_event_id="3", status=204, events=0)),
+            sse(
+                "verdict",
+                {
+                    "ok": False,
+                    "rules": ["resumes"],
+                    "broken": [
+                        {
+                            "rule": "resumes",
+                            "client": "127.0.0.1:5555",
+                            "connection": 2,
+                            "message": "sent Last-Event-ID '3', expected '4'",
+                        }
+                    ],
+                },
+            ),
+        ]
+        return StreamingResponse(iter(body), media_type="text/event-stream")
+
+    app.router.routes[:0] = [
+        Route("/_sseplay/connections", connections),
+        Route("/_sseplay/connections/{id}", kick, methods=["DELETE"]),
+        Route("/_sseplay/journal", journal),
+    ]
+    return app
+
+
+def test_the_connections_panel_shows_the_journal_and_the_verdict(page: Any, tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "two.jsonl", TEN[:2])
+    config = ServerConfig(ping=0, control=True)
+    app = create_app([make_stream(path, retry=100)], AppOptions(config))
+    kicked: list[str] = []
+    with LiveServer(with_fake_control(app, kicked)) as server:
+        page.goto(server.url + "/")
+        page.wait_for_function(
+            "document.querySelector('#journal-state').textContent.includes('ended')"
+        )
+        page.screenshot(path=str(tmp_path / "connections.png"))
+        journal = page.locator("#journal tr").evaluate_all(
+            "(rows) => rows.map((r) => [...r.cells].map((c) => c.textContent))"
+        )
+        live = page.locator("#connections-live td").all_text_contents()
+        verdict = page.locator("#verdict").text_content()
+        page.click("#connections-live button")  # end connection 7
+        wait_until(lambda: kicked == ["7"], timeout=5, message="no DELETE came")
+    assert [row[0] for row in journal] == ["2", "1"]  # newest first, one row per seq
+    assert journal[0][3:] == ["GET /events", "3", "204", "0", "3", "204", ""]
+    assert journal[1][8] == "cut off"
+    assert live[:7] == ["7", "/events", "127.0.0.1:5555", "1.5 s", "3", "3", "drop:after=3"]
+    assert verdict == (
+        "verdict: 1 broken (resumes)\n"
+        "resumes: client 127.0.0.1:5555, connection 2: sent Last-Event-ID '3', expected '4'"
+    )
+
+
+def test_without_a_control_api_there_is_no_connections_panel(page: Any, tmp_path: Path) -> None:
+    with serve(tmp_path, TEN[:2]) as server:
+        page.goto(server.url + "/")
+        wait_state(page, "ended")
+        hidden = page.locator("#connections").evaluate("(panel) => panel.hidden")
+    assert hidden is True

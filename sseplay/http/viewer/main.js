@@ -16,6 +16,10 @@ const STALL_FACTOR = 5;  // a gap this many times the usual one is a stall...
 const STALL_FLOOR_MS = 1000;  // ...and never under a second
 const USUAL_GAPS = 50;  // the usual gap: the median of this many last ones
 const BODY_SHOWN = 2000;  // characters of an answer that is not a stream
+// What the page keeps of an endless stream: the newest rows, arrivals and marks.
+const MAX_ROWS = 5000;
+const MAX_ARRIVALS = 200000;
+const MAX_MARKS = 2000;
 // A server started with --token serves this page at /?token=SECRET; the page passes the
 // token on to /healthz and the streams, as a header (fetch can set one), so it stays out
 // of the URLs the page requests.
@@ -96,6 +100,7 @@ function place(row) {
   const empty = list.querySelector(".empty");
   if (empty) empty.remove();
   list.prepend(row);
+  if (list.childElementCount > MAX_ROWS) list.lastElementChild.remove();
 }
 
 // Rows wait while paused, markers with them, so that the list keeps arrival order.
@@ -126,7 +131,7 @@ function showEvent(item) {
 // A row of the connection history; ``timeline``: also marked on the timeline.
 function marker(kind, text, timeline = false) {
   const at = session ? performance.now() - session.start : 0;
-  if (timeline && session) session.marks.push({ at, kind: timelineKind(kind), label: text });
+  if (timeline && session) addMark(at, timelineKind(kind), text);
   const row = document.createElement("div");
   row.className = "marker";
   row.dataset.kind = kind;
@@ -134,6 +139,11 @@ function marker(kind, text, timeline = false) {
   later(() => place(row));
   redraw();
   return row;
+}
+
+function addMark(at, kind, label) {
+  session.marks.push({ at, kind, label });
+  if (session.marks.length > MAX_MARKS) session.marks.shift();
 }
 
 const TIMELINE_KINDS = { fault: "fault", stall: "stall", finished: "end", end: "end" };
@@ -171,12 +181,13 @@ function receive(event) {
   endStall(now);
   session.received += 1;
   session.arrivals.push(now - session.start);
+  if (session.arrivals.length > MAX_ARRIVALS) session.arrivals.splice(0, MAX_ARRIVALS / 2);
   session.lastArrival = now;
   $("count").textContent = session.received + (session.received === 1 ? " event" : " events");
   suggestType(event.type);
   const flags = [...idFlags(event.id), ...flagsOf(event.data)];
   if (flags.some((f) => f.kind === "json" || f.kind === "utf8")) {
-    session.marks.push({ at: now - session.start, kind: "fault", label: flags.map((f) => f.text).join("; ") });
+    addMark(now - session.start, "fault", flags.map((f) => f.text).join("; "));
   }
   if (session.answer.take(event, now)) showAnswer();
   const item = { time: clock(new Date()), type: event.type, id: event.id, data: event.data, flags };
@@ -250,7 +261,7 @@ function endStall(now) {
   session.stall = null;
   const text = "silence of " + ((now - stall.since) / 1000).toFixed(1) + " s";
   stall.row.querySelector(".what").textContent = text;
-  session.marks.push({ at: stall.since - session.start, kind: "stall", label: text });
+  addMark(stall.since - session.start, "stall", text);
   if (session.open) setState("open");
 }
 
@@ -474,6 +485,7 @@ async function start() {
   $("zone").textContent = zoneLabel();
   health = await (await fetch("/healthz", { headers: AUTHORIZATION })).json();
   health.requests = (health.requests || []).filter(playable);
+  if (health.control) new ConnectionsPanel(AUTHORIZATION).start();
   if (PAGE.get("fault")) {
     $("notice").textContent = health.fault_header
       ? "fault from the address: " + PAGE.get("fault")
