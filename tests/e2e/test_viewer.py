@@ -224,6 +224,24 @@ def test_a_stall_shows_the_silence_growing(page: Any, tmp_path: Path) -> None:
         assert event_ids(page) == [f"id {n}" for n in range(1, 5)]
 
 
+def test_a_request_with_no_answer_is_a_stall_too(page: Any, tmp_path: Path) -> None:
+    with serve(tmp_path, TEN, "hang:conn=1", "hang:headers=yes,conn=2") as server:
+        page.goto(server.url + "/")
+        page.wait_for_function(
+            "document.querySelector('.marker[data-kind=stall] .what')?.textContent"
+            " === 'no answer for 2 s to the request'"
+        )
+        assert page.locator("#state").text_content() == "stalled"
+        page.goto("about:blank")  # the server waits for its client to leave
+        page.goto(server.url + "/")  # connection 2: headers, then nothing
+        page.wait_for_function(
+            "document.querySelector('.marker[data-kind=stall] .what')?.textContent"
+            " === 'no event for 2 s since the stream opened'"
+        )
+        page.screenshot(path=str(tmp_path / "hang.png"))
+        page.goto("about:blank")
+
+
 def test_the_page_s_own_fault_reaches_the_stream_with_fault_header(
     page: Any, tmp_path: Path
 ) -> None:

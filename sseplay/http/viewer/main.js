@@ -14,6 +14,7 @@ const list = $("events");
 const DEFAULT_RETRY_MS = 3000;  // what Chromium waits before a server sends retry:
 const STALL_FACTOR = 5;  // a gap this many times the usual one is a stall...
 const STALL_FLOOR_MS = 1000;  // ...and never under a second
+const FIRST_WAIT_MS = 2000;  // no answer, or no first event, for this long: a stall
 const USUAL_GAPS = 50;  // the usual gap: the median of this many last ones
 const BODY_SHOWN = 2000;  // characters of an answer that is not a stream
 // What the page keeps of an endless stream: the newest rows, arrivals and marks.
@@ -54,6 +55,8 @@ function newSession(expected) {
     arrivals: [],  // ms since start
     marks: [],  // { at, kind, label } on the timeline
     lastArrival: null,
+    requestAt: null,  // while a request waits for its answer
+    openedAt: null,  // of the connection open now
     lastComment: null,
     lastNumericId: null,
     seenIds: new Set(),
@@ -239,16 +242,35 @@ function usualGap() {
   return gaps[Math.floor(gaps.length / 2)];
 }
 
+// What the page is waiting for now, if anything: { since, threshold, text(ms) }.
+function waitingFor() {
+  const lastArrival = session.lastArrival === null ? -Infinity : session.lastArrival;
+  if (session.open && session.arrivals.length >= 3 && lastArrival > session.openedAt) {
+    const usual = usualGap();
+    const pings = session.lastComment !== null && session.lastComment > lastArrival ? "; comments (pings) still coming" : "";
+    return { since: lastArrival, threshold: Math.max(STALL_FACTOR * usual, STALL_FLOOR_MS),
+             text: (s) => "no event for " + s + " s (usual gap " + Math.round(usual) + " ms)" + pings };
+  }
+  if (session.open) {
+    const since = Math.max(session.openedAt, lastArrival);
+    const opened = since === session.openedAt ? " since the stream opened" : "";
+    return { since, threshold: FIRST_WAIT_MS, text: (s) => "no event for " + s + " s" + opened };
+  }
+  if (session.requestAt !== null) {
+    return { since: session.requestAt, threshold: FIRST_WAIT_MS, text: (s) => "no answer for " + s + " s to the request" };
+  }
+  return null;
+}
+
 function watchStall() {
-  if (!session || !session.open || session.arrivals.length < 3 || paused) return;
-  const now = performance.now();
-  const usual = usualGap();
-  const silent = now - session.lastArrival;
-  if (silent < Math.max(STALL_FACTOR * usual, STALL_FLOOR_MS)) return;
-  const pings = session.lastComment !== null && session.lastComment > session.lastArrival ? "; comments (pings) still coming" : "";
-  const text = "no event for " + Math.floor(silent / 1000) + " s (usual gap " + Math.round(usual) + " ms)" + pings;
+  if (!session || paused) return;
+  const waiting = waitingFor();
+  if (waiting === null) return;
+  const silent = performance.now() - waiting.since;
+  if (silent < waiting.threshold) return;
+  const text = waiting.text(Math.floor(silent / 1000));
   if (session.stall === null) {
-    session.stall = { row: marker("stall", text), since: session.lastArrival };
+    session.stall = { row: marker("stall", text), since: waiting.since };
     setState("stalled");
   } else {
     session.stall.row.querySelector(".what").textContent = text;
@@ -307,13 +329,18 @@ async function startOfBody(response) {
 async function connect(request, parser, signal) {
   const headers = { "Accept": "text/event-stream", ...AUTHORIZATION, ...request.headers };
   let response;
+  session.requestAt = performance.now();
   try {
     response = await fetch(request.url, { method: request.method, headers, body: request.body, signal, cache: "no-store" });
   } catch (error) {
     if (signal.aborted) return "aborted";
+    session.requestAt = null;
+    endStall(performance.now());
     marker("fault", "could not connect: " + error.message, true);
     return "dropped";
   }
+  session.requestAt = null;
+  endStall(performance.now());
   const type = (response.headers.get("Content-Type") || "").split(";")[0].trim().toLowerCase();
   const status = response.status + (response.statusText ? " " + response.statusText : "");
   if (response.status === 204) {
@@ -328,6 +355,7 @@ async function connect(request, parser, signal) {
     return "failed";
   }
   session.open = true;
+  session.openedAt = performance.now();
   marker("open", "opened: " + status + " " + request.method + " " + request.url);
   setState("open");
   if (request.resumeAfter) {
