@@ -159,12 +159,18 @@ def test_a_drop_leaves_its_mark_and_the_resume_after_it(page: Any, tmp_path: Pat
     assert bins > 0
 
 
-def test_a_skip_says_which_ids_are_missing(page: Any, tmp_path: Path) -> None:
-    with serve(tmp_path, TEN, "skip:at=5", "skip:at=6", "skip:at=7") as server:
+def test_a_skip_says_which_ids_are_missing_and_a_duplicate_is_flagged(
+    page: Any, tmp_path: Path
+) -> None:
+    faults = ("duplicate:at=2", "skip:at=6", "skip:at=7", "skip:at=8")
+    with serve(tmp_path, TEN, *faults) as server:
         page.goto(server.url + "/")
-        page.wait_for_function("document.querySelectorAll('.event').length >= 7")
+        page.wait_for_function("document.querySelectorAll('.event').length >= 8")
         history = markers(page)
-    assert "ids 5-7 missing" in history
+        flags = page.locator(".event .flag").all_text_contents()
+    assert "ids 6-8 missing" in history
+    assert history[2] == "ended: the server closed the stream after 8 events"
+    assert flags == ["id 2 again"]
 
 
 def test_malformed_json_and_invisible_characters_are_flagged(page: Any, tmp_path: Path) -> None:
@@ -194,6 +200,19 @@ def test_malformed_json_and_invisible_characters_are_flagged(page: Any, tmp_path
     assert data[2] == "zero\u200bwidth"  # shown, not changed: the label is drawn by CSS
     assert data[3] == "\ufeffbom first"
     assert sorted(labels) == ['"\u27e8BOM\u27e9"', '"\u27e8U+FFFD\u27e9"', '"\u27e8ZWSP\u27e9"']
+
+
+def test_a_finished_stream_reads_finished_while_the_204_is_a_minute_away(
+    page: Any, tmp_path: Path
+) -> None:
+    path = write_lines(tmp_path / "three.jsonl", TEN[:3])
+    stream = make_stream(path, retry=60_000)
+    with LiveServer(create_app([stream], AppOptions(ServerConfig(ping=0)))) as server:
+        page.goto(server.url + "/")
+        wait_state(page, "finished")
+        history = markers(page)
+        page.goto("about:blank")
+    assert history[-1] == "finished: 3 events; reconnecting in 60000 ms only to be told 204"
 
 
 def test_a_503_shows_its_status_and_body(page: Any, tmp_path: Path) -> None:

@@ -168,7 +168,11 @@ async function connect(request, parser, signal) {
 }
 
 function finished() {
-  return session.answer.done || (session.expected !== null && session.received >= session.expected);
+  // The provider's last event, or as many events as the file has, or (ids of a file
+  // numbered 1, 2, 3...) its last id, when some were lost on the way.
+  const expected = session.expected;
+  return session.answer.done || (expected !== null &&
+    (session.received >= expected || session.lastNumericId === BigInt(expected)));
 }
 
 // A stream read the way EventSource reads it, reconnecting until a 204 or a wrong answer.
