@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -159,12 +160,19 @@ def create_app(
                 **({"recordings": recordings.listing()} if recordings is not None else {}),
                 **({"shapes": [shaped.listing() for shaped in turns]} if turns else {}),
                 **({"scenario": scenario.listing()} if scenario is not None else {}),
+                # For the viewer: whether it may pass its own ?fault= on, has a control API
+                # to show, and the streams it can only ask for with a request of its own.
+                "fault_header": options.config.fault_header,
+                "control": options.config.control,
+                "requests": requests,
             }
         )
 
+    requests = _viewer_requests(recordings, turns)
+    page = viewer_page()
+
     @app.get("/")
     async def viewer() -> HTMLResponse:
-        page = resources.files("sseplay.http").joinpath("viewer.html").read_text("utf-8")
         return HTMLResponse(page)
 
     @app.get("/favicon.ico")
@@ -213,6 +221,53 @@ def _stream_health(stream: Route, hub: Hub) -> dict[str, Any]:
     if feed is not None:  # --follow: the events so far, and whether the input is over
         health.update(events=feed.position, live=not feed.ended)
     return health
+
+
+# The largest recorded request body the viewer is given to start from (a larger one: none).
+MAX_SHOWN_BODY = 64 * 1024
+# ``<script src="viewer/NAME.js"></script>`` in viewer.html: put inline when served.
+_SCRIPT = re.compile(r'<script src="viewer/([a-z]+\.js)"></script>')
+
+
+def viewer_page() -> str:
+    """viewer.html with its scripts inline: one self-contained page, nothing else to load."""
+    files = resources.files("sseplay.http")
+
+    def inline(match: re.Match[str]) -> str:
+        script = files.joinpath("viewer", match.group(1)).read_text("utf-8")
+        assert "</script" not in script.lower(), match.group(1)
+        return f"<script>\n{script}</script>"
+
+    return _SCRIPT.sub(inline, files.joinpath("viewer.html").read_text("utf-8"))
+
+
+def _viewer_requests(recordings: Recordings | None, turns: Sequence[Turns]) -> list[dict[str, Any]]:
+    """The streams the viewer plays with a request of its own: each shaped route (POST; the
+    page writes a body in the provider's form) and each recorded event stream (its method,
+    query and the start of its recorded body, to edit)."""
+    listed: list[dict[str, Any]] = [
+        {"method": "POST", "path": route, "query": "", "shape": shaped.shape.name, "body": None}
+        for shaped in turns
+        for route in shaped.routes
+    ]
+    for exchange in recordings.exchanges if recordings is not None else ():
+        if not exchange.is_stream:
+            continue
+        request = exchange.request
+        body: str | None = None
+        if len(request.body) <= MAX_SHOWN_BODY:
+            with contextlib.suppress(UnicodeDecodeError):
+                body = request.body.decode("utf-8")
+        listed.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "query": request.query,
+                "shape": None,
+                "body": body,
+            }
+        )
+    return listed
 
 
 def hub_of(app: FastAPI) -> Hub:

@@ -347,8 +347,9 @@ def test_viewer_shows_every_event_type_even_open_and_error(page: Any, tmp_path: 
         page.goto(server.url + "/")
         page.wait_for_function("document.querySelectorAll('.event').length >= 253", timeout=15000)
         rows = _viewer_rows(page)
-        # Served to its end, the stream waits to reconnect: an "error" event did not say so.
-        assert page.locator("#state").text_content() in ("open", "reconnecting")
+        # Served to its end (all 253 of the file's events), the stream reads as finished
+        # while it waits for the 204: an "error" event did not make it fail.
+        assert page.locator("#state").text_content() in ("open", "finished")
     assert [row["data"] for row in rows] == [str(n) for n in range(253)]
     assert [row["type"] for row in rows[-3:]] == ["open", "error", "message"]
     assert rows[0]["type"] == "type-0"
@@ -409,7 +410,8 @@ def test_viewer_resumes_with_the_last_id_as_utf8_and_stops_at_204(
 
 def test_docs_screenshot_shows_an_open_stream(page: Any) -> None:
     """The README's picture: taken while the stream is open, never while it reconnects.
-    It goes to tests/artifacts/viewer-docs.png; copy it to docs/viewer.png to update."""
+    It goes to tests/artifacts/viewer-docs.png (docs/viewer.png is now the picture of
+    tests/e2e/test_viewer.py's test_docs_picture_an_llm_answer_read_through_a_drop)."""
     mapping = FieldMapping(data_field="payload", event_field="type", id_field="id", time_field="at")
     streams = [
         make_stream(
