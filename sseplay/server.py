@@ -12,10 +12,12 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard
 
+from sseplay.canary import Canary
 from sseplay.config import DEFAULT_ROUTE, ServerConfig, check_route
 from sseplay.errors import UsageError
 from sseplay.http.access import AccessRules, is_loopback
 from sseplay.http.app import create_app, hub_of
+from sseplay.http.canary import CanaryRoute
 from sseplay.http.control_methods import ControlMethods, OpenConnections
 from sseplay.http.hub import AppOptions, Hub, LiveRoute, Route
 from sseplay.http.listen import bind, stream_urls, tls_settings
@@ -127,7 +129,7 @@ class Server(ControlMethods, Running):
         | RedisStream
         | Recordings
         | Turns
-        | Mapping[str, Stream | RedisStream | None],
+        | Mapping[str, Stream | RedisStream | Canary | None],
         *,
         recordings: Recordings | None = None,
         turns: Turns | Sequence[Turns] = (),
@@ -174,7 +176,7 @@ class Server(ControlMethods, Running):
             raise UsageError("a server needs at least one stream")
         routes: list[Route] = []
         # In the order given: ``urls`` lists them so.
-        every: list[Route | LiveRoute] = []
+        every: list[Route | LiveRoute | CanaryRoute] = []
         for route, stream in streams.items():
             path = check_route("/" + route.strip("/"))
             if any(known.route == path for known in every):  # "feed" and "/feed/" too
@@ -184,6 +186,9 @@ class Server(ControlMethods, Running):
 
                 check_redis_route(config)
                 every.append(LiveRoute(path, stream.label, stream))
+                continue
+            if isinstance(stream, Canary):  # --canary: events that say when they were sent
+                every.append(CanaryRoute(path, stream.label, stream))
                 continue
             if stream is None and config.control:  # an empty live route: published to
                 routes.append(Route(path, "published events", None))
@@ -205,6 +210,7 @@ class Server(ControlMethods, Running):
             every.append(routes[-1])
         self.routes: tuple[Route, ...] = tuple(routes)
         self.live_routes = tuple(r for r in every if isinstance(r, LiveRoute))
+        self.canary_routes = tuple(r for r in every if isinstance(r, CanaryRoute))
         self.all_routes = tuple(every)
         # Held for as long as the server: a stream's temporary copy (records, .gz, a pipe)
         # is removed when the stream goes, and a replay too big to cache reads it back.
@@ -347,6 +353,7 @@ class Server(ControlMethods, Running):
             live=self.live_routes,
             recordings=self.recordings,
             turns=self.turns,
+            canaries=self.canary_routes,
         )
         tls = server_tls(config.certfile, config.keyfile, config.self_signed, config.host)
         try:

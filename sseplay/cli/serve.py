@@ -53,7 +53,7 @@ SHORT_HELP = "Replay event files as SSE streams."
 
 def serve(
     files: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
             metavar="FILE...",  # any number of them
             help="Event files (JSON array or JSON Lines, .gz too; - for stdin), or Redis "
@@ -64,7 +64,7 @@ def serve(
             "one recording file, answers every request with the recording that matches it.",
             show_default=False,
         ),
-    ],
+    ] = None,
     route: Annotated[
         str, typer.Option(metavar="ROUTE", help="Route of a single file.")
     ] = DEFAULT_ROUTE,
@@ -292,10 +292,21 @@ def serve(
             help="--shape: each gap varies by up to this fraction, drawn from --seed. [default: 0]",
         ),
     ] = None,
+    canary: Annotated[
+        bool,
+        typer.Option(
+            "--canary",
+            help="Serve no file: an event every --interval (0.2 s) that carries when it was "
+            "written, for 'sseplay tail URL --check-delivery' to find a buffering hop.",
+        ),
+    ] = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Replay event files as SSE streams; prints each stream's URL when ready."""
+    files = files or []
+    if not files and not canary:  # as click says it of a required argument
+        raise UsageError("sseplay serve: Missing argument 'FILE...'; see 'sseplay serve --help'")
     if record_missing is not None and len(files) == 1 and not Path(files[0]).exists():
         # The first run of ``serve rec/ --record-missing URL`` records into a new directory.
         try:
@@ -372,6 +383,15 @@ def serve(
         seed=seed,
         control=control,
     )
+    if canary:
+        from sseplay.cli.serve_canary import run_canary
+
+        given = {"--follow": follow, "--broadcast": broadcast, "--loop": loop, "--once": once}
+        given.update({"--workers": workers is not None, "--fault": bool(fault)})
+        given.update({"--shape": shape is not None, "--retry": retry is not None})
+        setup = (quiet, verbose, url_file)
+        run_canary(files, check_route("/" + route.strip("/")), interval, config, given, setup)
+        return
     if shape is not None:
         from sseplay.cli.shaped import run_shaped, shape_options
 

@@ -21,6 +21,7 @@ from sseplay.http.hub import AppOptions, Hub, LiveRoute, Route
 from sseplay.http.route_sources import FileSource, RedisSource
 
 if TYPE_CHECKING:
+    from sseplay.http.canary import CanaryRoute
     from sseplay.http.recorded import RecordedEndpoint
     from sseplay.recordings import Recordings
     from sseplay.shaped import Turns
@@ -41,6 +42,7 @@ def create_app(
     live: Sequence[LiveRoute] = (),
     recordings: Recordings | None = None,
     turns: Sequence[Turns] = (),
+    canaries: Sequence[CanaryRoute] = (),
 ) -> FastAPI:
     """The whole server. ``on_complete`` runs when a client has received a whole replay
     (or, in broadcast mode, when the shared timeline has played to its end); ``on_over``
@@ -59,6 +61,11 @@ def create_app(
         from sseplay.sources.redis_feed import RedisFeed
 
         hub.redis_feeds[live_route.route] = RedisFeed(live_route.source)
+    canary_sources = []
+    for canary_route in canaries:  # --canary (sseplay.canary)
+        from sseplay.http.canary import CanarySource
+
+        canary_sources.append(CanarySource(canary_route, hub))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -67,6 +74,8 @@ def create_app(
         hub.start()
         for redis_feed in hub.redis_feeds.values():
             redis_feed.start(hub.timer, options.config.ping)
+        for canary_source in canary_sources:
+            canary_source.start()
         try:
             yield
         finally:
@@ -101,6 +110,10 @@ def create_app(
         app.router.routes.append(
             routing.Route(live_route.route, redis_endpoint, methods=["GET", "POST"])
         )
+
+    for canary_source in canary_sources:
+        canary_endpoint = StreamEndpoint(canary_source, hub)
+        app.router.routes.append(routing.Route(canary_source.route, canary_endpoint))
 
     for shaped in turns:
         from sseplay.http.shaped import ShapedEndpoint
@@ -160,6 +173,7 @@ def create_app(
         return Response(FAVICON, media_type="image/svg+xml", headers=headers)
 
     served = [stream.route for stream in streams] + [r.route for r in live]
+    served += [canary_route.route for canary_route in canaries]
     served += [route for shaped in turns for route in shaped.routes]
     if recordings is not None:
         from sseplay.http.recorded import RecordedEndpoint
