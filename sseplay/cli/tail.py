@@ -29,6 +29,7 @@ from sseplay.client.defaults import (
 from sseplay.errors import UsageError
 
 if TYPE_CHECKING:
+    from sseplay.client.delivery import DeliveryOptions
     from sseplay.client.options import TailOptions
 
 SHORT_HELP = "Show an SSE stream as it arrives; an assertion for CI."
@@ -235,12 +236,36 @@ def tail(
             help="Retry a refused (or 502/503/504) first connection for up to this long.",
         ),
     ] = None,
+    check_delivery: Annotated[
+        bool,
+        typer.Option(
+            "--check-delivery",
+            help="Read for --timeout (or --count events) and exit 12 if a hop held the "
+            "stream back (lag, bursts, headers), naming the likely culprit; best against "
+            "'sseplay serve --canary'.",
+        ),
+    ] = False,
+    max_lag: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION",
+            help="--check-delivery: the lag allowed (250ms, 0.5s). [default: 250ms]",
+        ),
+    ] = None,
+    expected_interval: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="--check-delivery on a stream that is not a canary: the interval it keeps.",
+        ),
+    ] = None,
 ) -> None:
     """Show an SSE stream as it arrives; exit codes make it an assertion for CI."""
     skip_imports_tail_never_uses()
     _check_stdout()
     from sseplay.client.options import TailOptions
 
+    delivery = _delivery_checked(check_delivery, max_lag, expected_interval, timeout, count)
     options = TailOptions(
         url=url,
         method=method,
@@ -254,7 +279,7 @@ def tail(
         timeout=timeout,
         idle_timeout=idle_timeout,
         connect_timeout=connect_timeout,
-        reconnect=not no_reconnect,
+        reconnect=not no_reconnect and delivery is None,
         max_retries=max_retries,
         max_event_size=max_event_size,
         verify=not insecure,
@@ -265,11 +290,80 @@ def tail(
         ignore_id=ignore_id,
         exact=exact,
         schema=schema or None,
-        stats=stats_file if stats_file is not None else stats,
+        stats=_stats_wanted(stats, stats_file, delivery is not None),
         wait=wait,
         framing=framing,  # type: ignore[arg-type]  # checked by TailOptions
     )
+    if delivery is not None:
+        _run_check_delivery(options, delivery, stats_file if stats_file else stats, quiet)
+        return
     _run_tail(options, _output_format(output, data_only), record, quiet)
+
+
+def _delivery_checked(
+    check: bool,
+    max_lag: str | None,
+    interval: float | None,
+    timeout: float | None,
+    count: int | None,
+) -> "DeliveryOptions | None":
+    """--check-delivery's options, or None; its flags without it are a usage error."""
+    if not check:
+        for flag, value in (("--max-lag", max_lag), ("--expected-interval", interval)):
+            if value is not None:
+                raise UsageError(f"{flag} works with --check-delivery, which is not given")
+        return None
+    if timeout is None and count is None:
+        raise UsageError("--check-delivery reads for --timeout SECONDS or --count N: give one")
+    from sseplay.client.delivery import DEFAULT_MAX_LAG, DeliveryOptions
+
+    lag: str | float = DEFAULT_MAX_LAG if max_lag is None else max_lag
+    return DeliveryOptions(lag, interval)
+
+
+def _stats_wanted(stats: bool, stats_file: Path | None, checking: bool) -> object:
+    """--stats as TailOptions takes it; --check-delivery fills a TailStats of its own and
+    writes the report itself, with the lag percentiles."""
+    wanted = stats_file if stats_file is not None else stats
+    if checking and wanted:
+        from sseplay.client.stats import TailStats
+
+        return TailStats()
+    return wanted
+
+
+def _run_check_delivery(
+    options: "TailOptions", delivery: "DeliveryOptions", stats: object, quiet: bool
+) -> None:
+    """Read and judge the stream: one line on stderr, exit 0 or 12 (``Buffered``)."""
+    import asyncio
+
+    from sseplay.client.delivery import lag_report
+    from sseplay.client.delivery_check import check_delivery
+    from sseplay.client.stats import TailStats, write_stats
+    from sseplay.errors import Buffered, ExitCode
+    from sseplay.model import visible
+
+    def on_status(text: str) -> None:
+        if not quiet:
+            sys.stderr.write(f"sseplay: {visible(text)}\n")
+            sys.stderr.flush()
+
+    try:
+        verdict = asyncio.run(check_delivery(options, delivery, on_status))
+    except KeyboardInterrupt:
+        raise Interrupted from None
+    filled = options.stats
+    if isinstance(filled, TailStats):
+        filled.exit_code = int(ExitCode.BUFFERED if verdict.buffered else ExitCode.OK)
+        report = filled.report()
+        report["lag_ms"] = lag_report(verdict)
+        write_stats(report, None if stats is True else str(stats))
+    if verdict.buffered:
+        raise Buffered(verdict.line)
+    on_status(verdict.line)
+    for note in verdict.notes:
+        on_status(f"note: {note}")
 
 
 def _silence_stdout() -> None:

@@ -61,8 +61,8 @@ class DeliveryOptions:
     """How ``--check-delivery`` judges: the lag a canary event may have, and the interval
     a stream that is not a canary is expected to keep."""
 
-    max_lag: float = DEFAULT_MAX_LAG
-    expected_interval: float | None = None
+    max_lag: float | str = DEFAULT_MAX_LAG  # seconds, or "250ms", "0.5s"; kept in seconds
+    expected_interval: float | str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "max_lag", parse_duration("--max-lag", self.max_lag))
@@ -234,12 +234,14 @@ def judge(delivery: Delivery, options: DeliveryOptions) -> Verdict:
     arrivals = delivery.arrivals
     found = read_headers(delivery.headers)
     sent = [a.sent_ns for a in arrivals if a.sent_ns is not None]
-    interval = options.expected_interval
+    # Seconds, both (``DeliveryOptions`` read the texts when it was made).
+    expected = options.expected_interval
+    interval = None if expected is None else float(expected)
     if interval is None and len(sent) >= 2:
         steps = [after - before for before, after in itertools.pairwise(sent)]
         positive = [step for step in steps if step > 0]
         interval = statistics.median(positive) / 1e9 if positive else None
-    max_lag = options.max_lag
+    max_lag = float(options.max_lag)
     silence_limit = (
         max(SILENT_INTERVALS * interval, max_lag) if interval else SILENCE_WITHOUT_INTERVAL
     )
