@@ -2,7 +2,7 @@
 ``tail --check-delivery`` to find a hop that holds the stream back.
 
 Every ``interval`` the ``CanaryTimeline`` publishes into its ``CanaryFeed`` one event,
-``{"seq": n, "sent_ns": time.time_ns()}``, stamped as it is written (not when it was due:
+``{"seq": n, "sent_ns": time.time_ns(), "pad": "..."}``, stamped as it is written (not when it was due:
 a late timer is not blamed on the network), and half an interval later a one-byte
 comment line (``:``), so that a hop that holds bytes until it has a few KiB shows up as
 soon as one that holds them for a time. Deadlines are absolute (``origin + k * interval
@@ -26,6 +26,11 @@ from sseplay.timer import TIMER_SLACK, Timer
 DEFAULT_CANARY_INTERVAL = 0.2  # seconds between two events
 CANARY_HISTORY = 1000
 COMMENT = b":\n"  # a comment line with no text: one byte and its line break
+# Events differ in size by up to this many bytes of padding, so that the bytes a hop
+# passes on at a time and the time between its bursts do not move together: a byte
+# threshold gives bursts of one size at uneven times, a flush timer the reverse, and
+# ``tail --check-delivery`` tells which.
+MAX_PAD = 160
 
 
 @dataclass(frozen=True)
@@ -46,9 +51,16 @@ class Canary:
             )
 
 
+def pad_length(seq: int) -> int:
+    """The length of event ``seq``'s padding: 0 to ``MAX_PAD`` characters, spread as if at
+    random (Knuth's multiplicative hash) and the same on every run."""
+    return (seq * 2654435761) % (1 << 32) % (MAX_PAD + 1)
+
+
 def canary_event(seq: int, sent_ns: int) -> bytes:
     """The wire of canary event ``seq``, written at ``sent_ns``."""
-    return with_id(seq, encode_body(f'{{"seq": {seq}, "sent_ns": {sent_ns}}}'))
+    pad = "." * pad_length(seq)
+    return with_id(seq, encode_body(f'{{"seq": {seq}, "sent_ns": {sent_ns}, "pad": "{pad}"}}'))
 
 
 class CanaryFeed(Feed):

@@ -30,7 +30,8 @@ SILENT_INTERVALS = 4
 # Without an interval (no canary events, no --expected-interval), how long after the
 # headers no event at all counts as held.
 SILENCE_WITHOUT_INTERVAL = 1.0
-# Events that arrive this close together (or within a quarter interval) came in one burst.
+# Events that arrive this close together came in one burst (or within half the interval,
+# when it is known: events sent apart arrive an interval apart).
 BURST_GAP = 0.02
 # Bursts whose sizes (or periods) vary by less than half as much as their periods (or
 # sizes) point at a byte threshold (or a flush timer).
@@ -257,7 +258,7 @@ def judge(delivery: Delivery, options: DeliveryOptions) -> Verdict:
     lags = [lag for lag in lag_of if lag is not None]
     findings: list[str] = []
     start = delivery.headers_at
-    gap = min(BURST_GAP, interval / 4) if interval else BURST_GAP
+    gap = interval / 2 if interval else BURST_GAP
     bursts = _bursts(arrivals, start, gap) if arrivals else []
     if not arrivals:
         waited = delivery.ended_at - delivery.headers_at
