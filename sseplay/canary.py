@@ -2,8 +2,8 @@
 ``tail --check-delivery`` to find a hop that holds the stream back.
 
 Every ``interval`` the ``CanaryTimeline`` publishes into its ``CanaryFeed`` one event,
-``{"seq": n, "sent_ns": time.time_ns(), "pad": "..."}``, stamped as it is written (not when it was due:
-a late timer is not blamed on the network), and half an interval later a one-byte
+``{"seq": n, "sent_ns": time.time_ns(), "pad": "..."}``, stamped as it is written (not
+when it was due: a late timer is not blamed on the network), and half an interval later a one-byte
 comment line (``:``), so that a hop that holds bytes until it has a few KiB shows up as
 soon as one that holds them for a time. Deadlines are absolute (``origin + k * interval
 / 2`` on the shared ``Timer``); steps missed while the loop was busy are skipped, not

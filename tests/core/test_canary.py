@@ -28,7 +28,7 @@ def started(interval: float, lag: float = 0.0) -> tuple[FakeClock, CanaryTimelin
 
 
 def test_events_every_interval_with_a_comment_between_and_their_stamps() -> None:
-    clock, timeline, outlet = started(0.2)
+    clock, _, outlet = started(0.2)
     clock.advance(1.0)
     assert outlet.times() == pytest.approx([0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
     chunks = [chunk for _, chunk, _ in outlet.writes]
