@@ -14,6 +14,7 @@ client that resumes with Last-Event-ID gets what it missed (late, as its lag say
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,9 +53,10 @@ class Canary:
 
 
 def pad_length(seq: int) -> int:
-    """The length of event ``seq``'s padding: 0 to ``MAX_PAD`` characters, spread as if at
-    random (Knuth's multiplicative hash) and the same on every run."""
-    return (seq * 2654435761) % (1 << 32) % (MAX_PAD + 1)
+    """The length of event ``seq``'s padding: 0 to ``MAX_PAD`` characters, drawn at random
+    (the same on every run). Not a multiplicative hash: its lengths are spread so evenly
+    that any run of events adds up to about the same size."""
+    return random.Random(seq).randrange(MAX_PAD + 1)
 
 
 def canary_event(seq: int, sent_ns: int) -> bytes:

@@ -75,12 +75,12 @@ class DeliveryOptions:
 @dataclass(frozen=True, slots=True)
 class Arrival:
     """One event as it came: on the monotonic clock (``at``, seconds) and the wall clock
-    (``wall_ns``), the bytes of the body that had come by then, and, for a canary event,
-    its ``seq`` and ``sent_ns``."""
+    (``wall_ns``), the bytes of the body that had come before the read that brought it,
+    and, for a canary event, its ``seq`` and ``sent_ns``."""
 
     at: float
     wall_ns: int
-    bytes_so_far: int
+    bytes_before: int
     seq: int | None = None
     sent_ns: int | None = None
 
@@ -189,18 +189,22 @@ def _bursts(arrivals: Sequence[Arrival], start: float, gap: float) -> list[_Burs
 
 
 def _variation(values: Sequence[float]) -> float:
-    mean = statistics.fmean(values)
-    return statistics.pstdev(values) / mean if mean > 0 else math.inf
+    """How much ``values`` vary: their median absolute deviation over their median, which
+    one odd burst (split by a slow read) does not sway."""
+    middle = statistics.median(values)
+    spread = statistics.median(abs(value - middle) for value in values)
+    return spread / middle if middle > 0 else math.inf
 
 
 def _pattern(arrivals: Sequence[Arrival], bursts: Sequence[_Burst]) -> str:
-    """What the bursts after the first say of the hop: a byte threshold, a flush timer."""
-    held = [b for b in bursts[1:] if b.last > b.first]
-    if len(held) >= 2:
-        sizes = [
-            float(arrivals[b.last].bytes_so_far - arrivals[b.first - 1].bytes_so_far) for b in held
-        ]
-        periods = [b.silence + arrivals[b.last].at - arrivals[b.first].at for b in held]
+    """What the bursts say of the hop, from one burst's start to the next (the first burst,
+    which began when the connection did, left out): bursts of one size at uneven times are
+    a byte threshold, bursts at even times of uneven sizes a flush timer."""
+    starts = [arrivals[b.first] for b in bursts[1:]]
+    if len(starts) >= 3:
+        pairs = list(itertools.pairwise(starts))
+        sizes = [float(after.bytes_before - before.bytes_before) for before, after in pairs]
+        periods = [after.at - before.at for before, after in pairs]
         by_size, by_time = _variation(sizes), _variation(periods)
         if by_size < by_time * DECISIVE:
             size = statistics.median(sizes) / 1024

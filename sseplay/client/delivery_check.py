@@ -27,6 +27,7 @@ class _Noted:
         self.headers_at: float | None = None
         self.headers: list[tuple[str, str]] = []
         self.received = 0
+        self.before = 0  # the bytes before the chunk being read
         self.arrivals: list[Arrival] = []
 
     def connected(self, response: httpx.Response) -> None:
@@ -34,13 +35,14 @@ class _Noted:
         self.headers = [(name.lower(), value) for name, value in response.headers.multi_items()]
 
     def raw(self, chunk: bytes) -> None:
+        self.before = self.received
         self.received += len(chunk)
 
     def event(self, event: Event, stream_retry: int | None) -> None:
         at, wall_ns = time.monotonic(), time.time_ns()
         stamp = canary_stamp(event.data)
         seq, sent_ns = stamp if stamp is not None else (None, None)
-        self.arrivals.append(Arrival(at, wall_ns, self.received, seq, sent_ns))
+        self.arrivals.append(Arrival(at, wall_ns, self.before, seq, sent_ns))
 
 
 async def check_delivery(

@@ -37,15 +37,15 @@ def canary(
     arrivals = []
     total = 0
     for n, at in enumerate(arrived, 1):
-        total += sizes[n - 1] if sizes is not None else EVENT_BYTES
         wall_ns = round((at + clock_offset) * 1e9)
         arrivals.append(Arrival(at, wall_ns, total, n, round(n * interval * 1e9)))
+        total += sizes[n - 1] if sizes is not None else EVENT_BYTES
     end = ended if ended is not None else (arrived[-1] if arrived else 0.0) + interval
     return Delivery(0.0, 0.01, headers, arrivals, end)
 
 
 def plain(arrived: Sequence[float], headers: Sequence[tuple[str, str]] = STREAM) -> Delivery:
-    arrivals = [Arrival(at, round(at * 1e9), n * EVENT_BYTES) for n, at in enumerate(arrived, 1)]
+    arrivals = [Arrival(at, round(at * 1e9), n * EVENT_BYTES) for n, at in enumerate(arrived)]
     return Delivery(0.0, 0.01, headers, arrivals, arrived[-1] + 0.1)
 
 
@@ -87,7 +87,7 @@ def test_everything_at_the_end_through_gzip_is_named_as_compression() -> None:
 
 def _released(sizes: Sequence[int], interval: float, block: int) -> tuple[list[float], list[int]]:
     """A hop that passes on exactly ``block`` bytes at a time: when each event (sent every
-    ``interval``) arrives, and how many bytes had come by then."""
+    ``interval``) arrives, and how many bytes had come before its block."""
     arrived: list[float] = []
     counted: list[int] = []
     end = released = 0
@@ -98,7 +98,7 @@ def _released(sizes: Sequence[int], interval: float, block: int) -> tuple[list[f
             at = n * interval + 0.001
             while len(arrived) < n and sum(sizes[: len(arrived) + 1]) <= released:
                 arrived.append(at + len(arrived) * 0.00001)
-                counted.append(released)
+                counted.append(released - block)
     return arrived, counted
 
 
