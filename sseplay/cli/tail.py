@@ -265,7 +265,11 @@ def tail(
     _check_stdout()
     from sseplay.client.options import TailOptions
 
-    delivery = _delivery_checked(check_delivery, max_lag, expected_interval, timeout, count)
+    delivery = None
+    if check_delivery or max_lag is not None or expected_interval is not None:
+        from sseplay.client.delivery import delivery_options
+
+        delivery = delivery_options(check_delivery, max_lag, expected_interval, timeout, count)
     options = TailOptions(
         url=url,
         method=method,
@@ -290,7 +294,7 @@ def tail(
         ignore_id=ignore_id,
         exact=exact,
         schema=schema or None,
-        stats=_stats_wanted(stats, stats_file, delivery is not None),
+        stats=_stats_wanted(stats, stats_file, delivery),
         wait=wait,
         framing=framing,  # type: ignore[arg-type]  # checked by TailOptions
     )
@@ -300,32 +304,11 @@ def tail(
     _run_tail(options, _output_format(output, data_only), record, quiet)
 
 
-def _delivery_checked(
-    check: bool,
-    max_lag: str | None,
-    interval: float | None,
-    timeout: float | None,
-    count: int | None,
-) -> "DeliveryOptions | None":
-    """--check-delivery's options, or None; its flags without it are a usage error."""
-    if not check:
-        for flag, value in (("--max-lag", max_lag), ("--expected-interval", interval)):
-            if value is not None:
-                raise UsageError(f"{flag} works with --check-delivery, which is not given")
-        return None
-    if timeout is None and count is None:
-        raise UsageError("--check-delivery reads for --timeout SECONDS or --count N: give one")
-    from sseplay.client.delivery import DEFAULT_MAX_LAG, DeliveryOptions
-
-    lag: str | float = DEFAULT_MAX_LAG if max_lag is None else max_lag
-    return DeliveryOptions(lag, interval)
-
-
-def _stats_wanted(stats: bool, stats_file: Path | None, checking: bool) -> object:
+def _stats_wanted(stats: bool, stats_file: Path | None, delivery: object) -> object:
     """--stats as TailOptions takes it; --check-delivery fills a TailStats of its own and
     writes the report itself, with the lag percentiles."""
     wanted = stats_file if stats_file is not None else stats
-    if checking and wanted:
+    if delivery is not None and wanted:
         from sseplay.client.stats import TailStats
 
         return TailStats()
@@ -338,10 +321,7 @@ def _run_check_delivery(
     """Read and judge the stream: one line on stderr, exit 0 or 12 (``Buffered``)."""
     import asyncio
 
-    from sseplay.client.delivery import lag_report
-    from sseplay.client.delivery_check import check_delivery
-    from sseplay.client.stats import TailStats, write_stats
-    from sseplay.errors import Buffered, ExitCode
+    from sseplay.client.delivery_check import check_delivery, conclude
     from sseplay.model import visible
 
     def on_status(text: str) -> None:
@@ -353,17 +333,7 @@ def _run_check_delivery(
         verdict = asyncio.run(check_delivery(options, delivery, on_status))
     except KeyboardInterrupt:
         raise Interrupted from None
-    filled = options.stats
-    if isinstance(filled, TailStats):
-        filled.exit_code = int(ExitCode.BUFFERED if verdict.buffered else ExitCode.OK)
-        report = filled.report()
-        report["lag_ms"] = lag_report(verdict)
-        write_stats(report, None if stats is True else str(stats))
-    if verdict.buffered:
-        raise Buffered(verdict.line)
-    on_status(verdict.line)
-    for note in verdict.notes:
-        on_status(f"note: {note}")
+    conclude(verdict, options.stats, None if stats is True else str(stats), on_status)
 
 
 def _silence_stdout() -> None:

@@ -72,6 +72,25 @@ class DeliveryOptions:
             object.__setattr__(self, "expected_interval", interval)
 
 
+def delivery_options(
+    check: bool,
+    max_lag: str | float | None,
+    interval: float | None,
+    timeout: float | None,
+    count: int | None,
+) -> DeliveryOptions | None:
+    """``--check-delivery``'s options from tail's flags, or None; its flags without it,
+    or a check with no end (no ``--timeout``, no ``--count``), are usage errors."""
+    if not check:
+        for flag, value in (("--max-lag", max_lag), ("--expected-interval", interval)):
+            if value is not None:
+                raise UsageError(f"{flag} works with --check-delivery, which is not given")
+        return None
+    if timeout is None and count is None:
+        raise UsageError("--check-delivery reads for --timeout SECONDS or --count N: give one")
+    return DeliveryOptions(DEFAULT_MAX_LAG if max_lag is None else max_lag, interval)
+
+
 @dataclass(frozen=True, slots=True)
 class Arrival:
     """One event as it came: on the monotonic clock (``at``, seconds) and the wall clock

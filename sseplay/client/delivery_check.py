@@ -9,11 +9,20 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from sseplay.client.delivery import Arrival, Delivery, DeliveryOptions, Verdict, canary_stamp, judge
+from sseplay.client.delivery import (
+    Arrival,
+    Delivery,
+    DeliveryOptions,
+    Verdict,
+    canary_stamp,
+    judge,
+    lag_report,
+)
 from sseplay.client.hooks import Hooks
 from sseplay.client.options import TailOptions
 from sseplay.client.reconnect import reconnecting_stream
-from sseplay.errors import TimedOut
+from sseplay.client.stats import TailStats, write_stats
+from sseplay.errors import Buffered, ExitCode, TimedOut
 from sseplay.model import Event
 
 if TYPE_CHECKING:
@@ -66,3 +75,21 @@ async def check_delivery(
     return judge(
         Delivery(requested_at, headers_at, noted.headers, noted.arrivals, ended_at), delivery
     )
+
+
+def conclude(
+    verdict: Verdict, stats: object, destination: str | None, status: Callable[[str], None]
+) -> None:
+    """Write the ``--stats`` report (``stats``, a TailStats, with the lag percentiles) to
+    ``destination`` (None: stderr), then say the verdict: raise ``Buffered`` with its line
+    (exit 12), or tell its line and notes."""
+    if isinstance(stats, TailStats):
+        stats.exit_code = int(ExitCode.BUFFERED if verdict.buffered else ExitCode.OK)
+        report = stats.report()
+        report["lag_ms"] = lag_report(verdict)
+        write_stats(report, destination)
+    if verdict.buffered:
+        raise Buffered(verdict.line)
+    status(verdict.line)
+    for note in verdict.notes:
+        status(f"note: {note}")

@@ -313,3 +313,35 @@ def test_a_compressor_that_holds_the_stream_is_named_as_compression(canary: str)
         result, "Content-Encoding: gzip: compression middleware holds the stream"
     )
     assert line.endswith("exclude text/event-stream"), line
+
+
+def test_a_plain_stream_is_judged_against_expected_interval_behind_the_same_hop(
+    tmp_path: Path,
+) -> None:
+    events = tmp_path / "ticks.jsonl"
+    events.write_text("".join(f'{{"n": {n}}}\n' for n in range(500)))
+    with ServeProcess(str(events), "--interval", "0.02", "-q") as server:
+        straight = check(server.url, "--timeout", "1", "--expected-interval", "0.02")
+        with HoldingHop(server.url, every=1.0) as hop:
+            held = check(hop.url, "--timeout", "2.5", "--expected-interval", "0.02")
+        unjudged = check(server.url, "--count", "5")
+        server.stop()
+    assert_passes(straight)
+    assert "no burst after a silence (--expected-interval 0.02 s)" in straight.stderr
+    assert_buffered(held, "(--expected-interval 0.02 s)", "buffer")
+    assert_passes(unjudged)
+    assert "only the headers were judged" in unjudged.stderr
+
+
+def test_check_delivery_flags_are_checked() -> None:
+    url = f"http://127.0.0.1:{free_port()}/events"
+    for args, said in (
+        (("--check-delivery",), "--check-delivery reads for --timeout SECONDS or --count N"),
+        (("--max-lag", "1s", "--count", "1"), "--max-lag works with --check-delivery"),
+        (("--expected-interval", "1"), "--expected-interval works with --check-delivery"),
+        (("--check-delivery", "--count", "1", "--max-lag", "soon"), "--max-lag must be"),
+    ):
+        result = run_cli("tail", url, *args)
+        assert result.returncode == ExitCode.USAGE, result.stderr
+        assert said in result.stderr
+        assert len(result.stderr.splitlines()) == 1
