@@ -142,7 +142,8 @@ class Server(ControlMethods, Running):
         ready ``config``. ``Recordings`` (alone, or as ``recordings=`` beside streams)
         answer every request that no stream route or sseplay's own routes serve.
         ``Turns`` (alone, or as ``turns=`` beside streams) answer POST at their shape's
-        routes (``/v1/chat/completions``...), as an LLM provider would."""
+        routes (``/v1/chat/completions``...), as an LLM provider would. A ``Canary`` at a
+        route serves events that carry when they were written (``sseplay.canary``)."""
         if config is None:
             try:
                 config = ServerConfig(**settings)

@@ -11,6 +11,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from sseplay import Stream
 from sseplay.errors import ExitCode
 from sseplay.server import Server
@@ -94,10 +96,18 @@ def test_probe_bad_input_is_a_usage_line() -> None:
         assert len(result.stderr.splitlines()) == 1
 
 
-def test_probe_never_imports_the_server_stack() -> None:
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["probe", "-q", "{base}/healthz"],
+        ["tail", "{base}/events", "--check-delivery", "--count", "2", "-q"],
+    ],
+    ids=["probe", "tail --check-delivery"],
+)
+def test_probe_and_check_delivery_never_import_the_server_stack(command: list[str]) -> None:
     program = (
         "import sys\n"
-        "sys.argv = ['sseplay', 'probe', '-q', sys.argv[1]]\n"
+        "sys.argv = ['sseplay', *sys.argv[1:]]\n"
         "from sseplay.cli.app import main\n"
         "try:\n    main()\nexcept SystemExit as stopped:\n    print('CODE', stopped.code)\n"
         "heavy = {m.split('.')[0] for m in sys.modules}\n"
@@ -106,10 +116,11 @@ def test_probe_never_imports_the_server_stack() -> None:
         "server = sorted(m for m in sys.modules if m.startswith(ours))\n"
         "print('HEAVY', sorted(heavy), server)\n"
     )
-    with ServeProcess(SCORES, "-q") as server:
+    with ServeProcess(SCORES, "-q", "--interval", "0.01") as server:
         base = server.url.removesuffix("/events")
+        args = [arg.format(base=base) for arg in command]
         result = subprocess.run(
-            [sys.executable, "-c", program, base + "/healthz"],
+            [sys.executable, "-c", program, *args],
             capture_output=True,
             text=True,
             timeout=20,
