@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     MISMATCH = 9  # tail --expect: the stream differs from the expected one
     INVALID = 10  # tail --schema: an event's data breaks its JSON Schema
     OUTPUT_FAILED = 11  # tail could not write stdout or its --record file (disk full, ...)
+    BUFFERED = 12  # tail --check-delivery: a hop held the stream back (bursts, lag, headers)
     INTERRUPTED = 130  # Ctrl-C during tail (128 + SIGINT, as shells report it)
 
 
@@ -86,6 +87,13 @@ class Invalid(SseplayError):
     """``tail --schema``: the first event whose data breaks its JSON Schema."""
 
     exit_code = ExitCode.INVALID
+
+
+class Buffered(SseplayError):
+    """``tail --check-delivery``: the events came late or in bursts; the message names the
+    likely culprit and the fix."""
+
+    exit_code = ExitCode.BUFFERED
 
 
 class OutputFailed(SseplayError):

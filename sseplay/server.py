@@ -13,10 +13,12 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard
 
+from sseplay.canary import Canary
 from sseplay.config import DEFAULT_ROUTE, ServerConfig, check_route
 from sseplay.errors import UsageError
 from sseplay.http.access import AccessRules, is_loopback
 from sseplay.http.app import create_app, hub_of
+from sseplay.http.canary import CanaryRoute
 from sseplay.http.control_methods import ControlMethods, OpenConnections
 from sseplay.http.hub import AppOptions, Hub, LiveRoute, Route
 from sseplay.http.listen import bind, stream_urls, tls_settings
@@ -142,7 +144,7 @@ class Server(ControlMethods, Running):
         | Recordings
         | Turns
         | Scenario
-        | Mapping[str, Stream | RedisStream | None]
+        | Mapping[str, Stream | RedisStream | Canary | None]
         | None = None,
         *,
         recordings: Recordings | None = None,
@@ -159,7 +161,9 @@ class Server(ControlMethods, Running):
         ``Turns`` (alone, or as ``turns=`` beside streams) answer POST at their shape's
         routes (``/v1/chat/completions``...), as an LLM provider would. ``scenario``
         (a JSON or TOML file, or the same structure as a dict; ``sseplay.scenario``)
-        answers its paths by its rules, the nth matching request with the nth file."""
+        answers its paths by its rules, the nth matching request with the nth file.
+        A ``Canary`` at a route serves events that carry when they were written
+        (``sseplay.canary``)."""
         if config is None:
             try:
                 config = ServerConfig(**settings)
@@ -204,7 +208,7 @@ class Server(ControlMethods, Running):
             raise UsageError("a server needs at least one stream")
         routes: list[Route] = []
         # In the order given: ``urls`` lists them so.
-        every: list[Route | LiveRoute] = []
+        every: list[Route | LiveRoute | CanaryRoute] = []
         for route, stream in streams.items():
             path = check_route("/" + route.strip("/"))
             if any(known.route == path for known in every):  # "feed" and "/feed/" too
@@ -214,6 +218,9 @@ class Server(ControlMethods, Running):
 
                 check_redis_route(config)
                 every.append(LiveRoute(path, stream.label, stream))
+                continue
+            if isinstance(stream, Canary):  # --canary: events that say when they were sent
+                every.append(CanaryRoute(path, stream.label, stream))
                 continue
             if stream is None and config.control:  # an empty live route: published to
                 routes.append(Route(path, "published events", None))
@@ -235,6 +242,7 @@ class Server(ControlMethods, Running):
             every.append(routes[-1])
         self.routes: tuple[Route, ...] = tuple(routes)
         self.live_routes = tuple(r for r in every if isinstance(r, LiveRoute))
+        self.canary_routes = tuple(r for r in every if isinstance(r, CanaryRoute))
         self.all_routes = tuple(every)
         if self.scenario is not None:
             taken = [r.route for r in every] + [r for shaped in self.turns for r in shaped.routes]
@@ -382,6 +390,7 @@ class Server(ControlMethods, Running):
             recordings=self.recordings,
             turns=self.turns,
             scenario=self.scenario,
+            canaries=self.canary_routes,
         )
         tls = server_tls(config.certfile, config.keyfile, config.self_signed, config.host)
         try:

@@ -25,7 +25,7 @@ from sseplay.errors import ExitCode, SseplayError
 HELP = "Replay JSON event files as Server-Sent Events, and tail any SSE stream."
 # Each command is the function of that name in the module of that name, in the order the
 # help lists them; a module is imported only when its command runs or the help lists all.
-COMMANDS = ("serve", "tail", "publish", "record")
+COMMANDS = ("serve", "tail", "publish", "record", "probe")
 
 
 def _version(value: bool) -> None:

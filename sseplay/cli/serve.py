@@ -301,14 +301,23 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    canary: Annotated[
+        bool,
+        typer.Option(
+            "--canary",
+            help="Serve no file: an event every --interval (0.2 s) that carries when it was "
+            "written, for 'sseplay tail URL --check-delivery' to find a buffering hop.",
+        ),
+    ] = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Replay event files as SSE streams; prints each stream's URL when ready."""
-    if files is None:
-        files = []
-    if not files and scenario is None:
-        raise UsageError("give a FILE to serve, or --scenario FILE; see 'sseplay serve --help'")
+    files = files or []
+    if not files and scenario is None and not canary:
+        raise UsageError(
+            "give a FILE to serve, or --scenario FILE, or --canary; see 'sseplay serve --help'"
+        )
     if record_missing is not None and len(files) == 1 and not Path(files[0]).exists():
         # The first run of ``serve rec/ --record-missing URL`` records into a new directory.
         try:
@@ -410,11 +419,21 @@ def serve(
                 "--match-ignore": match_ignore is not None,
                 "--chunks": chunks,
                 "--record-missing": record_missing is not None,
+                "--canary": canary,
             },
             config,
             lambda: setup_logging(quiet, verbose),
             url_file,
         )
+        return
+    if canary:
+        from sseplay.cli.serve_canary import run_canary
+
+        given = {"--follow": follow, "--broadcast": broadcast, "--loop": loop, "--once": once}
+        given.update({"--workers": workers is not None, "--fault": bool(fault)})
+        given.update({"--shape": shape is not None, "--retry": retry is not None})
+        setup = (quiet, verbose, url_file)
+        run_canary(files, check_route("/" + route.strip("/")), interval, config, given, setup)
         return
     if shape is not None:
         from sseplay.cli.shaped import run_shaped, shape_options

@@ -29,6 +29,7 @@ from sseplay.client.defaults import (
 from sseplay.errors import UsageError
 
 if TYPE_CHECKING:
+    from sseplay.client.delivery import DeliveryOptions
     from sseplay.client.options import TailOptions
 
 SHORT_HELP = "Show an SSE stream as it arrives; an assertion for CI."
@@ -235,12 +236,40 @@ def tail(
             help="Retry a refused (or 502/503/504) first connection for up to this long.",
         ),
     ] = None,
+    check_delivery: Annotated[
+        bool,
+        typer.Option(
+            "--check-delivery",
+            help="Read for --timeout (or --count events) and exit 12 if a hop held the "
+            "stream back (lag, bursts, headers), naming the likely culprit; best against "
+            "'sseplay serve --canary'.",
+        ),
+    ] = False,
+    max_lag: Annotated[
+        str | None,
+        typer.Option(
+            metavar="DURATION",
+            help="--check-delivery: the lag allowed (250ms, 0.5s). [default: 250ms]",
+        ),
+    ] = None,
+    expected_interval: Annotated[
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="--check-delivery on a stream that is not a canary: the interval it keeps.",
+        ),
+    ] = None,
 ) -> None:
     """Show an SSE stream as it arrives; exit codes make it an assertion for CI."""
     skip_imports_tail_never_uses()
     _check_stdout()
     from sseplay.client.options import TailOptions
 
+    delivery = None
+    if check_delivery or max_lag is not None or expected_interval is not None:
+        from sseplay.client.delivery import delivery_options
+
+        delivery = delivery_options(check_delivery, max_lag, expected_interval, timeout, count)
     options = TailOptions(
         url=url,
         method=method,
@@ -254,7 +283,7 @@ def tail(
         timeout=timeout,
         idle_timeout=idle_timeout,
         connect_timeout=connect_timeout,
-        reconnect=not no_reconnect,
+        reconnect=not no_reconnect and delivery is None,
         max_retries=max_retries,
         max_event_size=max_event_size,
         verify=not insecure,
@@ -265,11 +294,46 @@ def tail(
         ignore_id=ignore_id,
         exact=exact,
         schema=schema or None,
-        stats=stats_file if stats_file is not None else stats,
+        stats=_stats_wanted(stats, stats_file, delivery),
         wait=wait,
         framing=framing,  # type: ignore[arg-type]  # checked by TailOptions
     )
+    if delivery is not None:
+        _run_check_delivery(options, delivery, stats_file if stats_file else stats, quiet)
+        return
     _run_tail(options, _output_format(output, data_only), record, quiet)
+
+
+def _stats_wanted(stats: bool, stats_file: Path | None, delivery: object) -> object:
+    """--stats as TailOptions takes it; --check-delivery fills a TailStats of its own and
+    writes the report itself, with the lag percentiles."""
+    wanted = stats_file if stats_file is not None else stats
+    if delivery is not None and wanted:
+        from sseplay.client.stats import TailStats
+
+        return TailStats()
+    return wanted
+
+
+def _run_check_delivery(
+    options: "TailOptions", delivery: "DeliveryOptions", stats: object, quiet: bool
+) -> None:
+    """Read and judge the stream: one line on stderr, exit 0 or 12 (``Buffered``)."""
+    import asyncio
+
+    from sseplay.client.delivery_check import check_delivery, conclude
+    from sseplay.model import visible
+
+    def on_status(text: str) -> None:
+        if not quiet:
+            sys.stderr.write(f"sseplay: {visible(text)}\n")
+            sys.stderr.flush()
+
+    try:
+        verdict = asyncio.run(check_delivery(options, delivery, on_status))
+    except KeyboardInterrupt:
+        raise Interrupted from None
+    conclude(verdict, options.stats, None if stats is True else str(stats), on_status)
 
 
 def _silence_stdout() -> None:

@@ -22,6 +22,7 @@ from sseplay.http.hub import AppOptions, Hub, LiveRoute, Route
 from sseplay.http.route_sources import FileSource, RedisSource
 
 if TYPE_CHECKING:
+    from sseplay.http.canary import CanaryRoute
     from sseplay.http.recorded import RecordedEndpoint
     from sseplay.recordings import Recordings
     from sseplay.scenario import Scenario
@@ -44,6 +45,7 @@ def create_app(
     recordings: Recordings | None = None,
     turns: Sequence[Turns] = (),
     scenario: Scenario | None = None,
+    canaries: Sequence[CanaryRoute] = (),
 ) -> FastAPI:
     """The whole server. ``on_complete`` runs when a client has received a whole replay
     (or, in broadcast mode, when the shared timeline has played to its end); ``on_over``
@@ -63,6 +65,11 @@ def create_app(
         from sseplay.sources.redis_feed import RedisFeed
 
         hub.redis_feeds[live_route.route] = RedisFeed(live_route.source)
+    canary_sources = []
+    for canary_route in canaries:  # --canary (sseplay.canary)
+        from sseplay.http.canary import CanarySource
+
+        canary_sources.append(CanarySource(canary_route, hub))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,6 +78,8 @@ def create_app(
         hub.start()
         for redis_feed in hub.redis_feeds.values():
             redis_feed.start(hub.timer, options.config.ping)
+        for canary_source in canary_sources:
+            canary_source.start()
         try:
             yield
         finally:
@@ -114,6 +123,9 @@ def create_app(
 
             hub.faulty, hub.fault_counters = True, FaultCounters()
         app.router.routes.extend(scenario_routes(scenario, hub))
+    for canary_source in canary_sources:
+        canary_endpoint = StreamEndpoint(canary_source, hub)
+        app.router.routes.append(routing.Route(canary_source.route, canary_endpoint))
 
     for shaped in turns:
         from sseplay.http.shaped import ShapedEndpoint
@@ -181,6 +193,7 @@ def create_app(
         return Response(FAVICON, media_type="image/svg+xml", headers=headers)
 
     served = [stream.route for stream in streams] + [r.route for r in live]
+    served += [canary_route.route for canary_route in canaries]
     served += [route for shaped in turns for route in shaped.routes]
     served += list(scenario.paths) if scenario is not None else []
     if recordings is not None:

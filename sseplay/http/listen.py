@@ -12,6 +12,7 @@ import uvicorn
 from sseplay.errors import CannotServe
 
 if TYPE_CHECKING:
+    from sseplay.http.canary import CanaryRoute
     from sseplay.http.hub import LiveRoute, Route
     from sseplay.http.tls import TlsFiles
 
@@ -42,7 +43,9 @@ def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True)
 
 
 def stream_urls(
-    sock: socket.socket, streams: Sequence[Route | LiveRoute], scheme: str = "http"
+    sock: socket.socket,
+    streams: Sequence[Route | LiveRoute | CanaryRoute],
+    scheme: str = "http",
 ) -> list[str]:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host

@@ -90,7 +90,7 @@ def test_flags_and_files_that_would_do_nothing_are_refused(
 
 def test_serve_without_a_file_or_a_scenario_says_what_to_give() -> None:
     assert one_line_error() == (
-        "give a FILE to serve, or --scenario FILE; see 'sseplay serve --help'"
+        "give a FILE to serve, or --scenario FILE, or --canary; see 'sseplay serve --help'"
     )
 
 
