@@ -137,8 +137,10 @@ def _shown(value: str | None) -> str:
 class Referee:
     """Judges each request against ``rules`` as the journal opens and ends it."""
 
-    def __init__(self, rules: Iterable[Rule]) -> None:
+    def __init__(self, rules: Iterable[Rule], redact: Iterable[str] = ()) -> None:
         self.rules = tuple(rules)
+        # Headers whose values are never shown (as in recordings, plus --redact).
+        self.secret = SECRET_HEADERS | {name.strip().lower() for name in redact}
         self.broken: list[dict[str, Any]] = []
         self.more = 0  # broken beyond MAX_BROKEN
         self._names = {rule.name for rule in self.rules}
@@ -152,7 +154,7 @@ class Referee:
         """``GET /_sseplay/verdict``: whether every rule held, and each one broken."""
         return {
             "ok": self.ok,
-            "rules": [rule.text for rule in self.rules],
+            "rules": [self._shown_rule(rule) for rule in self.rules],
             "broken": list(self.broken),
         }
 
@@ -245,11 +247,18 @@ class Referee:
         if sent == rule.value:
             return
         name = rule.header
+        secret = name in self.secret
+        wanted = repr(REDACTED) if secret else repr(rule.value)
         if sent is None:
             what = f"sent no {name} header"
         else:
-            what = f"sent {name} {REDACTED if name in SECRET_HEADERS else _shown(sent)}"
-        self._break(rule, entry, f"{what}, expected {rule.value!r}")
+            what = f"sent {name} {REDACTED if secret else _shown(sent)}"
+        self._break(rule, entry, f"{what}, expected {wanted}")
+
+    def _shown_rule(self, rule: Rule) -> str:
+        if rule.name == "header" and rule.header in self.secret:
+            return f"header={rule.header}:{REDACTED}"
+        return rule.text
 
     def _client(self, key: str) -> _Client:
         clients = self._clients
@@ -268,7 +277,7 @@ class Referee:
             return
         self.broken.append(
             {
-                "rule": rule.text,
+                "rule": self._shown_rule(rule),
                 "client": entry.client,
                 "connection": entry.connection,
                 "message": message,

@@ -59,7 +59,7 @@ class RequestJournal:
 
     def __init__(self, config: ServerConfig) -> None:
         self.journal = Journal(config.journal_bytes)
-        self.referee = Referee(config.expect_client)
+        self.referee = Referee(config.expect_client, config.redact)
         self.redact = config.redact
         self._next_connection = 0
         self._readers: set[asyncio.Queue[tuple[str, Any] | None]] = set()
