@@ -81,7 +81,8 @@ def test_gap_is_measured_from_the_same_clients_previous_end() -> None:
     journal.end(first, ended="end", status=200)
     clock.now += 0.5
     again = request(journal)
-    assert first.gap_ms is None and other.gap_ms is None
+    assert first.gap_ms is None
+    assert other.gap_ms is None
     assert again.gap_ms == 500.0
     assert [e.seq for e in journal.entries] == [1, 2, 3]
 
@@ -161,8 +162,7 @@ def test_stops_on_204_within_twice_the_retry() -> None:
     judged.end(judged.connect(520), 530, ended="204")
     judged.connect(900)  # 370 ms after the 204: within 1000
     assert judged.messages() == [
-        "requested again 370 ms after a 204, expected no request within 1000 ms "
-        "(twice retry: 500)"
+        "requested again 370 ms after a 204, expected no request within 1000 ms (twice retry: 500)"
     ]
     late = Judged("stops-on-204")
     late.end(late.connect(0), 10, ended="204", retry=100)
@@ -176,7 +176,9 @@ def test_backoff_breaks_when_a_wait_shrinks_over_consecutive_failures() -> None:
     judged.end(judged.connect(100), 100)  # waited 100
     judged.end(judged.connect(300), 300)  # 200: growing
     judged.connect(350)  # 50: shrank
-    assert judged.messages() == ["waited 50 ms after a failure, less than the 200 ms before (backoff)"]
+    assert judged.messages() == [
+        "waited 50 ms after a failure, less than the 200 ms before (backoff)"
+    ]
 
 
 def test_backoff_starts_anew_after_a_connection_that_did_not_fail() -> None:
@@ -208,7 +210,11 @@ def test_a_secret_header_sent_is_never_shown() -> None:
 
 def test_the_verdict_as_json() -> None:
     judged = Judged("resumes,honours-retry")
-    assert judged.referee.verdict() == {"ok": True, "rules": ["resumes", "honours-retry"], "broken": []}
+    assert judged.referee.verdict() == {
+        "ok": True,
+        "rules": ["resumes", "honours-retry"],
+        "broken": [],
+    }
 
 
 @pytest.mark.parametrize(
@@ -239,7 +245,9 @@ def test_a_preset_adds_its_fault_and_rules() -> None:
 
 
 def test_a_bad_preset_names_the_presets() -> None:
-    with pytest.raises(UsageError, match="the presets are sse-retry, resume-before-id, stop-on-204"):
+    with pytest.raises(
+        UsageError, match="the presets are sse-retry, resume-before-id, stop-on-204"
+    ):
         ServerConfig(scenario_preset="sse-retries")
 
 

@@ -53,9 +53,12 @@ def test_the_journal_shows_last_event_id_and_no_secret() -> None:
     assert first["query"] == "token=***&api_key=***&sess=***&keep=1"
     for secret in SECRETS:
         assert secret not in raw
-    assert first["status"] == 200 and first["ended"] == "end"
-    assert first["events"] == 3 and first["last_id"] == "5"  # resumed after 2
-    assert second["events"] == 1 and second["last_id"] == "5"
+    assert first["status"] == 200
+    assert first["ended"] == "end"
+    assert first["events"] == 3
+    assert first["last_id"] == "5"
+    assert second["events"] == 1
+    assert second["last_id"] == "5"
     assert (first["seq"], second["seq"]) == (1, 2)
     assert set(first) == {
         "seq", "time", "route", "client", "connection", "method", "path", "query", "headers",
@@ -84,13 +87,16 @@ def test_client_key_body_gap_and_the_connection_id_of_the_control_api() -> None:
         wait_until(lambda: server.journal()[1]["ended"] is not None)
         entries = server.journal()
     assert [c["id"] for c in listed["connections"]] == [opened[0]["connection"]]
-    assert opened[0]["ended"] is None and opened[0]["status"] is None
+    assert opened[0]["ended"] is None
+    assert opened[0]["status"] is None
     first, second = entries
     assert first["client"] == second["client"] == "tab-1"
-    assert first["method"] == "POST" and len(first["body"]) == 4096
+    assert first["method"] == "POST"
+    assert len(first["body"]) == 4096
     assert first["ended"] == second["ended"] == "client left"
     assert second["last_event_id"] == "5"
-    assert second["gap_ms"] is not None and second["gap_ms"] >= 0
+    assert second["gap_ms"] is not None
+    assert second["gap_ms"] >= 0
     assert second["connection"] == first["connection"] + 1
 
 
@@ -110,7 +116,8 @@ def test_how_each_request_ended_and_the_retry_it_was_sent() -> None:
         ("end", 200),
         ("204", 204),
     ]
-    assert entries[1]["retry_ms"] == 250 and entries[1]["last_id"] == "2"
+    assert entries[1]["retry_ms"] == 250
+    assert entries[1]["last_id"] == "2"
     assert entries[1]["events"] == 2
 
 
@@ -120,9 +127,7 @@ def test_reset_clears_the_journal_and_the_verdict() -> None:
         httpx.head(server.url, timeout=10)  # the route stays open: HEAD ends at once
         wait_until(lambda: not server.verdict()["ok"])
         assert server.journal()[0]["ended"] == "end"
-        assert httpx.post(f"{server.base_url}/_sseplay/reset", timeout=10).json() == {
-            "reset": True
-        }
+        assert httpx.post(f"{server.base_url}/_sseplay/reset", timeout=10).json() == {"reset": True}
         assert server.journal() == []
         assert server.verdict() == {"ok": True, "rules": ["method=POST"], "broken": []}
 
@@ -206,13 +211,17 @@ def test_the_live_journal_delivers_an_open_and_an_end_entry() -> None:
         wait_until(lambda: reader.kinds().count("end") >= 2, message=lambda: str(reader.events))
     assert reader.status == 200
     (kind, first_id, first), verdict = reader.events[0], reader.events[1]
-    assert kind == "end" and first["last_event_id"] == "4" and first_id == "1"
-    assert verdict[0] == "verdict" and verdict[2]["ok"] is False
+    assert kind == "end"
+    assert first["last_event_id"] == "4"
+    assert first_id == "1"
+    assert verdict[0] == "verdict"
+    assert verdict[2]["ok"] is False
     live = reader.events[2:]
     opened = next(data for kind, _, data in live if kind == "open")
     ended = next(data for kind, _, data in live if kind == "end")
     assert opened["seq"] == ended["seq"] == 2
-    assert opened["ended"] is None and ended["ended"] == "client left"
+    assert opened["ended"] is None
+    assert ended["ended"] == "client left"
     assert ("verdict", None) in [(kind, event_id) for kind, event_id, _ in live]
 
 
@@ -228,4 +237,5 @@ def test_the_live_journal_says_when_entries_were_dropped() -> None:
         kept = server.journal()
     dropped = [data for kind, _, data in reader.events if kind == "dropped"]
     assert dropped[-1]["dropped"] >= 1
-    assert len(kept) < 12 and kept[-1]["seq"] == 12
+    assert len(kept) < 12
+    assert kept[-1]["seq"] == 12
