@@ -5,8 +5,10 @@ Last-Event-ID, or ignores retry:, makes ``sseplay serve`` exit 9 naming what it 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 
 from sseplay.server import Server
 from sseplay.stream import Stream
-from tests.conftest import ROOT, ServeProcess, sseplay, write_lines
+from tests.conftest import ROOT, ServeProcess, run_cli, sseplay, write_lines
 from tests.e2e import test_browser
 from tests.e2e.test_browser import PageServer, tutorial_page, wait_for_events
 from tests.support import wait_until
@@ -187,3 +189,54 @@ def test_a_reconnect_50_ms_after_retry_300_fails_honours_retry() -> None:
     )
     assert waited is not None, broken["message"]
     assert 50 <= int(waited.group(1)) < 290
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (
+            ["--expect-client", "resumes,resume"],
+            "sseplay: error: --expect-client 'resume': no such rule; the rules are resumes, "
+            "honours-retry, stops-on-204, backoff, max-reconnects=N, method=METHOD, "
+            "header=NAME:VALUE",
+        ),
+        (
+            ["--scenario-preset", "sse-retry:retry=fast"],
+            "sseplay: error: --scenario-preset 'sse-retry:retry=fast': no such preset; the "
+            "presets are sse-retry, resume-before-id, stop-on-204 (each may end in :retry=MS)",
+        ),
+    ],
+)
+def test_a_bad_rule_or_preset_is_one_line_and_exit_2(
+    tmp_path: Path, flags: list[str], said: str
+) -> None:
+    path = write_lines(tmp_path / "ten.jsonl", RECORDS)
+    result = run_cli("serve", str(path), "--port", "0", *flags)
+    assert result.returncode == 2
+    assert result.stderr == said + "\n"
+
+
+FIXTURE_TEST = """
+import httpx
+
+def test_client(sse_server):
+    server = sse_server([{"n": 1}, {"n": 2}], interval=0, expect_client=["method=POST"])
+    httpx.get(server.url, timeout=10)
+"""
+
+
+def test_the_fixture_fails_a_test_whose_client_broke_a_rule(tmp_path: Path) -> None:
+    (tmp_path / "test_client.py").write_text(FIXTURE_TEST)
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_client.py"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+    assert result.returncode == 1, result.stdout
+    assert "1 passed, 1 error" in result.stdout
+    assert "the client broke --expect-client:" in result.stdout
+    assert "client 127.0.0.1, connection 1: sent GET, expected POST" in result.stdout
