@@ -24,6 +24,8 @@ from sseplay.config import DEFAULT_JOURNAL_BYTES
 MAX_BODY = 4096
 # What an entry costs beyond its texts: its keys, numbers and punctuation in JSON.
 ENTRY_OVERHEAD = 260
+# What a header costs beyond its name and value: quotes, colon, comma.
+HEADER_OVERHEAD = 6
 # How many clients' last end times are remembered (for ``gap_ms``): a client not seen
 # for this many other clients starts anew.
 MAX_CLIENTS = 10_000
@@ -77,11 +79,12 @@ class Entry:
         }
 
 
-def _size(entry: Entry) -> int:
+def _size(entry: Entry, headers_size: int | None) -> int:
     texts = (entry.route, entry.client, entry.method, entry.path, entry.query, entry.body)
-    size = ENTRY_OVERHEAD + sum(len(text) for text in texts)
-    size += sum(len(name) + len(value) + 6 for name, value in entry.headers.items())
-    return size + len(entry.last_event_id or "")
+    size = ENTRY_OVERHEAD + sum(map(len, texts)) + len(entry.last_event_id or "")
+    if headers_size is None:
+        headers_size = sum(len(name) + len(value) for name, value in entry.headers.items())
+    return size + headers_size + HEADER_OVERHEAD * len(entry.headers)
 
 
 # What a listener is told: ("open" | "end", the entry) or ("dropped", the count so far).
@@ -118,8 +121,10 @@ class Journal:
         headers: dict[str, str],
         body: str,
         last_event_id: str | None,
+        headers_size: int | None = None,
     ) -> Entry:
-        """A request has come: its entry, open."""
+        """A request has come: its entry, open (``headers_size``: the lengths of the
+        headers' names and values, when the caller has counted them)."""
         now = self.clock()
         self._seq += 1
         before = self._ended_at.get(client)
@@ -138,7 +143,7 @@ class Journal:
             last_event_id,
             gap,
         )
-        entry.size = _size(entry)
+        entry.size = _size(entry, headers_size)
         self.entries.append(entry)
         self.size += entry.size
         self._tell("open", entry)

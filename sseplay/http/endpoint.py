@@ -123,7 +123,9 @@ class StreamEndpoint(Generic[Position]):
         # For the journal: the retry: every connection gets first, and whether a live
         # part's ids are its positions (a file's route; a Redis stream's are its own).
         self.retry = _retry_of(source)
-        self.positional = hasattr(source, "stream")
+        stream = getattr(source, "stream", None)
+        self.positional = stream is not None
+        self.replay = stream.replay if stream is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hub, source = self.hub, self.source
@@ -217,7 +219,7 @@ class StreamEndpoint(Generic[Position]):
         how, kind = ending_of(self.hub, listener, "got the whole replay", otherwise)
         journal = self.hub.journal
         if journal is not None:
-            journal.ended(scope, kind, 200, listener, self.retry, self.positional)
+            journal.ended(scope, kind, 200, listener, self.retry, self.positional, self.replay)
         logger.info(
             "%s left %s after %d events (%s)",
             client_of(scope),

@@ -33,12 +33,13 @@ from sseplay.http.request import header, query_parameter
 from sseplay.journal import MAX_BODY, Entry, Journal
 from sseplay.outlet import Listener
 from sseplay.player import Player
-from sseplay.redaction import redact_headers, redact_query
+from sseplay.redaction import REDACTED, SECRET_HEADERS, redact_query
 from sseplay.verdict import Referee
 
 if TYPE_CHECKING:
     from sseplay.config import ServerConfig
     from sseplay.faults.spec import FaultSpec
+    from sseplay.replay import Replay
 
 logger = logging.getLogger("sseplay.server")
 
@@ -61,6 +62,8 @@ class RequestJournal:
         self.journal = Journal(config.journal_bytes)
         self.referee = Referee(config.expect_client, config.redact)
         self.redact = config.redact
+        # Headers whose values the journal hides: those recordings hide, and --redact.
+        self.secret = SECRET_HEADERS | {name.strip().lower() for name in config.redact}
         self._next_connection = 0
         self._readers: set[asyncio.Queue[tuple[str, Any] | None]] = set()
         # The server's loop, set when it starts (``sseplay.http.app``'s lifespan).
@@ -92,21 +95,31 @@ class RequestJournal:
 
     async def started(self, scope: Scope, receive: Receive, route: str) -> Entry:
         """A request to ``route`` has come: its entry (kept in its scope)."""
-        pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-        raw = dict[str, str]()
-        for name, value in pairs:
-            raw[name] = f"{raw[name]}, {value}" if name in raw else value
-        shown = dict[str, str]()
-        for name, value in redact_headers(raw.items(), self.redact):
-            shown[name] = value
+        raw: dict[str, str] = {}  # as sent (ASGI names are lower case), for the rules
+        shown: dict[str, str] = {}  # as the journal keeps them
+        secret = self.secret
+        size = 0
+        for name_bytes, value_bytes in scope["headers"]:
+            size += len(name_bytes) + len(value_bytes)
+            name, value = name_bytes.decode("latin-1"), value_bytes.decode("latin-1")
+            if name in raw:  # a repeated header: its values joined (RFC 9110 5.3)
+                value = f"{raw[name]}, {value}"
+            raw[name] = value
+            shown[name] = REDACTED if name in secret else value
         query_bytes: bytes = scope["query_string"]
-        client = header(scope, b"sseplay-client") or query_parameter(query_bytes, b"client")
+        client = raw.get("sseplay-client")
+        if client is None and query_bytes:
+            named = query_parameter(query_bytes, b"client")
+            client = named.decode("utf-8", "replace") if named else None
         # The client's own name for itself, else its address (its port changes with
         # each connection, so a reconnect would be another client).
-        address = (scope.get("client") or ("?", 0))[0]
-        key = client.decode("utf-8", "replace") if client else address
+        key = client or (scope.get("client") or ("?", 0))[0]
         last_event_id = raw.get("last-event-id")
-        if last_event_id is None and (lei := query_parameter(query_bytes, b"lastEventId")):
+        if (
+            last_event_id is None
+            and query_bytes
+            and (lei := query_parameter(query_bytes, b"lastEventId"))
+        ):
             last_event_id = lei.decode("utf-8", "replace")
         body = await _body(scope, receive) if _has_body(raw) else ""
         entry = self.journal.open(
@@ -115,13 +128,14 @@ class RequestJournal:
             connection=self.next_connection(),
             method=scope["method"],
             path=scope["path"],
-            query=redact_query(query_bytes.decode("latin-1"), self.redact),
+            query=redact_query(query_bytes.decode("latin-1"), self.redact) if query_bytes else "",
             headers=shown,
             body=body,
             last_event_id=last_event_id,
+            headers_size=size,
         )
         scope[ENTRY_KEY] = entry
-        if self.referee.rules and self.referee.opened(entry, raw):
+        if self.referee.rules and self.referee.opened(entry, raw) and self._readers:
             self._tell("verdict", self.referee.verdict())
         return entry
 
@@ -133,14 +147,15 @@ class RequestJournal:
         listener: Listener | None = None,
         retry: int | None = None,
         positional: bool = True,
+        replay: Replay | None = None,
     ) -> None:
         """A request has ended: how (``sseplay.journal.ENDINGS``), and what its listener
         sent (``retry``: the route's own retry:, which its connections got first;
-        ``positional``: see ``sent_by``)."""
+        ``positional``, ``replay``: see ``sent_by``)."""
         entry: Entry | None = scope.pop(ENTRY_KEY, None)
         if entry is None:
             return
-        events, last_id = (0, None) if listener is None else sent_by(listener, positional)
+        events, last_id = (0, None) if listener is None else sent_by(listener, positional, replay)
         outlet = None if listener is None else listener.outlet
         if isinstance(outlet, FaultyOutlet) and outlet.retry_sent is not None:
             retry = outlet.retry_sent
@@ -163,7 +178,8 @@ class RequestJournal:
     def clear(self) -> None:
         self.journal.clear()
         self.referee.clear()
-        self._tell("verdict", self.referee.verdict())
+        if self._readers:
+            self._tell("verdict", self.referee.verdict())
 
     def stop(self) -> None:
         """The server is stopping: every live reader's feed ends."""
@@ -280,11 +296,14 @@ async def _body(scope: Scope, receive: Receive) -> str:
     return kept.decode("utf-8", "replace")
 
 
-def sent_by(listener: Listener, positional: bool) -> tuple[int, str | None]:
+def sent_by(
+    listener: Listener, positional: bool, replay: Replay | None = None
+) -> tuple[int, str | None]:
     """How many events a connection was sent whole, and the id of the last of them (the
     Last-Event-ID its client resumes with; None when it got none). An event cut in its
     middle (``cut``) was not sent whole: its client never dispatched it (WHATWG HTML
-    9.2.6). ``positional``: a live feed's ids are its positions (a file's route)."""
+    9.2.6). ``positional``: a live feed's ids are its positions (a file's route), after
+    the events of its ``replay``, whose ids are their own."""
     outlet = listener.outlet
     events = listener.sent
     if isinstance(outlet, FaultyOutlet):
@@ -294,15 +313,21 @@ def sent_by(listener: Listener, positional: bool) -> tuple[int, str | None]:
         return 0, None
     behind = listener.sent - events  # handed to the outlet, and not sent whole
     if isinstance(listener, Player):
-        position = listener.n - behind - 1
-        if position < 0 or listener.replay.no_ids:
-            return events, None
-        wire, _ = listener.replay.chunk(position, position + 1)
-        for line in wire.split(b"\n"):
-            if line.startswith(b"id: "):
-                return events, line[4:].decode("utf-8", "replace")
-        return events, None
+        return events, _id_in(listener.replay, listener.n - behind - 1)
     if isinstance(listener, LiveSubscriber) and positional:
         position = listener.seen_until - behind
+        if replay is not None and 0 < position <= replay.file.count:  # handed over at its end
+            return events, _id_in(replay, position - 1)
         return events, str(position) if position > 0 else None
     return events, None
+
+
+def _id_in(replay: Replay, position: int) -> str | None:
+    """The id of a replay's event ``position`` (from 0), as it went out."""
+    if position < 0 or replay.no_ids:
+        return None
+    wire, _ = replay.chunk(position, position + 1)
+    for line in wire.split(b"\n"):
+        if line.startswith(b"id: "):
+            return line[4:].decode("utf-8", "replace")
+    return None
