@@ -376,24 +376,27 @@ class ServerConfig:
 
 def _check_journal(config: ServerConfig) -> None:
     """The rules of --expect-client, --scenario-preset, --redact and the journal's size;
-    a preset adds its fault to --fault and its rules to --expect-client."""
-    from sseplay.verdict import Rule, parse_rules
+    a preset adds its fault to --fault and its rules to --expect-client. The verdicts are
+    imported only when there are rules to judge by."""
+    if config.expect_client or config.scenario_preset is not None:
+        from sseplay.verdict import Rule, parse_rules
 
-    rules = config.expect_client
-    if isinstance(rules, str | Rule):
-        rules = (rules,)
-    texts = [rule.text if isinstance(rule, Rule) else rule for rule in rules]
-    faults: tuple[Any, ...] = config.faults
-    if not isinstance(faults, tuple | list):
-        faults = (faults,)
-    if config.scenario_preset is not None:
-        from sseplay.presets import preset_of
+        rules = config.expect_client
+        if isinstance(rules, str | Rule):
+            rules = (rules,)
+        texts = [rule.text if isinstance(rule, Rule) else rule for rule in rules]
+        if config.scenario_preset is not None:
+            from sseplay.presets import preset_of
 
-        preset = preset_of(config.scenario_preset)
-        texts = [*preset.rules, *texts]
-        faults = (*preset.faults, *faults)
-        object.__setattr__(config, "faults", faults)
-    object.__setattr__(config, "expect_client", parse_rules(texts))
+            preset = preset_of(config.scenario_preset)
+            texts = [*preset.rules, *texts]
+            faults: tuple[Any, ...] = config.faults
+            if not isinstance(faults, tuple | list):
+                faults = (faults,)
+            object.__setattr__(config, "faults", (*preset.faults, *faults))
+        object.__setattr__(config, "expect_client", parse_rules(texts))
+    else:
+        object.__setattr__(config, "expect_client", ())
     redact = (config.redact,) if isinstance(config.redact, str) else tuple(config.redact)
     for name in redact:
         if not isinstance(name, str) or not name.strip() or any(c.isspace() for c in name):

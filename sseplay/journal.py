@@ -6,7 +6,8 @@ and ends; it keeps no socket, no request and no clock of its own (``clock`` is g
 It is bounded in bytes: each entry is counted by an estimate of its JSON size when it
 opens (a request's headers and the first ``MAX_BODY`` bytes of its body make most of
 it), and once the total passes ``max_bytes`` the oldest entries are dropped and counted
-in ``dropped``. Entries are written per connection start and end, never per event.
+in ``dropped``. The Python objects of an entry take about three times its JSON
+(``benchmarks/control_load.py`` measures it). Entries are written per connection start and end, never per event.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-# The journal's size, in bytes of (estimated) JSON: about 4,000 typical requests.
-from sseplay.config import DEFAULT_JOURNAL_BYTES
+from sseplay.config import DEFAULT_JOURNAL_BYTES  # 4 MiB: some 8,000 browser requests
 
 # A request's body is kept up to this many bytes.
 MAX_BODY = 4096
