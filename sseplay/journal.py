@@ -7,7 +7,8 @@ It is bounded in bytes: each entry is counted by an estimate of its JSON size wh
 opens (a request's headers and the first ``MAX_BODY`` bytes of its body make most of
 it), and once the total passes ``max_bytes`` the oldest entries are dropped and counted
 in ``dropped``. The Python objects of an entry take about three times its JSON
-(``benchmarks/control_load.py`` measures it). Entries are written per connection start and end, never per event.
+(``benchmarks/control_load.py`` measures it). Entries are written per connection start
+and end, never per event.
 """
 
 from __future__ import annotations
