@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -132,14 +133,17 @@ def reconnect_without_last_event_id(url: str, times: int, wait: float) -> None:
         time.sleep(wait)  # its own reconnection delay
 
 
-def test_a_client_that_forgets_last_event_id_makes_serve_exit_9(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_client_that_forgets_last_event_id_makes_serve_exit_9(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
     path = write_lines(tmp_path / "ten.jsonl", RECORDS)
     with ServeProcess(
         str(path), "--interval", "0", "--scenario-preset", f"sse-retry:retry={RETRY_MS}"
     ) as served:
         reconnect_without_last_event_id(served.url, 2, RETRY_MS / 1000 + 0.02)
         wait_until(lambda: len(journal_of(served.url)) == 2 and journal_of(served.url)[1]["ended"])
-        code, _, err = served.stop()
+        code, _, err = served.stop(stop)
     assert code == 9, err
     assert "client 127.0.0.1, connection 2: sent no Last-Event-ID, expected '3'" in err
     lines = err.splitlines()
