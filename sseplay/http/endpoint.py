@@ -188,6 +188,8 @@ class StreamEndpoint(Generic[Position]):
                 return
             if hub.control is not None:  # listed by the control API (--control)
                 hub.control.register(listener, scope, source.route)
+            if journal is not None:  # its entry tells what it was sent so far
+                journal.streaming(scope, listener, self.positional, self.replay)
             if holder is not None and not (outlet.closed or outlet.completed):
                 held = holder.hold(Held(self, scope, listener, getattr(receive, "__self__", None)))
                 if held:

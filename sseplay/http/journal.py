@@ -69,6 +69,8 @@ class RequestJournal:
         # The server's loop, set when it starts (``sseplay.http.app``'s lifespan).
         self.loop: asyncio.AbstractEventLoop | None = None
         self.journal.listeners.append(self._tell)
+        # The open streams' entries (by seq) and what tells what each was sent so far.
+        self._streaming: dict[int, tuple[Entry, Listener, bool, Replay | None]] = {}
 
     def call(self, operation: Callable[[], T]) -> T:
         """Run ``operation`` on the server's loop (from any thread), or here once it has
@@ -155,6 +157,7 @@ class RequestJournal:
         entry: Entry | None = scope.pop(ENTRY_KEY, None)
         if entry is None:
             return
+        self._streaming.pop(entry.seq, None)
         events, last_id = (0, None) if listener is None else sent_by(listener, positional, replay)
         outlet = None if listener is None else listener.outlet
         if isinstance(outlet, FaultyOutlet) and outlet.retry_sent is not None:
@@ -164,6 +167,16 @@ class RequestJournal:
         )
         if self.referee.rules:
             self.referee.ended(entry)
+
+    def streaming(
+        self, scope: Scope, listener: Listener, positional: bool, replay: Replay | None
+    ) -> None:
+        """A request's stream has started: its entry says 200, and, when listed, what its
+        listener has sent so far."""
+        entry: Entry | None = scope.get(ENTRY_KEY)
+        if entry is not None:
+            entry.status = 200
+            self._streaming[entry.seq] = (entry, listener, positional, replay)
 
     def answered(self, scope: Scope) -> None:
         """A fault (or a bad fault in the request) answered instead of the stream."""
@@ -177,6 +190,7 @@ class RequestJournal:
 
     def clear(self) -> None:
         self.journal.clear()
+        self._streaming.clear()
         self.referee.clear()
         if self._readers:
             self._tell("verdict", self.referee.verdict())
@@ -212,7 +226,15 @@ class RequestJournal:
         return True
 
     def listing(self) -> list[dict[str, Any]]:
-        return self.journal.listing()
+        """Every entry as it stands: an open stream's with what it was sent so far."""
+        rows = self.journal.listing()
+        streaming = self._streaming
+        if streaming:
+            for row in rows:
+                if row["ended"] is None and (open_ := streaming.get(row["seq"])) is not None:
+                    _, listener, positional, replay = open_
+                    row["events"], row["last_id"] = sent_by(listener, positional, replay)
+        return rows
 
     async def _live(self, scope: Scope, receive: Receive, send: Send) -> None:
         response_class, event_class = sse_starlette()

@@ -88,7 +88,10 @@ def test_client_key_body_gap_and_the_connection_id_of_the_control_api() -> None:
         entries = server.journal()
     assert [c["id"] for c in listed["connections"]] == [opened[0]["connection"]]
     assert opened[0]["ended"] is None
-    assert opened[0]["status"] is None
+    # Open, as it stands: streaming, with what it was sent so far.
+    assert opened[0]["status"] == 200
+    assert opened[0]["events"] >= 1
+    assert opened[0]["last_id"] == str(opened[0]["events"])
     first, second = entries
     assert first["client"] == second["client"] == "tab-1"
     assert first["method"] == "POST"
