@@ -90,6 +90,30 @@ def test_tail_keeps_the_rules_of_every_preset(tmp_path: Path, preset: str) -> No
 
 
 @pytest.mark.browser
+@pytest.mark.parametrize("preset", ["resume-before-id", "stop-on-204"])
+def test_event_source_keeps_the_rules_of_the_other_presets(
+    page: Any, page_server: Callable[[str], PageServer], tmp_path: Path, preset: str
+) -> None:
+    path = write_lines(tmp_path / "ten.jsonl", RECORDS)
+    with ServeProcess(
+        str(path), "--interval", "0", "--scenario-preset", f"{preset}:retry={RETRY_MS}"
+    ) as served:
+        site = page_server(tutorial_page(served.url))
+        page.goto(site.url)
+        events = wait_for_events(page, len(RECORDS))
+        page.wait_for_function("window.source.readyState === 2", timeout=10000)
+        after_the_204(served.url)
+        verdict = verdict_of(served.url)
+        journal = journal_of(served.url)
+        code, _, err = served.stop()
+    assert [json.loads(e["data"]) for e in events] == RECORDS  # each once
+    assert verdict["broken"] == [], err
+    assert code == 0
+    if preset == "resume-before-id":  # cut mid-event 3: it resumes after 2
+        assert [e["last_event_id"] for e in journal[1:3]] == [None, "2"]
+
+
+@pytest.mark.browser
 def test_event_source_keeps_resumes_honours_retry_and_stops_on_204(
     page: Any, page_server: Callable[[str], PageServer], tmp_path: Path
 ) -> None:
