@@ -1,7 +1,8 @@
 """The journal (issue 26): every request to a stream route, in order, as its client made
 it and as it ended, for a test to read and for the verdicts (``sseplay.verdict``) to
 judge. Pure: the HTTP layer (``sseplay.http.journal``) tells it when a request starts
-and ends; it keeps no socket, no request and no clock of its own (``clock`` is given).
+and ends; it keeps no socket, no request and no clock of its own (``clock`` gives the
+entries' times, ``monotonic`` the gaps, which a change of the wall clock must not bend).
 
 It is bounded in bytes: each entry is counted by an estimate of its JSON size when it
 opens (a request's headers and the first ``MAX_BODY`` bytes of its body make most of
@@ -96,12 +97,17 @@ class Journal:
     """The requests so far, oldest first, within ``max_bytes``."""
 
     def __init__(
-        self, max_bytes: int = DEFAULT_JOURNAL_BYTES, clock: Callable[[], float] = time.time
+        self,
+        max_bytes: int = DEFAULT_JOURNAL_BYTES,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         if max_bytes < ENTRY_OVERHEAD:
             raise ValueError(f"a journal needs at least {ENTRY_OVERHEAD} bytes")
         self.max_bytes = max_bytes
         self.clock = clock
+        # A given ``clock`` alone (a test's) measures the gaps too.
+        self.monotonic = monotonic or (time.monotonic if clock is time.time else clock)
         self.entries: deque[Entry] = deque()
         self.size = 0
         self.dropped = 0
@@ -129,7 +135,7 @@ class Journal:
         now = self.clock()
         self._seq += 1
         before = self._ended_at.get(client)
-        gap = None if before is None else round(max(0.0, now - before) * 1000, 3)
+        gap = None if before is None else round(max(0.0, self.monotonic() - before) * 1000, 3)
         entry = Entry(
             self._seq,
             now,
@@ -167,7 +173,7 @@ class Journal:
         entry.ended, entry.status, entry.events = ended, status, events
         entry.last_id, entry.retry_ms = last_id, retry_ms
         ended_at = self._ended_at
-        ended_at[entry.client] = self.clock()
+        ended_at[entry.client] = self.monotonic()
         ended_at.move_to_end(entry.client)
         if len(ended_at) > MAX_CLIENTS:
             ended_at.popitem(last=False)

@@ -87,6 +87,17 @@ def test_gap_is_measured_from_the_same_clients_previous_end() -> None:
     assert [e.seq for e in journal.entries] == [1, 2, 3]
 
 
+def test_a_step_of_the_wall_clock_does_not_bend_a_gap() -> None:
+    wall, steady = Clock(), Clock()
+    journal = Journal(clock=wall, monotonic=steady)
+    journal.end(request(journal), ended="fault:drop", status=200)
+    wall.now -= 3600  # the wall clock is set back an hour
+    steady.now += 0.2
+    again = request(journal)
+    assert again.gap_ms == 200.0
+    assert again.time == wall.now
+
+
 def test_the_journal_is_bounded_in_bytes_and_counts_what_it_dropped() -> None:
     journal = Journal(max_bytes=20 * (ENTRY_OVERHEAD + 200))
     told: list[tuple[str, object]] = []
