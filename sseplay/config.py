@@ -19,6 +19,7 @@ from sseplay.model import field_problem
 
 if TYPE_CHECKING:
     from sseplay.faults.spec import FaultSpec
+    from sseplay.verdict import Rule
 
 DEFAULT_INTERVAL = 1.0
 DEFAULT_PING = 15.0
@@ -36,6 +37,9 @@ DEFAULT_HEADER_TIMEOUT = 10.0
 # count of milliseconds (HTML 8.6 "Timers"), and a longer one fires at once.
 MAX_RETRY_MS = 2**31 - 1
 DEFAULT_ROUTE = "/events"
+# The journal (``sseplay.journal``): its default size, and the least it may be given.
+DEFAULT_JOURNAL_BYTES = 4 << 20
+MIN_JOURNAL_BYTES = 4096
 # --workers: more processes than this on one port is a typo, not a plan.
 MAX_WORKERS = 1024
 # Routes sseplay answers itself: a stream there would hide them.
@@ -284,8 +288,17 @@ class ServerConfig:
     # --control: the control API under /_sseplay/ (publish, pause, connections...), for a
     # test that drives the server; off, every /_sseplay/ path is a 404 (issue 26).
     control: bool = False
+    # --expect-client: the rules a client must keep (``sseplay.verdict``), texts parsed
+    # here; --scenario-preset: a fault and rules named at once (``sseplay.presets``).
+    expect_client: tuple[Rule, ...] = ()
+    scenario_preset: str | None = None
+    # --redact: more header and query parameter names whose values the journal hides.
+    redact: tuple[str, ...] = ()
+    # The journal's size in bytes (on with --control or --expect-client).
+    journal_bytes: int = DEFAULT_JOURNAL_BYTES
 
     def __post_init__(self) -> None:
+        _check_journal(self)
         if self.faults:  # fault injection is imported only when there are faults to parse
             from sseplay.faults.spec import FaultSpec, parse_faults
 
@@ -354,6 +367,44 @@ class ServerConfig:
     @property
     def cors_origins(self) -> tuple[str, ...]:
         return self.cors if self.cors else ("*",)
+
+    @property
+    def journal(self) -> bool:
+        """Whether requests are journaled: with the control API, or rules to judge."""
+        return self.control or bool(self.expect_client)
+
+
+def _check_journal(config: ServerConfig) -> None:
+    """The rules of --expect-client, --scenario-preset, --redact and the journal's size;
+    a preset adds its fault to --fault and its rules to --expect-client. The verdicts are
+    imported only when there are rules to judge by."""
+    if config.expect_client or config.scenario_preset is not None:
+        from sseplay.verdict import Rule, parse_rules
+
+        rules = config.expect_client
+        if isinstance(rules, str | Rule):
+            rules = (rules,)
+        texts = [rule.text if isinstance(rule, Rule) else rule for rule in rules]
+        if config.scenario_preset is not None:
+            from sseplay.presets import preset_of
+
+            preset = preset_of(config.scenario_preset)
+            texts = [*preset.rules, *texts]
+            faults: tuple[Any, ...] = config.faults
+            if not isinstance(faults, tuple | list):
+                faults = (faults,)
+            object.__setattr__(config, "faults", (*preset.faults, *faults))
+        object.__setattr__(config, "expect_client", parse_rules(texts))
+    else:
+        object.__setattr__(config, "expect_client", ())
+    redact = (config.redact,) if isinstance(config.redact, str) else tuple(config.redact)
+    for name in redact:
+        if not isinstance(name, str) or not name.strip() or any(c.isspace() for c in name):
+            raise UsageError(f"--redact {name!r}: name a header or query parameter, like X-Session")
+    object.__setattr__(config, "redact", redact)
+    _integer("--journal-bytes", config.journal_bytes, MIN_JOURNAL_BYTES, 2**40)
+    if config.expect_client and config.workers is not None:
+        raise UsageError("--expect-client judges the requests one process sees: drop --workers")
 
 
 # RFC 3986 unreserved characters, a subset of RFC 6750's b64token: a token goes as it is

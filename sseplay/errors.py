@@ -19,7 +19,7 @@ class ExitCode(IntEnum):
     IDLE_TIMED_OUT = 6  # tail --idle-timeout fired first
     GAVE_UP = 7  # tail used up --max-retries reconnecting
     ASSERTION_FAILED = 8  # the stream ended before --count / --until were met
-    MISMATCH = 9  # tail --expect: the stream differs from the expected one
+    MISMATCH = 9  # tail --expect: the stream differs; serve --expect-client: a client broke a rule
     INVALID = 10  # tail --schema: an event's data breaks its JSON Schema
     OUTPUT_FAILED = 11  # tail could not write stdout or its --record file (disk full, ...)
     BUFFERED = 12  # tail --check-delivery: a hop held the stream back (bursts, lag, headers)
@@ -79,6 +79,12 @@ class AssertionFailed(SseplayError):
 class Mismatch(SseplayError):
     """``tail --expect``: the first event that differs from the expected stream, an
     expected event that never came, or (with ``--exact``) one event too many."""
+
+    exit_code = ExitCode.MISMATCH
+
+
+class ClientRulesBroken(SseplayError):
+    """``serve --expect-client``: a client broke a rule (each one is said as it stops)."""
 
     exit_code = ExitCode.MISMATCH
 

@@ -73,7 +73,10 @@ def sse_server() -> Iterator[Callable[..., Server]]:
     that stands for the upstream, and ``match_ignore``, ``chunks``, ``speed``... apply.
     ``Turns`` (``sseplay.Turns``) are served at their shape's routes: ``url`` is the
     base URL an LLM SDK is given. ``sse_server(scenario=FILE_OR_DICT)`` serves a
-    scenario (``sseplay.scenario``): ``url`` is the base URL of its paths."""
+    scenario (``sseplay.scenario``): ``url`` is the base URL of its paths. With
+    ``expect_client=[...]`` (``sseplay.verdict``'s rules), a client that broke one fails
+    the test when it ends, a line per rule broken (``server.verdict()`` says so at any
+    time before)."""
     from sseplay.server import Server
 
     servers: list[Server] = []
@@ -103,5 +106,12 @@ def sse_server() -> Iterator[Callable[..., Server]]:
         return server
 
     yield start
+    broken: list[str] = []
     for server in servers:
         server.stop()
+        if server.config.expect_client:
+            from sseplay.verdict import line_of
+
+            broken += [line_of(item) for item in server.verdict()["broken"]]
+    if broken:
+        pytest.fail("the client broke --expect-client:\n" + "\n".join(broken), pytrace=False)

@@ -438,6 +438,8 @@ class Server(ControlMethods, Running):
         if self._tls is not None:
             self._tls.remove()
             self._tls = None
+        if self._hub is not None and self._hub.journal is not None:
+            self._hub.journal.report()  # a line for each rule a client broke
         if self._hub is not None:
             # FastAPI keeps the endpoints of recent apps (a bounded lru_cache), and through
             # this hub's callbacks it would keep this server and its streams' temporary copies.

@@ -202,6 +202,34 @@ def serve(
             "loopback clients only unless --token is set.",
         ),
     ] = False,
+    expect_client: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="RULE[,RULE...]",
+            help="Judge each client (repeatable): resumes, honours-retry, stops-on-204, "
+            "backoff, max-reconnects=N, method=M, header=NAME:VALUE; when the server stops, "
+            "a line per broken rule, and exit 9.",
+            show_default=False,
+        ),
+    ] = None,
+    scenario_preset: Annotated[
+        str | None,
+        typer.Option(
+            metavar="NAME[:retry=MS]",
+            help="A fault and the rules a client must keep through it: sse-retry, "
+            "resume-before-id, stop-on-204.",
+            show_default=False,
+        ),
+    ] = None,
+    redact: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="NAME",
+            help="Hide this header or query parameter's value in the journal too "
+            "(repeatable; Authorization, cookies and API keys always are).",
+            show_default=False,
+        ),
+    ] = None,
     allowed_host: Annotated[
         list[str] | None,
         typer.Option(
@@ -360,6 +388,8 @@ def serve(
                 "--fault": bool(fault),
                 "--fault-header": fault_header,
                 "--no-ids": no_ids,
+                "--expect-client": bool(expect_client),
+                "--scenario-preset": scenario_preset is not None,
             }
         )
     options = StreamOptions(
@@ -393,6 +423,9 @@ def serve(
         fault_header=fault_header,
         seed=seed,
         control=control,
+        expect_client=_rules(expect_client),
+        scenario_preset=scenario_preset,
+        redact=tuple(redact or ()),
     )
     if scenario is not None:
         from sseplay.cli.scenario import run_scenario
@@ -461,6 +494,8 @@ def serve(
                 "--match-ignore": match_ignore is not None,
                 "--chunks": chunks,
                 "--record-missing": record_missing is not None,
+                "--expect-client": bool(expect_client),
+                "--scenario-preset": scenario_preset is not None,
             },
         )
         setup_logging(quiet, verbose)
@@ -515,6 +550,15 @@ def _faults(texts: list[str] | None) -> tuple[Any, ...]:
     from sseplay.faults.spec import parse_faults
 
     return parse_faults(texts)
+
+
+def _rules(texts: list[str] | None) -> tuple[Any, ...]:
+    """The --expect-client rules; verdicts are imported only when some are given."""
+    if not texts:
+        return ()
+    from sseplay.verdict import parse_rules
+
+    return parse_rules(texts)
 
 
 def _check_urls(routes: dict[str, str], config: ServerConfig) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from sseplay.cli.shared import STDIN_NAME, Interrupted, sigterm_interrupts
 from sseplay.config import ServerConfig, StreamOptions, is_url, route_problem
-from sseplay.errors import UsageError
+from sseplay.errors import ClientRulesBroken, UsageError
 
 
 def is_url_argument(argument: str) -> bool:
@@ -328,8 +328,25 @@ def _run_until_stopped(server: Any, announce: Any) -> None:
         server.run(ready)
     except KeyboardInterrupt:
         if serving:
+            _judged(server)
             raise
         raise Interrupted("interrupted during the start-up check; nothing was served") from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    _judged(server)
+
+
+def _judged(server: Any) -> None:
+    """--expect-client: exit 9 when a client broke a rule (the server, as it stopped, said
+    each one on a line of its own)."""
+    config = server.config
+    if not config.expect_client:
+        return
+    broken = server.verdict()["broken"]
+    if broken:
+        rules = sorted({item["rule"] for item in broken})
+        raise ClientRulesBroken(
+            f"{len(broken)} time(s) a client broke --expect-client {','.join(rules)} "
+            "(each one is said above)"
+        )

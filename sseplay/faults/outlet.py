@@ -106,6 +106,7 @@ class FaultyOutlet(Outlet):
         "_transport",
         "events",
         "fault_end",
+        "retry_sent",
     )
 
     def __init__(
@@ -147,6 +148,8 @@ class FaultyOutlet(Outlet):
         self.events = 0
         # Why the stream ended early ("fault drop"), or None.
         self.fault_end: str | None = None
+        # The retry: a drop fault sent before it ended the stream (the journal's retry_ms).
+        self.retry_sent: int | None = None
 
     # ``Outlet`` sets ``blocked`` and calls ``on_drained`` for its own writes; here both
     # also cover the queue, and the producer is told only once the queue is empty.
@@ -262,6 +265,7 @@ class FaultyOutlet(Outlet):
             if spec.kind == "drop":
                 if spec.retry is not None:
                     self._emit(encode_retry(spec.retry))
+                    self.retry_sent = spec.retry
                 self._end("fault drop", _End(b""))
                 return
             if spec.kind == "reset":

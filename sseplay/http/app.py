@@ -56,6 +56,11 @@ def create_app(
     answers its paths by its rules (``sseplay.http.scenario``)."""
     hub = Hub(streams, options, on_complete, on_over)
     recorded: RecordedEndpoint | None = None
+    if options.config.journal:  # --control or --expect-client (sseplay.http.journal)
+        from sseplay.http.journal import RequestJournal
+
+        hub.journal = RequestJournal(options.config)
+        hub.on_stop.append(hub.journal.stop)
     if options.config.control:
         from sseplay.http.control import Control
 
@@ -75,6 +80,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if hub.control is not None:
             hub.control.loop = asyncio.get_running_loop()
+        if hub.journal is not None:
+            hub.journal.loop = asyncio.get_running_loop()
         hub.start()
         for redis_feed in hub.redis_feeds.values():
             redis_feed.start(hub.timer, options.config.ping)
@@ -134,10 +141,10 @@ def create_app(
             shaped_endpoint = ShapedEndpoint(shaped, shaped_route, hub)
             app.router.routes.append(routing.Route(shaped_route, shaped_endpoint, methods=["POST"]))
 
-    if hub.control is not None:  # else /_sseplay/ is the 404 of any unknown path
+    if hub.journal is not None:  # else /_sseplay/ is the 404 of any unknown path
         from sseplay.http.control import ControlEndpoint
 
-        control_endpoint = ControlEndpoint(hub.control)
+        control_endpoint = ControlEndpoint(hub)
         app.router.routes.append(
             routing.Route(
                 "/_sseplay/{rest:path}", control_endpoint, methods=["GET", "POST", "DELETE"]

@@ -11,6 +11,7 @@ set, which then guards it as it guards every route (``sseplay.http.access``).
     DELETE /_sseplay/connections/{id}
     POST   /_sseplay/fault        {"spec", "conn": "next", "route"?}
     POST   /_sseplay/reset
+    GET    /_sseplay/journal, /_sseplay/verdict   (``sseplay.http.journal``)
 
 A published event goes into the route's live feed (``sseplay.gate.GatedFeed``, the one
 ``sseplay.feed.Feed`` that followed files and Redis use): it takes the route's next id
@@ -37,6 +38,7 @@ from sseplay.errors import UsageError
 from sseplay.feed import LiveSubscriber
 from sseplay.gate import Gate, GatedFeed
 from sseplay.http.access import is_loopback
+from sseplay.http.journal import ENTRY_KEY
 from sseplay.http.request import client_of
 from sseplay.model import DEFAULT_EVENT_TYPE, encode_body, field_problem, with_id
 from sseplay.outlet import Listener, Outlet
@@ -98,10 +100,11 @@ class Control:
 
     def register(self, listener: Listener, scope: Scope, route: str) -> None:
         armed = [spec.text for spec in scope.get(ARMED_KEY, ())]
-        connection = Connection(
-            self._next_id, route, client_of(scope), time.monotonic(), listener, armed
-        )
-        self._next_id += 1
+        # The journal's id for it, so that its entries and this listing agree.
+        entry = scope.get(ENTRY_KEY)
+        number = entry.connection if entry is not None else self._next_id
+        connection = Connection(number, route, client_of(scope), time.monotonic(), listener, armed)
+        self._next_id = max(self._next_id, number) + 1
         self.connections[connection.id] = connection
         self._by_outlet[listener.outlet] = connection
 
@@ -225,6 +228,8 @@ class Control:
 
             hub.fault_counters = FaultCounters()
         self.armed.clear()
+        if hub.journal is not None:
+            hub.journal.clear()
 
     def call(self, operation: Callable[..., T], *args: Any) -> T:
         """Run an operation on the server's loop, from any thread, and return its result."""
@@ -302,12 +307,13 @@ class Control:
 class ControlEndpoint:
     """``/_sseplay/{rest}`` as a plain ASGI endpoint: the operations over HTTP."""
 
-    def __init__(self, control: Control) -> None:
-        self.control = control
+    def __init__(self, hub: Hub) -> None:
+        self.control = hub.control
+        self.journal = hub.journal
+        self.config = hub.options.config
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        control = self.control
-        config = control.hub.options.config
+        config = self.config
         host = (scope.get("client") or ("", 0))[0]
         if config.token is None and not is_loopback(host):
             # The token (checked by ``AccessGuard`` before any route) is what lets another
@@ -321,6 +327,8 @@ class ControlEndpoint:
                 status_code=403,
             )(scope, receive, send)
             return
+        if self.journal is not None and await self.journal.answer(scope, receive, send):
+            return
         try:
             answer = await self._answer(scope, receive)
             response = JSONResponse(answer)
@@ -331,6 +339,12 @@ class ControlEndpoint:
     async def _answer(self, scope: Scope, receive: Receive) -> Any:
         control = self.control
         method, path = scope["method"], scope["path"][len(PREFIX) :]
+        if control is None:  # --expect-client alone: the journal and the verdict
+            raise ControlError(
+                404,
+                f"no operation {method} {scope['path']}: GET /_sseplay/journal and "
+                "/_sseplay/verdict answer; start the server with --control for the others",
+            )
         if method == "GET" and path == "connections":
             return {"connections": control.listing()}
         if method == "DELETE" and path.startswith("connections/"):

@@ -55,6 +55,29 @@ class ControlMethods:
         """End one connection (its id as ``connections()`` lists it)."""
         self._control_call("kick", connection_id)
 
+    # --control or --expect-client: the journal and the verdict (``sseplay.http.journal``),
+    # while the server runs and after it stopped.
+
+    def journal(self) -> list[dict[str, Any]]:
+        """Every request to a stream route so far, oldest first (``GET /_sseplay/journal``)."""
+        return self._journal_call("listing")  # type: ignore[no-any-return]
+
+    def verdict(self) -> dict[str, Any]:
+        """Whether the clients kept the rules of ``expect_client`` (``{"ok", "rules",
+        "broken"}``, as ``GET /_sseplay/verdict``)."""
+        return self._journal_call("verdict")  # type: ignore[no-any-return]
+
+    def _journal_call(self, what: str) -> Any:
+        journal = self._hub.journal if self._hub is not None else None
+        if journal is None:
+            if self._hub is None:
+                raise RuntimeError("the server is not running: start it first")
+            raise RuntimeError(
+                f"{what} needs the journal: Server(..., control=True) or expect_client=[...]"
+            )
+        operation = journal.listing if what == "listing" else journal.referee.verdict
+        return journal.call(operation)
+
     def _control_call(self, operation: str, *args: Any) -> Any:
         control = self._hub.control if self._hub is not None else None
         if control is None:

@@ -37,6 +37,8 @@ logger = logging.getLogger("sseplay.server")
 DROP_WAIT = 0.5
 # Where a scenario's rule puts its own faults for the stream it plays (``pick_faults``).
 RULE_FAULTS_KEY = "sseplay.rule_faults"
+# Where ``pick_faults`` leaves the fault that answered instead of the stream (the journal).
+ANSWERED_KEY = "sseplay.answered"
 
 Position = TypeVar("Position")
 
@@ -120,15 +122,26 @@ class StreamEndpoint(Generic[Position]):
         self.source = source
         self.hub = hub
         self._cut_off = hub.cut_off_stream  # one bound method, not one per connection
+        # For the journal: the retry: every connection gets first, and whether a live
+        # part's ids are its positions (a file's route; a Redis stream's are its own).
+        self.retry = _retry_of(source)
+        stream = getattr(source, "stream", None)
+        self.positional = stream is not None
+        self.replay = stream.replay if stream is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         hub, source = self.hub, self.source
+        journal = hub.journal
+        if journal is not None:  # --control, --expect-client: each request is journaled
+            await journal.started(scope, receive, source.route)
         raw_id = raw_last_event_id(scope)
         opening = source.opening(raw_id)
         number, during = 0, None
         if hub.faulty and source.faults_apply:
             picked = await self._pick_faults(scope, receive, send, raw_id)
             if picked is None:  # answered instead of the stream
+                if journal is not None:
+                    journal.answered(scope)
                 return
             number, during = picked
         # 204 tells a browser to stop reconnecting (WHATWG 9.2.3): the replay is over.
@@ -140,12 +153,16 @@ class StreamEndpoint(Generic[Position]):
                 source.route,
                 opening.shown,
             )
+            if journal is not None:
+                journal.ended(scope, "204", 204)
             if hub.on_over is not None:
                 hub.on_over()
             return
         await send({"type": "http.response.start", "status": 200, "headers": hub.headers})
         if scope["method"] == "HEAD":  # the headers a GET would get, and no stream
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if journal is not None:
+                journal.ended(scope, "end", 200)
             return
         task = asyncio.current_task()
         assert task is not None
@@ -173,6 +190,8 @@ class StreamEndpoint(Generic[Position]):
                 return
             if hub.control is not None:  # listed by the control API (--control)
                 hub.control.register(listener, scope, source.route)
+            if journal is not None:  # its entry tells what it was sent so far
+                journal.streaming(scope, listener, self.positional, self.replay)
             if holder is not None and not (outlet.closed or outlet.completed):
                 held = holder.hold(Held(self, scope, listener, getattr(receive, "__self__", None)))
                 if held:
@@ -201,7 +220,10 @@ class StreamEndpoint(Generic[Position]):
         # The listener that had the connection last (a replay hands over to a live feed).
         listener = self.source.close(listener)
         otherwise = ended or self.source.broken() or "disconnected"
-        how = how_it_ended(self.hub, listener, "got the whole replay", otherwise)
+        how, kind = ending_of(self.hub, listener, "got the whole replay", otherwise)
+        journal = self.hub.journal
+        if journal is not None:
+            journal.ended(scope, kind, 200, listener, self.retry, self.positional, self.replay)
         logger.info(
             "%s left %s after %d events (%s)",
             client_of(scope),
@@ -285,6 +307,7 @@ async def pick_faults(
         if hub.fire(fault, route, number, where):
             from sseplay.http.fault_answers import answer_instead
 
+            scope[ANSWERED_KEY] = spec
             await answer_instead(spec, scope, receive, send, hub.headers)
             return None
     return number, [fault for fault in chosen if not fault.spec.before_stream]
@@ -327,19 +350,39 @@ def how_it_ended(hub: Hub, listener: Listener, whole: str, otherwise: str = "dis
     """Why a response ended, for the line logged when its client leaves (every kind of
     route says it the same way): ``whole`` when the client got all of it, ``otherwise``
     when nothing on the server's side ended it."""
+    return ending_of(hub, listener, whole, otherwise)[0]
+
+
+def ending_of(
+    hub: Hub, listener: Listener, whole: str, otherwise: str = "disconnected"
+) -> tuple[str, str]:
+    """``how_it_ended``, and how the journal says it (``sseplay.journal.ENDINGS``)."""
     outlet = listener.outlet
     # Forgotten first, whatever the answer: the control API lists open connections only.
     kicked = hub.control is not None and hub.control.forget(outlet)
     if listener.complete:
-        return whole
+        return whole, "end"
     if kicked:
-        return "ended by the control API"
+        return "ended by the control API", "end"
     if hub.stopping:
-        return "the server stopped"
+        return "the server stopped", "end"
     if isinstance(outlet, FaultyOutlet) and outlet.fault_end:
-        return f"ended by {outlet.fault_end}"
+        return f"ended by {outlet.fault_end}", "fault:" + outlet.fault_end.removeprefix("fault ")
     if outlet.cut_off:
-        return f"cut off: it read nothing for {hub.options.config.send_timeout:g} s"
+        return f"cut off: it read nothing for {hub.options.config.send_timeout:g} s", "cut off"
     if outlet.failure:
-        return f"ended: {outlet.failure}"
-    return otherwise
+        return f"ended: {outlet.failure}", "error"
+    return otherwise, "client left" if otherwise == "disconnected" else "error"
+
+
+def _retry_of(source: object) -> int | None:
+    """The retry: a route's connections get first (a file's, a followed input's, a Redis
+    stream's), or None."""
+    stream = getattr(source, "stream", None)
+    if stream is not None:
+        retry: int | None = stream.follow.retry if stream.follow is not None else None
+        if retry is None and stream.replay is not None:
+            retry = stream.replay.retry
+        return retry
+    live = getattr(source, "live", None)
+    return None if live is None else live.source.retry

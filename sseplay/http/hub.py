@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from sseplay.faults.spec import Chosen, FaultCounters
     from sseplay.http.access import AccessRules
     from sseplay.http.control import Control
+    from sseplay.http.journal import RequestJournal
 
     # Imported where a followed file or a Redis stream is served: a server of plain
     # files starts without them (start-up time, issue 12).
@@ -129,6 +130,8 @@ class Hub:
         self.on_reset: list[Callable[[], None]] = []
         # --control (``sseplay.http.control``): the API's state, and each file route's gate.
         self.control: Control | None = None
+        # --control or --expect-client: every request to a stream route, journaled.
+        self.journal: RequestJournal | None = None
         self.gates: dict[str, Gate] = {}
         # Faults are looked at per connection only when there are any to look at (or
         # when the control API may arm some at run time).
