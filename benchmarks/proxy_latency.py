@@ -129,9 +129,11 @@ async def open_clients(
     return transports, clients, latencies, counts
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of the process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def rss_kib(pid: int) -> int:
@@ -164,9 +166,11 @@ async def measure(url: str, pid: int, streams: int, seconds: float) -> dict[str,
     for client in clients:
         client.record = True
     counts[0] = 0
-    cpu_before = cpu_seconds(pid)
+    user_before, system_before = cpu_times(pid)
     await asyncio.sleep(seconds)
-    cpu = cpu_seconds(pid) - cpu_before
+    user_after, system_after = cpu_times(pid)
+    user, system = user_after - user_before, system_after - system_before
+    cpu = user + system
     events = counts[0]
     rss_after = rss_kib(pid)
     for transport in transports:
@@ -175,6 +179,8 @@ async def measure(url: str, pid: int, streams: int, seconds: float) -> dict[str,
     return {
         "events": events,
         "cpu_us_per_event": cpu / max(events, 1) * 1e6,
+        "user_us_per_event": user / max(events, 1) * 1e6,
+        "system_us_per_event": system / max(events, 1) * 1e6,
         "cpu_share": cpu / seconds,
         "p50_ms": statistics.median(ms) if ms else float("nan"),
         "p99_ms": percentile(ms, 0.99) if ms else float("nan"),

@@ -17,30 +17,20 @@ TCP_NODELAY is on for both sockets: uvloop sets it on every TCP transport
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import httpx
-from httpx._decoders import (  # see sseplay/client/CONTRACT.md
-    SUPPORTED_DECODERS,
-    ContentDecoder,
-    IdentityDecoder,
-    MultiDecoder,
-)
 from starlette.types import Message, Receive, Scope, Send
 
-from sseplay.errors import OutputFailed, UsageError
+from sseplay.errors import UsageError
 from sseplay.exchange import (
-    BlockSplitter,
-    ExchangeWriter,
     RecordedRequest,
-    is_stream_type,
     recording_name,
     unique_path,
 )
+from sseplay.http.proxy_recording import COMPLETE, ExchangeRecording, text_pairs
 from sseplay.http.upstream import Upstream, UpstreamReader
 from sseplay.http.uvicorn.direct import DirectBody
 from sseplay.recording import json_line
@@ -58,7 +48,6 @@ GRACEFUL_SHUTDOWN_SECONDS = 0.5
 HOP_BY_HOP = frozenset(
     {"connection", "proxy-connection", "keep-alive", "te", "transfer-encoding", "upgrade"}
 )
-COMPLETE = "complete"
 PROXY_STOPPED = "proxy stopped"
 CLIENT_LEFT = "client left"
 _END = {"type": "http.response.body", "body": b"", "more_body": False}
@@ -97,126 +86,6 @@ def _without_hop_by_hop(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[by
     ]
 
 
-def _text_pairs(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
-    # ISO-8859-1 maps every byte to one character, so a value survives the round trip.
-    return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
-
-
-def content_decoder(headers: httpx.Headers) -> tuple[ContentDecoder, list[str]]:
-    """The decoder of a body in its Content-Encoding (as httpx builds it for
-    ``Response.aiter_bytes``), and the codings it does not know (left encoded)."""
-    codings = [c.strip().lower() for c in headers.get_list("content-encoding", split_commas=True)]
-    unknown = [c for c in codings if c and c not in SUPPORTED_DECODERS]
-    decoders = [SUPPORTED_DECODERS[c]() for c in codings if c in SUPPORTED_DECODERS]
-    if unknown or not decoders:
-        return IdentityDecoder(), unknown
-    return (decoders[0] if len(decoders) == 1 else MultiDecoder(children=decoders)), unknown
-
-
-class _Recording:
-    """One exchange's recording: the writer, the decoder of its copy of the body and, for
-    an event stream, the block splitter. A file that cannot be written is logged once and
-    given up; the exchange itself goes on."""
-
-    def __init__(
-        self, path: Path, upstream: str, request: RecordedRequest, redact: Sequence[str]
-    ) -> None:
-        self.path = path
-        self.redact = redact
-        self.started = time.monotonic()
-        self.writer: ExchangeWriter | None = None
-        self.decoder: ContentDecoder = IdentityDecoder()
-        self.splitter: BlockSplitter | None = None
-        self.ended: str | None = None  # how it ended, once its end line is written
-        self._try(
-            lambda: setattr(self, "writer", ExchangeWriter(path, upstream, request, held=True))
-        )
-
-    def offset(self) -> float:
-        return time.monotonic() - self.started
-
-    def _try(self, write: Callable[[], object]) -> None:
-        try:
-            write()
-        except OutputFailed as error:
-            logger.error("%s: cannot write the recording: %s", self.path, error)
-            self._drop()
-
-    def _drop(self) -> None:
-        writer, self.writer = self.writer, None
-        if writer is not None:
-            with contextlib.suppress(OutputFailed):  # already reported
-                writer.close()
-
-    def response(self, status: int, raw: list[tuple[bytes, bytes]]) -> None:
-        writer = self.writer
-        if writer is None:
-            return
-        headers = httpx.Headers(raw)
-        self.decoder, unknown = content_decoder(headers)
-        if unknown:
-            logger.warning(
-                "%s: Content-Encoding %s is not one sseplay decodes: recorded encoded",
-                self.path,
-                ", ".join(unknown),
-            )
-        if is_stream_type(headers.get("content-type")):
-            self.splitter = BlockSplitter()
-        pairs = redact_headers(_text_pairs(raw), self.redact)
-
-        def write() -> None:
-            writer.response(self.offset(), status, pairs)
-            writer.flush()
-
-        self._try(write)
-
-    def piece(self, raw: bytes) -> None:
-        """One read from the upstream, as the client got it: its lines in one write."""
-        if self.writer is None:
-            return
-        try:
-            data = self.decoder.decode(raw)
-        except httpx.DecodingError as error:
-            self.finish(f"upstream failed: the body does not decode ({error})")
-            return
-        self._try(lambda: self._record(data))
-
-    def _record(self, data: bytes) -> None:
-        writer = self.writer
-        if writer is None or not data:
-            return
-        offset = self.offset()
-        writer.read(offset, len(data))
-        if self.splitter is None:
-            writer.body(offset, data)
-        else:
-            for block in self.splitter.feed(data):
-                writer.block(offset, block)
-        writer.flush()
-
-    def finish(self, how: str) -> None:
-        """The end line (``complete`` or why not); what the decoder and splitter still
-        hold is recorded first."""
-        writer = self.writer
-        if writer is None:
-            return
-        if how == COMPLETE:
-            try:
-                data = self.decoder.flush()
-            except httpx.DecodingError as error:
-                how = f"upstream failed: the body does not decode ({error})"
-            else:
-                self._try(lambda: self._record(data))
-        splitter = self.splitter
-        if splitter is not None and self.writer is not None and (rest := splitter.rest()):
-            self._try(lambda: writer.block(self.offset(), rest))
-        if self.writer is not None:
-            self._try(lambda: writer.end(self.offset(), how))
-            if self.writer is not None:
-                self.ended = how
-        self._drop()
-
-
 class _Relay:
     """One exchange's response on its way to the client, fed by the upstream reader from
     its read callbacks (``head``, ``piece``, ``done``: an ``upstream.Sink``).
@@ -229,7 +98,7 @@ class _Relay:
 
     __slots__ = ("_waiter", "direct", "ended", "fast", "pending", "reader", "recording", "started")
 
-    def __init__(self, recording: _Recording) -> None:
+    def __init__(self, recording: ExchangeRecording) -> None:
         self.recording = recording
         self.reader: UpstreamReader | None = None
         self.direct: DirectBody | None = None
@@ -365,7 +234,7 @@ class ProxyApp:
             method.upper(),
             path,
             redact_query(query.decode("latin-1"), self.redact),
-            redact_headers(_text_pairs(headers), self.redact),
+            redact_headers(text_pairs(headers), self.redact),
             body,
         )
         target = raw_path + (b"?" + query if query else b"")
@@ -374,7 +243,7 @@ class ProxyApp:
         except UnicodeError as error:
             await _answer(send, 400, f"cannot forward {method} {path}: {error}")
             return None
-        recording = _Recording(
+        recording = ExchangeRecording(
             unique_path(self.out, recording_name(recorded)), self.shown, recorded, self.redact
         )
         relay = _Relay(recording)

@@ -5,8 +5,8 @@ socket and the client's (issue 24's performance targets).
 
 A connection carries one exchange and is closed after it (no keep-alive pool: a held
 stream keeps its connection anyway, and a pool's bookkeeping was most of httpx's cost per
-piece). TCP_NODELAY is set on it; an ``https`` upstream gets TLS with the system's CA
-certificates and its host name checked, ALPN ``http/1.1``.
+piece). TCP_NODELAY is set on it; an ``https`` upstream gets TLS, its certificate and
+host name checked, ALPN ``http/1.1``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from typing import Protocol, cast
 
 import httptools
+import httpx
 
 # Fields the proxy writes itself (RFC 9112 section 3.2, 6.2): never the client's.
 OWN_FIELDS = frozenset({b"host", b"content-length"})
@@ -52,7 +53,9 @@ class Upstream:
         if not self.tls:
             return None
         if self._context is None:  # made once, on the first https exchange
-            context = ssl.create_default_context()
+            # httpx's trust, as the proxy had when it forwarded with httpx: the CA file
+            # or folder of SSL_CERT_FILE or SSL_CERT_DIR, else certifi's.
+            context = httpx.create_ssl_context()
             context.set_alpn_protocols(["http/1.1"])
             self._context = context
         return self._context
