@@ -50,6 +50,9 @@ HOP_BY_HOP = frozenset(
 )
 PROXY_STOPPED = "proxy stopped"
 CLIENT_LEFT = "client left"
+# What may wait for ASGI ``send`` before the upstream is paused (a body that is not
+# chunked, or a client that is behind): about one read of the upstream's.
+PENDING_BYTES = 64 << 10
 _END = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
@@ -91,12 +94,23 @@ class _Relay:
     its read callbacks (``head``, ``piece``, ``done``: an ``upstream.Sink``).
 
     A piece goes straight to the client's transport when the fast path is on (the
-    response's start is sent, the server is uvicorn's httptools one, the client's side
-    is not full); otherwise it waits in ``pending``, the upstream is paused, and ``run``
-    sends it through ASGI ``send`` (which waits for the client to drain), then resumes
-    the upstream. Pieces keep their order: none goes direct while any is pending."""
+    response's start is sent, the server is uvicorn's httptools one, the body is chunked,
+    the client's side is not full); otherwise it waits in ``pending`` and ``run`` sends it
+    through ASGI ``send``, which waits for the client to drain. The upstream is paused
+    while the client is full or more than ``PENDING_BYTES`` wait, and resumed once they
+    are sent. Pieces keep their order: none goes direct while any is pending."""
 
-    __slots__ = ("_waiter", "direct", "ended", "fast", "pending", "reader", "recording", "started")
+    __slots__ = (
+        "_waiter",
+        "direct",
+        "ended",
+        "fast",
+        "pending",
+        "pending_bytes",
+        "reader",
+        "recording",
+        "started",
+    )
 
     def __init__(self, recording: ExchangeRecording) -> None:
         self.recording = recording
@@ -105,6 +119,7 @@ class _Relay:
         self.fast = False
         self.started: tuple[int, list[tuple[bytes, bytes]]] | None = None
         self.pending: list[bytes] = []
+        self.pending_bytes = 0
         self.ended: str | None = None  # COMPLETE, or what failed
         self._waiter: asyncio.Future[None] | None = None
 
@@ -123,11 +138,17 @@ class _Relay:
             except RuntimeError:  # uvloop: the client's transport is closed
                 pass
             self.fast = False
+            self._pause()  # the client is full (or gone): the upstream waits for it
         self.pending.append(data)
-        if self.reader is not None:
-            self.reader.pause()
+        self.pending_bytes += len(data)
+        if self.pending_bytes > PENDING_BYTES:
+            self._pause()
         self.recording.piece(data)
         self._wake()
+
+    def _pause(self) -> None:
+        if self.reader is not None:
+            self.reader.pause()
 
     def done(self, failure: str | None) -> None:
         self.ended = COMPLETE if failure is None else failure
@@ -156,6 +177,7 @@ class _Relay:
         while True:
             while self.pending:
                 piece = self.pending.pop(0)
+                self.pending_bytes -= len(piece)
                 await send({"type": "http.response.body", "body": piece, "more_body": True})
             if self.ended is not None:
                 return self.ended
