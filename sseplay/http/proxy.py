@@ -128,27 +128,24 @@ class _Relay:
         self.recording.response(status, headers)  # before the pieces read with it
         self._wake()
 
-    def piece(self, data: bytes) -> None:
+    def piece(self, data: bytes) -> bool:
         if self.fast:
             assert self.direct is not None
             try:
                 if self.direct.write(data):
                     self.recording.piece(data)
-                    return
+                    return True
             except RuntimeError:  # uvloop: the client's transport is closed
                 pass
             self.fast = False
-            self._pause()  # the client is full (or gone): the upstream waits for it
+            keep_reading = False  # the client is full (or gone): the upstream waits
+        else:
+            keep_reading = self.pending_bytes + len(data) <= PENDING_BYTES
         self.pending.append(data)
         self.pending_bytes += len(data)
-        if self.pending_bytes > PENDING_BYTES:
-            self._pause()
         self.recording.piece(data)
         self._wake()
-
-    def _pause(self) -> None:
-        if self.reader is not None:
-            self.reader.pause()
+        return keep_reading
 
     def done(self, failure: str | None) -> None:
         self.ended = COMPLETE if failure is None else failure

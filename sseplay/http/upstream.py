@@ -31,7 +31,8 @@ class Sink(Protocol):
 
     def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
 
-    def piece(self, data: bytes) -> None: ...
+    def piece(self, data: bytes) -> bool:
+        """A piece of the body; False when reading should pause (until ``resume``)."""
 
     def done(self, failure: str | None) -> None:
         """The end: None when the body came whole, else what went wrong."""
@@ -171,8 +172,10 @@ class UpstreamReader(asyncio.Protocol):
             self._finish(None)
 
     def on_body(self, body: bytes) -> None:
-        if not self.finished:
-            self.sink.piece(body)
+        # Paused at once, from inside the read: libuv goes on reading a busy socket up
+        # to 32 times per wake-up, megabytes before any task could ask for a pause.
+        if not self.finished and not self.sink.piece(body):
+            self.pause()
 
     def on_message_complete(self) -> None:
         if self.started:
