@@ -54,16 +54,25 @@ class ExchangeWriter:
     """Writes one recording as the exchange goes: each call writes whole lines and flushes.
 
     The file is created (never an existing one overwritten: ``path`` is where it went),
-    unless ``replace`` is given.
+    unless ``replace`` is given. ``held``: lines wait in memory until ``flush`` (or the
+    end), which writes them with one ``os.write``: the proxy writes a read and its blocks
+    at once, still whole lines only.
     Secrets are redacted here too, whatever the caller did (the default names; the
     caller's ``--redact`` names are its own to apply). A call after ``end`` or ``close``
     does nothing; a write that fails raises OutputFailed, and the file keeps whole lines.
     """
 
     def __init__(
-        self, path: Path, upstream: str, request: RecordedRequest, *, replace: bool = False
+        self,
+        path: Path,
+        upstream: str,
+        request: RecordedRequest,
+        *,
+        replace: bool = False,
+        held: bool = False,
     ) -> None:
         self.path = path
+        self._held: list[bytes] | None = [] if held else None
         # ``replace``: the file named is the one written, emptied first (``tail --record
         # FILE``, which may name a device: never unlinked, never renamed).
         exclusive = os.O_TRUNC if replace else os.O_EXCL
@@ -111,8 +120,19 @@ class ExchangeWriter:
         self._line({"offset": _seconds(offset), "end": how})
         self.close()
 
+    def flush(self) -> None:
+        """Writes the lines held (``held``), with one ``os.write``."""
+        held = self._held
+        if held:
+            data = held[0] if len(held) == 1 else b"".join(held)
+            held.clear()
+            self._write(data)
+
     def close(self) -> None:
-        """Idempotent; writes no end line (the recording stays partial)."""
+        """Idempotent; writes no end line (the recording stays partial). Lines held are
+        written first."""
+        if self._fd is not None:
+            self.flush()
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
@@ -121,6 +141,13 @@ class ExchangeWriter:
         if self._fd is None:
             return
         data = json_line(item).encode()
+        if self._held is not None:
+            self._held.append(data)
+            return
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        assert self._fd is not None
         done = 0
         try:
             while done < len(data):  # one write; a short one (a full disk) goes on

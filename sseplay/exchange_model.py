@@ -116,6 +116,20 @@ class BlockSplitter:
         self._first_line = True  # a UTF-8 BOM there is not content (WHATWG 9.2.6)
 
     def feed(self, data: bytes) -> list[bytes]:
+        if (
+            not self._buffer
+            and not self._first_line
+            and data.endswith(b"\n\n")
+            and not data.startswith(b"\n")
+            and b"\r" not in data
+            and b"\n\n\n" not in data
+            and len(data) <= self.limit
+        ):
+            # The common piece, whole events with LF line ends after a block boundary:
+            # each LF LF is a line end and an empty line, the end of a block.
+            if data.find(b"\n\n") == len(data) - 2:
+                return [bytes(data)]
+            return [part + b"\n\n" for part in bytes(data[:-2]).split(b"\n\n")]
         buffer = self._buffer
         buffer += data
         blocks: list[bytes] = []

@@ -1,4 +1,5 @@
-"""Process-wide tuning for the ``sseplay serve`` command, and for it alone.
+"""Process-wide tuning for the ``sseplay serve`` and ``sseplay record`` commands, and for
+them alone.
 
 A library ``Server`` must leave the process it runs in as it found it; the command owns
 its process, so it lifts the open-file limit and tunes the garbage collector for

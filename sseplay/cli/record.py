@@ -2,10 +2,9 @@
 exchange into DIR (issue 24); ``sseplay serve DIR`` plays them back.
 
 No ``from __future__ import annotations``: Typer reads this command's annotations at run
-time (see ``startup.py``). The proxy (uvicorn, httpx) is imported only when it runs.
+time (see ``startup.py``). The proxy (uvicorn, httptools) is imported only when it runs.
 """
 
-import logging
 import signal
 from pathlib import Path
 from typing import Annotated
@@ -59,12 +58,15 @@ def record(
 ) -> None:
     """Forward every request to UPSTREAM, streaming, and record each exchange into DIR;
     prints the proxy's base URL when ready."""
+    from sseplay.cli.process import raise_open_file_limit, tune_collector
     from sseplay.http.proxy_server import RecordingProxy
 
     proxy = RecordingProxy(upstream, out, redact=redact or (), host=host, port=port)
+    # Three open files per proxied stream (client, upstream, recording), and no stall of
+    # every stream while the collector walks the heap: the process is the command's.
+    raise_open_file_limit()
+    tune_collector()
     setup_logging(quiet, verbose)
-    if not verbose:  # a line per request from httpx: the proxy logs its own per exchange
-        logging.getLogger("httpx").setLevel(logging.WARNING)
     serving = False
 
     def ready() -> None:

@@ -93,8 +93,6 @@ def create_app(
             for redis_feed in hub.redis_feeds.values():
                 await redis_feed.stop()
             await hub.stop_following()
-            if recorded is not None:
-                await recorded.aclose()
 
     app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.hub = hub

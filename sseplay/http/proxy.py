@@ -2,44 +2,37 @@
 records each exchange into a directory as it goes (issue 24; the format is
 ``sseplay.exchange``'s).
 
-Nothing is held on the way: each piece httpx reads from the upstream is written to the
-client as it comes (no read-ahead, no line assembly), compressed bodies pass through as
-they are, and the recording is made from a decoded copy after the client has its bytes.
+Nothing is held on the way: each piece read from the upstream (``sseplay.http.upstream``)
+is written to the client from inside the read's callback, straight to uvicorn's transport
+(``DirectBody``) while the client keeps up, through ASGI ``send`` otherwise (the response's
+start and end, a client that is behind: the upstream is paused until it has drained, so
+what the proxy holds per stream stays bounded). No read-ahead, no line assembly, no task
+switch per piece; compressed bodies pass through as they are, and the recording is made
+from a decoded copy after the client has its bytes, a read and its blocks in one write.
 TCP_NODELAY is on for both sockets: uvloop sets it on every TCP transport
 (``TCPTransport.new`` calls ``uv_tcp_nodelay``), asyncio on every TCP socket it wraps
-(``base_events._set_nodelay``), and the upstream connection asks for it once more through
-httpx's ``socket_options``.
+(``base_events._set_nodelay``), and the upstream reader sets it once more.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
-import time
-from collections.abc import Callable, Iterable, Sequence
-from http.cookiejar import CookieJar, DefaultCookiePolicy
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import httpx
-from httpx._decoders import (  # see sseplay/client/CONTRACT.md
-    SUPPORTED_DECODERS,
-    ContentDecoder,
-    IdentityDecoder,
-    MultiDecoder,
-)
 from starlette.types import Message, Receive, Scope, Send
 
 from sseplay.errors import UsageError
 from sseplay.exchange import (
-    BlockSplitter,
-    ExchangeWriter,
     RecordedRequest,
-    is_stream_type,
     recording_name,
     unique_path,
 )
+from sseplay.http.proxy_recording import COMPLETE, ExchangeRecording, text_pairs
+from sseplay.http.upstream import Upstream, UpstreamReader
+from sseplay.http.uvicorn.direct import DirectBody
 from sseplay.recording import json_line
 from sseplay.redaction import redact_headers, redact_query, redact_url
 
@@ -57,6 +50,10 @@ HOP_BY_HOP = frozenset(
 )
 PROXY_STOPPED = "proxy stopped"
 CLIENT_LEFT = "client left"
+# What may wait for ASGI ``send`` before the upstream is paused (a body that is not
+# chunked, or a client that is behind): about one read of the upstream's.
+PENDING_BYTES = 64 << 10
+_END = {"type": "http.response.body", "body": b"", "more_body": False}
 
 
 def check_upstream(upstream: str) -> str:
@@ -92,117 +89,99 @@ def _without_hop_by_hop(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[by
     ]
 
 
-def _text_pairs(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
-    # ISO-8859-1 maps every byte to one character, so a value survives the round trip.
-    return [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers]
+class _Relay:
+    """One exchange's response on its way to the client, fed by the upstream reader from
+    its read callbacks (``head``, ``piece``, ``done``: an ``upstream.Sink``).
 
+    A piece goes straight to the client's transport when the fast path is on (the
+    response's start is sent, the server is uvicorn's httptools one, the body is chunked,
+    the client's side is not full); otherwise it waits in ``pending`` and ``run`` sends it
+    through ASGI ``send``, which waits for the client to drain. The upstream is paused
+    while the client is full or more than ``PENDING_BYTES`` wait, and resumed once they
+    are sent. Pieces keep their order: none goes direct while any is pending."""
 
-def content_decoder(headers: httpx.Headers) -> tuple[ContentDecoder, list[str]]:
-    """The decoder of a body in its Content-Encoding (as httpx builds it for
-    ``Response.aiter_bytes``), and the codings it does not know (left encoded)."""
-    codings = [c.strip().lower() for c in headers.get_list("content-encoding", split_commas=True)]
-    unknown = [c for c in codings if c and c not in SUPPORTED_DECODERS]
-    decoders = [SUPPORTED_DECODERS[c]() for c in codings if c in SUPPORTED_DECODERS]
-    if unknown or not decoders:
-        return IdentityDecoder(), unknown
-    return (decoders[0] if len(decoders) == 1 else MultiDecoder(children=decoders)), unknown
+    __slots__ = (
+        "_waiter",
+        "direct",
+        "ended",
+        "fast",
+        "pending",
+        "pending_bytes",
+        "reader",
+        "recording",
+        "started",
+    )
 
+    def __init__(self, recording: ExchangeRecording) -> None:
+        self.recording = recording
+        self.reader: UpstreamReader | None = None
+        self.direct: DirectBody | None = None
+        self.fast = False
+        self.started: tuple[int, list[tuple[bytes, bytes]]] | None = None
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.ended: str | None = None  # COMPLETE, or what failed
+        self._waiter: asyncio.Future[None] | None = None
 
-class _Recording:
-    """One exchange's recording: the writer, the decoder of its copy of the body and, for
-    an event stream, the block splitter. A file that cannot be written is logged once and
-    given up; the exchange itself goes on."""
+    def head(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.started = (status, headers)
+        self.recording.response(status, headers)  # before the pieces read with it
+        self._wake()
 
-    def __init__(
-        self, path: Path, upstream: str, request: RecordedRequest, redact: Sequence[str]
-    ) -> None:
-        self.path = path
-        self.redact = redact
-        self.started = time.monotonic()
-        self.writer: ExchangeWriter | None = None
-        self.decoder: ContentDecoder = IdentityDecoder()
-        self.splitter: BlockSplitter | None = None
-        self.ended: str | None = None  # how it ended, once its end line is written
-        self._try(lambda: setattr(self, "writer", ExchangeWriter(path, upstream, request)))
-
-    def offset(self) -> float:
-        return time.monotonic() - self.started
-
-    def _try(self, write: Callable[[], object]) -> None:
-        try:
-            write()
-        except OSError as error:
-            logger.error("%s: cannot write the recording: %s", self.path, error.strerror)
-            self._drop()
-
-    def _drop(self) -> None:
-        writer, self.writer = self.writer, None
-        if writer is not None:
-            with contextlib.suppress(OSError):  # already reported
-                writer.close()
-
-    def response(self, status: int, headers: httpx.Headers) -> None:
-        writer = self.writer
-        if writer is None:
-            return
-        self.decoder, unknown = content_decoder(headers)
-        if unknown:
-            logger.warning(
-                "%s: Content-Encoding %s is not one sseplay decodes: recorded encoded",
-                self.path,
-                ", ".join(unknown),
-            )
-        if is_stream_type(headers.get("content-type")):
-            self.splitter = BlockSplitter()
-        pairs = redact_headers(_text_pairs(headers.raw), self.redact)
-        self._try(lambda: writer.response(self.offset(), status, pairs))
-
-    def piece(self, raw: bytes) -> None:
-        """One read from the upstream, as the client got it."""
-        if self.writer is None:
-            return
-        try:
-            data = self.decoder.decode(raw)
-        except httpx.DecodingError as error:
-            self.finish(f"upstream failed: the body does not decode ({error})")
-            return
-        self._record(data)
-
-    def _record(self, data: bytes) -> None:
-        writer = self.writer
-        if writer is None or not data:
-            return
-        offset = self.offset()
-
-        def write() -> None:
-            writer.read(offset, len(data))
-            if self.splitter is None:
-                writer.body(offset, data)
-                return
-            for block in self.splitter.feed(data):
-                writer.block(offset, block)
-
-        self._try(write)
-
-    def finish(self, how: str) -> None:
-        """The end line (``complete`` or why not); what the decoder and splitter still
-        hold is recorded first."""
-        writer = self.writer
-        if writer is None:
-            return
-        if how == "complete":
+    def piece(self, data: bytes) -> bool:
+        if self.fast:
+            assert self.direct is not None
             try:
-                self._record(self.decoder.flush())
-            except httpx.DecodingError as error:
-                how = f"upstream failed: the body does not decode ({error})"
-        splitter = self.splitter
-        if splitter is not None and self.writer is not None and (rest := splitter.rest()):
-            self._try(lambda: writer.block(self.offset(), rest))
-        if self.writer is not None:
-            self._try(lambda: writer.end(self.offset(), how))
-            if self.writer is not None:
-                self.ended = how
-        self._drop()
+                if self.direct.write(data):
+                    self.recording.piece(data)
+                    return True
+            except RuntimeError:  # uvloop: the client's transport is closed
+                pass
+            self.fast = False
+            keep_reading = False  # the client is full (or gone): the upstream waits
+        else:
+            keep_reading = self.pending_bytes + len(data) <= PENDING_BYTES
+        self.pending.append(data)
+        self.pending_bytes += len(data)
+        self.recording.piece(data)
+        self._wake()
+        return keep_reading
+
+    def done(self, failure: str | None) -> None:
+        self.ended = COMPLETE if failure is None else failure
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    async def head_or_end(self) -> tuple[int, list[tuple[bytes, bytes]]] | None:
+        """The response's status and fields, or None when the upstream failed first."""
+        while self.started is None and self.ended is None:
+            await self._wait()
+        return self.started
+
+    async def run(self, send: Send) -> str:
+        """Relays the body until its end; what ended it (COMPLETE or the failure)."""
+        while True:
+            while self.pending:
+                piece = self.pending.pop(0)
+                self.pending_bytes -= len(piece)
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            if self.ended is not None:
+                return self.ended
+            self.fast = self.direct is not None
+            if self.reader is not None:
+                self.reader.resume()
+            await self._wait()
 
 
 class ProxyApp:
@@ -211,25 +190,14 @@ class ProxyApp:
     def __init__(self, upstream: str, out: Path, redact: Sequence[str] = ()) -> None:
         self.upstream = check_upstream(upstream)
         self.shown = redact_url(self.upstream)
+        url = httpx.URL(self.upstream)
+        self.target = Upstream(
+            url.scheme, url.raw_host.decode("ascii"), url.port, url.raw_path.decode("ascii")
+        )
         self.out = out
         self.redact = tuple(redact)
-        self.client: httpx.AsyncClient | None = None
         # The exchanges in flight, each with the reason it would be stopped for.
         self.flights: dict[asyncio.Task[Path | None], list[str]] = {}
-
-    def new_client(self) -> httpx.AsyncClient:
-        """The one client of the proxy: no redirects followed (the client sees them), no
-        cookies kept, no proxy or .netrc from the environment, no read timeout."""
-        return httpx.AsyncClient(
-            follow_redirects=False,
-            trust_env=False,
-            cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
-            timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
-            transport=httpx.AsyncHTTPTransport(
-                socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-            ),
-        )
 
     def close_all(self) -> None:
         """Stop every exchange in flight: its client's response ends, its recording gets
@@ -253,7 +221,7 @@ class ProxyApp:
         else None (the upstream failed, the client left, the proxy stopped). Also what
         ``serve DIR --record-missing`` does with a request no recording matches."""
         reason = [CLIENT_LEFT]
-        relay = asyncio.ensure_future(self._exchange(scope, body, send, reason))
+        relay = asyncio.ensure_future(self._exchange(scope, body, receive, send, reason))
         self.flights[relay] = reason
         left = asyncio.ensure_future(_disconnected(receive))
         try:
@@ -270,12 +238,12 @@ class ProxyApp:
         return relay.result()
 
     async def _exchange(
-        self, scope: Scope, body: bytes, send: Send, reason: list[str]
+        self, scope: Scope, body: bytes, receive: Receive, send: Send, reason: list[str]
     ) -> Path | None:
-        assert self.client is not None, "the proxy's client is made before it serves"
         method: str = scope["method"]
-        path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-        query = scope["query_string"].decode("latin-1")
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        path = raw_path.decode("latin-1")
+        query: bytes = scope["query_string"]
         headers = [
             (name, value)
             for name, value in _without_hop_by_hop(scope["headers"])
@@ -284,22 +252,26 @@ class ProxyApp:
         recorded = RecordedRequest(
             method.upper(),
             path,
-            redact_query(query, self.redact),
-            redact_headers(_text_pairs(headers), self.redact),
+            redact_query(query.decode("latin-1"), self.redact),
+            redact_headers(text_pairs(headers), self.redact),
             body,
         )
-        target = self.upstream + path + ("?" + query if query else "")
+        target = raw_path + (b"?" + query if query else b"")
         try:
-            request = httpx.Request(method, target, headers=headers, content=body)
-        except (httpx.InvalidURL, UnicodeError) as error:
+            request = self.target.request(method, target, headers, body)
+        except UnicodeError as error:
             await _answer(send, 400, f"cannot forward {method} {path}: {error}")
             return None
-        path_of_file = unique_path(self.out, recording_name(recorded))
-        recording = _Recording(path_of_file, self.shown, recorded, self.redact)
+        recording = ExchangeRecording(
+            unique_path(self.out, recording_name(recorded)), self.shown, recorded, self.redact
+        )
+        relay = _Relay(recording)
         try:
-            response = await self.client.send(request, stream=True)
-        except httpx.HTTPError as error:
-            what = _failure(error)
+            relay.reader = await self.target.open(
+                relay, request, head_only=method.upper() == "HEAD", timeout=CONNECT_TIMEOUT
+            )
+        except (OSError, TimeoutError) as error:
+            what = _connect_failure(error)
             logger.warning("%s %s: upstream %s: %s", method, path, self.shown, what)
             recording.finish(f"upstream failed: {what}")
             await _answer(send, 502, f"upstream {self.shown}: {what}")
@@ -308,47 +280,44 @@ class ProxyApp:
             recording.finish(reason[0])
             raise
         try:
-            await self._relay(response, recording, send)
-        except httpx.HTTPError as error:
-            # The status line is sent: the client can only see the body cut short, as it
-            # would have from the upstream (the connection closes without the last chunk).
-            what = _failure(error)
-            logger.warning("%s %s: upstream %s failed mid-body: %s", method, path, self.shown, what)
-            recording.finish(f"upstream failed: {what}")
+            return await self._relay(relay, scope, receive, send, reason)
+        finally:
+            relay.reader.close()
+
+    async def _relay(
+        self, relay: _Relay, scope: Scope, receive: Receive, send: Send, reason: list[str]
+    ) -> Path | None:
+        method, path, recording = scope["method"], scope["path"], relay.recording
+        try:
+            started = await relay.head_or_end()
+            if started is None:  # no response: the proxy answers for the upstream
+                what = relay.ended
+                logger.warning("%s %s: upstream %s: %s", method, path, self.shown, what)
+                recording.finish(f"upstream failed: {what}")
+                await _answer(send, 502, f"upstream {self.shown}: {what}")
+                return None
+            status, headers = started
+            start = {"type": "http.response.start", "status": status}
+            await send({**start, "headers": _without_hop_by_hop(headers)})
+            relay.direct = DirectBody.of(scope, receive)
+            ended = await relay.run(send)
         except asyncio.CancelledError:
             recording.finish(reason[0])
-            if reason[0] == PROXY_STOPPED:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if reason[0] == PROXY_STOPPED and relay.started is not None:
+                await send(_END)
             raise
-        else:
-            recording.finish("complete")
-            logger.info(
-                "%s %s -> %d, recorded in %s",
-                method,
-                path,
-                response.status_code,
-                recording.path.name,
+        if ended != COMPLETE:
+            # The status line is sent: the client can only see the body cut short, as it
+            # would have from the upstream (the connection closes without the last chunk).
+            logger.warning(
+                "%s %s: upstream %s failed mid-body: %s", method, path, self.shown, ended
             )
-        finally:
-            await response.aclose()
-        return recording.path if recording.ended == "complete" else None
-
-    async def _relay(self, response: httpx.Response, recording: _Recording, send: Send) -> None:
-        raw = response.headers.raw
-        recording.response(response.status_code, response.headers)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status_code,
-                "headers": _without_hop_by_hop(raw),
-            }
-        )
-        # aiter_raw: the bytes as the upstream sent them (still compressed), each piece
-        # the moment httpcore has it; the client gets it first, the recording after.
-        async for piece in response.aiter_raw():
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
-            recording.piece(piece)
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            recording.finish(f"upstream failed: {ended}")
+            return None
+        await send(_END)
+        recording.finish(COMPLETE)
+        logger.info("%s %s -> %d, recorded in %s", method, path, status, recording.path.name)
+        return recording.path if recording.ended == COMPLETE else None
 
 
 async def _whole_body(receive: Receive) -> bytes:
@@ -372,10 +341,12 @@ async def _disconnected(receive: Receive) -> Message:
             return message
 
 
-def _failure(error: httpx.HTTPError) -> str:
+def _connect_failure(error: OSError | TimeoutError) -> str:
+    if isinstance(error, TimeoutError):
+        return f"cannot connect within {CONNECT_TIMEOUT:g} s"
     text = str(error).strip()
     kind = type(error).__name__
-    return f"{kind}: {text}" if text else kind
+    return f"cannot connect: {kind}: {text}" if text else f"cannot connect: {kind}"
 
 
 async def _answer(send: Send, status: int, error: str) -> None:

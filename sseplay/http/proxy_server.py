@@ -129,18 +129,15 @@ class RecordingProxy(Running):
         server.handle_signals = handle_signals
         assert self._sock is not None
         try:
-            async with self.app.new_client() as client:
-                self.app.client = client
-                task = asyncio.ensure_future(server.serve(sockets=[self._sock]))
-                while not server.started and not task.done():
-                    await asyncio.sleep(0.005)
-                if server.started:
-                    logger.info("recording %s into %s at %s", self.app.shown, self.out, self.url)
-                    if on_ready is not None:
-                        on_ready()
-                await task
+            task = asyncio.ensure_future(server.serve(sockets=[self._sock]))
+            while not server.started and not task.done():
+                await asyncio.sleep(0.005)
+            if server.started:
+                logger.info("recording %s into %s at %s", self.app.shown, self.out, self.url)
+                if on_ready is not None:
+                    on_ready()
+            await task
         finally:
-            self.app.client = None
             if self._sock is not None:
                 self._sock.close()
                 self._sock = None

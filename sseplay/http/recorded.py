@@ -66,13 +66,6 @@ class RecordedEndpoint:
             self.proxy = ProxyApp(recordings.record_missing, recordings.source)
             hub.on_stop.append(self.proxy.close_all)
 
-    async def aclose(self) -> None:
-        """The server has stopped: the forwarding client's connections go."""
-        proxy = self.proxy
-        if proxy is not None and proxy.client is not None:
-            client, proxy.client = proxy.client, None
-            await client.aclose()
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.otherwise(scope, receive, send)
@@ -162,8 +155,6 @@ class RecordedEndpoint:
         (only a whole one: an upstream that failed, a client that left, leave none)."""
         proxy = self.proxy
         assert proxy is not None
-        if proxy.client is None:  # made on the first miss, closed with the server
-            proxy.client = proxy.new_client()
         method, path = scope["method"], scope["path"]
         logger.info(
             "%s %s %s: no recording matches: forwarded to %s",

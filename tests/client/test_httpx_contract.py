@@ -49,7 +49,7 @@ def test_supported_decoders_is_what_the_response_decodes_by() -> None:
 
 
 def test_the_proxy_decodes_a_copy_with_multi_identity_and_coding_decoders() -> None:
-    """What ``sseplay.http.proxy.content_decoder`` builds: a decoder per coding from the
+    """What ``sseplay.http.proxy_recording.content_decoder`` builds: a decoder per coding from the
     dict, several chained by ``MultiDecoder(children=...)`` (in the order the codings were
     applied), ``IdentityDecoder`` for none; ``decode`` piece by piece, then ``flush``."""
     from httpx._decoders import ContentDecoder, IdentityDecoder, MultiDecoder

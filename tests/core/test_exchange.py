@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -84,6 +85,19 @@ def test_blocks_are_cut_byte_exact_at_every_boundary(
         for j in range(i, len(stream) + 1):
             pieces = [stream[:i], stream[i:j], stream[j:]]
             assert cut(BlockSplitter(), pieces) == blocks, f"split at {i} and {j}"
+
+
+def test_whole_pieces_cut_as_byte_by_byte_does() -> None:
+    """The splitter's shortcut for pieces of whole LF-ended events gives what the
+    general path gives (one byte at a time never takes the shortcut)."""
+    rng = random.Random(24)
+    parts = [b"data: x", b"\n", b"\n\n", b"\r", b"\r\n", b": c", b"id: 1", b"\xef\xbb\xbf"]
+    for _ in range(3000):
+        stream = b"".join(rng.choice(parts) for _ in range(rng.randint(0, 12)))
+        bounds = sorted(rng.sample(range(len(stream) + 1), min(3, len(stream) + 1)))
+        pieces = [stream[a:b] for a, b in zip([0, *bounds], [*bounds, len(stream)], strict=True)]
+        one_by_one = [stream[i : i + 1] for i in range(len(stream))]
+        assert cut(BlockSplitter(), pieces) == cut(BlockSplitter(), one_by_one), stream
 
 
 def test_a_cr_at_the_end_of_a_piece_waits_for_the_next() -> None:
