@@ -149,6 +149,10 @@ class Server(ControlMethods, Running):
         elif settings:
             raise TypeError("give Server either config= or its settings, not both")
         self.config = config
+        if config.metrics:  # one line naming the extra, before any port opens
+            from sseplay.metrics import require_prometheus
+
+            require_prometheus()
         if isinstance(turns, Turns):
             turns = (turns,)
         if isinstance(streams, Turns):

@@ -14,8 +14,10 @@ import typer
 
 from sseplay.cli.shared import (
     Interrupted,
+    LogFormatOption,
     QuietOption,
     VerboseOption,
+    check_log_format,
     hangup_stops,
     setup_logging,
 )
@@ -56,13 +58,14 @@ def record(
     port: Annotated[int, typer.Option(metavar="PORT", help="Port; 0 = any free port.")] = 8000,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Forward every request to UPSTREAM, streaming, and record each exchange into DIR;
     prints the proxy's base URL when ready."""
     from sseplay.http.proxy_server import RecordingProxy
 
     proxy = RecordingProxy(upstream, out, redact=redact or (), host=host, port=port)
-    setup_logging(quiet, verbose)
+    setup_logging(quiet, verbose, check_log_format(log_format))
     if not verbose:  # a line per request from httpx: the proxy logs its own per exchange
         logging.getLogger("httpx").setLevel(logging.WARNING)
     serving = False

@@ -24,12 +24,14 @@ from sseplay.cli.shared import (
     EventFieldOption,
     EventTypeOption,
     IdFieldOption,
+    LogFormatOption,
     LoopOption,
     MaxGapOption,
     QuietOption,
     SpeedOption,
     TimeFieldOption,
     VerboseOption,
+    check_log_format,
     hangup_stops,
     setup_logging,
 )
@@ -194,6 +196,13 @@ def serve(
             help="Require it: 'Authorization: Bearer SECRET' or ?token=SECRET.",
         ),
     ] = None,
+    metrics: Annotated[
+        bool,
+        typer.Option(
+            "--metrics",
+            help="Serve GET /metrics for Prometheus (pip install 'sseplay[metrics]').",
+        ),
+    ] = False,
     control: Annotated[
         bool,
         typer.Option(
@@ -294,8 +303,10 @@ def serve(
     ] = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Replay event files as SSE streams; prints each stream's URL when ready."""
+    check_log_format(log_format)
     if record_missing is not None and len(files) == 1 and not Path(files[0]).exists():
         # The first run of ``serve rec/ --record-missing URL`` records into a new directory.
         try:
@@ -371,6 +382,7 @@ def serve(
         fault_header=fault_header,
         seed=seed,
         control=control,
+        metrics=metrics,
     )
     if shape is not None:
         from sseplay.cli.shaped import run_shaped, shape_options
@@ -400,7 +412,7 @@ def serve(
                 "--record-missing": record_missing is not None,
             },
         )
-        setup_logging(quiet, verbose)
+        setup_logging(quiet, verbose, log_format)
         with hangup_stops(), url_file_written(url_file) as write_urls:
             run_shaped(turns_options, config, write_urls)
         return
@@ -414,7 +426,7 @@ def serve(
             "ping": 0.0 if ping is None else ping,
             "record_missing": record_missing,
         }
-        setup_logging(quiet, verbose)
+        setup_logging(quiet, verbose, log_format)
         with hangup_stops(), url_file_written(url_file) as write_urls:
             run_recordings(recorded, recording_options, config, write_urls)
         return
@@ -440,7 +452,7 @@ def serve(
             "--epoch": epoch is not None,
         },
     )
-    setup_logging(quiet, verbose)
+    setup_logging(quiet, verbose, log_format)
     with hangup_stops(), url_file_written(url_file) as write_urls:
         run_serve(routes, options, config, write_urls)
 

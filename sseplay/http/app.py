@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from importlib import resources
@@ -17,8 +18,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sseplay.http.access import AccessGuard
 from sseplay.http.endpoint import StreamEndpoint
+from sseplay.http.health import add_health_routes, sampling
 from sseplay.http.hub import AppOptions, Hub, LiveRoute, Route
 from sseplay.http.route_sources import FileSource, RedisSource
+from sseplay.metrics import SAMPLE_SECONDS
 
 if TYPE_CHECKING:
     from sseplay.http.recorded import RecordedEndpoint
@@ -55,10 +58,17 @@ def create_app(
 
         hub.control = Control(hub)
 
+    if options.config.metrics:  # prometheus-client is imported only then
+        from sseplay.metrics import Metrics
+
+        hub.metrics = Metrics()
+
     for live_route in live:
         from sseplay.sources.redis_feed import RedisFeed
 
-        hub.redis_feeds[live_route.route] = RedisFeed(live_route.source)
+        redis_feed = hub.redis_feeds[live_route.route] = RedisFeed(live_route.source)
+        if hub.metrics is not None:
+            redis_feed.on_resume = functools.partial(hub.metrics.resumed, live_route.route)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -68,7 +78,8 @@ def create_app(
         for redis_feed in hub.redis_feeds.values():
             redis_feed.start(hub.timer, options.config.ping)
         try:
-            yield
+            async with sampling(hub, SAMPLE_SECONDS):
+                yield
         finally:
             for redis_feed in hub.redis_feeds.values():
                 await redis_feed.stop()
@@ -148,6 +159,8 @@ def create_app(
                 **({"shapes": [shaped.listing() for shaped in turns]} if turns else {}),
             }
         )
+
+    add_health_routes(app, hub)
 
     @app.get("/")
     async def viewer() -> HTMLResponse:

@@ -54,6 +54,9 @@ class Opening(Generic[Position]):
     warn: bool = False
     # Why its source ended it while it opened (Redis lost during its backfill).
     ended: str | None = None
+    # How a Last-Event-ID was taken (``sseplay.metrics.RESUME_RESULTS``); None when the
+    # source counts it itself (Redis: once its backfill is looked up).
+    resumed: str | None = "exact"
 
 
 class RouteSource(Protocol[Position]):
@@ -138,6 +141,8 @@ class StreamEndpoint(Generic[Position]):
                 source.route,
                 opening.shown,
             )
+            if hub.metrics is not None:
+                hub.metrics.answered_over(source.route, bool(raw_id))
             if hub.on_over is not None:
                 hub.on_over()
             return
@@ -163,6 +168,10 @@ class StreamEndpoint(Generic[Position]):
             source.route,
             opening.said,
         )
+        if hub.metrics is not None:
+            hub.metrics.opened(outlet, source.route)
+            if raw_id and opening.resumed is not None:
+                hub.metrics.resumed(source.route, opening.resumed)
         listener: Listener | None = None
         held = False
         try:
@@ -199,7 +208,10 @@ class StreamEndpoint(Generic[Position]):
         # The listener that had the connection last (a replay hands over to a live feed).
         listener = self.source.close(listener)
         otherwise = ended or self.source.broken() or "disconnected"
-        how = how_it_ended(self.hub, listener, "got the whole replay", otherwise)
+        outcome, how = ending(self.hub, listener, "got the whole replay", otherwise)
+        if self.hub.metrics is not None:
+            route = self.source.route
+            self.hub.metrics.ended(listener.outlet, route, outcome, listener.sent)
         logger.info(
             "%s left %s after %d events (%s)",
             client_of(scope),
@@ -323,19 +335,26 @@ def how_it_ended(hub: Hub, listener: Listener, whole: str, otherwise: str = "dis
     """Why a response ended, for the line logged when its client leaves (every kind of
     route says it the same way): ``whole`` when the client got all of it, ``otherwise``
     when nothing on the server's side ended it."""
+    return ending(hub, listener, whole, otherwise)[1]
+
+
+def ending(
+    hub: Hub, listener: Listener, whole: str, otherwise: str = "disconnected"
+) -> tuple[str, str]:
+    """``how_it_ended``, with its outcome for the metrics (``sseplay.metrics.OUTCOMES``)."""
     outlet = listener.outlet
     # Forgotten first, whatever the answer: the control API lists open connections only.
     kicked = hub.control is not None and hub.control.forget(outlet)
     if listener.complete:
-        return whole
+        return "end", whole
     if kicked:
-        return "ended by the control API"
+        return "control", "ended by the control API"
     if hub.stopping:
-        return "the server stopped"
+        return "stopped", "the server stopped"
     if isinstance(outlet, FaultyOutlet) and outlet.fault_end:
-        return f"ended by {outlet.fault_end}"
+        return "fault", f"ended by {outlet.fault_end}"
     if outlet.cut_off:
-        return f"cut off: it read nothing for {hub.options.config.send_timeout:g} s"
+        return "cut_off", f"cut off: it read nothing for {hub.options.config.send_timeout:g} s"
     if outlet.failure:
-        return f"ended: {outlet.failure}"
-    return otherwise
+        return "error", f"ended: {outlet.failure}"
+    return ("client_left" if otherwise == "disconnected" else "error"), otherwise

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from sseplay.faults.spec import Chosen, FaultCounters
     from sseplay.http.access import AccessRules
     from sseplay.http.control import Control
+    from sseplay.metrics import Metrics
 
     # Imported where a followed file or a Redis stream is served: a server of plain
     # files starts without them (start-up time, issue 12).
@@ -128,6 +129,8 @@ class Hub:
         # --control (``sseplay.http.control``): the API's state, and each file route's gate.
         self.control: Control | None = None
         self.gates: dict[str, Gate] = {}
+        # --metrics (``sseplay.metrics``): the counters, or None.
+        self.metrics: Metrics | None = None
         # Faults are looked at per connection only when there are any to look at (or
         # when the control API may arm some at run time).
         config = options.config
@@ -148,12 +151,16 @@ class Hub:
         if not self.fault_counters.fire(chosen):
             return False
         logger.info("fault %s fired on %s connection %d %s", chosen.spec.kind, route, number, where)
+        if self.metrics is not None:
+            self.metrics.fault_fired(chosen.spec.kind)
         return True
 
     @property
     def timer(self) -> Timer:
         if self._timer is None:
             self._timer = Timer(asyncio.get_running_loop())
+            if self.metrics is not None:
+                self._timer.on_lag = self.metrics.lag
         return self._timer
 
     def start(self) -> None:
