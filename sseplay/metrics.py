@@ -167,9 +167,11 @@ class Metrics:
     def set_follow(self, route: str, live: bool) -> None:
         self.follow_live.labels(route).set(1 if live else 0)
 
-    def exposition(self) -> tuple[bytes, str]:
-        """The body and content type of a scrape (every worker's, added up)."""
+    def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The body and content type of a scrape (every worker's, added up), in the format
+        the scraper's ``Accept`` asks for (OpenMetrics, or the text format 0.0.4)."""
         import prometheus_client as prom
+        from prometheus_client.exposition import choose_encoder
 
         registry: CollectorRegistry = self.registry
         if self._directory is not None:
@@ -177,7 +179,8 @@ class Metrics:
 
             registry = prom.CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=self._directory)  # type: ignore[no-untyped-call]
-        return prom.generate_latest(registry), prom.CONTENT_TYPE_LATEST
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(registry), content_type
 
 
 def worker_gone(directory: str, pid: int) -> None:

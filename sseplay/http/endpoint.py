@@ -140,6 +140,7 @@ class StreamEndpoint(Generic[Position]):
                 client_of(scope),
                 source.route,
                 opening.shown,
+                extra={"route": source.route, "client": client_of(scope), "reason": "over"},
             )
             if hub.metrics is not None:
                 hub.metrics.answered_over(source.route, bool(raw_id))
@@ -167,6 +168,7 @@ class StreamEndpoint(Generic[Position]):
             client_of(scope),
             source.route,
             opening.said,
+            extra={"route": source.route, "client": client_of(scope)},
         )
         if hub.metrics is not None:
             hub.metrics.opened(outlet, source.route)
@@ -218,6 +220,12 @@ class StreamEndpoint(Generic[Position]):
             self.source.route,
             listener.sent,
             how,
+            extra={
+                "route": self.source.route,
+                "client": client_of(scope),
+                "events": listener.sent,
+                "reason": how,
+            },
         )
 
     async def _pick_faults(

@@ -88,8 +88,9 @@ def add_health_routes(app: object, hub: Hub) -> None:
         assert metrics is not None
         sample(hub, metrics)
         # Off the loop: it reads /proc, or every worker's files (--workers).
-        body, media_type = await asyncio.to_thread(metrics.exposition)
-        return Response(body, media_type=media_type)
+        accept = request.headers.get("accept")
+        body, content_type = await asyncio.to_thread(metrics.exposition, accept)
+        return Response(body, headers={"Content-Type": content_type})
 
     app.add_route(METRICS_ROUTE, scrape, methods=["GET"])
 

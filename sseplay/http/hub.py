@@ -150,9 +150,17 @@ class Hub:
         assert self.fault_counters is not None
         if not self.fault_counters.fire(chosen):
             return False
-        logger.info("fault %s fired on %s connection %d %s", chosen.spec.kind, route, number, where)
+        kind = chosen.spec.kind
+        logger.info(
+            "fault %s fired on %s connection %d %s",
+            kind,
+            route,
+            number,
+            where,
+            extra={"route": route, "connection": number, "kind": kind, "reason": where},
+        )
         if self.metrics is not None:
-            self.metrics.fault_fired(chosen.spec.kind)
+            self.metrics.fault_fired(kind)
         return True
 
     @property
