@@ -162,13 +162,14 @@ class StreamEndpoint(Generic[Position]):
             outlet: Outlet = self._faulty_outlet(send, receive, direct, task, number, during)
         else:
             outlet = Outlet(send, hub.options.config.send_timeout, self._cut_off, direct, task)
+        client = client_of(scope)
         logger.log(
             logging.WARNING if opening.warn else logging.INFO,
             "%s connected to %s%s",
-            client_of(scope),
+            client,
             source.route,
             opening.said,
-            extra={"route": source.route, "client": client_of(scope)},
+            extra={"route": source.route, "client": client},
         )
         if hub.metrics is not None:
             hub.metrics.opened(outlet, source.route)
@@ -211,21 +212,16 @@ class StreamEndpoint(Generic[Position]):
         listener = self.source.close(listener)
         otherwise = ended or self.source.broken() or "disconnected"
         outcome, how = ending(self.hub, listener, "got the whole replay", otherwise)
+        route, client, sent = self.source.route, client_of(scope), listener.sent
         if self.hub.metrics is not None:
-            route = self.source.route
-            self.hub.metrics.ended(listener.outlet, route, outcome, listener.sent)
+            self.hub.metrics.ended(listener.outlet, route, outcome, sent)
         logger.info(
             "%s left %s after %d events (%s)",
-            client_of(scope),
-            self.source.route,
-            listener.sent,
+            client,
+            route,
+            sent,
             how,
-            extra={
-                "route": self.source.route,
-                "client": client_of(scope),
-                "events": listener.sent,
-                "reason": how,
-            },
+            extra={"route": route, "client": client, "events": sent, "reason": how},
         )
 
     async def _pick_faults(
