@@ -30,6 +30,11 @@ def use_json(on: bool = True) -> None:
     _json_lines = on
 
 
+def json_lines() -> bool:
+    """Whether stderr's lines are JSON: then nothing else is drawn there (no progress bar)."""
+    return _json_lines
+
+
 def wants_json(arguments: Sequence[str]) -> bool:
     """Whether a command line asks for JSON logs: read before its flags are parsed, so
     that a mistake in them is reported as JSON too."""
