@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sseplay import Server, Stream
 from sseplay.errors import CannotServe, ExitCode
 from tests.conftest import ROOT, ServeProcess, run_cli, write_json
+from tests.redis_server import RedisServer
 from tests.support import wait_until
 
 FIVE = [{"n": n} for n in range(5)]
@@ -69,6 +70,12 @@ def test_an_open_stream_is_counted_while_it_is_open() -> None:
         lag_count = value(samples, "sseplay_send_lag_seconds_count")
         assert lag_count >= 20  # one per timer round that wrote
         assert value(samples, "sseplay_send_lag_seconds_bucket", le="+Inf") == lag_count
+        response.close()
+        wait_until(lambda: server.connections == 0)
+        samples = scrape(server.base_url)
+    left = value(samples, "sseplay_connections_ended_total", route="/events", outcome="client_left")
+    assert left == 1
+    assert value(samples, "sseplay_connections", route="/events") == 0
 
 
 def test_resumes_are_counted_by_how_the_last_event_id_was_taken() -> None:
@@ -195,3 +202,30 @@ def test_with_two_workers_every_scrape_shows_the_sum_of_both(tmp_path: Path) -> 
         code, _, err = server.stop()
     assert code == 0, err
     assert not directory.exists(), "the supervisor left its metrics directory"
+
+
+def test_redis_resumes_are_counted_once_their_entry_is_looked_up(tmp_path: Path) -> None:
+    import redis
+
+    with RedisServer(tmp_path / "redis") as running:
+        client = redis.Redis(port=running.port)
+        first = client.xadd("events", {"data": "one"}).decode()
+        client.xadd("events", {"data": "two"})
+        with ServeProcess(running.url("events"), "--metrics", "--ping", "0.2") as process:
+            base = process.url.rsplit("/", 1)[0]
+            wait_until(lambda: httpx.get(base + "/readyz").status_code == 200, timeout=10)
+            for last in (first, "not-an-id"):
+                with httpx.stream(
+                    "GET", process.url, headers={"Last-Event-ID": last}, timeout=10
+                ) as response:
+                    assert response.status_code == 200
+                    next(response.iter_lines())
+            route = "/events"
+            wait_until(
+                lambda: (
+                    value(scrape(base), "sseplay_resumes_total", route=route, result="unknown") == 1
+                )
+            )
+            samples = scrape(base)
+        client.close()
+    assert value(samples, "sseplay_resumes_total", route=route, result="exact") == 1
