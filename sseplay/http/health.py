@@ -44,8 +44,7 @@ def not_ready(hub: Hub) -> list[str]:
 def sample(hub: Hub, metrics: Metrics) -> None:
     """Bring the counters up to date with the server's state: each open connection's
     events so far, whether each Redis stream is read and each followed file there."""
-    for listener in hub.listeners:
-        metrics.count_sent(listener.outlet, listener.sent)
+    metrics.count_sent(hub.listeners)
     for redis_feed in hub.redis_feeds.values():
         metrics.set_redis(redis_feed.target.shown, redis_feed.reader.connected)
     for route, follower in hub.followers.items():
