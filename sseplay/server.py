@@ -136,7 +136,7 @@ class Server(ControlMethods, Running):
     ) -> None:
         """``settings`` are the fields of ``ServerConfig`` (``host``, ``port=0``,
         ``broadcast``, ``ping``, ``cors``, ``send_timeout``, ``once``, ``faults``,
-        ``certfile``, ``token``, ``epoch``...), checked as it checks them; or pass a
+        ``certfile``, ``token``, ``epoch``, ``metrics``...), checked as it checks them; or pass a
         ready ``config``. ``Recordings`` (alone, or as ``recordings=`` beside streams)
         answer every request that no stream route or sseplay's own routes serve.
         ``Turns`` (alone, or as ``turns=`` beside streams) answer POST at their shape's
