@@ -43,7 +43,7 @@ MIN_JOURNAL_BYTES = 4096
 # --workers: more processes than this on one port is a typo, not a plan.
 MAX_WORKERS = 1024
 # Routes sseplay answers itself: a stream there would hide them.
-RESERVED_ROUTES = frozenset({"/", "/healthz", "/favicon.ico"})
+RESERVED_ROUTES = frozenset({"/", "/healthz", "/livez", "/readyz", "/metrics", "/favicon.ico"})
 # A route is plain path segments: letters, digits and RFC 3986's unreserved marks.
 # Nothing that a URL would need to escape, nothing Starlette reads as a parameter
 # (``{name}``), no ``?`` or ``#`` that would end the path, no empty segment that turns
@@ -296,6 +296,8 @@ class ServerConfig:
     redact: tuple[str, ...] = ()
     # The journal's size in bytes (on with --control or --expect-client).
     journal_bytes: int = DEFAULT_JOURNAL_BYTES
+    # --metrics: GET /metrics in the Prometheus text format (the metrics extra).
+    metrics: bool = False
 
     def __post_init__(self) -> None:
         _check_journal(self)
@@ -309,6 +311,8 @@ class ServerConfig:
             object.__setattr__(self, "faults", ())
         if not isinstance(self.fault_header, bool):
             raise UsageError(f"--fault-header must be true or false, not {self.fault_header!r}")
+        if not isinstance(self.metrics, bool):
+            raise UsageError(f"--metrics must be true or false, not {self.metrics!r}")
         if not isinstance(self.control, bool):
             raise UsageError(f"--control must be true or false, not {self.control!r}")
         if self.control and (self.broadcast or self.workers is not None):

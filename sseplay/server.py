@@ -155,7 +155,7 @@ class Server(ControlMethods, Running):
     ) -> None:
         """``settings`` are the fields of ``ServerConfig`` (``host``, ``port=0``,
         ``broadcast``, ``ping``, ``cors``, ``send_timeout``, ``once``, ``faults``,
-        ``certfile``, ``token``, ``epoch``...), checked as it checks them; or pass a
+        ``certfile``, ``token``, ``epoch``, ``metrics``...), checked as it checks them; or pass a
         ready ``config``. ``Recordings`` (alone, or as ``recordings=`` beside streams)
         answer every request that no stream route or sseplay's own routes serve.
         ``Turns`` (alone, or as ``turns=`` beside streams) answer POST at their shape's
@@ -183,6 +183,10 @@ class Server(ControlMethods, Running):
             from sseplay.scenario_file import load_scenario
 
             self.scenario = load_scenario(scenario)
+        if config.metrics:  # one line naming the extra, before any port opens
+            from sseplay.metrics import require_prometheus
+
+            require_prometheus()
         if isinstance(turns, Turns):
             turns = (turns,)
         if isinstance(streams, Turns):

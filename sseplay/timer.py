@@ -61,6 +61,8 @@ class Timer:
         self._ticks: list[int] = []
         self._handle: asyncio.TimerHandle | None = None
         self._armed_at = _NEVER
+        # --metrics: told how late each round is for each millisecond tick it plays.
+        self.on_lag: Callable[[float], None] | None = None
 
     def time(self) -> float:
         return self.clock.time()
@@ -93,8 +95,12 @@ class Timer:
         now = self.clock.time()
         last_due_tick = math.floor(now * 1000)
         due: list[Playable] = []
+        on_lag = self.on_lag
         while ticks and ticks[0] <= last_due_tick:
-            due.extend(self._due.pop(heapq.heappop(ticks)))
+            tick = heapq.heappop(ticks)
+            due.extend(self._due.pop(tick))
+            if on_lag is not None:
+                on_lag(now - tick / 1000)
         try:
             # Streams come back only after this round, so a stream that is due again
             # at once (interval 0) lets the event loop run in between.

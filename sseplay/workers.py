@@ -36,8 +36,9 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -45,6 +46,7 @@ from types import FrameType
 from sseplay.config import ServerConfig
 from sseplay.errors import CannotServe, ExitCode, SseplayError
 from sseplay.http.listen import bind, stream_urls
+from sseplay.metrics import MULTIPROC_ENV
 from sseplay.server import Server
 from sseplay.stream import Stream
 
@@ -111,6 +113,8 @@ class Supervisor:
         self.announce = announce
         self._context = multiprocessing.get_context("fork")
         self._workers: dict[int, _Worker] = {}
+        # --metrics: where the workers' values are added up (``sseplay.metrics``).
+        self._metrics_dir: str | None = None
         self._pauses: dict[int, float] = {}
         self._stop_signal: int | None = None
         self._wake_reader, self._wake_writer = socket.socketpair()
@@ -128,12 +132,16 @@ class Supervisor:
         }
         self._wake_writer.setblocking(False)
         old_wakeup = signal.set_wakeup_fd(self._wake_writer.fileno(), warn_on_full_buffer=False)
+        metrics = _metrics_directory() if self.config.metrics else contextlib.nullcontext()
         try:
-            for number in range(1, self.count + 1):
-                self._start(number)
-            self._supervise()
+            with metrics as self._metrics_dir:
+                try:
+                    for number in range(1, self.count + 1):
+                        self._start(number)
+                    self._supervise()
+                finally:
+                    self._stop_all()  # before their metrics directory goes
         finally:
-            self._stop_all()
             signal.set_wakeup_fd(old_wakeup)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -177,6 +185,7 @@ class Supervisor:
                     continue
                 del self._workers[worker.number]
                 worker.messages.close()
+                self._forget(worker)
                 code = worker.process.exitcode
                 if self._stop_signal is not None:
                     break
@@ -230,6 +239,13 @@ class Supervisor:
                         raise error
                     logger.error("worker %d: %s", worker.number, message[1])
 
+    def _forget(self, worker: _Worker) -> None:
+        """A worker is gone: its open connections no longer count (--metrics)."""
+        if self._metrics_dir is not None and worker.process.pid is not None:
+            from sseplay.metrics import worker_gone
+
+            worker_gone(self._metrics_dir, worker.process.pid)
+
     def _restart_pause(self, worker: _Worker) -> float:
         lived = time.monotonic() - worker.started
         if lived >= STEADY_SECONDS:
@@ -259,6 +275,22 @@ class Supervisor:
         self._workers.clear()
 
 
+@contextlib.contextmanager
+def _metrics_directory() -> Iterator[str]:
+    """A directory for the workers' metrics (prometheus-client's multiprocess mode), in
+    their environment while they run; removed with what they wrote once they stopped."""
+    previous = os.environ.get(MULTIPROC_ENV)
+    with tempfile.TemporaryDirectory(prefix="sseplay-metrics-") as directory:
+        os.environ[MULTIPROC_ENV] = directory
+        try:
+            yield directory
+        finally:
+            if previous is None:
+                os.environ.pop(MULTIPROC_ENV, None)
+            else:
+                os.environ[MULTIPROC_ENV] = previous
+
+
 def _how(exit_code: int | None) -> str:
     if exit_code is None:
         return "still running"
@@ -277,12 +309,15 @@ def _signal_name(number: int | None) -> str:
 class _WorkerTag(logging.Filter):
     """Prefix a worker's log lines with its number and pid: they share one stderr."""
 
-    def __init__(self, number: int) -> None:
+    def __init__(self, number: int, prefix: bool = True) -> None:
         super().__init__()
-        self.tag = f"[worker {number} pid {os.getpid()}] "
+        self.number = number
+        self.tag = f"[worker {number} pid {os.getpid()}] " if prefix else ""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self.tag + str(record.msg)
+        record.worker = self.number
+        if self.tag:
+            record.msg = self.tag + str(record.msg)
         return True
 
 
@@ -325,9 +360,9 @@ def _worker_main(
         signal.signal(sig, _ignore)
     signal.set_wakeup_fd(-1)
     _die_with_parent()
-    tag = _WorkerTag(number)
     for handler in logging.getLogger().handlers:
-        handler.addFilter(tag)
+        # A JSON line (--log-format json) says it in a field of its own.
+        handler.addFilter(_WorkerTag(number, not getattr(handler.formatter, "structured", False)))
 
     def ready() -> None:
         messages.send(("ready", os.getpid()))

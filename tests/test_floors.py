@@ -20,8 +20,9 @@ def _declared_floors() -> dict[str, Version]:
         lows = [Version(s.version) for s in requirement.specifier if s.operator == ">="]
         assert len(lows) == 1, f"{line!r}: give it exactly one '>=' floor"
         floors[canonicalize_name(requirement.name)] = lows[0]
-    # Extras whose floors are pinned too: the suite runs them (redis: its tests need it).
-    for line in PYPROJECT["project"]["optional-dependencies"]["redis"]:
+    # Extras whose floors are pinned too: the suite runs them (their tests need them).
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    for line in extras["redis"] + extras["metrics"]:
         requirement = Requirement(line)
         floors[canonicalize_name(requirement.name)] = min(
             Version(s.version) for s in requirement.specifier if s.operator == ">="

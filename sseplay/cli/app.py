@@ -21,6 +21,7 @@ from sseplay import __version__
 from sseplay.cli.shared import Interrupted
 from sseplay.cli.startup import plain_arguments, plain_conversions
 from sseplay.errors import ExitCode, SseplayError
+from sseplay.logs import error_line, use_json, wants_json
 
 HELP = "Replay JSON event files as Server-Sent Events, and tail any SSE stream."
 # Each command is the function of that name in the module of that name, in the order the
@@ -71,16 +72,16 @@ def _only_the_command_asked_for(args: Sequence[str] | None) -> list[str]:
 
 def fail(error: SseplayError) -> NoReturn:
     """Report a known error as one line on stderr and exit with its code."""
-    sys.stderr.write(f"sseplay: error: {error}\n")
+    sys.stderr.write(error_line(str(error), exit_code=int(error.exit_code)))
     sys.stderr.flush()
     raise SystemExit(int(error.exit_code))
 
 
 def _say(line: str) -> None:
-    """Write ``line`` on stderr, if it can still be written: after SIGHUP the terminal may
+    """Write ``sseplay: LINE`` on stderr, if it can still be written: after SIGHUP the terminal may
     be gone (EIO), and the exit status must still say how the command stopped."""
     try:
-        sys.stderr.write(line)
+        sys.stderr.write(error_line(line, level="info"))
         sys.stderr.flush()
     except (OSError, ValueError):  # a terminal hung up, or stderr closed
         pass
@@ -111,6 +112,8 @@ _ClickUsageError: type[Exception] = typer.BadParameter.__mro__[1]
 def main(args: Sequence[str] | None = None) -> None:
     """Entry point of the ``sseplay`` script."""
     command_path = "sseplay"
+    # --log-format json: every line on stderr is JSON, a mistake in the flags too.
+    use_json(wants_json(sys.argv[1:] if args is None else args))
     try:
         # Inside the try: building the command takes tens of ms, and a Ctrl-C then is an
         # interrupt like any other, not a traceback.
@@ -125,20 +128,21 @@ def main(args: Sequence[str] | None = None) -> None:
         if type(error).__name__ == "NoArgsIsHelpError":  # bare ``sseplay``: the help
             error.show()  # type: ignore[attr-defined]
         else:
-            sys.stderr.write(f"sseplay: error: {_usage_line(error, command_path)}\n")
+            line = _usage_line(error, command_path)
+            sys.stderr.write(error_line(line, exit_code=int(ExitCode.USAGE)))
         raise SystemExit(int(ExitCode.USAGE)) from None
     except SseplayError as error:  # what a command, or a callback, raises
         fail(error)
     except Interrupted as stopped:  # a command's own Ctrl-C handling, with its words
         if stopped.said:
-            _say(f"sseplay: {stopped.said}\n")
+            _say(stopped.said)
         raise SystemExit(int(ExitCode.INTERRUPTED)) from None
     except (typer.Abort, KeyboardInterrupt):  # Ctrl-C, caught by click first or not
-        _say("sseplay: interrupted\n")
+        _say("interrupted")
         raise SystemExit(int(ExitCode.INTERRUPTED)) from None
     except BrokenPipeError:
         sys.exit(int(ExitCode.OK))
     if code == ExitCode.INTERRUPTED:  # Typer turns a Ctrl-C in a command into Exit(130)
-        _say("sseplay: interrupted\n")
+        _say("interrupted")
     if isinstance(code, int) and code:
         raise SystemExit(code)

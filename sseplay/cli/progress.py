@@ -14,6 +14,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from sseplay.logs import json_lines
+
 if TYPE_CHECKING:  # rich costs ~50 ms to import: only when a bar may be drawn
     from rich.console import Console
     from rich.progress import Progress, TaskID
@@ -48,6 +50,8 @@ class StartupProgress:
 
     @property
     def enabled(self) -> bool:
+        if json_lines():  # --log-format json: stderr holds JSON lines only
+            return False
         if self._console is not None:
             return self._console.is_terminal
         return sys.stderr.isatty()

@@ -18,12 +18,14 @@ from sseplay.cli.shared import (
     EventTypeOption,
     IdFieldOption,
     Interrupted,
+    LogFormatOption,
     LoopOption,
     MaxGapOption,
     QuietOption,
     SpeedOption,
     TimeFieldOption,
     VerboseOption,
+    check_log_format,
     setup_logging,
     sigterm_interrupts,
 )
@@ -79,6 +81,7 @@ def publish(
     id_field: IdFieldOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Play an event file on its schedule into a Redis stream, for `serve redis://...`."""
     from sseplay.sources.redis_publish import PublishOptions
@@ -90,7 +93,7 @@ def publish(
         follow=follow,
     )
     publish_options = PublishOptions(RedisTarget.parse(to, "--to"), maxlen)
-    setup_logging(quiet, verbose)
+    setup_logging(quiet, verbose, check_log_format(log_format))
     run_publish(file, options, publish_options)
 
 

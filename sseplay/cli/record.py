@@ -13,8 +13,10 @@ import typer
 
 from sseplay.cli.shared import (
     Interrupted,
+    LogFormatOption,
     QuietOption,
     VerboseOption,
+    check_log_format,
     hangup_stops,
     setup_logging,
 )
@@ -55,6 +57,7 @@ def record(
     port: Annotated[int, typer.Option(metavar="PORT", help="Port; 0 = any free port.")] = 8000,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Forward every request to UPSTREAM, streaming, and record each exchange into DIR;
     prints the proxy's base URL when ready."""
@@ -66,7 +69,7 @@ def record(
     # every stream while the collector walks the heap: the process is the command's.
     raise_open_file_limit()
     tune_collector()
-    setup_logging(quiet, verbose)
+    setup_logging(quiet, verbose, check_log_format(log_format))
     serving = False
 
     def ready() -> None:

@@ -24,12 +24,14 @@ from sseplay.cli.shared import (
     EventFieldOption,
     EventTypeOption,
     IdFieldOption,
+    LogFormatOption,
     LoopOption,
     MaxGapOption,
     QuietOption,
     SpeedOption,
     TimeFieldOption,
     VerboseOption,
+    check_log_format,
     hangup_stops,
     setup_logging,
 )
@@ -194,6 +196,13 @@ def serve(
             help="Require it: 'Authorization: Bearer SECRET' or ?token=SECRET.",
         ),
     ] = None,
+    metrics: Annotated[
+        bool,
+        typer.Option(
+            "--metrics",
+            help="Serve GET /metrics for Prometheus (pip install 'sseplay[metrics]').",
+        ),
+    ] = False,
     control: Annotated[
         bool,
         typer.Option(
@@ -339,8 +348,10 @@ def serve(
     ] = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
+    log_format: LogFormatOption = "text",
 ) -> None:
     """Replay event files as SSE streams; prints each stream's URL when ready."""
+    check_log_format(log_format)
     files = files or []
     if not files and scenario is None and not canary:
         raise UsageError(
@@ -426,6 +437,7 @@ def serve(
         expect_client=_rules(expect_client),
         scenario_preset=scenario_preset,
         redact=tuple(redact or ()),
+        metrics=metrics,
     )
     if scenario is not None:
         from sseplay.cli.scenario import run_scenario
@@ -455,7 +467,7 @@ def serve(
                 "--canary": canary,
             },
             config,
-            lambda: setup_logging(quiet, verbose),
+            lambda: setup_logging(quiet, verbose, log_format),
             url_file,
         )
         return
@@ -465,7 +477,7 @@ def serve(
         given = {"--follow": follow, "--broadcast": broadcast, "--loop": loop, "--once": once}
         given.update({"--workers": workers is not None, "--fault": bool(fault)})
         given.update({"--shape": shape is not None, "--retry": retry is not None})
-        setup = (quiet, verbose, url_file)
+        setup = (quiet, verbose, log_format, url_file)
         run_canary(files, check_route("/" + route.strip("/")), interval, config, given, setup)
         return
     if shape is not None:
@@ -498,7 +510,7 @@ def serve(
                 "--scenario-preset": scenario_preset is not None,
             },
         )
-        setup_logging(quiet, verbose)
+        setup_logging(quiet, verbose, log_format)
         with hangup_stops(), url_file_written(url_file) as write_urls:
             run_shaped(turns_options, config, write_urls)
         return
@@ -512,7 +524,7 @@ def serve(
             "ping": 0.0 if ping is None else ping,
             "record_missing": record_missing,
         }
-        setup_logging(quiet, verbose)
+        setup_logging(quiet, verbose, log_format)
         with hangup_stops(), url_file_written(url_file) as write_urls:
             run_recordings(recorded, recording_options, config, write_urls)
         return
@@ -538,7 +550,7 @@ def serve(
             "--epoch": epoch is not None,
         },
     )
-    setup_logging(quiet, verbose)
+    setup_logging(quiet, verbose, log_format)
     with hangup_stops(), url_file_written(url_file) as write_urls:
         run_serve(routes, options, config, write_urls)
 

@@ -19,7 +19,7 @@ def run_canary(
     interval: float | None,
     config: ServerConfig,
     given: dict[str, bool],
-    setup: tuple[bool, bool, Path | None],
+    setup: tuple[bool, bool, str, Path | None],
 ) -> None:
     """Serve the canary at ``route``; ``given``: the flags that do not apply to it, and
     whether each was given (a usage error if so, rather than silently nothing)."""
@@ -31,11 +31,11 @@ def run_canary(
     if flags:
         raise UsageError(f"{flags[0]} does not apply to --canary; drop {flags[0]}")
     canary = Canary(DEFAULT_CANARY_INTERVAL if interval is None else interval)
-    quiet, verbose, url_file = setup
+    quiet, verbose, log_format, url_file = setup
 
     def described(served: Any) -> str:
         return f"a canary at {route}: an event every {canary.interval:g} s"
 
-    setup_logging(quiet, verbose)
+    setup_logging(quiet, verbose, log_format)
     with hangup_stops(), url_file_written(url_file) as write_urls:
         serve_loaded(lambda: {route: canary}, described, config, write_urls)

@@ -30,10 +30,16 @@ class Interrupted(Exception):
         self.said = said
 
 
-def setup_logging(quiet: bool, verbose: bool) -> None:
+def setup_logging(quiet: bool, verbose: bool, log_format: str = "text") -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    if log_format == "json":
+        from sseplay.logs import JsonFormatter, use_json
+
+        use_json()
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     # A warning that repeats (a bad line in a followed file, clients falling behind) is
     # one line, then a count, not thousands a second; counts pending at exit are written.
     atexit.register(limit_repeats(handler).flush)
@@ -119,3 +125,21 @@ IdFieldOption = Annotated[
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log everything.")]
+LogFormatOption = Annotated[
+    str,
+    typer.Option(
+        "--log-format",
+        metavar="FORMAT",
+        help="How stderr's lines are written: text, or json (one object per line).",
+    ),
+]
+
+
+def check_log_format(log_format: str) -> str:
+    """--log-format's value, checked against the formats ``sseplay.logs`` writes."""
+    from sseplay.errors import UsageError
+    from sseplay.logs import LOG_FORMATS
+
+    if log_format not in LOG_FORMATS:
+        raise UsageError(f"--log-format must be {' or '.join(LOG_FORMATS)}, not {log_format!r}")
+    return log_format

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -18,8 +19,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sseplay.http.access import AccessGuard
 from sseplay.http.endpoint import StreamEndpoint
+from sseplay.http.health import add_health_routes, sampling
 from sseplay.http.hub import AppOptions, Hub, LiveRoute, Route
 from sseplay.http.route_sources import FileSource, RedisSource
+from sseplay.metrics import SAMPLE_SECONDS
 
 if TYPE_CHECKING:
     from sseplay.http.canary import CanaryRoute
@@ -66,10 +69,17 @@ def create_app(
 
         hub.control = Control(hub)
 
+    if options.config.metrics:  # prometheus-client is imported only then
+        from sseplay.metrics import Metrics
+
+        hub.metrics = Metrics()
+
     for live_route in live:
         from sseplay.sources.redis_feed import RedisFeed
 
-        hub.redis_feeds[live_route.route] = RedisFeed(live_route.source)
+        redis_feed = hub.redis_feeds[live_route.route] = RedisFeed(live_route.source)
+        if hub.metrics is not None:
+            redis_feed.on_resume = functools.partial(hub.metrics.resumed, live_route.route)
     canary_sources = []
     for canary_route in canaries:  # --canary (sseplay.canary)
         from sseplay.http.canary import CanarySource
@@ -88,7 +98,8 @@ def create_app(
         for canary_source in canary_sources:
             canary_source.start()
         try:
-            yield
+            async with sampling(hub, SAMPLE_SECONDS):
+                yield
         finally:
             for redis_feed in hub.redis_feeds.values():
                 await redis_feed.stop()
@@ -187,6 +198,7 @@ def create_app(
 
     requests = _viewer_requests(recordings, turns)
     page = viewer_page()
+    add_health_routes(app, hub)
 
     @app.get("/")
     async def viewer() -> HTMLResponse:

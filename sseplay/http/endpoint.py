@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Generic, NamedTuple, Protocol, TypeVar
 
 from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -58,6 +58,9 @@ class Opening(Generic[Position]):
     warn: bool = False
     # Why its source ended it while it opened (Redis lost during its backfill).
     ended: str | None = None
+    # How a Last-Event-ID was taken (``sseplay.metrics.RESUME_RESULTS``); None when the
+    # source counts it itself (Redis: once its backfill is looked up).
+    resumed: str | None = "exact"
 
 
 class RouteSource(Protocol[Position]):
@@ -152,9 +155,12 @@ class StreamEndpoint(Generic[Position]):
                 client_of(scope),
                 source.route,
                 opening.shown,
+                extra={"route": source.route, "client": client_of(scope), "reason": "over"},
             )
             if journal is not None:
                 journal.ended(scope, "204", 204)
+            if hub.metrics is not None:
+                hub.metrics.answered_over(source.route, bool(raw_id))
             if hub.on_over is not None:
                 hub.on_over()
             return
@@ -175,13 +181,19 @@ class StreamEndpoint(Generic[Position]):
             outlet: Outlet = self._faulty_outlet(send, receive, direct, task, number, during)
         else:
             outlet = Outlet(send, hub.options.config.send_timeout, self._cut_off, direct, task)
+        client = client_of(scope)
         logger.log(
             logging.WARNING if opening.warn else logging.INFO,
             "%s connected to %s%s",
-            client_of(scope),
+            client,
             source.route,
             opening.said,
+            extra={"route": source.route, "client": client},
         )
+        if hub.metrics is not None:
+            hub.metrics.opened(outlet, source.route)
+            if raw_id and opening.resumed is not None:
+                hub.metrics.resumed(source.route, opening.resumed)
         listener: Listener | None = None
         held = False
         try:
@@ -220,16 +232,23 @@ class StreamEndpoint(Generic[Position]):
         # The listener that had the connection last (a replay hands over to a live feed).
         listener = self.source.close(listener)
         otherwise = ended or self.source.broken() or "disconnected"
-        how, kind = ending_of(self.hub, listener, "got the whole replay", otherwise)
+        ended_how = ending(self.hub, listener, "got the whole replay", otherwise)
+        how = ended_how.how
+        route, client, sent = self.source.route, client_of(scope), listener.sent
         journal = self.hub.journal
         if journal is not None:
-            journal.ended(scope, kind, 200, listener, self.retry, self.positional, self.replay)
+            journal.ended(
+                scope, ended_how.journal, 200, listener, self.retry, self.positional, self.replay
+            )
+        if self.hub.metrics is not None:
+            self.hub.metrics.ended(listener.outlet, route, ended_how.outcome, sent)
         logger.info(
             "%s left %s after %d events (%s)",
-            client_of(scope),
-            self.source.route,
-            listener.sent,
+            client,
+            route,
+            sent,
             how,
+            extra={"route": route, "client": client, "events": sent, "reason": how},
         )
 
     async def _pick_faults(
@@ -350,29 +369,39 @@ def how_it_ended(hub: Hub, listener: Listener, whole: str, otherwise: str = "dis
     """Why a response ended, for the line logged when its client leaves (every kind of
     route says it the same way): ``whole`` when the client got all of it, ``otherwise``
     when nothing on the server's side ended it."""
-    return ending_of(hub, listener, whole, otherwise)[0]
+    return ending(hub, listener, whole, otherwise).how
 
 
-def ending_of(
-    hub: Hub, listener: Listener, whole: str, otherwise: str = "disconnected"
-) -> tuple[str, str]:
-    """``how_it_ended``, and how the journal says it (``sseplay.journal.ENDINGS``)."""
+class Ending(NamedTuple):
+    """How a response ended, said three ways."""
+
+    how: str  # for the line logged when its client leaves
+    journal: str  # for the journal (``sseplay.journal.ENDINGS``)
+    outcome: str  # for the metrics (``sseplay.metrics.OUTCOMES``)
+
+
+def ending(hub: Hub, listener: Listener, whole: str, otherwise: str = "disconnected") -> Ending:
+    """``how_it_ended``, with how the journal and the metrics say it."""
     outlet = listener.outlet
     # Forgotten first, whatever the answer: the control API lists open connections only.
     kicked = hub.control is not None and hub.control.forget(outlet)
     if listener.complete:
-        return whole, "end"
+        return Ending(whole, "end", "end")
     if kicked:
-        return "ended by the control API", "end"
+        return Ending("ended by the control API", "end", "control")
     if hub.stopping:
-        return "the server stopped", "end"
+        return Ending("the server stopped", "end", "stopped")
     if isinstance(outlet, FaultyOutlet) and outlet.fault_end:
-        return f"ended by {outlet.fault_end}", "fault:" + outlet.fault_end.removeprefix("fault ")
+        kind = "fault:" + outlet.fault_end.removeprefix("fault ")
+        return Ending(f"ended by {outlet.fault_end}", kind, "fault")
     if outlet.cut_off:
-        return f"cut off: it read nothing for {hub.options.config.send_timeout:g} s", "cut off"
+        timeout = hub.options.config.send_timeout
+        return Ending(f"cut off: it read nothing for {timeout:g} s", "cut off", "cut_off")
     if outlet.failure:
-        return f"ended: {outlet.failure}", "error"
-    return otherwise, "client left" if otherwise == "disconnected" else "error"
+        return Ending(f"ended: {outlet.failure}", "error", "error")
+    if otherwise == "disconnected":
+        return Ending(otherwise, "client left", "client_left")
+    return Ending(otherwise, "error", "error")
 
 
 def _retry_of(source: object) -> int | None:

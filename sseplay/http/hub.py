@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from sseplay.http.access import AccessRules
     from sseplay.http.control import Control
     from sseplay.http.journal import RequestJournal
+    from sseplay.metrics import Metrics
 
     # Imported where a followed file or a Redis stream is served: a server of plain
     # files starts without them (start-up time, issue 12).
@@ -133,6 +134,8 @@ class Hub:
         # --control or --expect-client: every request to a stream route, journaled.
         self.journal: RequestJournal | None = None
         self.gates: dict[str, Gate] = {}
+        # --metrics (``sseplay.metrics``): the counters, or None.
+        self.metrics: Metrics | None = None
         # Faults are looked at per connection only when there are any to look at (or
         # when the control API may arm some at run time).
         config = options.config
@@ -152,13 +155,25 @@ class Hub:
         assert self.fault_counters is not None
         if not self.fault_counters.fire(chosen):
             return False
-        logger.info("fault %s fired on %s connection %d %s", chosen.spec.kind, route, number, where)
+        kind = chosen.spec.kind
+        logger.info(
+            "fault %s fired on %s connection %d %s",
+            kind,
+            route,
+            number,
+            where,
+            extra={"route": route, "connection": number, "kind": kind, "reason": where},
+        )
+        if self.metrics is not None:
+            self.metrics.fault_fired(kind)
         return True
 
     @property
     def timer(self) -> Timer:
         if self._timer is None:
             self._timer = Timer(asyncio.get_running_loop())
+            if self.metrics is not None:
+                self._timer.on_lag = self.metrics.lag
         return self._timer
 
     def start(self) -> None:

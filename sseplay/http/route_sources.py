@@ -51,9 +51,13 @@ class FileSource:
         if isinstance(start, Resume):
             how = f"at live event {start.position + 1}" if raw_id else "live"
             opening.said = f" ({how})"
+            if start.notice:  # the feed's comment: an unknown id, or events missed
+                unknown = b"unknown Last-Event-ID" in start.notice
+                opening.resumed = "unknown" if unknown else "trimmed"
         elif not start.known:
             opening.said = f" with an unknown Last-Event-ID {shown}: replaying from the start"
             opening.warn = True
+            opening.resumed = "unknown"
         elif start.n:
             opening.said = f" (resuming at event {start.n + 1})"
         return opening
@@ -117,7 +121,7 @@ class RedisSource:
         last_event_id = None if raw_id is None else decode_id(raw_id)
         if raw_id and last_event_id is None:
             last_event_id = shown_id(raw_id)  # not UTF-8: no entry has that id
-        opening = Opening(last_event_id, shown_id(last_event_id or ""))
+        opening = Opening(last_event_id, shown_id(last_event_id or ""), resumed=None)
         if last_event_id:
             opening.said = f" (resuming after {shown_id(last_event_id)})"
         return opening

@@ -132,6 +132,13 @@ class Follower:
         self._seen = source.seen  # the file's SEEN_BYTES before ``_offset``
         self._checked = source.identity  # the file checked at start-up, until first opened
         self._missing = False
+        # No file at the path when it was last opened (not said: it may come later).
+        self._absent = False
+
+    @property
+    def live(self) -> bool:
+        """Whether the followed file is there to read (standard input always is)."""
+        return self.source.path is None or not (self._missing or self._absent)
 
     async def run(self) -> None:
         """Follow until cancelled (a file) or until the input closes (standard input). A
@@ -223,10 +230,12 @@ class Follower:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
+            self._absent = True
             return None
         except OSError as error:
             self._wait_for_it(f"cannot be opened ({error.strerror})")
             return None
+        self._absent = False
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             os.close(fd)
             self._wait_for_it("is not a regular file")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import orjson
 
@@ -162,6 +163,8 @@ class RedisFeed:
         # The id of the last entry the feed has (the live edge at start-up before any):
         # backfills end here, where the feed's own events begin.
         self.edge = "0-0"
+        # --metrics: told how each Last-Event-ID was taken (``sseplay.metrics``).
+        self.on_resume: Callable[[str], None] = _untold
 
     @property
     def feed(self) -> Feed:
@@ -294,6 +297,7 @@ class RedisFeed:
         if wanted is None:
             logger.warning("a client resumed with %s, not a Redis entry id: live from now", shown)
             notice = f"unknown Last-Event-ID {shown}: not an entry id; from the live edge"
+            self.on_resume("unknown")
             return None, encode_comment(notice)
         newest = await self.reader.newest()
         if newest is None or wanted > newest:
@@ -303,6 +307,7 @@ class RedisFeed:
                 self.target.shown,
             )
             notice = f"Last-Event-ID {shown} is newer than the stream's newest entry: live"
+            self.on_resume("unknown")
             return None, encode_comment(notice)
         if not await self._reach(wanted):
             logger.warning(
@@ -320,5 +325,11 @@ class RedisFeed:
                 trimmed.oldest,
             )
             after = None if trimmed.oldest is None else "0-0"
+            self.on_resume("trimmed")
             return after, resync_notice(last_event_id, trimmed)
+        self.on_resume("exact")
         return last_event_id, b""
+
+
+def _untold(result: str) -> None:
+    pass

@@ -260,6 +260,7 @@ class StreamReader:
                         self.target.shown,
                         error or type(error).__name__,
                         self.last_id,
+                        extra={"source": self.target.shown, "reason": str(error)},
                     )
                 await asyncio.sleep(self.backoff.delay(attempt))
                 attempt += 1
@@ -294,6 +295,7 @@ class StreamReader:
                     self.target.shown,
                     attempt,
                     self.last_id,
+                    extra={"source": self.target.shown},
                 )
             attempt = 0
             check = not reply  # idle for a whole BLOCK: was the key deleted meanwhile?
