@@ -10,6 +10,26 @@ from typing import Annotated, Any
 
 import typer
 
+from sseplay.cli.serve_options import (
+    CanaryOption,
+    ChunkOption,
+    ChunksOption,
+    ControlOption,
+    ExpectClientOption,
+    FaultHeaderOption,
+    FaultOption,
+    JitterOption,
+    MatchIgnoreOption,
+    MetricsOption,
+    RecordMissingOption,
+    RedactOption,
+    ScenarioOption,
+    ScenarioPresetOption,
+    SeedOption,
+    ShapeOption,
+    TpsOption,
+    TtftOption,
+)
 from sseplay.cli.serving import (
     is_url_argument,
     recordings_argument,
@@ -196,156 +216,30 @@ def serve(
             help="Require it: 'Authorization: Bearer SECRET' or ?token=SECRET.",
         ),
     ] = None,
-    metrics: Annotated[
-        bool,
-        typer.Option(
-            "--metrics",
-            help="Serve GET /metrics for Prometheus (pip install 'sseplay[metrics]').",
-        ),
-    ] = False,
-    control: Annotated[
-        bool,
-        typer.Option(
-            "--control",
-            help="The control API under /_sseplay/ (publish, pause, advance, connections); "
-            "loopback clients only unless --token is set.",
-        ),
-    ] = False,
-    expect_client: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="RULE[,RULE...]",
-            help="Judge each client (repeatable): resumes, honours-retry, stops-on-204, "
-            "backoff, max-reconnects=N, method=M, header=NAME:VALUE; when the server stops, "
-            "a line per broken rule, and exit 9.",
-            show_default=False,
-        ),
-    ] = None,
-    scenario_preset: Annotated[
-        str | None,
-        typer.Option(
-            metavar="NAME[:retry=MS]",
-            help="A fault and the rules a client must keep through it: sse-retry, "
-            "resume-before-id, stop-on-204.",
-            show_default=False,
-        ),
-    ] = None,
-    redact: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="NAME",
-            help="Hide this header or query parameter's value in the journal too "
-            "(repeatable; Authorization, cookies and API keys always are).",
-            show_default=False,
-        ),
-    ] = None,
+    metrics: MetricsOption = False,
+    control: ControlOption = False,
+    expect_client: ExpectClientOption = None,
+    scenario_preset: ScenarioPresetOption = None,
+    redact: RedactOption = None,
     allowed_host: Annotated[
         list[str] | None,
         typer.Option(
             metavar="NAME", help="Answer requests for this Host too (repeatable; * = any)."
         ),
     ] = None,
-    fault: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="SPEC",
-            help="Make streams fail at exact events (repeatable): KIND[:KEY=VALUE,...], like "
-            "drop:after=5,conn=1. Kinds: status, refuse, hang, drop, reset, cut, stall, delay, "
-            "slice, duplicate, skip, error-event, malformed; selectors: conn=, times=, p=.",
-            show_default=False,
-        ),
-    ] = None,
-    fault_header: Annotated[
-        bool,
-        typer.Option(
-            "--fault-header",
-            help="Let a request name its own faults (Sseplay-Fault: SPEC, or ?fault=SPEC).",
-        ),
-    ] = False,
-    seed: Annotated[
-        int | None,
-        typer.Option(
-            metavar="N", help="Seed of the p= draws of --fault. [default: a new one, logged]"
-        ),
-    ] = None,
-    match_ignore: Annotated[
-        list[str] | None,
-        typer.Option(
-            metavar="PATH",
-            help="Recordings: leave this JSON body field out of matching (repeatable; "
-            "dotted, * for any key or index: user, metadata.*, messages.*.id).",
-            show_default=False,
-        ),
-    ] = None,
-    chunks: Annotated[
-        bool,
-        typer.Option(
-            "--chunks",
-            help="Recordings: send the body by the recorded network reads, with their "
-            "pauses, instead of event by event.",
-        ),
-    ] = False,
-    record_missing: Annotated[
-        str | None,
-        typer.Option(
-            metavar="UPSTREAM",
-            help="Recordings: forward a request that matches none to UPSTREAM and record it.",
-        ),
-    ] = None,
-    shape: Annotated[
-        str | None,
-        typer.Option(
-            metavar="SHAPE",
-            help="Serve TURNS.jsonl (one model response a line) as an LLM provider streams "
-            "it, at its routes: openai-chat, openai-responses, anthropic, gemini, ollama.",
-            show_default=False,
-        ),
-    ] = None,
-    chunk: Annotated[
-        str | None,
-        typer.Option(
-            metavar="UNIT:N",
-            help="--shape: tokens of N words (words:N) or N characters (chars:N). "
-            "[default: words:1]",
-        ),
-    ] = None,
-    ttft: Annotated[
-        float | None,
-        typer.Option(
-            metavar="SECONDS", help="--shape: seconds before the first token. [default: 0]"
-        ),
-    ] = None,
-    tps: Annotated[
-        float | None,
-        typer.Option(
-            metavar="N",
-            help="--shape: tokens per second; 0 = as fast as the client reads. [default: 0]",
-        ),
-    ] = None,
-    jitter: Annotated[
-        float | None,
-        typer.Option(
-            metavar="F",
-            help="--shape: each gap varies by up to this fraction, drawn from --seed. [default: 0]",
-        ),
-    ] = None,
-    scenario: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE",
-            help="Answer by request: rules (JSON, or TOML for .toml) that pick each "
-            "request's file by method, path, body, headers and query.",
-            show_default=False,
-        ),
-    ] = None,
-    canary: Annotated[
-        bool,
-        typer.Option(
-            "--canary",
-            help="Serve no file: an event every --interval (0.2 s) that carries when it was "
-            "written, for 'sseplay tail URL --check-delivery' to find a buffering hop.",
-        ),
-    ] = False,
+    fault: FaultOption = None,
+    fault_header: FaultHeaderOption = False,
+    seed: SeedOption = None,
+    match_ignore: MatchIgnoreOption = None,
+    chunks: ChunksOption = False,
+    record_missing: RecordMissingOption = None,
+    shape: ShapeOption = None,
+    chunk: ChunkOption = None,
+    ttft: TtftOption = None,
+    tps: TpsOption = None,
+    jitter: JitterOption = None,
+    scenario: ScenarioOption = None,
+    canary: CanaryOption = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
     log_format: LogFormatOption = "text",
