@@ -293,7 +293,6 @@ def serve(
                 "--fault": bool(fault),
                 "--fault-header": fault_header,
                 "--no-ids": no_ids,
-                "--expect-client": bool(expect_client),
                 "--scenario-preset": scenario_preset is not None,
             }
         )
@@ -400,7 +399,6 @@ def serve(
                 "--match-ignore": match_ignore is not None,
                 "--chunks": chunks,
                 "--record-missing": record_missing is not None,
-                "--expect-client": bool(expect_client),
                 "--scenario-preset": scenario_preset is not None,
             },
         )

@@ -29,7 +29,7 @@ from starlette.types import Receive, Scope, Send
 from sseplay.faults.outlet import FaultyOutlet
 from sseplay.feed import LiveSubscriber
 from sseplay.http.endpoint import ANSWERED_KEY
-from sseplay.http.request import header, query_parameter
+from sseplay.http.request import BODY_KEY, header, query_parameter
 from sseplay.journal import MAX_BODY, Entry, Journal
 from sseplay.outlet import Listener
 from sseplay.player import Player
@@ -96,7 +96,11 @@ class RequestJournal:
         return self._next_connection
 
     async def started(self, scope: Scope, receive: Receive, route: str) -> Entry:
-        """A request to ``route`` has come: its entry (kept in its scope)."""
+        """A request to ``route`` has come: its entry (kept in its scope; a request that
+        a scenario's rule hands to another endpoint keeps the one it has)."""
+        entry: Entry | None = scope.get(ENTRY_KEY)
+        if entry is not None:
+            return entry
         raw: dict[str, str] = {}  # as sent (ASGI names are lower case), for the rules
         shown: dict[str, str] = {}  # as the journal keeps them
         secret = self.secret
@@ -123,7 +127,11 @@ class RequestJournal:
             and (lei := query_parameter(query_bytes, b"lastEventId"))
         ):
             last_event_id = lei.decode("utf-8", "replace")
-        body = await _body(scope, receive) if _has_body(raw) else ""
+        read: bytes | None = scope.get(BODY_KEY)
+        if read is not None:  # the endpoint read it already
+            body = read[:MAX_BODY].decode("utf-8", "replace")
+        else:
+            body = await _body(scope, receive) if _has_body(raw) else ""
         entry = self.journal.open(
             route=route,
             client=key,

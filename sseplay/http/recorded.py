@@ -15,8 +15,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sseplay.errors import InputError
 from sseplay.exchange import Exchange, read_exchange
-from sseplay.http.endpoint import how_it_ended
-from sseplay.http.request import client_of, disconnect, raw_last_event_id
+from sseplay.http.endpoint import ending
+from sseplay.http.request import BODY_KEY, client_of, disconnect, raw_last_event_id
 from sseplay.http.uvicorn.direct import DirectBody
 from sseplay.http.uvicorn.protocol import arrived_at
 from sseplay.outlet import Listener, Outlet
@@ -77,10 +77,16 @@ class RecordedEndpoint:
             return
         origin = arrived_at(scope, timer.time)  # the offsets count from the request
         method, path = scope["method"], scope["path"]
+        journal = hub.journal
+        if journal is not None:  # --control, --expect-client: each request is journaled
+            scope[BODY_KEY] = body
+            await journal.started(scope, receive, path)
         query = bytes(scope["query_string"]).decode("latin-1")
         exchange = recordings.matcher.find(method, path, query, body)
         if exchange is None and self.proxy is not None:
             await self._record_missing(scope, body, receive, send)
+            if journal is not None:  # the proxy answered it, with the upstream's status
+                journal.ended(scope, "end", None)
             return
         if exchange is None:
             explained = recordings.matcher.explain(method, path, query, body)
@@ -92,6 +98,8 @@ class RecordedEndpoint:
                 explained.get("differs", "nothing recorded"),
             )
             await JSONResponse(explained, status_code=404)(scope, receive, send)
+            if journal is not None:
+                journal.ended(scope, "error", 404)
             return
         await self.play(scope, receive, send, exchange, origin)
 
@@ -115,8 +123,12 @@ class RecordedEndpoint:
                 path,
                 shown,
             )
+            if hub.metrics is not None:
+                hub.metrics.answered_over(path, resumed=True)
             await send({"type": "http.response.start", "status": 204, "headers": []})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if hub.journal is not None:
+                hub.journal.ended(scope, "204", 204)
             return
         logger.info("%s %s %s: playing %s", client_of(scope), method, path, shown)
         # The head when the upstream sent it: one wait, before the connection has a body.
@@ -128,6 +140,8 @@ class RecordedEndpoint:
         )
         if method == "HEAD":  # the head a GET would get, and no body (RFC 9110 9.3.2)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if hub.journal is not None:
+                hub.journal.ended(scope, "end", answer.status)
             return
         task = asyncio.current_task()
         assert task is not None
@@ -136,6 +150,12 @@ class RecordedEndpoint:
         outlet = Outlet(send, config.send_timeout, hub.cut_off_stream, direct, task)
         player = TimedPlayer(outlet, answer, timer, origin, recordings.ping, self._ended)
         hub.listeners.add(player)
+        if hub.metrics is not None:  # by path: a recorded one, so the labels are bounded
+            hub.metrics.opened(outlet, path)
+        if hub.control is not None:  # listed by the control API (--control)
+            hub.control.register(player, scope, path)
+        if hub.journal is not None:
+            hub.journal.streaming(scope, player, positional=False, replay=None)
         try:
             player.begin()
             # The request's task waits here: a disconnect, or the end of the response
@@ -146,7 +166,7 @@ class RecordedEndpoint:
                 raise
             task.uncancel()
         finally:
-            self._left(scope, player, shown)
+            self._left(scope, player, shown, path, answer.status)
 
     async def _record_missing(
         self, scope: Scope, body: bytes, receive: Receive, send: Send
@@ -179,8 +199,13 @@ class RecordedEndpoint:
         if self.recordings.played(player.response.exchange) and self.hub.on_complete is not None:
             self.hub.on_complete()
 
-    def _left(self, scope: Scope, listener: Listener, shown: str) -> None:
+    def _left(self, scope: Scope, listener: Listener, shown: str, path: str, status: int) -> None:
         listener.outlet.close()
         self.hub.listeners.discard(listener)
-        how = how_it_ended(self.hub, listener, "got the whole recording")
+        ended = ending(self.hub, listener, "got the whole recording")
+        how = ended.how
+        if self.hub.metrics is not None:
+            self.hub.metrics.ended(listener.outlet, path, ended.outcome, listener.sent)
+        if self.hub.journal is not None:
+            self.hub.journal.ended(scope, ended.journal, status, listener)
         logger.info("%s left %s after %d pieces (%s)", client_of(scope), shown, listener.sent, how)

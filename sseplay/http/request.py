@@ -50,3 +50,8 @@ def client_of(scope: Scope) -> str:
     """The client as the log names it: ``host:port``."""
     host, port = scope.get("client") or ("?", 0)
     return f"{host}:{port}"
+
+
+# Where an endpoint that read the request's body itself (a POST route: shapes,
+# recordings, scenarios) leaves it, for the journal, which cannot read it again.
+BODY_KEY = "sseplay.body"

@@ -17,7 +17,7 @@ from sseplay.feed import Resume
 from sseplay.http.endpoint import RULE_FAULTS_KEY, StreamEndpoint
 from sseplay.http.hub import Route
 from sseplay.http.recorded import BodyTooLarge, RecordedEndpoint, read_body
-from sseplay.http.request import client_of, header, query_parameter
+from sseplay.http.request import BODY_KEY, client_of, header, query_parameter
 from sseplay.http.route_sources import FileSource
 from sseplay.http.shaped import ShapedEndpoint
 from sseplay.http.uvicorn.protocol import arrived_at
@@ -78,6 +78,10 @@ class ScenarioEndpoint:
             return
         origin = arrived_at(scope, self.hub.timer.time)  # a turn's offsets count from the request
         method, path = scope["method"], scope["path"]
+        journal = self.hub.journal
+        if journal is not None:  # --control, --expect-client: each request is journaled
+            scope[BODY_KEY] = body
+            await journal.started(scope, receive, path)
         query = bytes(scope["query_string"]).decode("latin-1")
         request = ScenarioRequest(method, path, query, scope["headers"], body)
         rule = self.scenario.match(request)
@@ -88,6 +92,8 @@ class ScenarioEndpoint:
                 "%s %s %s: no scenario rule matches (%s)", client_of(scope), method, path, differs
             )
             await JSONResponse(explained, status_code=404)(scope, receive, send)
+            if journal is not None:
+                journal.ended(scope, "error", 404)
             return
         key = scenario_key(scope)
         number = self.counters.next(key, rule.index)
@@ -98,6 +104,8 @@ class ScenarioEndpoint:
             logger.info("%s %s %s: %s: %d", client_of(scope), method, path, told, pick.status)
             said = f"{rule.where} has played its {len(rule.play)} files; then: {pick.status}"
             await JSONResponse({"error": said}, status_code=pick.status)(scope, receive, send)
+            if journal is not None:
+                journal.ended(scope, "error", pick.status)
             return
         logger.info(
             "%s %s %s: %s: playing %s",

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 from starlette.types import Receive, Scope, Send
 
 from sseplay.faults.outlet import FaultyOutlet
-from sseplay.http.endpoint import how_it_ended
+from sseplay.http.endpoint import ending
 from sseplay.http.recorded import read_body
-from sseplay.http.request import client_of, disconnect
+from sseplay.http.request import BODY_KEY, client_of, disconnect
 from sseplay.http.uvicorn.direct import DirectBody
 from sseplay.http.uvicorn.protocol import arrived_at
 from sseplay.outlet import Outlet
@@ -40,6 +40,9 @@ class ShapedEndpoint:
         if body is None:
             return
         origin = arrived_at(scope, hub.timer.time)  # the frames' offsets count from the request
+        if hub.journal is not None:  # --control, --expect-client: each request is journaled
+            scope[BODY_KEY] = body
+            await hub.journal.started(scope, receive, route)
         number = hub.turn_counts[route] = hub.turn_counts.get(route, 0) + 1
         await self.answer(scope, receive, send, body, number, origin)
 
@@ -61,6 +64,8 @@ class ShapedEndpoint:
 
             picked = await pick_faults(hub, route, scope, receive, send, None)
             if picked is None:  # answered instead of the stream
+                if hub.journal is not None:
+                    hub.journal.answered(scope)
                 return
             number_on_route, during = picked
         await send(
@@ -81,6 +86,12 @@ class ShapedEndpoint:
         one_by_one = isinstance(outlet, FaultyOutlet) and not response.sse
         player = TimedPlayer(outlet, response, timer, origin, turns.ping, one_by_one=one_by_one)
         hub.listeners.add(player)
+        if hub.metrics is not None:
+            hub.metrics.opened(outlet, route)
+        if hub.control is not None:  # listed by the control API (--control)
+            hub.control.register(player, scope, route)
+        if hub.journal is not None:
+            hub.journal.streaming(scope, player, positional=False, replay=None)
         try:
             player.begin()
             # The request's task waits here: a disconnect, or the end of the response
@@ -93,7 +104,12 @@ class ShapedEndpoint:
         finally:
             outlet.close()
             hub.listeners.discard(player)
-            how = how_it_ended(hub, player, "got the whole turn")
+            ended = ending(hub, player, "got the whole turn")
+            how = ended.how
+            if hub.metrics is not None:
+                hub.metrics.ended(outlet, route, ended.outcome, player.sent)
+            if hub.journal is not None:
+                hub.journal.ended(scope, ended.journal, response.status, player)
             logger.info(
                 "%s left %s after %d frames (%s)", client_of(scope), route, player.sent, how
             )
