@@ -26,6 +26,7 @@ class ConnectionsPanel {
     this.kicked = new Set();  // connection ids ended from this page
     this.soon = null;
     this.fresh = null;  // a new feed's timer, until its first event
+    this.feedLive = false;  // whether the rows are kept up to date
   }
 
   async start() {
@@ -132,6 +133,10 @@ class ConnectionsPanel {
     let failures = 0;
     for (;;) {
       const outcome = await this.read();
+      this.feedLive = false;
+      for (const known of this.entries.values()) {
+        if (known.entry.ended === null) this.render(known);
+      }
       if (outcome.final) {
         $("journal-state").textContent = "journal: " + outcome.why;
         return;
@@ -161,6 +166,7 @@ class ConnectionsPanel {
     clearTimeout(this.fresh);
     this.fresh = setTimeout(() => this.startAnew(), FRESH_MS);  // or at its first event
     $("journal-state").textContent = "journal: live";
+    this.feedLive = true;
     try {
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       for (;;) {
@@ -232,11 +238,12 @@ class ConnectionsPanel {
       events = live.events;
       lastId = live.last_id;
     }
-    let ended = open ? "open" : entry.ended;
+    // An open request's end is not known once the feed has ended.
+    let ended = !open ? entry.ended : this.feedLive ? "open" : "not known (no feed)";
     if (entry.ended === "end" && this.kicked.has(String(entry.connection))) ended += " (ended from this page)";
     row.dataset.seq = String(entry.seq);
     row.dataset.connection = String(entry.connection);
-    row.dataset.ended = open ? "open" : String(entry.ended);
+    row.dataset.ended = !open ? String(entry.ended) : this.feedLive ? "open" : "not known";
     const when = typeof entry.time === "number" ? clock(new Date(entry.time * 1000)) : "";
     const target = (entry.method || "") + " " + (entry.path || entry.route || "") + (entry.query ? "?" + entry.query : "");
     const cells = [entry.seq, when, entry.client, target, entry.last_event_id, status, events, lastId, ended,
