@@ -7,7 +7,8 @@ when a request comes and ``ended`` (or ``answered``) when it ends: per connectio
 per event; what a connection was sent (events, last id) is read from its listener then.
 
     GET /_sseplay/journal   JSON Lines, one entry a line; with Accept: text/event-stream
-                            a live feed: the entries so far (each as ``open`` or ``end``),
+                            a live feed: ``dropped`` when entries were already dropped,
+                            the entries so far (each as ``open`` or ``end``),
                             then ``open`` when a request starts, ``end`` (same seq) when it
                             ends, ``verdict`` when the verdict changes, ``dropped`` when
                             the oldest entries were dropped
@@ -248,10 +249,13 @@ class RequestJournal:
         response_class, event_class = sse_starlette()
         queue: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue(LIVE_BACKLOG)
         so_far = list(self.journal.entries)
+        dropped = self.journal.dropped
         self._readers.add(queue)
 
         async def events() -> AsyncIterator[Any]:
             try:
+                if dropped:  # before this reader came: it is told first
+                    yield event_class(_json({"dropped": dropped}), event="dropped")
                 for entry in so_far:
                     kind = "open" if entry.ended is None else "end"
                     yield event_class(_json(entry.as_json()), event=kind, id=str(entry.seq))

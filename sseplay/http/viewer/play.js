@@ -100,6 +100,8 @@ async function startOfBody(response) {
 // "failed" (another answer), "closed" (the server ended the body) or "dropped" (an error).
 async function connect(request, parser, signal) {
   const headers = { "Accept": "text/event-stream", ...AUTHORIZATION, ...request.headers };
+  // Named in the journal, apart from a client under test on the same machine.
+  if (health.control) headers["Sseplay-Client"] = VIEWER_CLIENT;
   let response;
   session.requestAt = performance.now();
   try {
