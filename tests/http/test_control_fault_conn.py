@@ -1,0 +1,194 @@
+"""A fault armed on a live connection by its id (``POST /_sseplay/fault {"conn": ID}``,
+``server.fault(spec, conn=ID)``), on real servers: its ``after=``/``at=`` count from the
+events that connection was already sent, and no other connection is touched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sseplay.errors import UsageError
+from sseplay.server import Server
+from sseplay.stream import Stream
+from tests.conftest import write_lines
+from tests.http.test_control import Reader, control
+from tests.support import wait_until
+
+# A slow stream: a test ends long before it would.
+SLOW = [{"n": n} for n in range(1, 401)]
+
+
+def slow_server(**settings: Any) -> Server:
+    return Server(Stream.from_records(SLOW, interval=0.05), control=True, ping=0, **settings)
+
+
+def two_readers(server: Server, url: str | None = None) -> tuple[Reader, Reader, int, int]:
+    """Two clients, each with a few events; their connection ids, in the same order."""
+    first = Reader(url or server.url)
+    wait_until(lambda: len(server.connections()) == 1)
+    second = Reader(url or server.url)
+    wait_until(lambda: len(server.connections()) == 2)
+    first.wait_for(2)
+    second.wait_for(2)
+    one, two = sorted(connection["id"] for connection in server.connections())
+    return first, second, one, two
+
+
+def entry_of(server: Server, connection: int) -> dict[str, Any]:
+    return next(e for e in server.journal() if e["connection"] == connection)
+
+
+def healthz_faults(server: Server) -> dict[str, int]:
+    faults: dict[str, int] = httpx.get(f"{server.base_url}/healthz").json()["faults"]
+    return faults
+
+
+def test_drop_armed_on_a_live_connection_sends_2_more_events_then_ends() -> None:
+    with slow_server() as server:
+        target, other, target_id, other_id = two_readers(server)
+        armed = control(server, "POST", "fault", spec="drop:after=2", conn=target_id)
+        assert armed.status_code == 200, armed.text
+        answer = armed.json()
+        assert answer["armed"] == "drop:after=2"
+        assert answer["conn"] == target_id
+        already = answer["events"]  # what the connection had been sent: after= counts on
+        assert already >= 2
+        assert target.ended.wait(10)
+        assert len(target.events) == already + 2
+        assert target.ids()[-1] == str(already + 2)
+        wait_until(lambda: entry_of(server, target_id)["ended"] is not None)
+        entry = entry_of(server, target_id)
+        assert entry["ended"] == "fault:drop"
+        assert entry["events"] == already + 2
+        assert healthz_faults(server) == {"drop": 1}
+        # The other connection goes on, with no fault of its own.
+        other.wait_for(already + 6)
+        assert not other.ended.is_set()
+        listed = {connection["id"]: connection for connection in server.connections()}
+        assert set(listed) == {other_id}
+        assert listed[other_id]["faults"] == []
+
+
+def test_a_live_connection_lists_the_fault_armed_on_it() -> None:
+    with slow_server() as server:
+        _, _, target_id, other_id = two_readers(server)
+        control(server, "POST", "fault", spec="drop:after=1000", conn=str(target_id))
+        faults = {c["id"]: c["faults"] for c in server.connections()}
+        assert faults == {target_id: ["drop:after=1000"], other_id: []}
+
+
+def test_stall_armed_live_holds_the_stream_and_kick_ends_it() -> None:
+    with slow_server() as server:
+        stalled, other, stalled_id, _ = two_readers(server)
+        answer = control(server, "POST", "fault", spec="stall", conn=stalled_id)
+        assert answer.status_code == 200, answer.text
+        held_at = answer.json()["events"]
+        # 8 more events (0.4 s) to the other: none to the stalled one.
+        other.wait_for(held_at + 8)
+        assert len(stalled.events) == held_at
+        assert not stalled.ended.is_set()
+        server.kick(stalled_id)
+        assert stalled.ended.wait(10)
+        assert len(stalled.events) == held_at
+        assert not other.ended.is_set()
+        assert healthz_faults(server) == {"stall": 1}
+
+
+def test_a_fault_before_the_stream_is_a_409_for_a_live_connection() -> None:
+    with slow_server() as server:
+        _, _, target_id, _ = two_readers(server)
+        for spec in ("status:code=503", "refuse", "hang"):
+            answer = control(server, "POST", "fault", spec=spec, conn=target_id)
+            assert answer.status_code == 409
+            error = answer.json()["error"]
+            assert f"{spec.partition(':')[0]} acts before a stream" in error
+            assert '"conn": "next"' in error
+            assert "\n" not in error
+        assert all(c["faults"] == [] for c in server.connections())
+        # One that acts on the stream is armed on it.
+        answer = control(server, "POST", "fault", spec="drop:after=1000", conn=target_id)
+        assert answer.status_code == 200
+
+
+def test_an_unknown_connection_is_a_404() -> None:
+    with slow_server() as server:
+        _, _, target_id, other_id = two_readers(server)
+        unknown = max(target_id, other_id) + 100
+        answer = control(server, "POST", "fault", spec="drop", conn=unknown)
+        assert answer.status_code == 404
+        assert str(unknown) in answer.json()["error"]
+        assert control(server, "POST", "fault", spec="drop", conn="x").status_code == 404
+        with pytest.raises(UsageError, match="no open connection"):
+            server.fault("drop", conn=unknown)
+
+
+def test_a_bad_spec_or_a_selector_for_a_named_connection_is_a_400() -> None:
+    with slow_server() as server:
+        _, _, target_id, _ = two_readers(server)
+        assert control(server, "POST", "fault", spec="nonsense", conn=target_id).status_code == 400
+        chooser = control(server, "POST", "fault", spec="drop:conn=2", conn=target_id)
+        assert chooser.status_code == 400
+        assert "conn=" in chooser.json()["error"]
+
+
+def test_server_fault_from_python_arms_a_live_connection() -> None:
+    with slow_server() as server:
+        target, other, target_id, _ = two_readers(server)
+        answer = server.fault("skip:at=1", conn=target_id)  # the next event is never sent
+        already = answer["events"]
+        assert server.fault("drop:after=3", conn=target_id)["events"] == already
+        assert target.ended.wait(10)
+        # Events already+1 to already+3 were written; the first of them skipped.
+        assert target.ids()[already:] == [str(already + 2), str(already + 3)]
+        wait_until(lambda: entry_of(server, target_id)["ended"] == "fault:drop")
+        assert healthz_faults(server) == {"drop": 1, "skip": 1}
+        assert not other.ended.is_set()
+        # conn="next" (the default) from Python as well.
+        assert server.fault("drop:after=1") == {"armed": "drop:after=1"}
+        dropped = Reader(server.url)
+        assert dropped.ended.wait(10)
+        assert dropped.ids() == ["1"]
+
+
+def test_a_live_fault_on_a_published_route(tmp_path: Path) -> None:
+    with Server({"/chat": None}, control=True, ping=0) as server:
+        target, other, target_id, _ = two_readers_of_published(server)
+        assert server.fault("drop:after=1", conn=target_id)["events"] == 2
+        server.publish("/chat", "three")
+        server.publish("/chat", "four")
+        assert target.ended.wait(10)
+        assert target.ids() == ["1", "2", "3"]
+        other.wait_for(4)
+        assert other.ids() == ["1", "2", "3", "4"]
+        wait_until(lambda: entry_of(server, target_id)["ended"] == "fault:drop")
+
+
+def two_readers_of_published(server: Server) -> tuple[Reader, Reader, int, int]:
+    url = server.url_for("/chat")
+    first = Reader(url)
+    wait_until(lambda: len(server.connections()) == 1)
+    second = Reader(url)
+    wait_until(lambda: len(server.connections()) == 2)
+    server.publish("/chat", "one")
+    server.publish("/chat", "two")
+    first.wait_for(2)
+    second.wait_for(2)
+    one, two = sorted(connection["id"] for connection in server.connections())
+    return first, second, one, two
+
+
+def test_a_live_fault_on_a_followed_file(tmp_path: Path) -> None:
+    path = write_lines(tmp_path / "grows.jsonl", [{"n": 1}, {"n": 2}])
+    stream = Stream.from_file(path, follow=True, interval=0)
+    with Server(stream, control=True, ping=0) as server:
+        target, other, target_id, _ = two_readers(server)
+        assert server.fault("drop:after=1", conn=target_id)["events"] == 2
+        with path.open("a") as grown:
+            grown.write('{"n": 3}\n{"n": 4}\n')
+        assert target.ended.wait(10)
+        assert target.ids() == ["1", "2", "3"]
+        other.wait_for(4)
+        wait_until(lambda: entry_of(server, target_id)["ended"] == "fault:drop")
