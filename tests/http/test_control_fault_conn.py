@@ -4,6 +4,9 @@ events that connection was already sent, and no other connection is touched."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,8 @@ import httpx
 import pytest
 
 from sseplay.errors import UsageError
+from sseplay.faults.outlet import FaultyOutlet, _count_events, _is_event
+from sseplay.faults.spec import parse_fault
 from sseplay.server import Server
 from sseplay.stream import Stream
 from tests.conftest import write_lines
@@ -44,6 +49,51 @@ def entry_of(server: Server, connection: int) -> dict[str, Any]:
 def healthz_faults(server: Server) -> dict[str, int]:
     faults: dict[str, int] = httpx.get(f"{server.base_url}/healthz").json()["faults"]
     return faults
+
+
+CHUNKS = [
+    b"data: 1\n\n",
+    b"id: 7\nevent: tick\ndata: a\ndata: b\n\n",
+    b": ping\n\n",
+    b"retry: 500\n\n",
+    b"retry: 500\n\n: unknown Last-Event-ID\n\nid: 1\ndata: x\n\ndata: y\n\n",
+    b"data: 1\n\n" * 10,
+    b"",
+]
+
+
+def test_an_outlet_with_no_fault_counts_the_events_of_each_chunk() -> None:
+    """What ``after=`` counts from: the events of whole chunks, comments and a lone
+    ``retry:`` not counted, as the outlet counts them once a fault acts."""
+
+    async def count(chunks: list[bytes], specs: list[str]) -> int:
+        outlet = FaultyOutlet(
+            _taken,
+            10.0,
+            lambda outlet: None,
+            None,
+            None,
+            chosen=[],
+            fire=lambda fault, where: True,
+            transport=None,
+            ping=15.0,
+            jitter=lambda n: 0.0,
+        )
+        outlet.arm(parse_fault(spec) for spec in specs)
+        for chunk in chunks:
+            assert outlet.write(chunk)
+        return outlet.events
+
+    blocks = [block for chunk in CHUNKS for block in chunk.split(b"\n\n")[:-1]]
+    expected = sum(_is_event(block + b"\n\n") for block in blocks)
+    assert expected == 14
+    assert sum(map(_count_events, CHUNKS)) == expected
+    assert asyncio.run(count(CHUNKS, [])) == expected
+    assert asyncio.run(count(CHUNKS, ["drop:after=1000"])) == expected  # counted by block
+
+
+async def _taken(message: dict[str, Any]) -> None:
+    return None
 
 
 def test_drop_armed_on_a_live_connection_sends_2_more_events_then_ends() -> None:
@@ -153,31 +203,21 @@ def test_server_fault_from_python_arms_a_live_connection() -> None:
         assert dropped.ids() == ["1"]
 
 
-def test_a_live_fault_on_a_published_route(tmp_path: Path) -> None:
+def test_a_live_fault_on_a_published_route() -> None:
     with Server({"/chat": None}, control=True, ping=0) as server:
-        target, other, target_id, _ = two_readers_of_published(server)
+
+        def add(n: int) -> object:
+            return server.publish("/chat", str(n))
+
+        target, other, target_id, _ = _readers_of(server, server.url_for("/chat"), add)
         assert server.fault("drop:after=1", conn=target_id)["events"] == 2
-        server.publish("/chat", "three")
-        server.publish("/chat", "four")
+        add(3)
+        add(4)
         assert target.ended.wait(10)
         assert target.ids() == ["1", "2", "3"]
         other.wait_for(4)
         assert other.ids() == ["1", "2", "3", "4"]
         wait_until(lambda: entry_of(server, target_id)["ended"] == "fault:drop")
-
-
-def two_readers_of_published(server: Server) -> tuple[Reader, Reader, int, int]:
-    url = server.url_for("/chat")
-    first = Reader(url)
-    wait_until(lambda: len(server.connections()) == 1)
-    second = Reader(url)
-    wait_until(lambda: len(server.connections()) == 2)
-    server.publish("/chat", "one")
-    server.publish("/chat", "two")
-    first.wait_for(2)
-    second.wait_for(2)
-    one, two = sorted(connection["id"] for connection in server.connections())
-    return first, second, one, two
 
 
 def test_a_live_fault_on_a_followed_file(tmp_path: Path) -> None:
@@ -192,3 +232,45 @@ def test_a_live_fault_on_a_followed_file(tmp_path: Path) -> None:
         assert target.ids() == ["1", "2", "3"]
         other.wait_for(4)
         wait_until(lambda: entry_of(server, target_id)["ended"] == "fault:drop")
+
+
+def test_a_live_fault_on_a_redis_route(tmp_path: Path) -> None:
+    import redis
+
+    from sseplay.sources.redis_feed import RedisStream
+    from tests.redis_server import RedisServer
+
+    with RedisServer(tmp_path / "redis") as store:
+        entries = redis.Redis(port=store.port)
+        stream = RedisStream(store.url("live"), block=0.2)
+        with Server({"/events": stream}, control=True, ping=0) as server:
+            target, other, target_id, _ = _readers_of(server, server.url, partial(_xadd, entries))
+            assert server.fault("drop:after=1", conn=target_id)["events"] == 2
+            _xadd(entries, 3)
+            _xadd(entries, 4)
+            assert target.ended.wait(10)
+            assert [data for _, data in target.events] == ["1", "2", "3"]
+            other.wait_for(4)
+            assert not other.ended.is_set()
+            wait_until(lambda: entry_of(server, target_id)["ended"] == "fault:drop")
+            assert healthz_faults(server) == {"drop": 1}
+
+
+def _xadd(entries: Any, n: int) -> None:
+    entries.xadd("live", {"data": str(n)})
+
+
+def _readers_of(
+    server: Server, url: str, add: Callable[[int], object]
+) -> tuple[Reader, Reader, int, int]:
+    """Two clients of a live route, each with its first two events (``add`` adds one)."""
+    first = Reader(url)
+    wait_until(lambda: len(server.connections()) == 1)
+    second = Reader(url)
+    wait_until(lambda: len(server.connections()) == 2)
+    add(1)
+    add(2)
+    first.wait_for(2)
+    second.wait_for(2)
+    one, two = sorted(connection["id"] for connection in server.connections())
+    return first, second, one, two
