@@ -229,11 +229,8 @@ class Control:
                     'one: arm it with "conn": "next" for the next connection',
                 )
             if spec.p is not None or not spec.conn.every:
-                raise ControlError(
-                    400,
-                    f"{spec.text!r}: conn= and p= choose connections, and this one is "
-                    f"named ({connection.id}): drop them",
-                )
+                choose = f"{spec.text!r}: conn= and p= choose connections: drop them"
+                raise ControlError(400, f"{choose} when naming one ({connection.id})")
         outlet = connection.listener.outlet
         if not isinstance(outlet, FaultyOutlet):  # not a stream connection
             raise ControlError(409, f"connection {connection.id} takes no faults")

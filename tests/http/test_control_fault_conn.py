@@ -274,3 +274,18 @@ def _readers_of(
     second.wait_for(2)
     one, two = sorted(connection["id"] for connection in server.connections())
     return first, second, one, two
+
+
+def test_a_live_fault_joins_the_faults_chosen_when_it_connected() -> None:
+    """Connection 1 has a fault of --fault (so its stream is not handed over to its
+    connection): a ``cut`` armed on it live cuts the next event but one in its middle."""
+    with slow_server(faults=["duplicate:at=100000,conn=1"]) as server:
+        target, other, target_id, _ = two_readers(server)
+        answer = control(server, "POST", "fault", spec="cut:after=1", conn=target_id)
+        already = answer.json()["events"]
+        assert target.ended.wait(10)
+        assert len(target.events) == already + 1  # the next; the one after it cut short
+        wait_until(lambda: entry_of(server, target_id)["ended"] == "fault:cut")
+        assert entry_of(server, target_id)["events"] == already + 1
+        assert not other.ended.is_set()
+        assert healthz_faults(server) == {"cut": 1}
