@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import platform
 import sys
 import timeit
@@ -33,10 +34,14 @@ from sseplay.model import PING
 from sseplay.outlet import Outlet
 
 EVENT = b'id: 41\nevent: message\ndata: {"n": 41, "text": "' + b"x" * 60 + b'"}\n\n'
+# Each entry: the chunks written in turn. The same bytes object each time is what a fan-out
+# (a feed, a broadcast) writes to its connections; two equal objects in turn, what each
+# connection's own replay writes (a new bytes object for each write).
 CHUNKS = {
-    "one event (110 B)": EVENT,
-    "a ping comment": PING,
-    "10 events in one chunk": EVENT * 10,
+    "one event (110 B), the same bytes": [EVENT],
+    "one event (110 B), new bytes": [EVENT, bytes(bytearray(EVENT))],
+    "a ping comment": [PING],
+    "10 events in one chunk, new bytes": [EVENT * 10, EVENT * 10],
 }
 
 
@@ -94,10 +99,10 @@ async def measure(number: int, repeats: int) -> list[tuple[str, str, str, float]
     rows: dict[tuple[str, str, str], float] = {}
     for _ in range(repeats):
         for path, direct in (("transport", True), ("ASGI send", False)):
-            for chunk_name, chunk in CHUNKS.items():
+            for chunk_name, chunks in CHUNKS.items():
                 for name, outlet in outlets(direct).items():
-                    write = outlet.write
-                    ns = best_ns(lambda write=write, chunk=chunk: write(chunk), number)
+                    write, turn = outlet.write, itertools.cycle(chunks).__next__
+                    ns = best_ns(lambda write=write, turn=turn: write(turn()), number)
                     key = (path, chunk_name, name)
                     rows[key] = min(rows.get(key, ns), ns)
         for name, outlet in outlets(True).items():

@@ -82,6 +82,11 @@ def _is_event(block: bytes) -> bool:
     return block.startswith(b"data:") or b"\ndata:" in block
 
 
+# The last chunk counted by an outlet with no fault, and its events: a fan-out writes the
+# same bytes to every connection, counted once (one chunk held a little longer, at most).
+_counted: tuple[bytes | None, int] = (None, 0)
+
+
 def _count_events(chunk: bytes) -> int:
     """How many events (see ``_is_event``) the whole blocks of ``chunk`` hold."""
     count = start = 0
@@ -197,10 +202,18 @@ class FaultyOutlet(Outlet):
         if not self._chosen and self._pump is None:
             # No fault (yet): the chunk goes out whole, its events counted for one armed
             # later (``arm``). Most chunks are one event or one ping: no loop for those.
+            global _counted
+            counted = _counted
             if self._framed:
                 self.events += 1 if chunk else 0
-            elif chunk.startswith(b"data:") or b"\ndata:" in chunk:
-                self.events += 1 if chunk.count(b"\n\n") == 1 else _count_events(chunk)
+            elif chunk is counted[0]:
+                self.events += counted[1]
+            else:
+                events = 0
+                if chunk.startswith(b"data:") or b"\ndata:" in chunk:
+                    events = 1 if chunk.count(b"\n\n") == 1 else _count_events(chunk)
+                self.events += events
+                _counted = (chunk, events)
             if Outlet.write(self, chunk, more_body):
                 return True
             self._owed_drain = True
