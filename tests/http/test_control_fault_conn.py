@@ -289,3 +289,15 @@ def test_a_live_fault_joins_the_faults_chosen_when_it_connected() -> None:
         assert entry_of(server, target_id)["events"] == already + 1
         assert not other.ended.is_set()
         assert healthz_faults(server) == {"cut": 1}
+
+
+def test_times_counts_a_live_fault_with_the_others_of_its_spec() -> None:
+    with slow_server() as server:
+        first, second, one, two = two_readers(server)
+        for connection in (one, two):
+            server.fault("drop:after=1,times=1", conn=connection)
+        wait_until(lambda: first.ended.is_set() or second.ended.is_set())
+        dropped, going_on = (first, second) if first.ended.is_set() else (second, first)
+        going_on.wait_for(len(dropped.events) + 5)  # its fault found its times= used up
+        assert not going_on.ended.is_set()
+        assert healthz_faults(server) == {"drop": 1}
