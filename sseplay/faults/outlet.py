@@ -2,7 +2,9 @@
 
 Faults (see ``sseplay.faults.spec``): a connection chosen for one gets a ``FaultyOutlet``
 instead of an ``Outlet``; every other connection keeps the plain one, so that the
-fan-out path runs nothing more per event when no fault is configured.
+fan-out path runs nothing more per event when no fault is configured. Under ``--control``
+every stream connection gets one, so that a fault can be armed on it while it streams
+(``FaultyOutlet.arm``); with no fault it only counts the events it passes on.
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ import math
 import socket
 import struct
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from sseplay.faults.spec import Chosen
 from sseplay.model import PING, encode_retry
 from sseplay.outlet import DirectWriter, Outlet, Send
 
 if TYPE_CHECKING:
-    from sseplay.faults.spec import Chosen
+    from sseplay.faults.spec import FaultSpec
 
 # Pings during a ``stall`` with ``pings=keep`` when the server sends none (--ping 0).
 DEFAULT_STALL_PING = 15.0
@@ -76,6 +80,21 @@ def _is_event(block: bytes) -> bool:
     lone ``retry:``: sseplay writes every event with a ``data:`` line (WHATWG 9.2.6: a
     block without data dispatches nothing)."""
     return block.startswith(b"data:") or b"\ndata:" in block
+
+
+# The last chunk counted by an outlet with no fault, and its events: a fan-out writes the
+# same bytes to every connection, counted once (one chunk held a little longer, at most).
+_counted: tuple[bytes | None, int] = (None, 0)
+
+
+def _count_events(chunk: bytes) -> int:
+    """How many events (see ``_is_event``) the whole blocks of ``chunk`` hold."""
+    count = start = 0
+    while (end := chunk.find(b"\n\n", start)) >= 0:
+        if chunk.startswith(b"data:", start) or chunk.find(b"\ndata:", start, end + 2) >= 0:
+            count += 1
+        start = end + 2
+    return count
 
 
 class FaultyOutlet(Outlet):
@@ -144,7 +163,9 @@ class FaultyOutlet(Outlet):
         self._drain = asyncio.Event()
         self._owed_drain = False
         self._slicing = False
-        self._started = False
+        # Whether what fires before the first event has been looked at (nothing to look
+        # at without faults).
+        self._started = not chosen
         self.events = 0
         # Why the stream ended early ("fault drop"), or None.
         self.fault_end: str | None = None
@@ -178,6 +199,25 @@ class FaultyOutlet(Outlet):
             self._producer_drained()
 
     def write(self, chunk: bytes, more_body: bool = True) -> bool:
+        if not self._chosen and self._pump is None:
+            # No fault (yet): the chunk goes out whole, its events counted for one armed
+            # later (``arm``). Most chunks are one event or one ping: no loop for those.
+            global _counted
+            counted = _counted
+            if self._framed:
+                self.events += 1 if chunk else 0
+            elif chunk is counted[0]:
+                self.events += counted[1]
+            else:
+                events = 0
+                if chunk.startswith(b"data:") or b"\ndata:" in chunk:
+                    events = 1 if chunk.count(b"\n\n") == 1 else _count_events(chunk)
+                self.events += events
+                _counted = (chunk, events)
+            if Outlet.write(self, chunk, more_body):
+                return True
+            self._owed_drain = True
+            return False
         if self.fault_end is not None or self.closed or self.completed:
             return False
         if not self._started:
@@ -241,9 +281,23 @@ class FaultyOutlet(Outlet):
             self._emit(event)
         self._after(n)
 
-    def _after(self, n: int) -> None:
+    def arm(self, specs: Iterable[FaultSpec]) -> int:
+        """Faults armed on this connection while it streams (the control API): their
+        ``after=`` and ``at=`` count from the events it has been sent, which are returned.
+        Their ``times=`` are counted with those of the same spec named by requests."""
+        base = self.events
+        armed = [
+            Chosen(replace(spec, after=spec.after + base, at=spec.at + base), spec)
+            for spec in specs
+        ]
+        self._chosen = [*self._chosen, *armed]
+        if self._started:  # else the first write looks at them, with the others
+            self._after(base, armed)
+        return base
+
+    def _after(self, n: int, chosen_ones: list[Chosen] | None = None) -> None:
         """What fires after event ``n`` of this connection (0: before the first)."""
-        for chosen in self._chosen:
+        for chosen in self._chosen if chosen_ones is None else chosen_ones:
             spec = chosen.spec
             if spec.after != n or spec.kind not in (
                 "drop",

@@ -9,7 +9,7 @@ set, which then guards it as it guards every route (``sseplay.http.access``).
     POST   /_sseplay/advance      {"count": N, "route"?}
     GET    /_sseplay/connections
     DELETE /_sseplay/connections/{id}
-    POST   /_sseplay/fault        {"spec", "conn": "next", "route"?}
+    POST   /_sseplay/fault        {"spec", "conn": "next" | id, "route"?}
     POST   /_sseplay/reset
     GET    /_sseplay/journal, /_sseplay/verdict   (``sseplay.http.journal``)
 
@@ -199,23 +199,46 @@ class Control:
         elif not outlet.closed and not outlet.completed:
             outlet.write(b"", more_body=False)
 
-    def arm(self, spec_text: object, conn: object = "next", route: str | None = None) -> None:
+    def arm(
+        self, spec_text: object, conn: object = "next", route: str | None = None
+    ) -> dict[str, Any]:
+        """Arm a fault for the next connection (of ``route``, or of any route), or on an
+        open one, ``conn`` naming its id: there its ``after=`` and ``at=`` count from the
+        events it was already sent (``"events"`` in the answer)."""
+        from sseplay.faults.outlet import FaultyOutlet
         from sseplay.faults.spec import parse_request_faults
 
-        if conn != "next":
-            raise ControlError(
-                409,
-                'a fault acts from the start of a connection: arm it with "conn": "next" '
-                "(or end this one with DELETE /_sseplay/connections/ID)",
-            )
         if not isinstance(spec_text, str):
             raise ControlError(400, "spec must be a fault text like 'drop:after=5'")
         try:
             specs = parse_request_faults(spec_text)
         except UsageError as error:
             raise ControlError(400, str(error)) from None
-        where = "" if route is None else self._route(route)
-        self.armed.extend((where, spec) for spec in specs)
+        if conn == "next":
+            where = "" if route is None else self._route(route)
+            self.armed.extend((where, spec) for spec in specs)
+            return {"armed": spec_text}
+        connection = self._connection(conn)
+        if route is not None and self._route(route) != connection.route:
+            raise ControlError(400, f"connection {connection.id} is on {connection.route}")
+        for spec in specs:
+            if spec.before_stream:
+                raise ControlError(
+                    409,
+                    f"{spec.kind} acts before a stream, and connection {connection.id} has "
+                    'one: arm it with "conn": "next" for the next connection',
+                )
+            if spec.p is not None or not spec.conn.every:
+                choose = f"{spec.text!r}: conn= and p= choose connections: drop them"
+                raise ControlError(400, f"{choose} when naming one ({connection.id})")
+        outlet = connection.listener.outlet
+        if not isinstance(outlet, FaultyOutlet):  # not a stream connection
+            raise ControlError(409, f"connection {connection.id} takes no faults")
+        if outlet.closed or outlet.completed or outlet.fault_end is not None:
+            raise ControlError(409, f"connection {connection.id} is ending")
+        events = outlet.arm(specs)
+        connection.faults.extend(spec.text for spec in specs)
+        return {"armed": spec_text, "conn": connection.id, "events": events}
 
     def reset(self) -> None:
         """Counters from zero: the shaped routes' turns, the faults' (conn=N, times=)."""
@@ -407,8 +430,7 @@ def _advance(control: Control, body: dict[str, Any]) -> Any:
 
 
 def _fault(control: Control, body: dict[str, Any]) -> Any:
-    control.arm(body.get("spec"), body.get("conn", "next"), body.get("route"))
-    return {"armed": body.get("spec")}
+    return control.arm(body.get("spec"), body.get("conn", "next"), body.get("route"))
 
 
 def _reset(control: Control, body: dict[str, Any]) -> Any:

@@ -30,7 +30,7 @@ class OpenConnections(int):
 
 class ControlMethods:
     """What ``Server`` offers with ``control=True``: publish, pause, resume, advance,
-    kick, and ``connections()`` (see ``OpenConnections``)."""
+    kick, fault, and ``connections()`` (see ``OpenConnections``)."""
 
     _hub: Hub | None
 
@@ -54,6 +54,14 @@ class ControlMethods:
     def kick(self, connection_id: int) -> None:
         """End one connection (its id as ``connections()`` lists it)."""
         self._control_call("kick", connection_id)
+
+    def fault(
+        self, spec: str, conn: int | str = "next", route: str | None = None
+    ) -> dict[str, Any]:
+        """Arm a fault (as ``--fault``) for the next connection (of ``route``), or on an
+        open one by its id: its ``after=``/``at=`` then count from the events that one
+        was already sent (``"events"`` in the answer)."""
+        return self._control_call("arm", spec, conn, route)  # type: ignore[no-any-return]
 
     # --control or --expect-client: the journal and the verdict (``sseplay.http.journal``),
     # while the server runs and after it stopped.

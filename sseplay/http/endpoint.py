@@ -177,8 +177,11 @@ class StreamEndpoint(Generic[Position]):
         # (``HeadLimitedHttpToolsProtocol.hold``) and its request ends; see ``Held``.
         fast = source.holdable and direct is not None and direct.fast
         holder = holder_of(receive) if fast and not during else None
-        if during:
-            outlet: Outlet = self._faulty_outlet(send, receive, direct, task, number, during)
+        if during or hub.control is not None:  # --control: faults can be armed on it later
+            if not number:  # a route no --fault acts on still numbers its connections
+                assert hub.fault_counters is not None
+                number = hub.fault_counters.next_connection(source.route)
+            outlet: Outlet = self._faulty_outlet(send, receive, direct, task, number, during or [])
         else:
             outlet = Outlet(send, hub.options.config.send_timeout, self._cut_off, direct, task)
         client = client_of(scope)

@@ -171,7 +171,8 @@ def test_a_fault_armed_for_the_next_connection_fires_on_it_alone() -> None:
         assert server.connections()[0]["faults"] == []
         bad = control(server, "POST", "fault", spec="nonsense", conn="next")
         assert bad.status_code == 400
-        assert control(server, "POST", "fault", spec="drop", conn="1").status_code == 409
+        # Connection 1 (dropped) has ended: no fault can be armed on it.
+        assert control(server, "POST", "fault", spec="drop", conn="1").status_code == 404
         assert control(server, "POST", "reset").json() == {"reset": True}
 
 
