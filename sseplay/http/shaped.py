@@ -74,11 +74,12 @@ class ShapedEndpoint:
         task = asyncio.current_task()
         assert task is not None
         direct = DirectBody.of(scope, receive, fast=hub.options.direct_writes)
-        if during:
+        # Under --control a fault may be armed on this connection while it streams.
+        if during or (hub.control is not None and response.is_stream):
             from sseplay.http.endpoint import faulty_outlet
 
             outlet: Outlet = faulty_outlet(
-                hub, route, send, receive, direct, task, number_on_route, during, response
+                hub, route, send, receive, direct, task, number_on_route, during or [], response
             )
         else:
             config = hub.options.config

@@ -94,3 +94,20 @@ def test_a_scenario_request_is_journaled_once_with_its_body(tmp_path: Path) -> N
     assert entries[0]["body"] == '{"kind":"x"}'
     assert entries[0]["events"] == 2
     assert (entries[1]["status"], entries[1]["ended"]) == (404, "error")
+
+
+def test_a_fault_armed_on_a_shaped_connection_ends_it_with_the_shape_s_error() -> None:
+    turns = Turns([Turn(text=" ".join(["word"] * 200))], shape="anthropic", tps=50)
+    with Server(turns, control=True) as server:
+        url = server.base_url + "/v1/messages"
+        body = {"model": "m", "max_tokens": 9, "stream": True, "messages": []}
+        with httpx.stream("POST", url, json=body, timeout=10) as response:
+            lines = response.iter_lines()
+            assert next(line for line in lines if "content_block_delta" in line)
+            (connection,) = server.connections()
+            server.fault("error-event:after=1", conn=connection["id"])
+            rest = list(lines)
+    errors = [line for line in rest if line.startswith("data:") and "overloaded_error" in line]
+    assert len(errors) == 1  # the provider's own mid-stream error, then the end
+    assert sum("text_delta" in line for line in rest) < 20
+    assert not any("message_stop" in line for line in rest)
