@@ -84,11 +84,6 @@ def _check_recordings_config(config: ServerConfig) -> None:
             "--broadcast shares one timeline of a file: each recorded exchange is played to "
             "the request that matches it; drop --broadcast"
         )
-    if config.faults or config.fault_header:
-        raise UsageError(
-            "--fault does not act on recordings yet: serve them without --fault, or serve "
-            "an event file with it"
-        )
     if config.workers is not None:
         raise UsageError(
             "recordings are matched in one process (the nth request gets the nth "

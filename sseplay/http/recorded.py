@@ -131,6 +131,19 @@ class RecordedEndpoint:
                 hub.journal.ended(scope, "204", 204)
             return
         logger.info("%s %s %s: playing %s", client_of(scope), method, path, shown)
+        # Faults act on a recorded event stream as on any (--fault, --fault-header,
+        # --control), event by event: not on another body, nor on recorded reads (--chunks).
+        faultable = hub.faulty and answer.is_stream and not recordings.chunks
+        number_on_route, during = 0, None
+        if faultable:
+            from sseplay.http.endpoint import pick_faults
+
+            picked = await pick_faults(hub, path, scope, receive, send, raw_id)
+            if picked is None:  # answered instead of the stream
+                if hub.journal is not None:
+                    hub.journal.answered(scope)
+                return
+            number_on_route, during = picked
         # The head when the upstream sent it: one wait, before the connection has a body.
         delay = origin + answer.head_at - timer.time()
         if delay > 0:
@@ -146,8 +159,15 @@ class RecordedEndpoint:
         task = asyncio.current_task()
         assert task is not None
         direct = DirectBody.of(scope, receive, fast=hub.options.direct_writes)
-        config = hub.options.config
-        outlet = Outlet(send, config.send_timeout, hub.cut_off_stream, direct, task)
+        if during or (faultable and hub.control is not None):  # armed now, or maybe later
+            from sseplay.http.endpoint import faulty_outlet
+
+            outlet: Outlet = faulty_outlet(
+                hub, path, send, receive, direct, task, number_on_route, during or []
+            )
+        else:
+            config = hub.options.config
+            outlet = Outlet(send, config.send_timeout, hub.cut_off_stream, direct, task)
         player = TimedPlayer(outlet, answer, timer, origin, recordings.ping, self._ended)
         hub.listeners.add(player)
         if hub.metrics is not None:  # by path: a recorded one, so the labels are bounded

@@ -1,0 +1,44 @@
+"""Faults act on a recorded event stream as on any file's (issue 24: "faults ... apply to
+recordings as to any file"): by event, named by --fault, by the request, or armed live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from sseplay import Recordings, Server
+from tests.conftest import run_cli
+from tests.http.recordings_support import write_recording
+
+BLOCKS = [(0.0, "id: 1\ndata: one\n\n"), (0.01, ": kept\n\n"), (0.02, "data: two\n\n")]
+BLOCKS += [(0.03, "data: three\n\n")]
+
+
+def recording(tmp_path: Path) -> Path:
+    write_recording(tmp_path / "a.jsonl", method="POST", target="/v1/s", blocks=BLOCKS)
+    return tmp_path
+
+
+def test_a_drop_fault_ends_a_recorded_stream_after_its_nth_event(tmp_path: Path) -> None:
+    with Server(Recordings(recording(tmp_path)), faults=["drop:after=2,conn=1"]) as server:
+        first = httpx.post(server.base_url + "/v1/s", timeout=10).text
+        second = httpx.post(server.base_url + "/v1/s", timeout=10).text
+    assert first == "id: 1\ndata: one\n\n: kept\n\ndata: two\n\n"  # the comment kept too
+    assert second == "".join(block for _, block in BLOCKS)  # conn=1 only
+
+
+def test_a_request_names_its_own_fault_on_a_recording(tmp_path: Path) -> None:
+    with Server(Recordings(recording(tmp_path)), fault_header=True) as server:
+        url = server.base_url + "/v1/s"
+        skipped = httpx.post(url, headers={"Sseplay-Fault": "skip:at=2"}, timeout=10).text
+        refused = httpx.post(url, headers={"Sseplay-Fault": "status:code=503"}, timeout=10)
+    assert skipped == "id: 1\ndata: one\n\n: kept\n\ndata: three\n\n"
+    assert refused.status_code == 503
+
+
+def test_faults_with_chunks_are_one_line(tmp_path: Path) -> None:
+    result = run_cli("serve", str(recording(tmp_path)), "--chunks", "--fault", "drop:after=1")
+    assert result.returncode == 2
+    assert "drop --chunks, or the faults" in result.stderr
+    assert "Traceback" not in result.stderr
