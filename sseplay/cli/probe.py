@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from sseplay.cli.shared import CacertOption, ClientTokenOption, InsecureOption
 from sseplay.cli.startup import skip_imports_tail_never_uses
 
 SHORT_HELP = "Exit 0 if URL answers 2xx, 1 otherwise: a health check."
@@ -25,21 +26,9 @@ def probe(
         float,
         typer.Option(metavar="SECONDS", help="Give up after this long in all."),
     ] = DEFAULT_TIMEOUT,
-    insecure: Annotated[
-        bool, typer.Option("--insecure", help="Do not verify TLS certificates.")
-    ] = False,
-    cacert: Annotated[
-        str | None,
-        typer.Option(metavar="FILE", help="Trust the CA certificates in this PEM file too."),
-    ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            metavar="SECRET",
-            envvar="SSEPLAY_TOKEN",
-            help="Send 'Authorization: Bearer SECRET'.",
-        ),
-    ] = None,
+    insecure: InsecureOption = False,
+    cacert: CacertOption = None,
+    token: ClientTokenOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing on success.")] = False,
 ) -> None:
     """Send one GET to URL: exit 0 on a 2xx answer, 1 with one line otherwise (refused,

@@ -257,6 +257,31 @@ def serve(
             Path(files[0]).mkdir(parents=True)
         except OSError as error:
             raise UsageError(f"{files[0]}: cannot create it: {error.strerror}") from None
+    # The flags that shape a file's events or routes: what a recording, a scenario's rules
+    # or a turns file would silently ignore, so each path below refuses them.
+    file_flags = {
+        "--route": route != DEFAULT_ROUTE,
+        "--time-field": time_field is not None,
+        "--loop": loop,
+        "--data-field": data_field is not None,
+        "--event-field": event_field is not None,
+        "--event-type": event_type is not None,
+        "--id-field": id_field is not None,
+        "--follow": follow,
+        "--from-end": from_end,
+        "--no-ids": no_ids,
+        "--retry": retry is not None,
+    }
+    timing_flags = {
+        "--interval": interval is not None,
+        "--speed": speed != 1.0,
+        "--max-gap": max_gap is not None,
+    }
+    recording_flags = {
+        "--match-ignore": match_ignore is not None,
+        "--chunks": chunks,
+        "--record-missing": record_missing is not None,
+    }
     shaping = {"--chunk": chunk, "--ttft": ttft, "--tps": tps, "--jitter": jitter}
     if shape is None:
         for flag, value in shaping.items():
@@ -264,11 +289,7 @@ def serve(
                 raise UsageError(f"{flag} applies to --shape SHAPE TURNS.jsonl: add --shape")
     recorded = None if shape is not None else recordings_argument(files)
     if recorded is None:
-        for flag, used in (
-            ("--match-ignore", match_ignore is not None),
-            ("--chunks", chunks),
-            ("--record-missing", record_missing is not None),
-        ):
+        for flag, used in recording_flags.items():
             if used:
                 raise UsageError(
                     f"{flag} applies to recordings: give a directory of them "
@@ -277,20 +298,10 @@ def serve(
     else:
         _check_recording_flags(
             {
-                "--route": route != DEFAULT_ROUTE,
-                "--time-field": time_field is not None,
-                "--loop": loop,
-                "--data-field": data_field is not None,
-                "--event-field": event_field is not None,
-                "--event-type": event_type is not None,
-                "--id-field": id_field is not None,
-                "--follow": follow,
-                "--from-end": from_end,
+                **file_flags,
                 "--broadcast": broadcast,
                 "--epoch": epoch is not None,
-                "--retry": retry is not None,
                 "--workers": workers is not None,
-                "--no-ids": no_ids,
                 "--scenario-preset": scenario_preset is not None,
             }
         )
@@ -342,24 +353,10 @@ def serve(
             scenario,
             files,
             {
-                "--route": route != DEFAULT_ROUTE,
-                "--interval": interval is not None,
-                "--time-field": time_field is not None,
-                "--speed": speed != 1.0,
-                "--max-gap": max_gap is not None,
-                "--loop": loop,
-                "--data-field": data_field is not None,
-                "--event-field": event_field is not None,
-                "--event-type": event_type is not None,
-                "--id-field": id_field is not None,
-                "--follow": follow,
-                "--from-end": from_end,
-                "--no-ids": no_ids,
-                "--retry": retry is not None,
+                **file_flags,
+                **timing_flags,
+                **recording_flags,
                 "--shape": shape is not None,
-                "--match-ignore": match_ignore is not None,
-                "--chunks": chunks,
-                "--record-missing": record_missing is not None,
                 "--canary": canary,
             },
             config,
@@ -385,23 +382,10 @@ def serve(
             {"chunk": chunk, "ttft": ttft, "tps": tps, "jitter": jitter, "seed": seed},
             ping,
             {
-                "--route": route != DEFAULT_ROUTE,
-                "--interval": interval is not None,
-                "--time-field": time_field is not None,
-                "--speed": speed != 1.0,
-                "--max-gap": max_gap is not None,
-                "--loop": loop,
-                "--data-field": data_field is not None,
-                "--event-field": event_field is not None,
-                "--event-type": event_type is not None,
-                "--id-field": id_field is not None,
-                "--follow": follow,
-                "--from-end": from_end,
+                **file_flags,
+                **timing_flags,
+                **recording_flags,
                 "--epoch": epoch is not None,
-                "--retry": retry is not None,
-                "--match-ignore": match_ignore is not None,
-                "--chunks": chunks,
-                "--record-missing": record_missing is not None,
                 "--scenario-preset": scenario_preset is not None,
             },
         )

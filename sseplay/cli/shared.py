@@ -123,6 +123,20 @@ IdFieldOption = Annotated[
     str | None,
     typer.Option(metavar="FIELD", help="Field with the id. [default: position 1, 2, 3...]"),
 ]
+# The client side's TLS and token flags (tail, probe).
+InsecureOption = Annotated[bool, typer.Option("--insecure", help="Do not verify TLS certificates.")]
+CacertOption = Annotated[
+    str | None,
+    typer.Option(metavar="FILE", help="Trust the CA certificates in this PEM file too."),
+]
+ClientTokenOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="SECRET",
+        envvar="SSEPLAY_TOKEN",
+        help="Send 'Authorization: Bearer SECRET'.",
+    ),
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Log everything.")]
 LogFormatOption = Annotated[

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sseplay.cli.shared import Interrupted
+from sseplay.cli.shared import CacertOption, ClientTokenOption, InsecureOption, Interrupted
 from sseplay.cli.startup import skip_imports_tail_never_uses
 from sseplay.client.defaults import (
     DEFAULT_CONNECT_TIMEOUT,
@@ -166,21 +166,9 @@ def tail(
         int,
         typer.Option(metavar="N", help="Fail on an event larger than this many characters."),
     ] = DEFAULT_MAX_EVENT_SIZE,
-    insecure: Annotated[
-        bool, typer.Option("--insecure", help="Do not verify TLS certificates.")
-    ] = False,
-    cacert: Annotated[
-        str | None,
-        typer.Option(metavar="FILE", help="Trust the CA certificates in this PEM file too."),
-    ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            metavar="SECRET",
-            envvar="SSEPLAY_TOKEN",
-            help="Send 'Authorization: Bearer SECRET'.",
-        ),
-    ] = None,
+    insecure: InsecureOption = False,
+    cacert: CacertOption = None,
+    token: ClientTokenOption = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No status lines on stderr.")
     ] = False,

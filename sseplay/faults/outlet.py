@@ -19,12 +19,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from sseplay.faults.spec import Chosen
 from sseplay.model import PING, encode_retry
 from sseplay.outlet import DirectWriter, Outlet, Send
 
 if TYPE_CHECKING:
-    from sseplay.faults.spec import FaultSpec
+    from sseplay.faults.spec import Chosen, FaultSpec
 
 # Pings during a ``stall`` with ``pings=keep`` when the server sends none (--ping 0).
 DEFAULT_STALL_PING = 15.0
@@ -285,6 +284,8 @@ class FaultyOutlet(Outlet):
         """Faults armed on this connection while it streams (the control API): their
         ``after=`` and ``at=`` count from the events it has been sent, which are returned.
         Their ``times=`` are counted with those of the same spec named by requests."""
+        from sseplay.faults.spec import Chosen  # faults' own module loads when faults are used
+
         base = self.events
         armed = [
             Chosen(replace(spec, after=spec.after + base, at=spec.at + base), spec)
