@@ -1,0 +1,175 @@
+"""What one publish costs the server per connection, in process (issue 26).
+
+A ``Server(live=None, control=True)`` runs in this process on uvloop (its own thread);
+N connections are held by a client in another process (pinned to the other core), which
+reads everything as it comes. On the server's loop, in interleaved rounds:
+
+- ``publish``: ``Control.publish`` (JSON, encoding, the feed, the gate, every outlet and
+  ``DirectBody.write``: the whole fan-out a ``POST /_sseplay/publish`` does);
+- ``floor``: a bare loop of ``transport.write(framed)`` of the same bytes on the same
+  sockets: the send() syscalls alone, what no Python code can go under;
+- ``python``: the fan-out with every transport's ``write`` a no-op (the Python work alone).
+
+Each is measured in CPU time of the server's thread (``time.thread_time``: the
+neighbours' load on the machine does not count) and in wall time, per connection.
+``--profile`` adds a cProfile of the publishes.
+
+    python benchmarks/publish_fanout.py --clients 1000 --rounds 5 --publishes 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import resource
+import select
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def client(port: int, clients: int) -> None:
+    """The other process: hold ``clients`` streams and read them until stdin closes."""
+    request = f"GET /live HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    poller = select.epoll()
+    socks = {}
+    for _ in range(clients):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(request)
+        sock.setblocking(False)
+        poller.register(sock.fileno(), select.EPOLLIN)
+        socks[sock.fileno()] = sock
+    poller.register(sys.stdin.fileno(), select.EPOLLIN)
+    print("ready", flush=True)
+    while True:
+        for fd, _ in poller.poll():
+            if fd == sys.stdin.fileno():
+                return
+            try:
+                if not socks[fd].recv(65536):
+                    poller.unregister(fd)
+            except BlockingIOError:
+                pass
+
+
+class NoWrite:
+    """A transport whose ``write`` does nothing, in C (the Python work alone): built-in
+    functions are not descriptors, so ``fake.write(data)`` is ``len(data)``."""
+
+    write = len
+    writelines = len
+    is_closing = bool  # bool() is False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--publishes", type=int, default=40, help="per round and kind")
+    parser.add_argument("--gap", type=float, default=0.02, help="seconds between publishes")
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--client-port", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.client_port:
+        client(args.client_port, args.clients)
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.clients + 200)), hard))
+    pinned = shutil.which("taskset") is not None and (os.cpu_count() or 1) > 1
+    if pinned:
+        os.sched_setaffinity(0, {0})
+    sys.path.insert(0, str(ROOT))
+    from sseplay import Server
+
+    server = Server({"live": None}, control=True, ping=0).start()
+    hub = server._hub
+    assert hub is not None and hub.control is not None
+    control, feed = hub.control, hub.feeds["/live"]
+    port = int(server.url.split(":")[2].split("/")[0])
+    command = [sys.executable, __file__, "--client-port", str(port)]
+    command += ["--clients", str(args.clients)]
+    if pinned:
+        command = ["taskset", "-c", "1", *command]
+    reader = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert reader.stdout is not None
+    reader.stdout.readline()
+    deadline = time.monotonic() + 60
+    while feed.subscribers < args.clients and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert feed.subscribers == args.clients, feed.subscribers
+    load = os.getloadavg()
+    data = {"k": 1, "text": "a published event of a typical size"}
+    results: dict[str, list[tuple[float, float]]] = {"publish": [], "floor": [], "python": []}
+
+    def publish() -> None:
+        control.publish("/live", data)
+
+    def floor() -> None:
+        for transport in transports:
+            transport.write(framed)
+
+    def timed(operation: Any) -> tuple[float, float]:
+        cpu, wall = time.thread_time(), time.perf_counter()
+        operation()
+        return time.thread_time() - cpu, time.perf_counter() - wall
+
+    outlets = [subscriber.outlet for subscriber in feed._subscribers]
+    directs = [outlet._direct for outlet in outlets]
+    transports = [direct._transport for direct in directs]
+    body = b"id: 1\nevent: message\ndata: " + json.dumps(data).encode() + b"\n\n"
+    framed = b"%x\r\n%b\r\n" % (len(body), body)
+
+    def python() -> None:
+        for direct, fake in zip(directs, fakes, strict=True):
+            direct._transport = fake
+        try:
+            control.publish("/live", data)
+        finally:
+            for direct, transport in zip(directs, transports, strict=True):
+                direct._transport = transport
+
+    fakes = [NoWrite() for _ in transports]
+    profiler = cProfile.Profile() if args.profile else None
+    kinds = {"publish": publish, "floor": floor, "python": python}
+    for _ in range(args.rounds):
+        for kind, operation in kinds.items():
+            for _ in range(args.publishes):
+                if kind == "publish" and profiler is not None:
+                    results[kind].append(control.call(timed, lambda: profiler.runcall(publish)))
+                else:
+                    results[kind].append(control.call(timed, operation))
+                time.sleep(args.gap)
+    reader.stdin.close()  # type: ignore[union-attr]
+    reader.wait(10)
+    server.stop()
+    n = args.clients
+    print(f"clients {n}, {args.rounds} rounds x {args.publishes} of each, load {load}")
+    print(f"server loop: {'core 0, client core 1' if pinned else 'not pinned'}")
+    for kind, measured in results.items():
+        cpu = [c / n * 1e6 for c, _ in measured]
+        wall = [w / n * 1e6 for _, w in measured]
+        print(
+            f"{kind:8} us per connection: CPU median {statistics.median(cpu):.2f} "
+            f"(p10 {statistics.quantiles(cpu, n=10)[0]:.2f}), wall median "
+            f"{statistics.median(wall):.2f}; whole fan-out CPU median "
+            f"{statistics.median(c for c, _ in measured) * 1e3:.2f} ms"
+        )
+    if profiler is not None:
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(14)
+        print(text.getvalue())
+
+
+if __name__ == "__main__":
+    main()
