@@ -94,7 +94,8 @@ def main() -> None:
 
     server = Server({"live": None}, control=True, ping=0).start()
     hub = server._hub
-    assert hub is not None and hub.control is not None
+    assert hub is not None
+    assert hub.control is not None
     control, feed = hub.control, hub.feeds["/live"]
     port = int(server.url.split(":")[2].split("/")[0])
     command = [sys.executable, __file__, "--client-port", str(port)]
