@@ -1,9 +1,15 @@
 """The control API and the journal under load (issue 26).
 
 1. Publish to delivery: ``sseplay serve live= --control`` (an empty live route) with N
-   connections (default 1,000, raw sockets, one event loop); events are published one at a
-   time with ``POST /_sseplay/publish``; latency = arrival of the event's id at a client -
-   the moment its POST was sent. p50, p99 and max over every (event, client) pair.
+   connections (default 1,000, raw sockets read by one epoll loop); events are published
+   one at a time with ``POST /_sseplay/publish``; latency = arrival of the event's id at a
+   client - the moment its POST was sent (wall clock). Arrival is the kernel's receive
+   time of the segment (``SO_TIMESTAMPNS``): delivered to the client's socket, whatever
+   this one client process then takes to read 1,000 sockets in turn (``read_by_client``
+   is when it read it, the measure of earlier runs). p50, p99 and max over every (event,
+   client) pair; ``fan_out_span`` is, per publish, the first delivery to the last.
+   ``--ab BEFORE_DIR`` runs only this, for another checkout's sseplay and this one's, in
+   interleaved rounds (``benchmarks/results/<UTC time>-publish-ab.md``).
 2. The journal's CPU per event sent: ``sseplay serve FILE`` without a journal and with one
    (``--expect-client method=GET,backoff``: every request journaled and judged), in
    interleaved rounds (A B A B ...), each a fresh server; clients read a whole stream, the
@@ -17,6 +23,7 @@
 
     python benchmarks/control_load.py                       # about 90 s
     python benchmarks/control_load.py --clients 200 --rounds 2 --seconds 4
+    python benchmarks/control_load.py --ab /tmp/sseplay-before --pairs 3  # about 2 minutes
 
 The server is pinned to core 0 and this client to core 1 when ``taskset`` exists (as
 ``benchmarks/run.py`` does). Results go to ``benchmarks/results/<UTC time>-control.md``.
@@ -33,7 +40,9 @@ import re
 import resource
 import select
 import shutil
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -45,32 +54,6 @@ from urllib.parse import urlsplit
 _ID = re.compile(rb"id: (\d+)\n")
 RESULTS = Path(__file__).resolve().parent / "results"
 JOURNAL_RULES = "method=GET,backoff"
-
-
-class Listener(asyncio.Protocol):
-    """One SSE connection that stays open: the moment each event id first arrived."""
-
-    def __init__(self, request: bytes, arrivals: dict[int, float]) -> None:
-        self.request = request
-        self.arrivals = arrivals
-        self.tail = b""
-        self.connected = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        cast(asyncio.WriteTransport, transport).write(self.request)
-
-    def data_received(self, data: bytes) -> None:
-        now = time.monotonic()
-        if not self.connected.done() and b"\r\n\r\n" in data:
-            self.connected.set_result(None)
-        text = self.tail + data
-        for match in _ID.finditer(text):
-            self.arrivals.setdefault(int(match.group(1)), now)
-        self.tail = text[-24:]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.connected.done():
-            self.connected.set_result(None)
 
 
 class Reader(asyncio.Protocol):
@@ -95,12 +78,17 @@ class Reader(asyncio.Protocol):
             self.done.set_result(None)
 
 
-def start_server(*args: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(*args: str, code: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """``sseplay serve ARGS`` on core 0; ``code``: the checkout whose sseplay it runs."""
     command = [sys.executable, "-m", "sseplay", "serve", *args, "--port", "0", "--ping", "0"]
     command += ["--quiet"]
     if shutil.which("taskset"):
         command = ["taskset", "-c", "0", *command]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    # ``python -m`` puts the working directory first: it is the checkout's own.
+    env = {**os.environ, "PYTHONPATH": code} if code else None
+    server = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, cwd=code
+    )
     assert server.stdout is not None
     ready, _, _ = select.select([server.stdout], [], [], 30)
     url = server.stdout.readline().decode().strip() if ready else ""
@@ -122,60 +110,151 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-async def publish_latency(url: str, clients: int, events: int, gap: float) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    parts = urlsplit(url)
-    request = f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode()
-    arrivals: list[dict[int, float]] = [{} for _ in range(clients)]
-    transports, opened = [], []
-    for index in range(clients):
-        transport, protocol = await loop.create_connection(
-            lambda index=index: Listener(request, arrivals[index]), parts.hostname, parts.port
-        )
-        transports.append(transport)
-        opened.append(protocol.connected)
-    await asyncio.wait_for(asyncio.gather(*opened), 60)
-    await asyncio.sleep(0.5)
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    window = time.monotonic()
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    sent: dict[int, float] = {}
-    for k in range(events):
-        body = json.dumps({"route": parts.path, "data": {"k": k}}).encode()
+# Linux: the kernel's receive time of each segment, in recvmsg's ancillary data.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+
+
+class Streams:
+    """N SSE connections read by one epoll loop, each event id's arrival noted twice: when
+    the kernel put it in the client's socket (``SO_TIMESTAMPNS``: delivery, not counting
+    this client's own work to read 1,000 sockets in turn) and when this loop read it."""
+
+    def __init__(self, url: str, clients: int) -> None:
+        parts = urlsplit(url)
+        self.address = (parts.hostname or "127.0.0.1", parts.port or 80)
+        request = f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode()
+        self.poller = select.epoll()
+        self.streams: dict[int, tuple[socket.socket, int]] = {}
+        self.tails: dict[int, bytes] = {}
+        self.delivered: list[dict[int, float]] = [{} for _ in range(clients)]
+        self.read: list[dict[int, float]] = [{} for _ in range(clients)]
+        self.started: set[int] = set()
+        for index in range(clients):
+            sock = socket.create_connection(self.address)
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            sock.sendall(request)
+            sock.setblocking(False)
+            self.streams[sock.fileno()] = (sock, index)
+            self.tails[sock.fileno()] = b""
+            self.poller.register(sock.fileno(), select.EPOLLIN)
+        self.publisher = socket.create_connection(self.address)
+        self.publisher.setblocking(False)
+        self.poller.register(self.publisher.fileno(), select.EPOLLIN)
+        self.answer = b""
+
+    def pump(self, seconds: float, until: Any = None) -> None:
+        """Read what comes for ``seconds``, or until ``until()`` is true."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0 and not (until and until()):
+            for fd, _ in self.poller.poll(left):
+                self._read(fd)
+
+    def _read(self, fd: int) -> None:
+        if fd == self.publisher.fileno():
+            self.answer += self.publisher.recv(65536)
+            return
+        sock, index = self.streams[fd]
+        try:
+            data, ancillary, _, _ = sock.recvmsg(65536, socket.CMSG_SPACE(16))
+        except BlockingIOError:
+            return
+        now = time.time()
+        if not data:
+            self.poller.unregister(fd)
+            return
+        stamp = now
+        for level, kind, value in ancillary:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
+                seconds, nanoseconds = struct.unpack("qq", value[:16])
+                stamp = seconds + nanoseconds / 1e9
+        text = self.tails[fd] + data
+        if b"\r\n\r\n" in text:
+            self.started.add(index)
+        for match in _ID.finditer(text):
+            event_id = int(match.group(1))
+            self.delivered[index].setdefault(event_id, stamp)
+            self.read[index].setdefault(event_id, now)
+        self.tails[fd] = text[-24:]
+
+    def publish(self, body: bytes, host: str) -> tuple[int, float]:
+        """POST it; the id of the event and the moment (wall clock) it was sent."""
         head = (
-            f"POST /_sseplay/publish HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+            f"POST /_sseplay/publish HTTP/1.1\r\nHost: {host}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode()
-        moment = time.monotonic()
-        writer.write(head + body)
-        await writer.drain()
-        await reader.readuntil(b"\r\n\r\n")
-        answer = await reader.readuntil(b"}")
-        sent[int(json.loads(answer)["id"])] = moment
-        await asyncio.sleep(gap)
+        self.answer = b""
+        moment = time.time()
+        self.publisher.sendall(head + body)
+        self.pump(30, lambda: self.answer.endswith(b"}"))
+        return int(json.loads(self.answer.split(b"\r\n\r\n", 1)[1])["id"]), moment
+
+    def close(self) -> None:
+        for sock, _ in self.streams.values():
+            sock.close()
+        self.publisher.close()
+
+
+def quantiles(values: list[float]) -> dict[str, float]:
+    values = sorted(values)
+    cuts = statistics.quantiles(values, n=100)
+    return {
+        "p50_ms": round(cuts[49], 3),
+        "p99_ms": round(cuts[98], 3),
+        "max_ms": round(values[-1], 3),
+    }
+
+
+def publish_latency(url: str, clients: int, events: int, gap: float) -> dict[str, Any]:
+    streams = Streams(url, clients)
+    streams.pump(60, lambda: len(streams.started) == clients)
+    streams.pump(0.5)
+    host = urlsplit(url).netloc
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    window = time.monotonic()
+    sent: dict[int, float] = {}
+    for k in range(events):
+        body = json.dumps({"route": urlsplit(url).path, "data": {"k": k}}).encode()
+        event_id, moment = streams.publish(body, host)
+        sent[event_id] = moment
+        streams.pump(gap)
     used = resource.getrusage(resource.RUSAGE_SELF)
     client_cpu = (used.ru_utime + used.ru_stime - own.ru_utime - own.ru_stime) / (
         time.monotonic() - window
     )
-    await asyncio.sleep(1.0)
-    writer.close()
-    for transport in transports:
-        transport.close()
-    latencies = sorted(
+    streams.pump(1.0)
+    streams.close()
+    delivered = [
         (got[event_id] - moment) * 1000
-        for got in arrivals
+        for got in streams.delivered
         for event_id, moment in sent.items()
         if event_id in got
-    )
-    quantiles = statistics.quantiles(latencies, n=100)
+    ]
+    read = [
+        (got[event_id] - moment) * 1000
+        for got in streams.read
+        for event_id, moment in sent.items()
+        if event_id in got
+    ]
+    # One publish's fan-out: from its first connection's delivery to its last one's.
+    spans = []
+    for event_id in sent:
+        times = [got[event_id] for got in streams.delivered if event_id in got]
+        spans.append((max(times) - min(times)) * 1000)
     return {
         "clients": clients,
         "events": events,
-        "received": len(latencies),
-        "missing": clients * events - len(latencies),
-        "p50_ms": round(quantiles[49], 3),
-        "p99_ms": round(quantiles[98], 3),
-        "max_ms": round(latencies[-1], 3),
+        "received": len(delivered),
+        "missing": clients * events - len(delivered),
+        **quantiles(delivered),
+        "read_by_client": quantiles(read),
+        "fan_out_span_ms_median": round(statistics.median(spans), 3),
+        "first_delivery_ms_median": round(
+            statistics.median(
+                (min(got[i] for got in streams.delivered if i in got) - m) * 1000
+                for i, m in sent.items()
+            ),
+            3,
+        ),
         "client_cpu": round(client_cpu, 2),
     }
 
@@ -304,6 +383,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="journal: window")
     parser.add_argument("--interval", type=float, default=0.02, help="journal: event gap")
     parser.add_argument("--length", type=int, default=50, help="journal: events a stream")
+    parser.add_argument(
+        "--ab",
+        metavar="BEFORE_DIR",
+        help="publish only: the sseplay of BEFORE_DIR and of this checkout, interleaved",
+    )
+    parser.add_argument("--pairs", type=int, default=3, help="--ab: rounds of each")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.clients + 200)), hard))
@@ -315,10 +400,13 @@ def main() -> None:
         runner: Any = uvloop.run
     except ImportError:
         runner = asyncio.run
+    if args.ab:
+        publish_ab(args)
+        return
     load_before = os.getloadavg()
     server, url = start_server("live=", "--control")
     try:
-        publish = runner(publish_latency(url, args.clients, args.events, args.gap))
+        publish = publish_latency(url, args.clients, args.events, args.gap)
     finally:
         server.terminate()
         server.wait(10)
@@ -352,6 +440,55 @@ def main() -> None:
     overhead = (per_event["with"] / per_event["without"] - 1) * 100
     load_after = os.getloadavg()
     report(args, publish, rounds, per_event, overhead, bounded, cost, load_before, load_after)
+
+
+def publish_ab(args: argparse.Namespace) -> None:
+    """Publish to delivery with the sseplay of ``--ab BEFORE_DIR`` and of this checkout,
+    in interleaved rounds (before, after, before...), each a fresh server."""
+    here = str(Path(__file__).resolve().parent.parent)
+    load_before = os.getloadavg()
+    runs: list[tuple[str, dict[str, Any]]] = []
+    for index in range(args.pairs * 2):
+        kind, code = ("before", args.ab) if index % 2 == 0 else ("after", here)
+        server, url = start_server("live=", "--control", code=code)
+        try:
+            result = publish_latency(url, args.clients, args.events, args.gap)
+        finally:
+            server.terminate()
+            server.wait(10)
+        runs.append((kind, result))
+        print(kind, json.dumps(result), flush=True)
+    load_after = os.getloadavg()
+    stamp = time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime())
+    lines = [
+        f"# Publish to delivery, before and after, issue 26 ({stamp})",
+        "",
+        f"Machine: {os.cpu_count()} cores; {platform.platform()}; "
+        f"Python {platform.python_version()}",
+        "",
+        f"Load average before {' '.join(f'{x:.2f}' for x in load_before)}, after "
+        f"{' '.join(f'{x:.2f}' for x in load_after)} (server on core 0, clients on core 1)",
+        "",
+        f"Command: `python benchmarks/control_load.py {' '.join(sys.argv[1:])}`",
+        "",
+        "```",
+        *(f"{kind}: {json.dumps(result)}" for kind, result in runs),
+        *(
+            f"median of {kind}: delivered p50 "
+            f"{statistics.median(r['p50_ms'] for k, r in runs if k == kind)} ms, p99 "
+            f"{statistics.median(r['p99_ms'] for k, r in runs if k == kind)} ms; fan-out "
+            f"span {statistics.median(r['fan_out_span_ms_median'] for k, r in runs if k == kind)}"
+            " ms"
+            for kind in ("before", "after")
+        ),
+        "```",
+        "",
+    ]
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"{stamp}-publish-ab.md"
+    out.write_text("\n".join(lines))
+    print("\n".join(lines))
+    print(f"written to {out}")
 
 
 def report(

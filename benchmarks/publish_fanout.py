@@ -15,6 +15,7 @@ neighbours' load on the machine does not count) and in wall time, per connection
 ``--profile`` adds a cProfile of the publishes.
 
     python benchmarks/publish_fanout.py --clients 1000 --rounds 5 --publishes 50
+    python benchmarks/publish_fanout.py --ab BEFORE_DIR --pairs 3   # interleaved, ~2 minutes
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import cProfile
 import io
 import json
 import os
+import platform
 import pstats
 import resource
 import select
@@ -79,17 +81,32 @@ def main() -> None:
     parser.add_argument("--publishes", type=int, default=40, help="per round and kind")
     parser.add_argument("--gap", type=float, default=0.02, help="seconds between publishes")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--code", help="the checkout whose sseplay to measure (default: this)")
+    parser.add_argument(
+        "--ab", metavar="BEFORE_DIR", help="BEFORE_DIR's sseplay and this one's, interleaved"
+    )
+    parser.add_argument("--pairs", type=int, default=3, help="--ab: runs of each")
+    parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--client-port", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client_port:
         client(args.client_port, args.clients)
-        return
+    elif args.ab:
+        compare(args)
+    else:
+        measure(args)
+
+
+def measure(args: argparse.Namespace) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.clients + 200)), hard))
     pinned = shutil.which("taskset") is not None and (os.cpu_count() or 1) > 1
     if pinned:
         os.sched_setaffinity(0, {0})
-    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, args.code or str(ROOT))
+    import asyncio
+
+    import sseplay
     from sseplay import Server
 
     server = Server({"live": None}, control=True, ping=0).start()
@@ -110,6 +127,7 @@ def main() -> None:
         time.sleep(0.05)
     assert feed.subscribers == args.clients, feed.subscribers
     load = os.getloadavg()
+    loop_kind = control.call(lambda: type(asyncio.get_running_loop()).__module__)
     data = {"k": 1, "text": "a published event of a typical size"}
     results: dict[str, list[tuple[float, float]]] = {"publish": [], "floor": [], "python": []}
 
@@ -155,21 +173,71 @@ def main() -> None:
     reader.wait(10)
     server.stop()
     n = args.clients
-    print(f"clients {n}, {args.rounds} rounds x {args.publishes} of each, load {load}")
-    print(f"server loop: {'core 0, client core 1' if pinned else 'not pinned'}")
+    summary: dict[str, Any] = {"code": str(Path(sseplay.__file__).parent.parent), "load": load}
+    summary["loop"] = loop_kind
     for kind, measured in results.items():
         cpu = [c / n * 1e6 for c, _ in measured]
         wall = [w / n * 1e6 for _, w in measured]
-        print(
-            f"{kind:8} us per connection: CPU median {statistics.median(cpu):.2f} "
-            f"(p10 {statistics.quantiles(cpu, n=10)[0]:.2f}), wall median "
-            f"{statistics.median(wall):.2f}; whole fan-out CPU median "
-            f"{statistics.median(c for c, _ in measured) * 1e3:.2f} ms"
-        )
+        summary[kind] = {
+            "cpu_us_median": round(statistics.median(cpu), 3),
+            "cpu_us_p10": round(statistics.quantiles(cpu, n=10)[0], 3),
+            "wall_us_median": round(statistics.median(wall), 3),
+        }
+    if args.json:
+        print(json.dumps(summary), flush=True)
+    else:
+        print(f"clients {n}, {args.rounds} rounds x {args.publishes} of each")
+        print(f"server loop: {'core 0, client core 1' if pinned else 'not pinned'}")
+        print(json.dumps(summary, indent=1))
     if profiler is not None:
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(14)
         print(text.getvalue())
+
+
+def compare(args: argparse.Namespace) -> None:
+    """``measure`` for BEFORE_DIR's sseplay and this checkout's, alternately, each in a
+    fresh process; the results in ``benchmarks/results/<UTC time>-fanout-ab.md``."""
+    runs: list[tuple[str, dict[str, Any]]] = []
+    load_before = os.getloadavg()
+    for index in range(args.pairs * 2):
+        kind, code = ("before", args.ab) if index % 2 == 0 else ("after", str(ROOT))
+        command = [sys.executable, __file__, "--json", "--code", code]
+        command += ["--clients", str(args.clients), "--rounds", str(args.rounds)]
+        command += ["--publishes", str(args.publishes), "--gap", str(args.gap)]
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        runs.append((kind, json.loads(output.strip().splitlines()[-1])))
+        print(kind, json.dumps(runs[-1][1]), flush=True)
+    load_after = os.getloadavg()
+    stamp = time.strftime("%Y-%m-%dT%H-%M-%SZ", time.gmtime())
+    lines = [
+        f"# One publish's CPU per connection, in process, before and after ({stamp})",
+        "",
+        f"Machine: {os.cpu_count()} cores; {platform.platform()}; "
+        f"Python {platform.python_version()}",
+        "",
+        f"Load average before {' '.join(f'{x:.2f}' for x in load_before)}, after "
+        f"{' '.join(f'{x:.2f}' for x in load_after)} (server loop on core 0, clients on core 1)",
+        "",
+        f"Command: `python benchmarks/publish_fanout.py {' '.join(sys.argv[1:])}`",
+        "",
+        "```",
+        *(f"{kind}: {json.dumps(result)}" for kind, result in runs),
+    ]
+    for kind in ("before", "after"):
+        for measured in ("publish", "floor", "python"):
+            values = [r[measured] for k, r in runs if k == kind]
+            lines.append(
+                f"median of {kind}, {measured}: CPU "
+                f"{statistics.median(v['cpu_us_median'] for v in values):.2f} us per "
+                f"connection (p10 {statistics.median(v['cpu_us_p10'] for v in values):.2f}), "
+                f"wall {statistics.median(v['wall_us_median'] for v in values):.2f} us"
+            )
+    lines += ["```", ""]
+    out = ROOT / "benchmarks" / "results" / f"{stamp}-fanout-ab.md"
+    out.write_text("\n".join(lines))
+    print("\n".join(lines))
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":
