@@ -11,7 +11,10 @@ reads everything as it comes. On the server's loop, in interleaved rounds:
 - ``python``: the fan-out with every transport's ``write`` a no-op (the Python work alone).
 
 Each is measured in CPU time of the server's thread (``time.thread_time``: the
-neighbours' load on the machine does not count) and in wall time, per connection.
+neighbours' load on the machine does not count) and in wall time, per connection; and
+the share of softirq in it (the kernel's receive side of a loopback send, done on the
+sender's core: ``/proc/stat`` samples it per tick, and a kernel without
+IRQ_TIME_ACCOUNTING, like this one, counts it in the thread's time too).
 ``--profile`` adds a cProfile of the publishes.
 
     python benchmarks/publish_fanout.py --clients 1000 --rounds 5 --publishes 50
@@ -65,6 +68,15 @@ def client(port: int, clients: int) -> None:
                 pass
 
 
+def softirq_ticks(core: int) -> int:
+    """The time core ``core`` spent in softirq (``/proc/stat``), in clock ticks."""
+    with open("/proc/stat") as stat:
+        for line in stat:
+            if line.startswith(f"cpu{core} "):
+                return int(line.split()[7])
+    return 0
+
+
 class NoWrite:
     """A transport whose ``write`` does nothing, in C (the Python work alone): built-in
     functions are not descriptors, so ``fake.write(data)`` is ``len(data)``."""
@@ -101,8 +113,10 @@ def measure(args: argparse.Namespace) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.clients + 200)), hard))
     pinned = shutil.which("taskset") is not None and (os.cpu_count() or 1) > 1
+    core = 0
     if pinned:
-        os.sched_setaffinity(0, {0})
+        os.sched_setaffinity(0, {core})
+    tick = 1 / os.sysconf("SC_CLK_TCK")
     sys.path.insert(0, args.code or str(ROOT))
     import asyncio
 
@@ -138,10 +152,18 @@ def measure(args: argparse.Namespace) -> None:
         for transport in transports:
             transport.write(framed)
 
+    softirq: dict[str, int] = dict.fromkeys(results, 0)
+
     def timed(operation: Any) -> tuple[float, float]:
         cpu, wall = time.thread_time(), time.perf_counter()
         operation()
         return time.thread_time() - cpu, time.perf_counter() - wall
+
+    def counted(kind: str, operation: Any) -> tuple[float, float]:
+        before = softirq_ticks(core)
+        result = timed(operation)
+        softirq[kind] += softirq_ticks(core) - before
+        return result
 
     outlets = [subscriber.outlet for subscriber in feed._subscribers]
     directs = [outlet._direct for outlet in outlets]
@@ -167,7 +189,7 @@ def measure(args: argparse.Namespace) -> None:
                 if kind == "publish" and profiler is not None:
                     results[kind].append(control.call(timed, lambda: profiler.runcall(publish)))
                 else:
-                    results[kind].append(control.call(timed, operation))
+                    results[kind].append(control.call(counted, kind, operation))
                 time.sleep(args.gap)
     reader.stdin.close()  # type: ignore[union-attr]
     reader.wait(10)
@@ -182,6 +204,10 @@ def measure(args: argparse.Namespace) -> None:
             "cpu_us_median": round(statistics.median(cpu), 3),
             "cpu_us_p10": round(statistics.quantiles(cpu, n=10)[0], 3),
             "wall_us_median": round(statistics.median(wall), 3),
+            # The kernel's receive work of a loopback send, done in softirq on the
+            # sender's core (sampled per 10 ms tick, summed over every run of the kind;
+            # the "python" kind, which sends nothing, shows the other processes' share).
+            "softirq_us": round(softirq[kind] * tick / (len(measured) * n) * 1e6, 3),
         }
     if args.json:
         print(json.dumps(summary), flush=True)
@@ -231,6 +257,7 @@ def compare(args: argparse.Namespace) -> None:
                 f"median of {kind}, {measured}: CPU "
                 f"{statistics.median(v['cpu_us_median'] for v in values):.2f} us per "
                 f"connection (p10 {statistics.median(v['cpu_us_p10'] for v in values):.2f}), "
+                f"softirq {statistics.median(v['softirq_us'] for v in values):.2f} us, "
                 f"wall {statistics.median(v['wall_us_median'] for v in values):.2f} us"
             )
     lines += ["```", ""]
