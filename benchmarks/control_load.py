@@ -204,12 +204,13 @@ def quantiles(values: list[float]) -> dict[str, float]:
     }
 
 
-def publish_latency(url: str, clients: int, events: int, gap: float) -> dict[str, Any]:
+def publish_latency(url: str, clients: int, events: int, gap: float, pid: int) -> dict[str, Any]:
     streams = Streams(url, clients)
     streams.pump(60, lambda: len(streams.started) == clients)
     streams.pump(0.5)
     host = urlsplit(url).netloc
     own = resource.getrusage(resource.RUSAGE_SELF)
+    server_cpu = cpu_seconds(pid)
     window = time.monotonic()
     sent: dict[int, float] = {}
     for k in range(events):
@@ -221,6 +222,7 @@ def publish_latency(url: str, clients: int, events: int, gap: float) -> dict[str
     client_cpu = (used.ru_utime + used.ru_stime - own.ru_utime - own.ru_stime) / (
         time.monotonic() - window
     )
+    server_cpu = cpu_seconds(pid) - server_cpu
     streams.pump(1.0)
     streams.close()
     delivered = [
@@ -256,6 +258,8 @@ def publish_latency(url: str, clients: int, events: int, gap: float) -> dict[str
             3,
         ),
         "client_cpu": round(client_cpu, 2),
+        # The server's CPU (its process, POSTs included) per event delivered.
+        "server_cpu_us_per_delivery": round(server_cpu / max(1, len(delivered)) * 1e6, 2),
     }
 
 
@@ -406,7 +410,7 @@ def main() -> None:
     load_before = os.getloadavg()
     server, url = start_server("live=", "--control")
     try:
-        publish = publish_latency(url, args.clients, args.events, args.gap)
+        publish = publish_latency(url, args.clients, args.events, args.gap, server.pid)
     finally:
         server.terminate()
         server.wait(10)
@@ -452,7 +456,7 @@ def publish_ab(args: argparse.Namespace) -> None:
         kind, code = ("before", args.ab) if index % 2 == 0 else ("after", here)
         server, url = start_server("live=", "--control", code=code)
         try:
-            result = publish_latency(url, args.clients, args.events, args.gap)
+            result = publish_latency(url, args.clients, args.events, args.gap, server.pid)
         finally:
             server.terminate()
             server.wait(10)
