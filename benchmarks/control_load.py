@@ -1,9 +1,15 @@
 """The control API and the journal under load (issue 26).
 
 1. Publish to delivery: ``sseplay serve live= --control`` (an empty live route) with N
-   connections (default 1,000, raw sockets, one event loop); events are published one at a
-   time with ``POST /_sseplay/publish``; latency = arrival of the event's id at a client -
-   the moment its POST was sent. p50, p99 and max over every (event, client) pair.
+   connections (default 1,000, raw sockets read by one epoll loop); events are published
+   one at a time with ``POST /_sseplay/publish``; latency = arrival of the event's id at a
+   client - the moment its POST was sent (wall clock). Arrival is the kernel's receive
+   time of the segment (``SO_TIMESTAMPNS``): delivered to the client's socket, whatever
+   this one client process then takes to read 1,000 sockets in turn (``read_by_client``
+   is when it read it, the measure of earlier runs). p50, p99 and max over every (event,
+   client) pair; ``fan_out_span`` is, per publish, the first delivery to the last.
+   ``--ab BEFORE_DIR`` runs only this, for another checkout's sseplay and this one's, in
+   interleaved rounds (``benchmarks/results/<UTC time>-publish-ab.md``).
 2. The journal's CPU per event sent: ``sseplay serve FILE`` without a journal and with one
    (``--expect-client method=GET,backoff``: every request journaled and judged), in
    interleaved rounds (A B A B ...), each a fresh server; clients read a whole stream, the
@@ -17,8 +23,10 @@
 
     python benchmarks/control_load.py                       # about 90 s
     python benchmarks/control_load.py --clients 200 --rounds 2 --seconds 4
+    python benchmarks/control_load.py --ab BEFORE_DIR --pairs 3          # about 2 minutes
 
-The server is pinned to core 0 and this client to core 1 when ``taskset`` exists (as
+The publish part lives in ``benchmarks/publish_latency.py``. The server is pinned to core 0
+and this client to core 1 when ``taskset`` exists (as
 ``benchmarks/run.py`` does). Results go to ``benchmarks/results/<UTC time>-control.md``.
 """
 
@@ -29,12 +37,9 @@ import asyncio
 import json
 import os
 import platform
-import re
 import resource
-import select
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,35 +47,17 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-_ID = re.compile(rb"id: (\d+)\n")
 RESULTS = Path(__file__).resolve().parent / "results"
 JOURNAL_RULES = "method=GET,backoff"
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-class Listener(asyncio.Protocol):
-    """One SSE connection that stays open: the moment each event id first arrived."""
-
-    def __init__(self, request: bytes, arrivals: dict[int, float]) -> None:
-        self.request = request
-        self.arrivals = arrivals
-        self.tail = b""
-        self.connected = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        cast(asyncio.WriteTransport, transport).write(self.request)
-
-    def data_received(self, data: bytes) -> None:
-        now = time.monotonic()
-        if not self.connected.done() and b"\r\n\r\n" in data:
-            self.connected.set_result(None)
-        text = self.tail + data
-        for match in _ID.finditer(text):
-            self.arrivals.setdefault(int(match.group(1)), now)
-        self.tail = text[-24:]
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.connected.done():
-            self.connected.set_result(None)
+from benchmarks.publish_latency import (  # noqa: E402
+    cpu_seconds,
+    publish_ab,
+    publish_latency,
+    start_server,
+)
 
 
 class Reader(asyncio.Protocol):
@@ -95,89 +82,11 @@ class Reader(asyncio.Protocol):
             self.done.set_result(None)
 
 
-def start_server(*args: str) -> tuple[subprocess.Popen[bytes], str]:
-    command = [sys.executable, "-m", "sseplay", "serve", *args, "--port", "0", "--ping", "0"]
-    command += ["--quiet"]
-    if shutil.which("taskset"):
-        command = ["taskset", "-c", "0", *command]
-    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    assert server.stdout is not None
-    ready, _, _ = select.select([server.stdout], [], [], 30)
-    url = server.stdout.readline().decode().strip() if ready else ""
-    if not url.startswith("http://"):
-        server.kill()
-        raise SystemExit(f"sseplay serve {' '.join(args)} did not start")
-    return server, url
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-async def publish_latency(url: str, clients: int, events: int, gap: float) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    parts = urlsplit(url)
-    request = f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode()
-    arrivals: list[dict[int, float]] = [{} for _ in range(clients)]
-    transports, opened = [], []
-    for index in range(clients):
-        transport, protocol = await loop.create_connection(
-            lambda index=index: Listener(request, arrivals[index]), parts.hostname, parts.port
-        )
-        transports.append(transport)
-        opened.append(protocol.connected)
-    await asyncio.wait_for(asyncio.gather(*opened), 60)
-    await asyncio.sleep(0.5)
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    window = time.monotonic()
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    sent: dict[int, float] = {}
-    for k in range(events):
-        body = json.dumps({"route": parts.path, "data": {"k": k}}).encode()
-        head = (
-            f"POST /_sseplay/publish HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        ).encode()
-        moment = time.monotonic()
-        writer.write(head + body)
-        await writer.drain()
-        await reader.readuntil(b"\r\n\r\n")
-        answer = await reader.readuntil(b"}")
-        sent[int(json.loads(answer)["id"])] = moment
-        await asyncio.sleep(gap)
-    used = resource.getrusage(resource.RUSAGE_SELF)
-    client_cpu = (used.ru_utime + used.ru_stime - own.ru_utime - own.ru_stime) / (
-        time.monotonic() - window
-    )
-    await asyncio.sleep(1.0)
-    writer.close()
-    for transport in transports:
-        transport.close()
-    latencies = sorted(
-        (got[event_id] - moment) * 1000
-        for got in arrivals
-        for event_id, moment in sent.items()
-        if event_id in got
-    )
-    quantiles = statistics.quantiles(latencies, n=100)
-    return {
-        "clients": clients,
-        "events": events,
-        "received": len(latencies),
-        "missing": clients * events - len(latencies),
-        "p50_ms": round(quantiles[49], 3),
-        "p99_ms": round(quantiles[98], 3),
-        "max_ms": round(latencies[-1], 3),
-        "client_cpu": round(client_cpu, 2),
-    }
 
 
 async def churn(url: str, clients: int, seconds: float, pid: int) -> dict[str, float]:
@@ -304,6 +213,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="journal: window")
     parser.add_argument("--interval", type=float, default=0.02, help="journal: event gap")
     parser.add_argument("--length", type=int, default=50, help="journal: events a stream")
+    parser.add_argument(
+        "--ab",
+        metavar="BEFORE_DIR",
+        help="publish only: the sseplay of BEFORE_DIR and of this checkout, interleaved",
+    )
+    parser.add_argument("--pairs", type=int, default=3, help="--ab: rounds of each")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, args.clients + 200)), hard))
@@ -315,10 +230,13 @@ def main() -> None:
         runner: Any = uvloop.run
     except ImportError:
         runner = asyncio.run
+    if args.ab:
+        publish_ab(args)
+        return
     load_before = os.getloadavg()
     server, url = start_server("live=", "--control")
     try:
-        publish = runner(publish_latency(url, args.clients, args.events, args.gap))
+        publish = publish_latency(url, args.clients, args.events, args.gap, server.pid)
     finally:
         server.terminate()
         server.wait(10)

@@ -143,11 +143,12 @@ class GatedFeed(Feed):
         """The gate let go: what the subscriber may have now goes out."""
         self._catch_up(subscriber)
 
-    def _deliver(self, subscriber: LiveSubscriber, first: int, chunk: bytes) -> None:
+    def _fan_out(self, first: int, chunk: bytes) -> None:
         if self.gate.paused:
-            self._catch_up(subscriber)  # as much as its allowance lets through
+            for subscriber in list(self._subscribers):
+                self._catch_up(subscriber)  # as much as its allowance lets through
             return
-        super()._deliver(subscriber, first, chunk)
+        super()._fan_out(first, chunk)
 
     def _catch_up(self, subscriber: LiveSubscriber) -> None:
         room = self.gate.room(subscriber.outlet, subscriber.sent)

@@ -39,7 +39,8 @@ class DirectWriter(Protocol):
         """Whether the connection has been closed under the response."""
 
     def write(self, chunk: bytes) -> bool:
-        """Write a body chunk; False when it must go through ``send`` instead."""
+        """Write a body chunk; False when it must go through ``send`` instead, or when
+        the connection is ``gone``."""
 
     def abort(self) -> None:
         """Drop the connection; the server tells the response it is lost."""
@@ -111,11 +112,13 @@ class Outlet:
             return False
         direct = self._direct
         try:
-            if direct is not None and direct.gone:
-                self.fail("its connection was closed under it")
-                return False
-            if more_body and chunk and direct is not None and direct.write(chunk):
-                return True
+            if direct is not None:
+                # The fast path first: ``direct.write`` declines a connection that is gone.
+                if more_body and chunk and direct.write(chunk):
+                    return True
+                if direct.gone:
+                    self.fail("its connection was closed under it")
+                    return False
             if not more_body:
                 self.completed = True
             if len(chunk) > PIECE_BYTES:

@@ -45,6 +45,20 @@ FRAMED_COPY_BYTES = 16 << 10
 COPYING_TRANSPORT_BYTES = 256 << 10
 
 
+# The last chunk framed and its framing: a feed writes the same chunk to every connection,
+# one after the other, so each one after the first sends these very bytes (a tuple, read
+# and replaced whole: servers on other threads share it safely). It holds at most
+# FRAMED_COPY_BYTES of a chunk and its copy.
+_framed: tuple[bytes, bytes] = (b"", b"")
+
+
+def _frame(chunk: bytes) -> tuple[bytes, bytes]:
+    """``chunk`` as one HTTP/1.1 chunk (RFC 9112 section 7.1), remembered in ``_framed``."""
+    global _framed
+    _framed = (chunk, b"%x\r\n%b\r\n" % (len(chunk), chunk))
+    return _framed
+
+
 class DirectBody:
     __slots__ = ("_chunked", "_cycle", "_flow", "_shares", "_transport", "fast")
 
@@ -95,14 +109,16 @@ class DirectBody:
         return not self._cycle.disconnected and bool(self._transport.is_closing())
 
     def write(self, chunk: bytes) -> bool:
-        """Write a non-empty, non-final chunk now; False when it must go through ``send``.
-        Raises what the transport raises (uvloop: RuntimeError once it is closed)."""
+        """Write a non-empty, non-final chunk now; False when it must go through ``send``,
+        or when the connection is ``gone`` (the outlet then asks). Raises what the
+        transport raises (uvloop: RuntimeError once it is closed)."""
         cycle = self._cycle
         if (
             not self.fast
             or cycle.disconnected
             or cycle.response_complete
             or self._flow.write_paused
+            or self._transport.is_closing()
         ):
             return False
         size = len(chunk)
@@ -115,10 +131,16 @@ class DirectBody:
                 # event's bytes are shared by every connection that sends them.
                 self._transport.writelines((b"%x\r\n" % size, chunk, b"\r\n"))
                 return True
-        if self._chunked:
-            self._transport.write(b"%x\r\n%b\r\n" % (size, chunk))
-        else:
+        if not self._chunked:
             self._transport.write(chunk)
+        elif size <= FRAMED_COPY_BYTES:
+            # One event published to every connection: framed once, for them all.
+            framed = _framed
+            if framed[0] is not chunk:
+                framed = _frame(chunk)
+            self._transport.write(framed[1])
+        else:
+            self._transport.write(b"%x\r\n%b\r\n" % (size, chunk))
         return True
 
     def abort(self) -> None:
