@@ -308,7 +308,19 @@ def sse_starlette() -> tuple[Any, Any]:
 
     if uvicorn.Server.handle_exit is not own:  # replaced by this very import
         uvicorn.Server.handle_exit = own  # type: ignore[method-assign]
-    return EventSourceResponse, ServerSentEvent
+
+    class OwnEnd(EventSourceResponse):  # type: ignore[misc, unused-ignore]
+        """Ended by the server (``RequestJournal.stop``) and by its client only. Releases
+        before 3.0 also wait on one exit event for the whole process, bound to the first
+        event loop that waited on it, so a second server (another thread's loop) failed
+        with "bound to a different event loop" (sysid/sse-starlette#140); 3.0 keeps one
+        per loop, under another name, which this leaves alone."""
+
+        @staticmethod
+        async def listen_for_exit_signal() -> None:
+            await asyncio.Event().wait()  # until the response's task group is cancelled
+
+    return OwnEnd, ServerSentEvent
 
 
 def _has_body(headers: dict[str, str]) -> bool:
