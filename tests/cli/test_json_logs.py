@@ -57,7 +57,7 @@ def test_a_served_stream_logs_json_lines_with_the_fields_of_each_event(tmp_path:
     [
         (("serve", "no-such-file.json"), ExitCode.BAD_INPUT, "no-such-file.json: no such file"),
         (("serve", "samples/scores.json", "--bogus"), ExitCode.USAGE, "No such option: --bogus"),
-        (("serve", "samples/scores.json", "--ping", "x"), ExitCode.USAGE, "'x' is not a number"),
+        (("serve", "samples/scores.json", "--ping", "x"), ExitCode.USAGE, "'x' is not a"),
         (("publish", "no-such-file.json", "--to", "redis://127.0.0.1:1/0?stream=s"), 3, "no such"),
     ],
 )

@@ -85,8 +85,8 @@ def test_a_scenario_request_is_journaled_once_with_its_body(tmp_path: Path) -> N
         ]
     }
     with Server(scenario=scenario, control=True) as server:
-        hit = httpx.post(server.base_url + "/chat", json={"kind": "x"}, timeout=10)
-        miss = httpx.post(server.base_url + "/chat", json={"kind": "y"}, timeout=10)
+        hit = httpx.post(server.base_url + "/chat", content=b'{"kind":"x"}', timeout=10)
+        miss = httpx.post(server.base_url + "/chat", content=b'{"kind":"y"}', timeout=10)
         entries = entries_when_ended(server, 2)
     assert hit.text.count("data: ") == 2
     assert miss.status_code == 404
