@@ -411,20 +411,13 @@ def serve(
         raise UsageError("standard input (-) can be read only once")
     routes = routes_of(files, check_route("/" + route.strip("/")))
     _check_urls(routes, config)
+    # A live URL's route, ids and retry: are its own flags' to set; the rest shape a file.
+    applies_to_urls = ("--route", "--no-ids", "--retry")
     _check_file_flags(
         routes,
         {
-            "--interval": interval is not None,
-            "--time-field": time_field is not None,
-            "--speed": speed != 1.0,
-            "--max-gap": max_gap is not None,
-            "--loop": loop,
-            "--data-field": data_field is not None,
-            "--event-field": event_field is not None,
-            "--event-type": event_type is not None,
-            "--id-field": id_field is not None,
-            "--follow": follow,
-            "--from-end": from_end,
+            **timing_flags,
+            **{flag: used for flag, used in file_flags.items() if flag not in applies_to_urls},
             "--broadcast": broadcast,
             "--epoch": epoch is not None,
         },
