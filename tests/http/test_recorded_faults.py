@@ -42,3 +42,21 @@ def test_faults_with_chunks_are_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "drop --chunks, or the faults" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_fault_armed_on_a_recorded_stream_acts_from_then(tmp_path: Path) -> None:
+    slow = [(0.0, "data: one\n\n")] + [(0.2 * n, f"data: {n}\n\n") for n in range(1, 30)]
+    write_recording(tmp_path / "a.jsonl", method="POST", target="/v1/s", blocks=slow)
+    with (
+        Server(Recordings(tmp_path), control=True) as server,
+        httpx.stream("POST", server.base_url + "/v1/s", timeout=10) as response,
+    ):
+        lines = response.iter_lines()
+        assert next(lines) == "data: one"
+        (connection,) = server.connections()
+        armed = server.fault("drop:after=1", conn=connection["id"])
+        rest = [line for line in lines if line]
+    assert armed["events"] >= 1
+    assert len(rest) == 1  # one more event, then the drop (29 were recorded)
+    (entry,) = server.journal()
+    assert entry["ended"] == "fault:drop"
