@@ -6,6 +6,7 @@ its blocks go to the file in one write, whole JSON lines only (``ExchangeWriter`
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -27,6 +28,13 @@ from sseplay.redaction import redact_headers
 logger = logging.getLogger("sseplay.record")
 
 COMPLETE = "complete"
+# The lines of the reads wait this long at most before their one write: a write per read,
+# to as many files as there are streams, was half of what the proxy cost and the source of
+# its slowest relays (benchmarks/proxy_latency.py). A crash loses no more than this, and
+# still leaves whole lines only.
+FLUSH_SECONDS = 0.1
+# ... or until this much is held, so that a fast stream is written as it goes.
+FLUSH_BYTES = 64 << 10
 
 
 def text_pairs(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
@@ -61,6 +69,8 @@ class ExchangeRecording:
         self.decoding = False  # a Content-Encoding sseplay decodes
         self.splitter: BlockSplitter | None = None
         self.ended: str | None = None  # how it ended, once its end line is written
+        self._held_bytes = 0
+        self._flush_due: asyncio.TimerHandle | None = None
         self._try(
             lambda: setattr(self, "writer", ExchangeWriter(path, upstream, request, held=True))
         )
@@ -79,6 +89,9 @@ class ExchangeRecording:
         self._drop()
 
     def _drop(self) -> None:
+        if self._flush_due is not None:
+            self._flush_due.cancel()
+            self._flush_due = None
         writer, self.writer = self.writer, None
         if writer is not None:
             with contextlib.suppress(OutputFailed):  # already reported
@@ -134,7 +147,27 @@ class ExchangeRecording:
         else:
             for block in self.splitter.feed(data):
                 writer.block(offset, block)
-        writer.flush()
+        self._held_bytes += len(data)
+        if self._flush_due is not None and self._held_bytes < FLUSH_BYTES:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a caller of its own): written at once
+            loop = None
+        if loop is None or self._held_bytes >= FLUSH_BYTES:
+            self._flush()
+        else:
+            self._flush_due = loop.call_later(FLUSH_SECONDS, self._flush)
+
+    def _flush(self) -> None:
+        """Write the lines held, in one write."""
+        if self._flush_due is not None:
+            self._flush_due.cancel()
+            self._flush_due = None
+        self._held_bytes = 0
+        writer = self.writer
+        if writer is not None:
+            self._try(writer.flush)
 
     def finish(self, how: str) -> None:
         """The end line (``complete`` or why not); what the decoder and splitter still

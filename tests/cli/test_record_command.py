@@ -99,6 +99,12 @@ def test_kill_9_mid_stream_leaves_whole_json_lines_a_partial_recording(
     try:
         reader, got = read_in_background(proxy.url + "/ticks")
         wait_until(lambda: b"".join(got).count(b"\n\n") >= 5, timeout=10)
+
+        # Written as the stream goes: a read's lines reach the file within FLUSH_SECONDS.
+        def blocks_recorded() -> int:
+            return sum(p.read_bytes().count(b'"block"') for p in out.glob("GET-ticks-*.jsonl"))
+
+        wait_until(lambda: blocks_recorded() >= 5, timeout=5)
         proxy.process.send_signal(signal.SIGKILL)
         proxy.close()
         reader.join(10)
