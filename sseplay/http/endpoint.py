@@ -368,13 +368,6 @@ def faulty_outlet(
     )
 
 
-def how_it_ended(hub: Hub, listener: Listener, whole: str, otherwise: str = "disconnected") -> str:
-    """Why a response ended, for the line logged when its client leaves (every kind of
-    route says it the same way): ``whole`` when the client got all of it, ``otherwise``
-    when nothing on the server's side ended it."""
-    return ending(hub, listener, whole, otherwise).how
-
-
 class Ending(NamedTuple):
     """How a response ended, said three ways."""
 
@@ -384,7 +377,8 @@ class Ending(NamedTuple):
 
 
 def ending(hub: Hub, listener: Listener, whole: str, otherwise: str = "disconnected") -> Ending:
-    """``how_it_ended``, with how the journal and the metrics say it."""
+    """Why a response ended (every kind of route says it the same way): ``whole`` when the
+    client got all of it, ``otherwise`` when nothing on the server's side ended it."""
     outlet = listener.outlet
     # Forgotten first, whatever the answer: the control API lists open connections only.
     kicked = hub.control is not None and hub.control.forget(outlet)
@@ -418,3 +412,26 @@ def _retry_of(source: object) -> int | None:
         return retry
     live = getattr(source, "live", None)
     return None if live is None else live.source.retry
+
+
+def played_started(hub: Hub, scope: Scope, listener: Listener, route: str) -> None:
+    """A played response (a shaped turn, a recorded exchange) has begun streaming: counted,
+    listed by the control API and journaled, as the stream endpoint does its own."""
+    if hub.metrics is not None:
+        hub.metrics.opened(listener.outlet, route)
+    if hub.control is not None:
+        hub.control.register(listener, scope, route)
+    if hub.journal is not None:
+        hub.journal.streaming(scope, listener, positional=False, replay=None)
+
+
+def played_ended(
+    hub: Hub, scope: Scope, listener: Listener, route: str, status: int, whole: str
+) -> str:
+    """A played response has ended: counted and journaled; how, for the line logged."""
+    ended = ending(hub, listener, whole)
+    if hub.metrics is not None:
+        hub.metrics.ended(listener.outlet, route, ended.outcome, listener.sent)
+    if hub.journal is not None:
+        hub.journal.ended(scope, ended.journal, status, listener)
+    return ended.how

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sseplay.errors import InputError
 from sseplay.exchange import Exchange, read_exchange
-from sseplay.http.endpoint import ending
+from sseplay.http.endpoint import played_ended, played_started
 from sseplay.http.request import BODY_KEY, client_of, disconnect, raw_last_event_id
 from sseplay.http.uvicorn.direct import DirectBody
 from sseplay.http.uvicorn.protocol import arrived_at
@@ -170,12 +170,7 @@ class RecordedEndpoint:
             outlet = Outlet(send, config.send_timeout, hub.cut_off_stream, direct, task)
         player = TimedPlayer(outlet, answer, timer, origin, recordings.ping, self._ended)
         hub.listeners.add(player)
-        if hub.metrics is not None:  # by path: a recorded one, so the labels are bounded
-            hub.metrics.opened(outlet, path)
-        if hub.control is not None:  # listed by the control API (--control)
-            hub.control.register(player, scope, path)
-        if hub.journal is not None:
-            hub.journal.streaming(scope, player, positional=False, replay=None)
+        played_started(hub, scope, player, path)  # by path: a recorded one, labels bounded
         try:
             player.begin()
             # The request's task waits here: a disconnect, or the end of the response
@@ -222,10 +217,5 @@ class RecordedEndpoint:
     def _left(self, scope: Scope, listener: Listener, shown: str, path: str, status: int) -> None:
         listener.outlet.close()
         self.hub.listeners.discard(listener)
-        ended = ending(self.hub, listener, "got the whole recording")
-        how = ended.how
-        if self.hub.metrics is not None:
-            self.hub.metrics.ended(listener.outlet, path, ended.outcome, listener.sent)
-        if self.hub.journal is not None:
-            self.hub.journal.ended(scope, ended.journal, status, listener)
+        how = played_ended(self.hub, scope, listener, path, status, "got the whole recording")
         logger.info("%s left %s after %d pieces (%s)", client_of(scope), shown, listener.sent, how)

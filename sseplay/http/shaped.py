@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from starlette.types import Receive, Scope, Send
 
 from sseplay.faults.outlet import FaultyOutlet
-from sseplay.http.endpoint import ending
+from sseplay.http.endpoint import played_ended, played_started
 from sseplay.http.recorded import read_body
 from sseplay.http.request import BODY_KEY, client_of, disconnect
 from sseplay.http.uvicorn.direct import DirectBody
@@ -87,12 +87,7 @@ class ShapedEndpoint:
         one_by_one = isinstance(outlet, FaultyOutlet) and not response.sse
         player = TimedPlayer(outlet, response, timer, origin, turns.ping, one_by_one=one_by_one)
         hub.listeners.add(player)
-        if hub.metrics is not None:
-            hub.metrics.opened(outlet, route)
-        if hub.control is not None:  # listed by the control API (--control)
-            hub.control.register(player, scope, route)
-        if hub.journal is not None:
-            hub.journal.streaming(scope, player, positional=False, replay=None)
+        played_started(hub, scope, player, route)
         try:
             player.begin()
             # The request's task waits here: a disconnect, or the end of the response
@@ -105,12 +100,7 @@ class ShapedEndpoint:
         finally:
             outlet.close()
             hub.listeners.discard(player)
-            ended = ending(hub, player, "got the whole turn")
-            how = ended.how
-            if hub.metrics is not None:
-                hub.metrics.ended(outlet, route, ended.outcome, player.sent)
-            if hub.journal is not None:
-                hub.journal.ended(scope, ended.journal, response.status, player)
+            how = played_ended(hub, scope, player, route, response.status, "got the whole turn")
             logger.info(
                 "%s left %s after %d frames (%s)", client_of(scope), route, player.sent, how
             )
