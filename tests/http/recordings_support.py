@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from sseplay.exchange import Exchange, read_exchange
+
 SSE = [["content-type", "text/event-stream"], ["cache-control", "no-cache"]]
 JSON = [["content-type", "application/json"]]
 
@@ -129,3 +131,10 @@ def raw_request(
                 return response
             response.chunks.append((time.monotonic(), buffer[:size]))
             buffer = buffer[size + 2 :]
+
+
+def only_recording(directory: Path) -> Exchange:
+    """The one recording the proxy wrote into ``directory``."""
+    files = sorted(directory.glob("*.jsonl"))
+    assert len(files) == 1, files
+    return read_exchange(files[0])

@@ -17,23 +17,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sseplay.exchange import Exchange, read_exchange
 from sseplay.http.proxy_server import RecordingProxy
 from sseplay.http.tls import TlsFiles, make_self_signed
 from sseplay.http.upstream import Upstream
 from tests.conftest import RawServer
+from tests.http.recordings_support import only_recording
 from tests.support import wait_until
 
 
 @pytest.fixture
 def recorded(tmp_path: Path) -> Path:
     return tmp_path / "rec"
-
-
-def only_recording(directory: Path) -> Exchange:
-    files = sorted(directory.glob("*.jsonl"))
-    assert len(files) == 1, files
-    return read_exchange(files[0])
 
 
 def base(server: RawServer) -> str:

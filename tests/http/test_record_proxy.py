@@ -20,10 +20,11 @@ import uvicorn
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from sseplay import Server, Stream
-from sseplay.exchange import Exchange, load_exchanges, read_exchange
+from sseplay.exchange import load_exchanges, read_exchange
 from sseplay.http.listen import bind
 from sseplay.http.proxy_server import RecordingProxy
 from tests.conftest import free_port
+from tests.http.recordings_support import only_recording
 from tests.support import wait_until
 
 NODE_SCRIPT = Path(__file__).with_name("node_upstream.js")
@@ -46,12 +47,6 @@ def node() -> Iterator[str]:
 @pytest.fixture
 def recorded(tmp_path: Path) -> Path:
     return tmp_path / "rec"
-
-
-def only_recording(directory: Path) -> Exchange:
-    files = sorted(directory.glob("*.jsonl"))
-    assert len(files) == 1, files
-    return read_exchange(files[0])
 
 
 def every_byte_under(directory: Path) -> bytes:
