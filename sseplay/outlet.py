@@ -67,6 +67,7 @@ class Outlet:
         "completed",
         "cut_off",
         "failure",
+        "gone",
         "on_drained",
         "task",
     )
@@ -95,6 +96,9 @@ class Outlet:
         self.cut_off = False
         # Why a write to this connection failed (it is then closed), or None.
         self.failure: str | None = None
+        # The client closed the connection, seen by a write before the request heard of
+        # it: the connection ended because the client left, not because of an error.
+        self.gone = False
 
     @property
     def direct(self) -> bool:
@@ -117,6 +121,7 @@ class Outlet:
                 if more_body and chunk and direct.write(chunk):
                     return True
                 if direct.gone:
+                    self.gone = True
                     self.fail("its connection was closed under it")
                     return False
             if not more_body:

@@ -394,6 +394,8 @@ def ending(hub: Hub, listener: Listener, whole: str, otherwise: str = "disconnec
     if outlet.cut_off:
         timeout = hub.options.config.send_timeout
         return Ending(f"cut off: it read nothing for {timeout:g} s", "cut off", "cut_off")
+    if outlet.gone:  # seen by a write before the request heard of it
+        return Ending("disconnected", "client left", "client_left")
     if outlet.failure:
         return Ending(f"ended: {outlet.failure}", "error", "error")
     if otherwise == "disconnected":
