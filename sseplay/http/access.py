@@ -144,15 +144,15 @@ class AccessGuard:
         self._token = rules.token.encode() if rules.token is not None else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or await self.admits(scope, send):
             await self.app(scope, receive, send)
-            return
+
+    async def admits(self, scope: Scope, send: Send) -> bool:
+        """Whether the rules let an HTTP request through; when not, it is answered."""
         if self.rules.allowed_hosts is not None and not await self._host_ok(scope, send):
-            return
+            return False
         needs_token = self._token is not None and scope["path"] not in OPEN_ROUTES
-        if needs_token and not await self._token_ok(scope, send):
-            return
-        await self.app(scope, receive, send)
+        return not needs_token or await self._token_ok(scope, send)
 
     async def _host_ok(self, scope: Scope, send: Send) -> bool:
         # HTTP/2 carries it as :authority, which a server treats as Host (RFC 9113 8.3.1).

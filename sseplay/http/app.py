@@ -18,6 +18,7 @@ from starlette import routing
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sseplay.http.access import AccessGuard
+from sseplay.http.direct_routes import DirectFastAPI
 from sseplay.http.endpoint import StreamEndpoint
 from sseplay.http.health import add_health_routes, sampling
 from sseplay.http.hub import AppOptions, Hub, LiveRoute, Route
@@ -105,10 +106,11 @@ def create_app(
                 await redis_feed.stop()
             await hub.stop_following()
 
-    app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    app = DirectFastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
     app.state.hub = hub
     if options.access is not None:  # added first: inside CORS, so a 401 carries its headers
         app.add_middleware(AccessGuard, rules=options.access)
+        app.guard = AccessGuard(app, options.access)  # for the routes reached directly
     app.add_middleware(
         CORSMiddleware,
         allow_origins=list(options.config.cors_origins),
