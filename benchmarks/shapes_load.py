@@ -7,8 +7,8 @@ Starts `sseplay serve --shape openai-chat TURNS.jsonl --tps 50 --ttft T --port 0
 core 0 (as run.py does), with one turn long enough to stream through the whole window, and
 a load client pinned to core 1 (this script again, `--client`: uvloop, raw sockets,
 httptools, so it measures the server and not itself; it reports its own CPU) that opens the
-streams (POST /v1/chat/completions, `"stream": true`), spread over `--ramp` seconds. Per
-stream, on the client's clock:
+streams (POST /v1/chat/completions, `"stream": true`), spread evenly over `--ramp` seconds
+(`--burst N`: N at a time, back to back). Per stream, on the client's clock:
 
 - TTFT: from the request written to the arrival of the first token chunk (the second SSE
   event: the first is the `role` chunk, sent with the first token), against `--ttft`;
@@ -170,7 +170,9 @@ def cpu_now() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def load(port: int, clients: int, seconds: float, tps: float, ramp: float) -> dict[str, Any]:
+async def load(
+    port: int, clients: int, seconds: float, tps: float, ramp: float, burst: int
+) -> dict[str, Any]:
     body = json.dumps(
         {"model": "gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
     ).encode()
@@ -190,8 +192,12 @@ async def load(port: int, clients: int, seconds: float, tps: float, ramp: float)
             streams.append(stream)
         except OSError:
             failed += 1
-        if ramp and index % 50 == 49:
-            await asyncio.sleep(ramp * 50 / clients)
+        if ramp and index % burst == burst - 1:
+            # Opened at absolute deadlines, ``burst`` at a time: one every 2 ms by default,
+            # as clients arrive; ``--burst 50`` is the old load, 50 back to back.
+            delay = started + ramp * (index + 1) / clients - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
     connected, cpu_connected = time.monotonic(), cpu_now()
     print("connected", flush=True)  # the harness samples the server's CPU here
     # Less the role chunks still to come (one per stream that has had no event yet).
@@ -262,7 +268,9 @@ def client_main(args: argparse.Namespace) -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     uvloop.install()
-    result = asyncio.run(load(args.client, args.clients, args.seconds, args.tps, args.ramp))
+    result = asyncio.run(
+        load(args.client, args.clients, args.seconds, args.tps, args.ramp, args.burst)
+    )
     print(json.dumps(result), flush=True)
 
 
@@ -284,6 +292,8 @@ def measure(args: argparse.Namespace, turns: Path, profile: Path | None) -> dict
             str(args.tps),
             "--ramp",
             str(args.ramp),
+            "--burst",
+            str(args.burst),
         ]
         process = subprocess.Popen(
             run.pinned(run.CLIENT_CORE, command),
@@ -393,6 +403,9 @@ def main() -> None:
     parser.add_argument("--tps", type=float, default=50, help="tokens per second per stream")
     parser.add_argument("--ttft", type=float, default=0.5, help="seconds before the first token")
     parser.add_argument("--ramp", type=float, default=2, help="seconds to open the streams over")
+    parser.add_argument(
+        "--burst", type=int, default=1, help="streams opened back to back at each step of the ramp"
+    )
     parser.add_argument("--profile", type=Path, help="run the server under cProfile into FILE")
     parser.add_argument("--no-write", action="store_true", help="print only, no results file")
     parser.add_argument("--client", type=int, metavar="PORT", help=argparse.SUPPRESS)
@@ -423,7 +436,7 @@ def main() -> None:
     }
     command = (
         f"python benchmarks/shapes_load.py --clients {args.clients} --seconds {args.seconds:g}"
-        f" --tps {args.tps:g} --ttft {args.ttft:g} --ramp {args.ramp:g}"
+        f" --tps {args.tps:g} --ttft {args.ttft:g} --ramp {args.ramp:g} --burst {args.burst}"
         + (f" --profile {args.profile}" if args.profile else "")
     )
     served = (
