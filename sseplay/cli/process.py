@@ -14,15 +14,16 @@ import logging
 logger = logging.getLogger("sseplay.server")
 
 # Python's cyclic collector stalls every stream while it walks the objects of the
-# connections it looks at: a held connection is ~80 of them. Nothing a request leaves
+# connections it looks at: a held connection is ~40-80 of them. Nothing a request leaves
 # behind is a cycle (tests/http/test_serve.py checks every kind of request), so reference
 # counting frees it all at once and the collector has little to find. Its young
-# generation runs when 50,000 objects more are alive than before, that is as clients
-# join; the middle one, which would walk every client that joined since its last pass
-# (50-60 ms at 7,000 clients), only after 100 young passes, and the full one after 10
-# of those. Measured with gc.callbacks at 7,000 clients joining in 2 s: the longest
-# stall went from 61 ms to 8 ms, drift p99 from 36-41 ms to 6-8 ms.
-GC_THRESHOLDS = (50_000, 100, 10)
+# generation runs when 10,000 objects more are alive than before, that is as clients
+# join, and a pass walks those alone (1-2 ms; at 50,000 a pass stalled every stream for
+# 19-22 ms, the TTFT p99 of benchmarks/shapes_load.py); the middle one, which would walk
+# every client that joined since its last pass, only after 100 young passes, and the full
+# one after 10 of those. Measured with gc.callbacks at 7,000 clients joining in 2 s: the
+# longest stall was 61 ms with Python's defaults, 19 ms with (50,000, 100, 10), 5 ms now.
+GC_THRESHOLDS = (10_000, 100, 10)
 
 
 def tune_collector() -> None:
