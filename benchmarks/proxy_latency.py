@@ -2,8 +2,12 @@
 
 Three phases, each bounded in time, on 127.0.0.1:
 
-1. ``sseplay serve FILE --broadcast --loop --interval 0.02`` with N clients: the CPU
-   ``serve`` spends per event it sends (the yardstick of issue 24).
+1. ``sseplay serve FILE --loop --interval 0.02`` with N clients: the CPU ``serve`` spends
+   per event it sends (the yardstick of issue 24), each client on a timeline of its own,
+   begun when it connected, so that events fall due at moments independent of each
+   other, as the proxy's upstream events do; and the same with ``--broadcast``, one
+   timeline whose every event goes to all N clients in one timer round (the cheapest
+   event ``serve`` sends: one wake-up for N writes, which the proxy cannot share).
 2. A small uvicorn upstream (this file, ``--upstream``): N streams of 50 events/s, each
    event stamped with ``time.monotonic()`` just before it is written; N clients read it
    directly: the latency without the proxy.
@@ -218,11 +222,15 @@ async def measure(
     return result
 
 
-def serve_phase(scratch: Path, streams: int, seconds: float) -> dict[str, float]:
+def serve_phase(scratch: Path, streams: int, seconds: float, broadcast: bool) -> dict[str, float]:
+    """``serve``'s CPU per sent event: ``broadcast``, one timeline whose every event goes to
+    all clients in one timer round; else one timeline per client, each begun when its
+    client connected, so events fall due at independent moments, as the proxy's do."""
     events = scratch / "events.jsonl"
     events.write_text('{"n": 1, "t": 0.0}\n')
+    mode = ["--broadcast"] if broadcast else []
     serve, serve_url = start(
-        [sys.executable, "-m", "sseplay", "serve", str(events), "--broadcast", "--loop",
+        [sys.executable, "-m", "sseplay", "serve", str(events), *mode, "--loop",
          "--interval", str(1 / RATE), "--ping", "0", "--port", "0", "-q"]
     )  # fmt: skip
     try:
@@ -249,13 +257,17 @@ def proxy_phase(root: Path, base: str, out: Path, streams: int, seconds: float) 
 
 
 def summary_of(
-    serve: dict[str, float], direct: dict[str, float], proxied: dict[str, float]
+    broadcast: dict[str, float],
+    serve: dict[str, float],
+    direct: dict[str, float],
+    proxied: dict[str, float],
 ) -> dict[str, float]:
     return {
         "added_p50_ms": proxied["p50_ms"] - direct["p50_ms"],
         "added_p99_ms": proxied["p99_ms"] - direct["p99_ms"],
         "added_p99_ms_vs_control": proxied["p99_ms"] - proxied["control_p99_ms"],
         "proxy_cpu_vs_serve": proxied["cpu_us_per_event"] / serve["cpu_us_per_event"],
+        "proxy_cpu_vs_broadcast": proxied["cpu_us_per_event"] / broadcast["cpu_us_per_event"],
         "proxy_kib_per_stream": proxied["rss_per_stream_kib"],
     }
 
@@ -283,7 +295,8 @@ def main() -> None:
             phases: dict[str, dict[str, float]] = {
                 "load": dict(zip(("1", "5", "15"), os.getloadavg(), strict=True))
             }
-            phases["serve --broadcast"] = serve_phase(scratch, args.streams, args.seconds / 2)
+            phases["serve --broadcast"] = serve_phase(scratch, args.streams, args.seconds / 2, True)
+            phases["serve"] = serve_phase(scratch, args.streams, args.seconds / 2, False)
             upstream, port = start([sys.executable, __file__, "--upstream"])
             base = f"http://127.0.0.1:{port}"
             try:
@@ -300,7 +313,9 @@ def main() -> None:
                 upstream.kill()
                 upstream.wait()
             summaries = {
-                name: summary_of(phases["serve --broadcast"], phases["upstream direct"], phase)
+                name: summary_of(
+                    phases["serve --broadcast"], phases["serve"], phases["upstream direct"], phase
+                )
                 for name, phase in phases.items()
                 if name.startswith("through")
             }
@@ -326,8 +341,9 @@ def write_results(args: argparse.Namespace, report: dict[str, Any]) -> None:
     command = "python benchmarks/proxy_latency.py " + " ".join(sys.argv[1:])
     rows = [
         "| round | load (1 min) | proxy | added p50 ms | added p99 ms | p99 vs concurrent"
-        " direct ms | CPU us/event (user + sys) | serve us/event | x serve | KiB/stream |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        " direct ms | CPU us/event (user + sys) | serve us/event | x serve"
+        " | serve --broadcast us/event | x serve --broadcast | KiB/stream |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for number, one in enumerate(report["rounds"], 1):
         phases = one["phases"]
@@ -339,8 +355,11 @@ def write_results(args: argparse.Namespace, report: dict[str, Any]) -> None:
                 f"| {summary['added_p99_ms_vs_control']:.2f} "
                 f"| {phase['cpu_us_per_event']:.1f} ({phase['user_us_per_event']:.1f} + "
                 f"{phase['system_us_per_event']:.1f}) "
+                f"| {phases['serve']['cpu_us_per_event']:.1f} "
+                f"| {summary['proxy_cpu_vs_serve']:.2f} "
                 f"| {phases['serve --broadcast']['cpu_us_per_event']:.1f} "
-                f"| {summary['proxy_cpu_vs_serve']:.2f} | {summary['proxy_kib_per_stream']:.1f} |"
+                f"| {summary['proxy_cpu_vs_broadcast']:.2f} "
+                f"| {summary['proxy_kib_per_stream']:.1f} |"
             )
     load = " ".join(f"{x:.2f}" for x in report["load_before"])
     text = "\n".join(

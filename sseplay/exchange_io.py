@@ -106,8 +106,24 @@ class ExchangeWriter:
         pairs = [list(pair) for pair in redact_headers(headers)]
         self._line({"offset": _seconds(offset), "response": {"status": status, "headers": pairs}})
 
-    def read(self, offset: float, size: int) -> None:
-        self._line({"offset": _seconds(offset), "read": size})
+    def read(self, offset: float, size: int, blocks: Sequence[bytes] = ()) -> None:
+        """A network read of ``size`` bytes, and the blocks it completed (their lines
+        follow its line, with its offset): the proxy's call for every read, so it makes
+        its lines with as little as it can."""
+        if self._fd is None:
+            return
+        at = round(offset, 6)
+        lines = [json_line({"offset": at, "read": size})]
+        for raw in blocks:
+            try:
+                lines.append(json_line({"offset": at, "block": raw.decode()}))
+            except UnicodeDecodeError:
+                lines.append(json_line({"offset": at, **_text("block", raw)}))
+        data = "".join(lines).encode()
+        if self._held is not None:
+            self._held.append(data)
+        else:
+            self._write(data)
 
     def block(self, offset: float, raw: bytes) -> None:
         self._line({"offset": _seconds(offset), **_text("block", raw)})

@@ -140,13 +140,13 @@ class ExchangeRecording:
         writer = self.writer
         if writer is None or not data:
             return
-        offset = self.offset()
-        writer.read(offset, len(data))
-        if self.splitter is None:
+        offset = time.monotonic() - self.started
+        splitter = self.splitter
+        if splitter is None:
+            writer.read(offset, len(data))
             writer.body(offset, data)
         else:
-            for block in self.splitter.feed(data):
-                writer.block(offset, block)
+            writer.read(offset, len(data), splitter.feed(data))
         self._held_bytes += len(data)
         if self._flush_due is not None and self._held_bytes < FLUSH_BYTES:
             return
