@@ -305,11 +305,6 @@ def serve(
                 "--scenario-preset": scenario_preset is not None,
             }
         )
-        if chunks and (fault or fault_header):
-            raise UsageError(
-                "faults act on a recording's events, and --chunks plays its network reads: "
-                "drop --chunks, or the faults"
-            )
     options = StreamOptions(
         FieldMapping(data_field, event_field, id_field, event_type, time_field),
         Timing(interval=interval, speed=speed, max_gap=max_gap, loop=loop),

@@ -204,7 +204,7 @@ class FaultyOutlet(Outlet):
             global _counted
             counted = _counted
             if self._framed:
-                self.events += 1 if chunk else 0
+                self.events += 1 if chunk and chunk is not PING else 0
             elif chunk is counted[0]:
                 self.events += counted[1]
             else:
@@ -224,7 +224,9 @@ class FaultyOutlet(Outlet):
             self._after(0)
         start = 0
         if self._framed:
-            if chunk:
+            if chunk is PING:  # --ping's comment: not a frame of the stream
+                self._emit(chunk)
+            elif chunk:
                 self._event(chunk)
             start = len(chunk)
         while self.fault_end is None and start < len(chunk):

@@ -345,10 +345,12 @@ def faulty_outlet(
     number: int,
     during: list[Chosen],
     shaped: ShapedResponse | None = None,
+    by_write: bool = False,
 ) -> FaultyOutlet:
     """The outlet of a connection that faults act on; ``shaped``: a shaped answer, whose
     own mid-stream error ``error-event`` sends, and whose frames are its events when it
-    is not SSE."""
+    is not SSE; ``by_write``: each write is what faults count and act on (a recording's
+    network reads, ``--chunks``), not the events in it."""
     from sseplay.faults.spec import draw
 
     seed = hub.options.seed
@@ -364,7 +366,7 @@ def faulty_outlet(
         ping=hub.options.config.ping,
         jitter=lambda n: draw(seed, "jitter", route, number, n),
         error_frame=shaped.error_frame if shaped is not None else None,
-        framed=shaped is not None and not shaped.sse,
+        framed=by_write or (shaped is not None and not shaped.sse),
     )
 
 

@@ -132,8 +132,10 @@ class RecordedEndpoint:
             return
         logger.info("%s %s %s: playing %s", client_of(scope), method, path, shown)
         # Faults act on a recorded event stream as on any (--fault, --fault-header,
-        # --control), event by event: not on another body, nor on recorded reads (--chunks).
-        faultable = hub.faulty and answer.is_stream and not recordings.chunks
+        # --control), event by event; with --chunks, read by read (the unit it plays: an
+        # event may lie across two reads, and the reads go out as recorded). Not on
+        # another body.
+        faultable = hub.faulty and answer.is_stream
         number_on_route, during = 0, None
         if faultable:
             from sseplay.http.endpoint import pick_faults
@@ -159,16 +161,29 @@ class RecordedEndpoint:
         task = asyncio.current_task()
         assert task is not None
         direct = DirectBody.of(scope, receive, fast=hub.options.direct_writes)
+        # Reads that faults count go out one write each, even when due together.
+        one_by_one = False
         if during or (faultable and hub.control is not None):  # armed now, or maybe later
             from sseplay.http.endpoint import faulty_outlet
 
+            one_by_one = recordings.chunks
             outlet: Outlet = faulty_outlet(
-                hub, path, send, receive, direct, task, number_on_route, during or []
+                hub,
+                path,
+                send,
+                receive,
+                direct,
+                task,
+                number_on_route,
+                during or [],
+                by_write=recordings.chunks,
             )
         else:
             config = hub.options.config
             outlet = Outlet(send, config.send_timeout, hub.cut_off_stream, direct, task)
-        player = TimedPlayer(outlet, answer, timer, origin, recordings.ping, self._ended)
+        player = TimedPlayer(
+            outlet, answer, timer, origin, recordings.ping, self._ended, one_by_one=one_by_one
+        )
         hub.listeners.add(player)
         played_started(hub, scope, player, path)  # by path: a recorded one, labels bounded
         try:

@@ -87,7 +87,11 @@ class RawResponse:
 
 
 def raw_request(
-    url: str, method: str = "GET", body: bytes = b"", timeout: float = 10
+    url: str,
+    method: str = "GET",
+    body: bytes = b"",
+    timeout: float = 10,
+    headers: dict[str, str] | None = None,
 ) -> RawResponse:
     """One request on a fresh socket; the response read to its end, chunk by chunk (or
     by Content-Length), each chunk stamped with ``time.monotonic()`` when it was whole."""
@@ -96,7 +100,9 @@ def raw_request(
     with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
         head = (
             f"{method} {target} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n"
+            + "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+            + "\r\n"
         ).encode()
         sock.sendall(head + body)
         buffer = b""

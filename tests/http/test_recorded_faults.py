@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 
 from sseplay import Recordings, Server
-from tests.conftest import run_cli
-from tests.http.recordings_support import write_recording
+from tests.conftest import ServeProcess
+from tests.http.recordings_support import raw_request, write_recording
 
 BLOCKS = [(0.0, "id: 1\ndata: one\n\n"), (0.01, ": kept\n\n"), (0.02, "data: two\n\n")]
 BLOCKS += [(0.03, "data: three\n\n")]
@@ -37,11 +37,38 @@ def test_a_request_names_its_own_fault_on_a_recording(tmp_path: Path) -> None:
     assert refused.status_code == 503
 
 
-def test_faults_with_chunks_are_one_line(tmp_path: Path) -> None:
-    result = run_cli("serve", str(recording(tmp_path)), "--chunks", "--fault", "drop:after=1")
-    assert result.returncode == 2
-    assert "drop --chunks, or the faults" in result.stderr
-    assert "Traceback" not in result.stderr
+# One event stream, read by the proxy in three reads that cut through its events.
+SPLIT = [(0.0, "data: one\n\n"), (0.0, "data: two\n\n"), (0.0, "data: three\n\n")]
+SPLIT_READS = [(0.0, 8), (0.0, 10), (0.0, 17)]  # "data: on" "e\n\ndata: t" "wo\n\n..."
+
+
+def split_recording(tmp_path: Path) -> Path:
+    write_recording(
+        tmp_path / "a.jsonl", method="POST", target="/v1/s", blocks=SPLIT, reads=SPLIT_READS
+    )
+    return tmp_path
+
+
+def test_with_chunks_faults_count_and_act_on_the_recorded_reads(tmp_path: Path) -> None:
+    # Every read is due at once: each still goes out, and is counted, on its own.
+    recordings = Recordings(split_recording(tmp_path), chunks=True)
+    with Server(recordings, faults=["drop:after=2,conn=1"], fault_header=True) as server:
+        url = server.base_url + "/v1/s"
+        dropped = raw_request(url, "POST")
+        skipped = raw_request(url, "POST", headers={"Sseplay-Fault": "skip:at=2"})
+        whole = raw_request(url, "POST")
+    assert [data for _, data in dropped.chunks] == [b"data: on", b"e\n\ndata: t"]
+    assert skipped.body == b"data: on" + b"wo\n\ndata: three\n\n"
+    assert whole.body == "".join(text for _, text in SPLIT).encode()  # conn=1 only
+
+
+def test_the_command_takes_faults_with_chunks(tmp_path: Path) -> None:
+    with ServeProcess(
+        str(split_recording(tmp_path)), "--chunks", "--fault", "drop:after=1"
+    ) as server:
+        base = "/".join(server.url.split("/")[:3])
+        body = raw_request(base + "/v1/s", "POST").body
+    assert body == b"data: on"
 
 
 def test_a_fault_armed_on_a_recorded_stream_acts_from_then(tmp_path: Path) -> None:
