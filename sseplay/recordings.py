@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sseplay.config import Timing
@@ -182,6 +182,23 @@ class Recordings:
                     return None
                 return self._answer(exchange, [(b.offset, b.raw) for b in resumed[1:]])
         return self._answer(exchange, _pieces(exchange, self.chunks))
+
+    def shared_answer(
+        self, exchange: Exchange, last_event_id: str | None, elapsed: float
+    ) -> Answer | None:
+        """--broadcast: ``exchange``, an event stream, on its one timeline, which began
+        ``elapsed`` seconds ago, for every client alike (deadlines from that beginning). A
+        client that resumes with an id the recording set gets the blocks after it (those
+        already past at once, then on the timeline); any other joins it where it is: the
+        pieces still to come. None when nothing is left: 204, as for a broadcast file that
+        has played out."""
+        if last_event_id and resumed_blocks(exchange, last_event_id) is not None:
+            return self.answer(exchange, last_event_id)
+        whole = self._answer(exchange, _pieces(exchange, self.chunks))
+        to_come = tuple(piece for piece in whole.pieces if piece[0] > elapsed)
+        if not to_come:
+            return None
+        return replace(whole, pieces=to_come)
 
     def _answer(self, exchange: Exchange, pieces: list[tuple[float, bytes]]) -> Answer:
         response = exchange.response

@@ -79,11 +79,6 @@ _BASE = Route("/", "recordings", None)
 
 def _check_recordings_config(config: ServerConfig) -> None:
     """Server settings that recordings cannot honour, said at once rather than ignored."""
-    if config.broadcast:
-        raise UsageError(
-            "--broadcast shares one timeline of a file: each recorded exchange is played to "
-            "the request that matches it; drop --broadcast"
-        )
     if config.workers is not None:
         raise UsageError(
             "recordings are matched in one process (the nth request gets the nth "

@@ -299,8 +299,6 @@ def serve(
         _check_recording_flags(
             {
                 **file_flags,
-                "--broadcast": broadcast,
-                "--epoch": epoch is not None,
                 "--workers": workers is not None,
                 "--scenario-preset": scenario_preset is not None,
             }

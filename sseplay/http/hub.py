@@ -116,6 +116,8 @@ class Hub:
         self._timer: Timer | None = None
         self._streams = streams
         self.broadcasts: dict[str, Broadcast] = {}
+        # --broadcast: when the shared timelines began, on the timer (set at start).
+        self.broadcast_origin = 0.0
         # Redis routes: each one's reader and feed, started and stopped with the app.
         self.redis_feeds: dict[str, RedisFeed] = {}
         # --follow: each followed route's live feed, and the follower that feeds it.
@@ -206,6 +208,8 @@ class Hub:
                 # The epoch is a wall-clock moment shared by hosts and workers; the timer
                 # runs on the loop's monotonic clock, so it is mapped onto it once, here.
                 origin = self.timer.time() + (self.options.config.epoch - time.time())
+            # Recorded streams share a timeline each from the same moment (recorded.py).
+            self.broadcast_origin = self.timer.time() if origin is None else origin
             for stream in self._streams:
                 if stream.replay is None:
                     continue

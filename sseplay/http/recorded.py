@@ -113,18 +113,27 @@ class RecordedEndpoint:
         method, path = scope["method"], scope["path"]
         raw_id = raw_last_event_id(scope)
         last_event_id = raw_id.decode("utf-8", "replace") if raw_id else None
-        answer = recordings.answer(exchange, last_event_id)
+        shared = hub.options.config.broadcast and exchange.is_stream
+        if shared:
+            # --broadcast: one timeline per recorded stream, from the server's start (or
+            # --epoch), every client on it alike, as a broadcast file's.
+            origin = hub.broadcast_origin
+            answer = recordings.shared_answer(exchange, last_event_id, timer.time() - origin)
+        else:
+            answer = recordings.answer(exchange, last_event_id)
         shown = exchange.path.name if exchange.path is not None else recordings.label
         if answer is None:
             logger.info(
-                "%s %s %s: resumed after the last event of %s: 204",
+                "%s %s %s: %s: 204",
                 client_of(scope),
                 method,
                 path,
-                shown,
+                f"{shown} has no event left on its shared timeline (--broadcast)"
+                if shared
+                else f"resumed after the last event of {shown}",
             )
             if hub.metrics is not None:
-                hub.metrics.answered_over(path, resumed=True)
+                hub.metrics.answered_over(path, resumed=bool(last_event_id))
             await send({"type": "http.response.start", "status": 204, "headers": []})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             if hub.journal is not None:

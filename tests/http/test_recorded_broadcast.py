@@ -1,0 +1,79 @@
+"""``serve DIR --broadcast`` (issue 24: "--broadcast ... apply to recordings as to any
+file"): each recorded event stream plays on one timeline from the server's start, every
+client on it alike; a client joins where it is, resumes with Last-Event-ID, and gets a 204
+once it has played out. Real servers, real sockets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from sseplay import Recordings, Server
+from tests.conftest import ServeProcess
+from tests.http.recordings_support import raw_request, write_recording
+from tests.support import wait_until
+
+# Six events 0.1 s apart, each with its id.
+SIX = [(0.1 * n, f"id: {n}\ndata: event {n}\n\n") for n in range(1, 7)]
+
+
+def data_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("data:")]
+
+
+def test_a_later_client_joins_the_timeline_where_it_is(tmp_path: Path) -> None:
+    # 0.96 s in all: the later client comes after the third, well before the end.
+    twelve = [(0.08 * n, f"id: {n}\ndata: event {n}\n\n") for n in range(1, 13)]
+    write_recording(tmp_path / "a.jsonl", target="/feed", blocks=twelve)
+    with (
+        Server(Recordings(tmp_path), broadcast=True) as server,
+        httpx.stream("GET", server.base_url + "/feed", timeout=10) as first,
+    ):
+        lines = first.iter_lines()
+        seen: list[str] = []
+        while len(seen) < 3:
+            line = next(lines)
+            if line.startswith("data:"):
+                seen.append(line)
+        later = raw_request(server.base_url + "/feed")  # to the end of the timeline
+        seen += [line for line in lines if line.startswith("data:")]
+    joined = data_lines(later.body.decode())
+    assert seen == [f"data: event {n}" for n in range(1, 13)]
+    assert 1 <= len(joined) <= 9  # what was still to come when it joined, nothing before
+    assert joined == seen[-len(joined) :]
+
+
+def test_a_client_that_resumes_catches_up_then_follows_the_timeline(tmp_path: Path) -> None:
+    write_recording(tmp_path / "a.jsonl", target="/feed", blocks=SIX)
+    with Server(Recordings(tmp_path), broadcast=True) as server:
+        url = server.base_url + "/feed"
+        resumed = httpx.get(url, headers={"Last-Event-ID": "2"}, timeout=10)
+        unknown = httpx.get(url, headers={"Last-Event-ID": "nope"}, timeout=10)
+        over = httpx.get(url, timeout=10)  # the timeline has played out by now
+    assert data_lines(resumed.text) == [f"data: event {n}" for n in range(3, 7)]
+    # An id the recording never set: joined where the timeline was (at its end: 204).
+    assert unknown.status_code == 204
+    assert over.status_code == 204
+
+
+def test_a_body_that_is_not_a_stream_is_answered_whole_each_time(tmp_path: Path) -> None:
+    write_recording(
+        tmp_path / "a.jsonl",
+        target="/v1/models",
+        headers=[["content-type", "application/json"]],
+        pieces=[(0.0, '{"data": '), (0.01, "[]}")],
+    )
+    with Server(Recordings(tmp_path), broadcast=True) as server:
+        url = server.base_url + "/v1/models"
+        answers = [httpx.get(url, timeout=10) for _ in range(2)]
+    assert [answer.json() for answer in answers] == [{"data": []}, {"data": []}]
+
+
+def test_the_command_serves_recordings_with_broadcast(tmp_path: Path) -> None:
+    write_recording(tmp_path / "a.jsonl", target="/feed", blocks=SIX)
+    with ServeProcess(str(tmp_path), "--broadcast") as served:
+        base = "/".join(served.url.split("/")[:3])
+        body = raw_request(base + "/feed").body.decode()
+        wait_until(lambda: httpx.get(base + "/feed", timeout=10).status_code == 204)
+    assert data_lines(body)[-1] == "data: event 6"
