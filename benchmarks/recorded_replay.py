@@ -36,6 +36,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -57,12 +58,12 @@ def record(events: Path, out: Path) -> None:
         [sys.executable, "-m", "sseplay", "serve", str(events), "--interval", "0",
          "--ping", "0", "--port", "0", "-q"]
     )  # fmt: skip
-    base = serve_url.rsplit("/", 1)[0]
+    base = base_of(serve_url)
     proxy, proxy_url = start(
         [sys.executable, "-m", "sseplay", "record", base, "--out", str(out), "--port", "0", "-q"]
     )
     try:
-        received = read_whole(proxy_url.rstrip("/") + PATH)[1]
+        received = read_whole(base_of(proxy_url) + PATH)[1]
         deadline = time.monotonic() + 30
         while not any(
             f.read_text().rstrip().endswith('"end":"complete"}') for f in recordings(out)
@@ -98,7 +99,13 @@ def serve(source: Path, interval: float) -> tuple[Any, str]:
         [sys.executable, "-m", "sseplay", "serve", str(source), "--interval", str(interval),
          "--ping", "0", "--port", "0", "-q"]
     )  # fmt: skip
-    return process, url.rsplit("/", 1)[0] + PATH
+    return process, base_of(url) + PATH
+
+
+def base_of(url: str) -> str:
+    """``http://host:port`` of a URL ``serve`` printed (a route's, or the server root)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 async def paced(url: str, pid: int, clients: int, seconds: float) -> float:

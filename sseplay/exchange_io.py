@@ -272,6 +272,7 @@ class _Reading:
         self.body: list[Block] = []
         self.reads: list[Read] = []
         self.end: str | None = None
+        self.is_stream = False  # an event stream, once the response line says so
 
     def add(self, record: Any) -> None:
         if self.end is not None:
@@ -313,13 +314,9 @@ class _Reading:
             raise ValueError('"response" needs a "status" (a three-digit number)')
         self.response = RecordedResponse(status, _headers(response.get("headers", [])))
         self.response_offset = offset
-
-    @property
-    def is_stream(self) -> bool:
-        if self.response is None:
-            return False
+        # Worked out once: every block line is checked against it.
         types = [value for name, value in self.response.headers if name == "content-type"]
-        return is_stream_type(types[0] if types else None)
+        self.is_stream = is_stream_type(types[0] if types else None)
 
     def exchange(self) -> Exchange:
         return Exchange(

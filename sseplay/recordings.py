@@ -15,6 +15,7 @@ count from the moment the request went upstream), scaled by ``speed`` and capped
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 from collections.abc import Sequence
@@ -129,6 +130,12 @@ class Recordings:
         self.chunks = chunks
         self.ping = float(ping)
         self.record_missing = _upstream(record_missing, self.source)
+        # --once: which recordings a client has had whole; all of them ends the run.
+        self._played: set[int] = set()
+        # Each exchange's answer from its start, made once (its pieces and deadlines are a
+        # tuple every request of it shares, however many there are and however long the
+        # recording: a request costs no more than one of a file's), by id of the exchange.
+        self._whole: dict[int, Answer] = {}
         self.exchanges = load_exchanges(self.source)
         if not self.exchanges and self.record_missing is None:
             raise InputError(
@@ -143,8 +150,8 @@ class Recordings:
                     exchange.path or self.label,
                 )
         self.matcher = Matcher(self.exchanges, self.match_ignore)
-        # --once: which recordings a client has had whole; all of them ends the run.
-        self._played: set[int] = set()
+        for exchange in self.exchanges:  # made at start, as a file's events are encoded
+            self._whole_answer(exchange)
 
     def __repr__(self) -> str:
         return f"<Recordings {self.label} ({len(self.exchanges)} exchanges)>"
@@ -181,7 +188,15 @@ class Recordings:
                 if not any(_dispatches(block.raw) for block in resumed[1:]):
                     return None
                 return self._answer(exchange, [(b.offset, b.raw) for b in resumed[1:]])
-        return self._answer(exchange, _pieces(exchange, self.chunks))
+        return self._whole_answer(exchange)
+
+    def _whole_answer(self, exchange: Exchange) -> Answer:
+        whole = self._whole.get(id(exchange))
+        if whole is None or whole.exchange is not exchange:  # (an id is reused only if freed)
+            whole = self._whole[id(exchange)] = self._answer(
+                exchange, _pieces(exchange, self.chunks)
+            )
+        return whole
 
     def shared_answer(
         self, exchange: Exchange, last_event_id: str | None, elapsed: float
@@ -194,11 +209,11 @@ class Recordings:
         has played out."""
         if last_event_id and resumed_blocks(exchange, last_event_id) is not None:
             return self.answer(exchange, last_event_id)
-        whole = self._answer(exchange, _pieces(exchange, self.chunks))
-        to_come = tuple(piece for piece in whole.pieces if piece[0] > elapsed)
-        if not to_come:
+        whole = self._whole_answer(exchange)
+        first = bisect.bisect_right(whole.pieces, elapsed, key=_deadline)
+        if first == len(whole.pieces):
             return None
-        return replace(whole, pieces=to_come)
+        return replace(whole, pieces=whole.pieces[first:]) if first else whole
 
     def _answer(self, exchange: Exchange, pieces: list[tuple[float, bytes]]) -> Answer:
         response = exchange.response
@@ -226,6 +241,10 @@ class Recordings:
             is_stream=exchange.is_stream,
             exchange=exchange,
         )
+
+
+def _deadline(piece: tuple[float, bytes]) -> float:
+    return piece[0]
 
 
 def _upstream(upstream: str | None, source: Path) -> str | None:

@@ -10,12 +10,17 @@ drifts however long the body runs; what is due together goes out in one write.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 
 from sseplay.model import PING
 from sseplay.outlet import Listener, Outlet
 from sseplay.timer import TIMER_SLACK, Timer
+
+_DEADLINE = itemgetter(0)
+_DATA = itemgetter(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +86,15 @@ class TimedPlayer(Listener):
         pieces = self.response.pieces
         horizon = now - self.origin + TIMER_SLACK
         while not self.outlet.blocked:  # else ``_drained`` brings it back
-            stop = self._next
-            while stop < len(pieces) and pieces[stop][0] <= horizon:
-                stop += 1
-                if self.one_by_one:
-                    break
-            if stop > self._next:
-                chunk = b"".join(data for _, data in pieces[self._next : stop])
+            start = self._next
+            if self.one_by_one:
+                stop = start + 1 if start < len(pieces) and pieces[start][0] <= horizon else start
+            else:
+                # What is due, found in C: a long recording all due at once (--interval 0)
+                # is 100,000 pieces, which a loop in Python took 10 ms to walk.
+                stop = bisect_right(pieces, horizon, lo=start, key=_DEADLINE)
+            if stop > start:
+                chunk = b"".join(map(_DATA, pieces[start:stop]))
                 self.sent += stop - self._next
                 self._next = stop
                 self._last_write = now
