@@ -203,13 +203,27 @@ class Recordings:
     ) -> Answer | None:
         """--broadcast: ``exchange``, an event stream, on its one timeline, which began
         ``elapsed`` seconds ago, for every client alike (deadlines from that beginning). A
-        client that resumes with an id the recording set gets the blocks after it (those
-        already past at once, then on the timeline); any other joins it where it is: the
-        pieces still to come. None when nothing is left: 204, as for a broadcast file that
+        client that resumes with an id the recording set gets what follows it on the
+        timeline (what is past at once, the rest when due); any other joins it where it is:
+        the pieces still to come. None when nothing is left: 204, as for a broadcast file that
         has played out."""
-        if last_event_id and resumed_blocks(exchange, last_event_id) is not None:
-            return self.answer(exchange, last_event_id)
         whole = self._whole_answer(exchange)
+        resumed = resumed_blocks(exchange, last_event_id) if last_event_id else None
+        if resumed is not None:
+            if not any(_dispatches(block.raw) for block in resumed[1:]):
+                return None
+            # The timeline's own pieces from the byte after the id's block: blocks, or
+            # with --chunks the rest of the read that block ends in, then the next reads.
+            after = sum(len(block.raw) for block in exchange.blocks) - sum(
+                len(block.raw) for block in resumed[1:]
+            )
+            at = 0
+            for index, (deadline, data) in enumerate(whole.pieces):
+                if at + len(data) > after:
+                    rest = ((deadline, data[after - at :]), *whole.pieces[index + 1 :])
+                    return replace(whole, pieces=rest)
+                at += len(data)
+            return None
         first = bisect.bisect_right(whole.pieces, elapsed, key=_deadline)
         if first == len(whole.pieces):
             return None

@@ -77,3 +77,45 @@ def test_the_command_serves_recordings_with_broadcast(tmp_path: Path) -> None:
         body = raw_request(base + "/feed").body.decode()
         wait_until(lambda: httpx.get(base + "/feed", timeout=10).status_code == 204)
     assert data_lines(body)[-1] == "data: event 6"
+
+
+def test_a_resumed_client_keeps_to_the_shared_timeline_whatever_the_timing(
+    tmp_path: Path,
+) -> None:
+    # Recorded all at once, played one every 0.1 s (--interval): a client that resumes
+    # after id 2 gets event 3 when the timeline has it, not at the start of its own.
+    instant = [(0.0, text) for _, text in SIX]
+    write_recording(tmp_path / "a.jsonl", target="/feed", blocks=instant)
+    recordings = Recordings(tmp_path, interval=0.1)
+    (exchange,) = recordings.exchanges
+    whole = recordings.shared_answer(exchange, None, -1.0)  # before the timeline began
+    resumed = recordings.shared_answer(exchange, "2", 0.0)
+    assert whole is not None
+    assert resumed is not None
+    assert resumed.pieces == whole.pieces[2:]
+    assert recordings.shared_answer(exchange, "6", 0.0) is None  # nothing after it: 204
+
+
+def test_with_chunks_a_resumed_client_starts_inside_the_read_its_event_ended_in(
+    tmp_path: Path,
+) -> None:
+    three = [(0.0, "id: 1\ndata: a\n\n"), (0.1, "id: 2\ndata: b\n\n"), (0.2, "id: 3\ndata: c\n\n")]
+    # Two reads: the first ends 3 bytes into event 2 ("id:"), the second holds the rest.
+    write_recording(
+        tmp_path / "a.jsonl", target="/feed", blocks=three, reads=[(0.0, 18), (0.2, 28)]
+    )
+    recordings = Recordings(tmp_path, chunks=True)
+    (exchange,) = recordings.exchanges
+    whole = recordings.shared_answer(exchange, None, -1.0)
+    resumed = recordings.shared_answer(exchange, "1", -1.0)
+    assert whole is not None
+    assert resumed is not None
+    assert [data for _, data in whole.pieces] == [
+        b"id: 1\ndata: a\n\nid:",
+        b" 2\ndata: b\n\n" + b"id: 3\ndata: c\n\n",
+    ]
+    # What follows event 1: the rest of the first read (at its time), then the second.
+    assert resumed.pieces == ((whole.pieces[0][0], b"id:"), whole.pieces[1])
+    after_two = recordings.shared_answer(exchange, "2", -1.0)
+    assert after_two is not None
+    assert after_two.pieces == ((whole.pieces[1][0], b"id: 3\ndata: c\n\n"),)
