@@ -2,13 +2,14 @@
 
 Every request used to go through FastAPI's whole middleware stack (error handler,
 telemetry, body limit, CORS, the access guard, exception handler, exit stack) and then
-Starlette's route-by-route matching: about a third of the CPU a short shaped POST costs
-(benchmarks/shapes_load.py, the profile of ``/tmp/reqcost.py`` in the closing note of
-issue 25), and so the queue a burst of new connections waits in. For the plain ASGI
-endpoints at fixed paths (stream routes, shaped routes, the canary) that stack has nothing
-to do when the request carries no ``Origin`` (CORS only acts on one, Fetch standard 3.2)
-and the access rules admit it, so such a request skips it. Anything else (a browser's
-request, a path with parameters, an unknown path) takes the stack as before.
+Starlette's route-by-route matching: a quarter of the CPU a short shaped POST costs (3,000
+of them, 20 at a time: about 215 us of server CPU each through the stack, 160 us without),
+and so of the queue a burst of new connections waits in. For the plain ASGI endpoints at
+fixed paths (stream routes, shaped routes, the canary) that stack has nothing to do when
+the request carries no ``Origin`` header (Starlette's CORS middleware passes such a request
+on untouched; a browser sends one on every cross-origin request, Fetch standard, "Origin
+header") and the access rules admit it, so such a request skips it. Anything else (a
+browser's cross-origin request, a path with parameters, an unknown path) takes the stack.
 """
 
 from __future__ import annotations
