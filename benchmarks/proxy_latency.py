@@ -334,6 +334,11 @@ def main() -> None:
         write_results(args, report)
 
 
+def raw_results(report: dict[str, Any]) -> list[str]:
+    """The end of a results file: the whole report, as JSON."""
+    return ["## Raw results", "", "```json", json.dumps(report, indent=1), "```", ""]
+
+
 def write_results(args: argparse.Namespace, report: dict[str, Any]) -> None:
     import platform
 
@@ -378,12 +383,7 @@ def write_results(args: argparse.Namespace, report: dict[str, Any]) -> None:
             "",
             *rows,
             "",
-            "## Raw results",
-            "",
-            "```json",
-            json.dumps(report, indent=1),
-            "```",
-            "",
+            *raw_results(report),
         ]
     )
     results = ROOT / "benchmarks" / "results"

@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.proxy_latency import cpu_times, open_clients, start
+from benchmarks.proxy_latency import cpu_times, open_clients, raw_results, start
 
 ROOT = Path(__file__).resolve().parent.parent
 PATH = "/events"
@@ -208,12 +208,7 @@ def main() -> None:
             "",
             *(f"- {line}" for line in lines),
             "",
-            "## Raw results",
-            "",
-            "```json",
-            json.dumps(report, indent=1),
-            "```",
-            "",
+            *raw_results(report),
         ]
     )
     path = ROOT / "benchmarks" / "results" / f"{stamp}-recorded-replay.md"
