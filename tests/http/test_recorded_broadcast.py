@@ -119,3 +119,27 @@ def test_with_chunks_a_resumed_client_starts_inside_the_read_its_event_ended_in(
     after_two = recordings.shared_answer(exchange, "2", -1.0)
     assert after_two is not None
     assert after_two.pieces == ((whole.pieces[1][0], b"id: 3\ndata: c\n\n"),)
+
+
+# Event 2 lies across the two reads, cut at one of its lines: the first read holds event 1
+# and the first line of event 2, the second (0.8 s later) the rest of it and event 3.
+TORN = [(0.0, "id: 1\ndata: a\n\n"), (0.0, "id: 2\ndata: b1\ndata: b2\n\n")]
+TORN += [(0.8, "id: 3\ndata: c\n\n")]
+TORN_READS = [(0.0, 30), (0.8, 25)]  # "...id: 2\ndata: b1\n" | "data: b2\n\nid: 3..."
+
+
+def test_with_chunks_a_client_that_joins_mid_event_starts_at_the_next_whole_event(
+    tmp_path: Path,
+) -> None:
+    # A joiner gets the events still to come, never the tail of one the timeline is in the
+    # middle of: "data: b2" alone would be an event the recording never had.
+    write_recording(tmp_path / "a.jsonl", target="/feed", blocks=TORN, reads=TORN_READS)
+    recordings = Recordings(tmp_path, chunks=True)
+    (exchange,) = recordings.exchanges
+    joined = recordings.shared_answer(exchange, None, 0.1)
+    assert joined is not None
+    assert [data for _, data in joined.pieces] == [b"id: 3\ndata: c\n\n"]
+    with Server(recordings, broadcast=True) as server:
+        later = raw_request(server.base_url + "/feed")  # after the first read, before the second
+    assert later.status == 200
+    assert data_lines(later.body.decode()) == ["data: c"]
