@@ -217,17 +217,24 @@ class Recordings:
             after = sum(len(block.raw) for block in exchange.blocks) - sum(
                 len(block.raw) for block in resumed[1:]
             )
-            at = 0
-            for index, (deadline, data) in enumerate(whole.pieces):
-                if at + len(data) > after:
-                    rest = ((deadline, data[after - at :]), *whole.pieces[index + 1 :])
-                    return replace(whole, pieces=rest)
-                at += len(data)
-            return None
+            return _from_byte(whole, after)
         first = bisect.bisect_right(whole.pieces, elapsed, key=_deadline)
         if first == len(whole.pieces):
             return None
-        return replace(whole, pieces=whole.pieces[first:]) if first else whole
+        if not first:
+            return whole
+        if self.chunks and exchange.reads:
+            # A read may end inside an event: a joiner starts at the first whole event
+            # after what the timeline has sent (the tail of the one it is in the middle
+            # of would be an event of its own, one the recording never had).
+            played = sum(len(data) for _, data in whole.pieces[:first])
+            boundary = 0
+            for block in exchange.blocks:
+                if boundary >= played:
+                    break
+                boundary += len(block.raw)
+            return _from_byte(whole, boundary)
+        return replace(whole, pieces=whole.pieces[first:])
 
     def _answer(self, exchange: Exchange, pieces: list[tuple[float, bytes]]) -> Answer:
         response = exchange.response
@@ -259,6 +266,18 @@ class Recordings:
 
 def _deadline(piece: tuple[float, bytes]) -> float:
     return piece[0]
+
+
+def _from_byte(whole: Answer, after: int) -> Answer | None:
+    """``whole`` from byte ``after`` of its body on (the piece it falls in cut there, at
+    that piece's deadline), or None when nothing is left."""
+    at = 0
+    for index, (deadline, data) in enumerate(whole.pieces):
+        if at + len(data) > after:
+            rest = ((deadline, data[after - at :]), *whole.pieces[index + 1 :])
+            return replace(whole, pieces=rest)
+        at += len(data)
+    return None
 
 
 def _upstream(upstream: str | None, source: Path) -> str | None:
