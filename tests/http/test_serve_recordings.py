@@ -85,6 +85,23 @@ def test_chunks_reproduce_the_recorded_read_boundaries(tmp_path: Path) -> None:
     assert [data for _, data in answer.chunks] == [block.encode()]
 
 
+def test_with_chunks_a_ping_goes_between_events_never_inside_one(tmp_path: Path) -> None:
+    # The upstream wrote the first event in two reads 0.3 s apart (CRLF line ends, cut
+    # between them), the second 0.3 s after: --ping 0.05 has a silence in each gap, and
+    # ": ping" inside the first event would end its line and the event with it.
+    first, second = "data: hello\r\ndata: world\r\n\r\n", "data: next\n\n"
+    write_recording(
+        tmp_path / "split.jsonl",
+        blocks=[(0.3, first), (0.6, second)],
+        reads=[(0.0, 13), (0.3, len(first) - 13), (0.6, len(second))],
+    )
+    with Server(Recordings(tmp_path, chunks=True, ping=0.05)) as server:
+        answer = raw_request(server.url + "/v1/stream")
+    assert answer.body.replace(b": ping\n\n", b"") == (first + second).encode()
+    assert (first + ": ping\n\n").encode() in answer.body  # still, between the events
+    assert answer.body.startswith(first.encode())
+
+
 def _chat(tmp_path: Path, name: str, body: dict[str, Any], reply: str) -> Path:
     return write_recording(
         tmp_path / name,
