@@ -42,12 +42,17 @@ class TimedPlayer(Listener):
     after ``ping`` seconds of silence when asked for (event streams only).
 
     ``one_by_one``: each piece in a write of its own, for an outlet that counts writes as
-    events (a fault on a stream that is not SSE: NDJSON lines, a JSON array)."""
+    events (a fault on a stream that is not SSE: NDJSON lines, a JSON array).
+
+    A ping goes only where an event has ended: a piece may end inside one (a recorded
+    network read, ``--chunks``), and a comment there would end its line, its blank line
+    the event (WHATWG HTML 9.2.6)."""
 
     __slots__ = (
         "_last_write",
         "_next",
         "_on_end",
+        "_tail",
         "one_by_one",
         "origin",
         "ping",
@@ -75,6 +80,8 @@ class TimedPlayer(Listener):
         self._next = 0
         self._last_write = timer.time()
         self._on_end = on_end
+        # The last bytes written (with pings on): whether an event has ended there.
+        self._tail = b"\n\n"
         outlet.on_drained = self._drained
 
     def begin(self) -> None:
@@ -98,6 +105,9 @@ class TimedPlayer(Listener):
                 self.sent += stop - self._next
                 self._next = stop
                 self._last_write = now
+                if self.ping:
+                    tail = chunk if len(chunk) >= 4 else self._tail + chunk
+                    self._tail = tail[-4:]
                 if stop == len(pieces):
                     self._write_end(chunk)
                     return None
@@ -108,12 +118,18 @@ class TimedPlayer(Listener):
             elif not pieces:
                 self._write_end(b"")
                 return None
-            elif self.ping and now - self._last_write >= self.ping - TIMER_SLACK:
+            elif (
+                self.ping
+                and now - self._last_write >= self.ping - TIMER_SLACK
+                and ends_block(self._tail)
+            ):
                 self._last_write = now
                 if not self.outlet.write(PING):
                     return None
             due = self.origin + pieces[self._next][0]
-            return min(due, self._last_write + self.ping) if self.ping else due
+            if self.ping and ends_block(self._tail):
+                return min(due, self._last_write + self.ping)
+            return due
         return None
 
     def _write_end(self, chunk: bytes) -> None:
@@ -133,3 +149,19 @@ class TimedPlayer(Listener):
         self.complete = True
         if self._on_end is not None:
             self._on_end(self)
+
+
+def ends_block(tail: bytes) -> bool:
+    """Whether an event stream whose last bytes are ``tail`` (four at least, or all of
+    it) is between two blocks: its last two line ends (CRLF, LF or CR) are next to each
+    other, a blank line."""
+    at, ends = len(tail), 0
+    while ends < 2:
+        if tail.endswith(b"\r\n", 0, at):
+            at -= 2
+        elif tail.endswith((b"\n", b"\r"), 0, at):
+            at -= 1
+        else:
+            return False
+        ends += 1
+    return True
