@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 
 from sseplay import Recordings, Server
+from sseplay.parser import EventStreamParser
 from tests.conftest import ServeProcess
 from tests.http.recordings_support import raw_request, write_recording
 
@@ -60,6 +61,23 @@ def test_with_chunks_faults_count_and_act_on_the_recorded_reads(tmp_path: Path) 
     assert [data for _, data in dropped.chunks] == [b"data: on", b"e\n\ndata: t"]
     assert skipped.body == b"data: on" + b"wo\n\ndata: three\n\n"
     assert whole.body == "".join(text for _, text in SPLIT).encode()  # conn=1 only
+
+
+def test_with_chunks_a_drop_s_retry_inside_an_event_makes_no_event_of_it(
+    tmp_path: Path,
+) -> None:
+    # The first read ends inside "data: one": a retry: written straight after it would be
+    # the rest of that line ("data: onretry: 500"), and its blank line an event of it.
+    with Server(Recordings(split_recording(tmp_path), chunks=True), fault_header=True) as server:
+        url = server.base_url + "/v1/s"
+        inside = raw_request(url, "POST", headers={"Sseplay-Fault": "drop:after=1,retry=500"})
+        between = raw_request(url, "POST", headers={"Sseplay-Fault": "drop:after=3,retry=500"})
+    for answer, events in ((inside, []), (between, ["one", "two", "three"])):
+        parser = EventStreamParser()
+        got = parser.feed(answer.body) + parser.close()
+        assert [event.data for event in got] == events
+        assert parser.retry == 500  # the client still has the retry
+    assert inside.body.startswith(b"data: on")
 
 
 def test_the_command_takes_faults_with_chunks(tmp_path: Path) -> None:
