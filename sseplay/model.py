@@ -107,6 +107,34 @@ def encode_retry(milliseconds: int) -> bytes:
     return _retry_field(milliseconds) + b"\n"
 
 
+def ends_block(tail: bytes) -> bool:
+    """Whether an event stream whose last bytes are ``tail`` (four at least, or all of
+    it) is between two blocks: its last two line ends (CRLF, LF or CR) are next to each
+    other, a blank line."""
+    at, ends = len(tail), 0
+    while ends < 2:
+        if tail.endswith(b"\r\n", 0, at):
+            at -= 2
+        elif tail.endswith((b"\n", b"\r"), 0, at):
+            at -= 1
+        else:
+            return False
+        ends += 1
+    return True
+
+
+def retry_after(tail: bytes, milliseconds: int) -> bytes:
+    """A ``retry:`` field for an event stream whose last bytes are ``tail`` (see
+    ``ends_block``): its own block between events; inside one (a stream cut in the middle
+    of an event, as a recorded read may be) its line alone, after the line there ends,
+    and no blank line, which would dispatch the half event (the end of the stream drops
+    it, 9.2.6)."""
+    if ends_block(tail):
+        return encode_retry(milliseconds)
+    at_line_start = tail.endswith((b"\n", b"\r"))
+    return (b"" if at_line_start else b"\n") + _retry_field(milliseconds)
+
+
 def encode_comment(text: str) -> bytes:
     return "".join(f": {line}\n" for line in LINE_BREAK.split(text)).encode() + b"\n"
 

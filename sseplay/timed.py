@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from operator import itemgetter
 
-from sseplay.model import PING
+from sseplay.model import PING, ends_block
 from sseplay.outlet import Listener, Outlet
 from sseplay.timer import TIMER_SLACK, Timer
 
@@ -149,19 +149,3 @@ class TimedPlayer(Listener):
         self.complete = True
         if self._on_end is not None:
             self._on_end(self)
-
-
-def ends_block(tail: bytes) -> bool:
-    """Whether an event stream whose last bytes are ``tail`` (four at least, or all of
-    it) is between two blocks: its last two line ends (CRLF, LF or CR) are next to each
-    other, a blank line."""
-    at, ends = len(tail), 0
-    while ends < 2:
-        if tail.endswith(b"\r\n", 0, at):
-            at -= 2
-        elif tail.endswith((b"\n", b"\r"), 0, at):
-            at -= 1
-        else:
-            return False
-        ends += 1
-    return True

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from sseplay.model import PING, encode_retry
+from sseplay.model import PING, ends_block, retry_after
 from sseplay.outlet import DirectWriter, Outlet, Send
 
 if TYPE_CHECKING:
@@ -121,6 +121,7 @@ class FaultyOutlet(Outlet):
         "_queue",
         "_slicing",
         "_started",
+        "_tail",
         "_transport",
         "events",
         "fault_end",
@@ -158,6 +159,9 @@ class FaultyOutlet(Outlet):
         # Each write is one event (a shaped stream that is not SSE: an NDJSON line, an
         # element of a JSON array), instead of blocks ended by a blank line.
         self._framed = framed
+        # The last bytes of the stream (framed): a write may end inside an event (a
+        # recorded read), where a retry: or a ping of a fault must not go as a block.
+        self._tail = b"\n\n"
         self._queue: deque[_Item] = deque()
         self._drain = asyncio.Event()
         self._owed_drain = False
@@ -204,7 +208,9 @@ class FaultyOutlet(Outlet):
             global _counted
             counted = _counted
             if self._framed:
-                self.events += 1 if chunk and chunk is not PING else 0
+                if chunk and chunk is not PING:
+                    self.events += 1
+                    self._tail = chunk if len(chunk) >= 4 else (self._tail + chunk)[-4:]
             elif chunk is counted[0]:
                 self.events += counted[1]
             else:
@@ -321,7 +327,7 @@ class FaultyOutlet(Outlet):
                 return
             if spec.kind == "drop":
                 if spec.retry is not None:
-                    self._emit(encode_retry(spec.retry))
+                    self._emit(retry_after(self._tail, spec.retry))
                     self.retry_sent = spec.retry
                 self._end("fault drop", _End(b""))
                 return
@@ -329,7 +335,9 @@ class FaultyOutlet(Outlet):
                 self._end("fault reset", _HangUp(reset=True))
                 return
             if spec.kind == "stall":
-                self._put(_Pause(spec.seconds or None, spec.keep_pings))
+                # Pings only between events (a framed write may end inside one).
+                between = ends_block(self._tail)
+                self._put(_Pause(spec.seconds or None, spec.keep_pings and between))
             else:
                 self._slicing = True
 
@@ -338,6 +346,8 @@ class FaultyOutlet(Outlet):
         self.fault_end = why
 
     def _emit(self, data: bytes) -> None:
+        if self._framed and data and data is not PING:
+            self._tail = data if len(data) >= 4 else (self._tail + data)[-4:]
         if self._slicing:
             self._put(_Sliced(data))
         elif self._pump is None and not self._base_blocked:
