@@ -80,6 +80,16 @@ def test_with_chunks_a_drop_s_retry_inside_an_event_makes_no_event_of_it(
     assert inside.body.startswith(b"data: on")
 
 
+def test_with_chunks_a_stall_inside_an_event_keeps_its_pings_out_of_it(tmp_path: Path) -> None:
+    # A stall after the first read (inside "data: one") that keeps pings: a ping there
+    # would end that line, and its blank line the half event.
+    recordings = Recordings(split_recording(tmp_path), chunks=True)
+    with Server(recordings, ping=0.1, fault_header=True) as server:
+        url = server.base_url + "/v1/s"
+        stalled = raw_request(url, "POST", headers={"Sseplay-Fault": "stall:after=1,for=0.35"})
+    assert stalled.body == "".join(text for _, text in SPLIT).encode()
+
+
 def test_the_command_takes_faults_with_chunks(tmp_path: Path) -> None:
     with ServeProcess(
         str(split_recording(tmp_path)), "--chunks", "--fault", "drop:after=1"
