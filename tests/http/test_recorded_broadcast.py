@@ -5,6 +5,7 @@ once it has played out. Real servers, real sockets."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -143,3 +144,18 @@ def test_with_chunks_a_client_that_joins_mid_event_starts_at_the_next_whole_even
         later = raw_request(server.base_url + "/feed")  # after the first read, before the second
     assert later.status == 200
     assert data_lines(later.body.decode()) == ["data: c"]
+
+
+def test_before_a_future_epoch_a_client_gets_the_head_at_once_as_a_file_s_does(
+    tmp_path: Path,
+) -> None:
+    # The timeline has not begun: the client is answered (200, its headers) and waits for
+    # the events, rather than for the head, which a client's own timeout would end first.
+    write_recording(tmp_path / "a.jsonl", target="/feed", blocks=SIX)
+    epoch = time.time() + 60
+    with (
+        Server(Recordings(tmp_path), broadcast=True, epoch=epoch) as server,
+        httpx.stream("GET", server.base_url + "/feed", timeout=5) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "text/event-stream"
