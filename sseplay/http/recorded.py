@@ -156,7 +156,9 @@ class RecordedEndpoint:
                 return
             number_on_route, during = picked
         # The head when the upstream sent it: one wait, before the connection has a body.
-        delay = origin + answer.head_at - timer.time()
+        # On a shared timeline at once, as a broadcast file's (before a future --epoch
+        # too: the client waits for the events, not for an answer).
+        delay = 0.0 if shared else origin + answer.head_at - timer.time()
         if delay > 0:
             await asyncio.sleep(delay)
         await send(
