@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from sseplay.recordings import Recordings
 from sseplay.server import Server
 from tests.http.recordings_support import JSON, raw_request, write_recording
+from tests.support import wait_until
 
 # Comments, odd spacing, events with and without id:, retry:, CRLF and CR line ends.
 BLOCKS = [
@@ -211,3 +214,24 @@ def test_the_sse_server_fixture_serves_a_directory(
     assert server.url.count("/") == 2  # the base URL, standing for the upstream
     answer = httpx.get(server.url + "/v1/stream", timeout=10)
     assert answer.content == "".join(text for _, text in BLOCKS).encode()
+
+
+def test_a_request_waiting_for_its_recorded_head_is_answered_when_the_server_stops(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The upstream took 30 s to answer: the server stopping meanwhile answers the request
+    # (503) rather than leaving it to uvicorn's graceful timeout, which cancels it with a
+    # traceback.
+    write_recording(tmp_path / "slow.jsonl", response_offset=30.0, blocks=[(30.0, "data: x\n\n")])
+    caplog.set_level(logging.INFO)
+    server = Server(Recordings(tmp_path))
+    with server:
+        parts = urlsplit(server.base_url)
+        client = socket.create_connection((parts.hostname, parts.port), timeout=10)
+        client.sendall(b"GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        wait_until(lambda: any("playing" in r.getMessage() for r in caplog.records))
+        server.stop()
+    with client:
+        head = client.recv(65536)
+    assert head.startswith(b"HTTP/1.1 503 ")
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
