@@ -159,8 +159,14 @@ class RecordedEndpoint:
         # On a shared timeline at once, as a broadcast file's (before a future --epoch
         # too: the client waits for the events, not for an answer).
         delay = 0.0 if shared else origin + answer.head_at - timer.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        if delay > 0 and not await _head_due(hub, delay):
+            # The server stops first: answered now, not cancelled by uvicorn's graceful
+            # timeout (a 500 and a traceback).
+            await send({"type": "http.response.start", "status": 503, "headers": []})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if hub.journal is not None:
+                hub.journal.ended(scope, "end", 503)
+            return
         await send(
             {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
         )
@@ -245,3 +251,23 @@ class RecordedEndpoint:
         self.hub.listeners.discard(listener)
         how = played_ended(self.hub, scope, listener, path, status, "got the whole recording")
         logger.info("%s left %s after %d pieces (%s)", client_of(scope), shown, listener.sent, how)
+
+
+async def _head_due(hub: Hub, delay: float) -> bool:
+    """Wait ``delay`` seconds for a recorded head; False when the server stops first."""
+    if hub.stopping:
+        return False
+    stopped = asyncio.get_running_loop().create_future()
+
+    def stop() -> None:
+        if not stopped.done():
+            stopped.set_result(None)
+
+    hub.on_stop.append(stop)
+    try:
+        await asyncio.wait_for(stopped, delay)
+    except TimeoutError:
+        return True
+    finally:
+        hub.on_stop.remove(stop)
+    return False
