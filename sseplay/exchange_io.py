@@ -46,6 +46,15 @@ def _text(key: str, data: bytes) -> dict[str, str]:
         return {f"{key}_b64": base64.b64encode(data).decode("ascii")}
 
 
+def _at(at: float, key: str, data: bytes) -> dict[str, float | str]:
+    """The line of a block or a piece of body read at ``at``: ``_text`` in one dict, made
+    straight (the proxy makes one for every read)."""
+    try:
+        return {"offset": at, key: data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"offset": at, f"{key}_b64": base64.b64encode(data).decode("ascii")}
+
+
 def _seconds(offset: float) -> float:
     return round(offset, 6)
 
@@ -110,26 +119,17 @@ class ExchangeWriter:
         """A network read of ``size`` bytes, and the blocks it completed (their lines
         follow its line, with its offset): the proxy's call for every read, so it makes
         its lines with as little as it can."""
-        if self._fd is None:
-            return
-        at = round(offset, 6)
+        at = _seconds(offset)
         lines = [json_line({"offset": at, "read": size})]
-        for raw in blocks:
-            try:
-                lines.append(json_line({"offset": at, "block": raw.decode()}))
-            except UnicodeDecodeError:
-                lines.append(json_line({"offset": at, **_text("block", raw)}))
-        data = "".join(lines).encode()
-        if self._held is not None:
-            self._held.append(data)
-        else:
-            self._write(data)
+        for raw in blocks:  # most reads hold one block: no comprehension to set up
+            lines.append(json_line(_at(at, "block", raw)))
+        self._put("".join(lines).encode())
 
     def block(self, offset: float, raw: bytes) -> None:
-        self._line({"offset": _seconds(offset), **_text("block", raw)})
+        self._line(_at(_seconds(offset), "block", raw))
 
     def body(self, offset: float, data: bytes) -> None:
-        self._line({"offset": _seconds(offset), **_text("body", data)})
+        self._line(_at(_seconds(offset), "body", data))
 
     def end(self, offset: float, how: str = "complete") -> None:
         """The last line; closes the file."""
@@ -154,9 +154,12 @@ class ExchangeWriter:
             os.close(fd)
 
     def _line(self, item: dict[str, Any]) -> None:
+        self._put(json_line(item).encode())
+
+    def _put(self, data: bytes) -> None:
+        """Whole lines: held for ``flush`` (``held``), else written now."""
         if self._fd is None:
             return
-        data = json_line(item).encode()
         if self._held is not None:
             self._held.append(data)
             return

@@ -107,6 +107,13 @@ def encode_retry(milliseconds: int) -> bytes:
     return _retry_field(milliseconds) + b"\n"
 
 
+def stream_tail(tail: bytes, written: bytes) -> bytes:
+    """The last four bytes of an event stream that ended in ``tail`` once ``written``
+    follows: what ``ends_block`` and ``retry_after`` look at, and no more (a written
+    chunk may be megabytes)."""
+    return (written if len(written) >= 4 else tail + written)[-4:]
+
+
 def ends_block(tail: bytes) -> bool:
     """Whether an event stream whose last bytes are ``tail`` (four at least, or all of
     it) is between two blocks: its last two line ends (CRLF, LF or CR) are next to each

@@ -26,7 +26,7 @@ from sseplay.config import Timing
 from sseplay.errors import InputError, UsageError
 from sseplay.exchange import Block, Exchange, is_exchange_header, load_exchanges
 from sseplay.matching import Matcher
-from sseplay.timed import TimedResponse
+from sseplay.timed import DEADLINE, TimedResponse
 
 logger = logging.getLogger("sseplay.server")
 
@@ -218,7 +218,7 @@ class Recordings:
                 len(block.raw) for block in resumed[1:]
             )
             return _from_byte(whole, after)
-        first = bisect.bisect_right(whole.pieces, elapsed, key=_deadline)
+        first = bisect.bisect_right(whole.pieces, elapsed, key=DEADLINE)
         if first == len(whole.pieces):
             return None
         if not first:
@@ -262,10 +262,6 @@ class Recordings:
             is_stream=exchange.is_stream,
             exchange=exchange,
         )
-
-
-def _deadline(piece: tuple[float, bytes]) -> float:
-    return piece[0]
 
 
 def _from_byte(whole: Answer, after: int) -> Answer | None:

@@ -15,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from operator import itemgetter
 
-from sseplay.model import PING, ends_block
+from sseplay.model import PING, ends_block, stream_tail
 from sseplay.outlet import Listener, Outlet
 from sseplay.timer import TIMER_SLACK, Timer
 
-_DEADLINE = itemgetter(0)
+# A piece's deadline and its bytes (``TimedResponse.pieces``), as C callables.
+DEADLINE = itemgetter(0)
 _DATA = itemgetter(1)
 
 
@@ -99,15 +100,14 @@ class TimedPlayer(Listener):
             else:
                 # What is due, found in C: a long recording all due at once (--interval 0)
                 # is 100,000 pieces, which a loop in Python took 10 ms to walk.
-                stop = bisect_right(pieces, horizon, lo=start, key=_DEADLINE)
+                stop = bisect_right(pieces, horizon, lo=start, key=DEADLINE)
             if stop > start:
                 chunk = b"".join(map(_DATA, pieces[start:stop]))
                 self.sent += stop - self._next
                 self._next = stop
                 self._last_write = now
                 if self.ping:
-                    tail = chunk if len(chunk) >= 4 else self._tail + chunk
-                    self._tail = tail[-4:]
+                    self._tail = stream_tail(self._tail, chunk)
                 if stop == len(pieces):
                     self._write_end(chunk)
                     return None

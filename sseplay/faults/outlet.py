@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from sseplay.model import PING, ends_block, retry_after
+from sseplay.model import PING, ends_block, retry_after, stream_tail
 from sseplay.outlet import DirectWriter, Outlet, Send
 
 if TYPE_CHECKING:
@@ -210,7 +210,7 @@ class FaultyOutlet(Outlet):
             if self._framed:
                 if chunk and chunk is not PING:
                     self.events += 1
-                    self._tail = chunk if len(chunk) >= 4 else (self._tail + chunk)[-4:]
+                    self._tail = stream_tail(self._tail, chunk)
             elif chunk is counted[0]:
                 self.events += counted[1]
             else:
@@ -347,7 +347,7 @@ class FaultyOutlet(Outlet):
 
     def _emit(self, data: bytes) -> None:
         if self._framed and data and data is not PING:
-            self._tail = data if len(data) >= 4 else (self._tail + data)[-4:]
+            self._tail = stream_tail(self._tail, data)
         if self._slicing:
             self._put(_Sliced(data))
         elif self._pump is None and not self._base_blocked:
